@@ -1,0 +1,234 @@
+"""ARCP errors (spec §12) as one exception tree.
+
+Every failure the runtime reports is one of these; edges map them once:
+the gRPC servicers to a ``google.rpc.Status`` (see ``_grpc_status``), the
+gateway to an ARCP error frame. Nothing else on the wire is built from
+strings.
+
+.. code-block:: text
+
+    ARCPError
+     ├── PermissionDenied            PERMISSION_DENIED
+     ├── LeaseSubsetViolation        LEASE_SUBSET_VIOLATION
+     ├── JobNotFound                 JOB_NOT_FOUND
+     ├── DuplicateKey                DUPLICATE_KEY
+     ├── AgentNotAvailable           AGENT_NOT_AVAILABLE
+     ├── AgentVersionNotAvailable    AGENT_VERSION_NOT_AVAILABLE
+     ├── Cancelled                   CANCELLED
+     ├── Timeout                     TIMEOUT
+     ├── ResumeWindowExpired         RESUME_WINDOW_EXPIRED
+     ├── HeartbeatLost               HEARTBEAT_LOST
+     ├── LeaseExpired                LEASE_EXPIRED          (never retryable)
+     ├── BudgetExhausted             BUDGET_EXHAUSTED       (never retryable)
+     ├── InvalidRequest              INVALID_REQUEST
+     ├── Unauthenticated             UNAUTHENTICATED
+     └── InternalError               INTERNAL_ERROR         (always retryable)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from google.protobuf import json_format, struct_pb2
+
+from arcp_grpc.v1 import errors_pb2
+
+__all__ = [
+    "ARCPError",
+    "AgentNotAvailable",
+    "AgentVersionNotAvailable",
+    "BudgetExhausted",
+    "Cancelled",
+    "DuplicateKey",
+    "HeartbeatLost",
+    "InternalError",
+    "InvalidRequest",
+    "JobNotFound",
+    "LeaseExpired",
+    "LeaseSubsetViolation",
+    "PermissionDenied",
+    "ResumeWindowExpired",
+    "Timeout",
+    "Unauthenticated",
+    "error_class",
+]
+
+
+class ARCPError(Exception):
+    """Base of every ARCP error; ``code`` is the §12 name, ``retryable`` its default."""
+
+    code: ClassVar[str] = "INTERNAL_ERROR"
+    retryable_default: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retryable = self.retryable_default if retryable is None else retryable
+        self.details: dict[str, Any] = dict(details or {})
+
+    def to_proto(self) -> errors_pb2.ErrorDetail:
+        """The contract's view of this error."""
+        detail = errors_pb2.ErrorDetail(
+            code=errors_pb2.ErrorCode.Value(f"ERROR_CODE_{self.code}"),
+            message=self.message,
+            retryable=self.retryable,
+        )
+        if self.details:
+            detail.details.CopyFrom(_struct(self.details))
+        return detail
+
+    @classmethod
+    def from_proto(cls, detail: errors_pb2.ErrorDetail) -> ARCPError:
+        """Rebuild the typed error a peer reported."""
+        name = errors_pb2.ErrorCode.Name(detail.code).removeprefix("ERROR_CODE_")
+        klass = error_class(name)
+        details = _plain(detail.details) if detail.HasField("details") else None
+        return klass(detail.message, retryable=detail.retryable, details=details)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r}, retryable={self.retryable})"
+
+
+class PermissionDenied(ARCPError):
+    """An operation the lease does not cover (§9.3), or another principal's job."""
+
+    code = "PERMISSION_DENIED"
+
+
+class LeaseSubsetViolation(ARCPError):
+    """A delegation that would widen the parent's authority (§9.4)."""
+
+    code = "LEASE_SUBSET_VIOLATION"
+
+
+class JobNotFound(ARCPError):
+    """No such job, or one the caller may not know exists (§6.6)."""
+
+    code = "JOB_NOT_FOUND"
+
+
+class DuplicateKey(ARCPError):
+    """An idempotency key reused with different parameters (§7.2)."""
+
+    code = "DUPLICATE_KEY"
+
+
+class AgentNotAvailable(ARCPError):
+    """The agent name is not registered (§7.5)."""
+
+    code = "AGENT_NOT_AVAILABLE"
+
+
+class AgentVersionNotAvailable(ARCPError):
+    """The agent exists but not at the requested version (§7.5)."""
+
+    code = "AGENT_VERSION_NOT_AVAILABLE"
+
+
+class Cancelled(ARCPError):
+    """The job was cancelled by its submitter (§7.4)."""
+
+    code = "CANCELLED"
+
+
+class Timeout(ARCPError):
+    """The job ran past ``max_runtime_sec`` (§7.3)."""
+
+    code = "TIMEOUT"
+
+
+class ResumeWindowExpired(ARCPError):
+    """The buffer no longer covers the requested resume point (§6.3)."""
+
+    code = "RESUME_WINDOW_EXPIRED"
+
+
+class HeartbeatLost(ARCPError):
+    """The peer went silent for two heartbeat intervals (§6.4)."""
+
+    code = "HEARTBEAT_LOST"
+    retryable_default = True
+
+
+class LeaseExpired(ARCPError):
+    """An operation at or after the lease's ``expires_at`` (§9.5); never retryable."""
+
+    code = "LEASE_EXPIRED"
+
+    def __init__(self, message: str, *, details: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message, retryable=False, details=details)
+
+
+class BudgetExhausted(ARCPError):
+    """An operation with a budget counter at or below zero (§9.6); never retryable."""
+
+    code = "BUDGET_EXHAUSTED"
+
+    def __init__(self, message: str, *, details: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message, retryable=False, details=details)
+
+
+class InvalidRequest(ARCPError):
+    """A malformed envelope or a schema violation (§5, §12)."""
+
+    code = "INVALID_REQUEST"
+
+
+class Unauthenticated(ARCPError):
+    """Missing or wrong bearer token (§6.1)."""
+
+    code = "UNAUTHENTICATED"
+
+
+class InternalError(ARCPError):
+    """A runtime fault; always retryable (§12)."""
+
+    code = "INTERNAL_ERROR"
+    retryable_default = True
+
+    def __init__(self, message: str, *, details: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message, retryable=True, details=details)
+
+
+_BY_CODE: dict[str, type[ARCPError]] = {
+    klass.code: klass
+    for klass in (
+        PermissionDenied,
+        LeaseSubsetViolation,
+        JobNotFound,
+        DuplicateKey,
+        AgentNotAvailable,
+        AgentVersionNotAvailable,
+        Cancelled,
+        Timeout,
+        ResumeWindowExpired,
+        HeartbeatLost,
+        LeaseExpired,
+        BudgetExhausted,
+        InvalidRequest,
+        Unauthenticated,
+        InternalError,
+    )
+}
+
+
+def error_class(code: str) -> type[ARCPError]:
+    """The exception class for a §12 code; unknown codes are internal errors."""
+    return _BY_CODE.get(code, InternalError)
+
+
+def _struct(values: Mapping[str, Any]) -> struct_pb2.Struct:
+    struct = struct_pb2.Struct()
+    struct.update(values)
+    return struct
+
+
+def _plain(struct: struct_pb2.Struct) -> dict[str, Any]:
+    return dict(json_format.MessageToDict(struct))

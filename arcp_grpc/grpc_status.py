@@ -1,0 +1,79 @@
+"""ARCP errors to and from gRPC statuses (AIP-193), mapped once here.
+
+A failed RPC carries the natural gRPC code and a ``google.rpc.Status`` whose
+details hold exactly one ``google.rpc.ErrorInfo``: ``reason`` is the ARCP
+code (§12), ``domain`` is ``arcp.dev``, and ``metadata`` carries
+``retryable`` plus any string-valued details. Clients in every language read
+the ARCP code from ``ErrorInfo.reason``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from arcp_grpc.errors import ARCPError, InternalError, error_class
+
+__all__ = ["ERROR_DOMAIN", "GRPC_CODES", "from_rpc_error", "to_status"]
+
+ERROR_DOMAIN = "arcp.dev"
+
+GRPC_CODES: dict[str, grpc.StatusCode] = {
+    "PERMISSION_DENIED": grpc.StatusCode.PERMISSION_DENIED,
+    "LEASE_SUBSET_VIOLATION": grpc.StatusCode.PERMISSION_DENIED,
+    "JOB_NOT_FOUND": grpc.StatusCode.NOT_FOUND,
+    "DUPLICATE_KEY": grpc.StatusCode.ALREADY_EXISTS,
+    "AGENT_NOT_AVAILABLE": grpc.StatusCode.NOT_FOUND,
+    "AGENT_VERSION_NOT_AVAILABLE": grpc.StatusCode.NOT_FOUND,
+    "CANCELLED": grpc.StatusCode.CANCELLED,
+    "TIMEOUT": grpc.StatusCode.DEADLINE_EXCEEDED,
+    "RESUME_WINDOW_EXPIRED": grpc.StatusCode.FAILED_PRECONDITION,
+    "HEARTBEAT_LOST": grpc.StatusCode.UNAVAILABLE,
+    "LEASE_EXPIRED": grpc.StatusCode.FAILED_PRECONDITION,
+    "BUDGET_EXHAUSTED": grpc.StatusCode.RESOURCE_EXHAUSTED,
+    "INVALID_REQUEST": grpc.StatusCode.INVALID_ARGUMENT,
+    "UNAUTHENTICATED": grpc.StatusCode.UNAUTHENTICATED,
+    "INTERNAL_ERROR": grpc.StatusCode.INTERNAL,
+}
+
+
+def to_status(error: ARCPError) -> grpc.Status:
+    """The rich gRPC status for an ARCP error, for ``context.abort_with_status``."""
+    info = error_details_pb2.ErrorInfo(
+        reason=error.code,
+        domain=ERROR_DOMAIN,
+        metadata={"retryable": "true" if error.retryable else "false", **_flat(error.details)},
+    )
+    packed = any_pb2.Any()
+    packed.Pack(info)
+    status = status_pb2.Status(
+        code=getattr(code_pb2, GRPC_CODES[error.code].name),
+        message=error.message,
+        details=[packed],
+    )
+    converted: grpc.Status = rpc_status.to_status(status)
+    return converted
+
+
+def from_rpc_error(exc: grpc.RpcError) -> ARCPError:
+    """The ARCP error a failed call carries; a status without ErrorInfo is internal."""
+    status = rpc_status.from_call(exc)
+    for packed in status.details if status is not None else ():
+        info = error_details_pb2.ErrorInfo()
+        if packed.Is(info.DESCRIPTOR) and packed.Unpack(info) and info.domain == ERROR_DOMAIN:
+            meta = dict(info.metadata)
+            retryable = meta.pop("retryable", "false") == "true"
+            klass = error_class(info.reason)
+            message = status.message if status is not None else ""
+            return klass(message, retryable=retryable, details=meta)
+    details = exc.details() if hasattr(exc, "details") else str(exc)
+    return InternalError(f"gRPC call failed: {details}")
+
+
+def _flat(details: dict[str, Any]) -> dict[str, str]:
+    """ErrorInfo metadata is string to string; structured values are dropped."""
+    return {k: v if isinstance(v, str) else str(v) for k, v in details.items() if v is not None}

@@ -1,0 +1,1 @@
+"""Generated protobuf and gRPC stubs for the arcp.v1 contract. DO NOT EDIT."""
