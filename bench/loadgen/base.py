@@ -1,0 +1,46 @@
+"""The surface every load generator implements, so scenarios are written once."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+__all__ = ["ECHO_INPUT", "Conn", "Driver", "ProtocolViolation"]
+
+#: The input every ``echo`` job carries: small, like a typical control-plane submit.
+ECHO_INPUT: dict[str, Any] = {"text": "hello from arcp bench", "n": 1}
+
+
+class ProtocolViolation(RuntimeError):
+    """The server answered with something a correct ARCP peer would not send."""
+
+
+class Conn(Protocol):
+    """One open session (or channel, for JobService) on which jobs run one at a time."""
+
+    async def run_echo(self) -> tuple[float, float]:
+        """Submit ``echo``; return seconds to acceptance and to the result."""
+        ...
+
+    async def submit_keyed(self, key: str, *, wait_result: bool) -> float:
+        """Submit ``echo`` with an idempotency key; return seconds to acceptance (§7.2)."""
+        ...
+
+    async def run_chatty(self, events: int) -> tuple[float, int]:
+        """Run ``chatty``; return seconds submit→result and the events received (§8.2)."""
+        ...
+
+    async def run_report(self, size: int) -> tuple[float, int]:
+        """Run ``report``; return seconds submit→result and result bytes received (§8.4)."""
+        ...
+
+    async def close(self) -> None:
+        """End the session and release the connection."""
+        ...
+
+
+class Driver(Protocol):
+    """Opens sessions against one server with one kind of client."""
+
+    async def connect(self) -> Conn:
+        """Open a session; the time this takes is the handshake latency."""
+        ...

@@ -1,0 +1,116 @@
+"""JobService over gRPC directly (target 4): ``SubmitJob`` then ``WatchJob`` until the outcome.
+
+A backend that does not want an ARCP session submits with a unary call and follows the job
+with the server stream, whose messages carry events in batches; the last one holds the
+outcome. Requests are built before the clock starts, as in the lean WebSocket generator.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import grpc
+from google.protobuf import json_format, struct_pb2
+
+from arcp_grpc.v1 import job_service_pb2, job_service_pb2_grpc, jobs_pb2
+from bench.loadgen.base import ECHO_INPUT, ProtocolViolation
+
+__all__ = ["GrpcConn", "GrpcDriver"]
+
+#: Bound on stream messages per watch, so a confused server cannot loop us forever.
+_MAX_MESSAGES_PER_WATCH = 50_000_000
+
+
+def _submit_request(
+    agent: str, agent_input: Any, key: str = ""
+) -> job_service_pb2.SubmitJobRequest:
+    value = json_format.ParseDict(agent_input, struct_pb2.Value())
+    return job_service_pb2.SubmitJobRequest(
+        submit=jobs_pb2.JobSubmit(agent=agent, input=value, idempotency_key=key)
+    )
+
+
+class GrpcConn:
+    """One channel to the core; jobs run one at a time."""
+
+    def __init__(self, channel: grpc.aio.Channel, metadata: tuple[tuple[str, str], ...]) -> None:
+        self._channel = channel
+        self._stub = job_service_pb2_grpc.JobServiceStub(channel)
+        self._metadata = metadata
+        self._echo = _submit_request("echo", ECHO_INPUT)
+
+    async def _submit(self, request: job_service_pb2.SubmitJobRequest) -> str:
+        response = await self._stub.SubmitJob(request, metadata=self._metadata)
+        return response.accepted.job_id
+
+    async def _watch(self, job_id: str) -> tuple[int, int]:
+        """Follow ``job_id`` to its outcome; count events and result-chunk bytes."""
+        events = chunk_bytes = 0
+        request = job_service_pb2.WatchJobRequest(job_id=job_id, after_seq=0)
+        stream = self._stub.WatchJob(request, metadata=self._metadata)
+        received = 0
+        async for message in stream:
+            for event in message.events:
+                if event.WhichOneof("body") == "result_chunk":
+                    chunk_bytes += len(event.result_chunk.data)
+                else:
+                    events += 1
+            if message.HasField("outcome"):
+                if message.outcome.WhichOneof("outcome") != "result":
+                    raise ProtocolViolation(f"job ended with {message.outcome}")
+                return events, chunk_bytes
+            received += 1
+            if received > _MAX_MESSAGES_PER_WATCH:
+                break
+        raise ProtocolViolation("WatchJob ended without an outcome")
+
+    async def run_echo(self) -> tuple[float, float]:
+        start = time.perf_counter()
+        job_id = await self._submit(self._echo)
+        accepted = time.perf_counter()
+        await self._watch(job_id)
+        return accepted - start, time.perf_counter() - start
+
+    async def submit_keyed(self, key: str, *, wait_result: bool) -> float:
+        request = _submit_request("echo", ECHO_INPUT, key)
+        start = time.perf_counter()
+        job_id = await self._submit(request)
+        elapsed = time.perf_counter() - start
+        if wait_result:
+            await self._watch(job_id)
+        return elapsed
+
+    async def run_chatty(self, events: int) -> tuple[float, int]:
+        request = _submit_request("chatty", {"events": events})
+        start = time.perf_counter()
+        received, _ = await self._watch(await self._submit(request))
+        return time.perf_counter() - start, received
+
+    async def run_report(self, size: int) -> tuple[float, int]:
+        request = _submit_request("report", {"bytes": size})
+        start = time.perf_counter()
+        _, received = await self._watch(await self._submit(request))
+        return time.perf_counter() - start, received
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+
+class GrpcDriver:
+    """Opens a channel and proves it with ``ListAgents``: JobService has no session, so
+    "handshake" here is connection setup plus the first authenticated call."""
+
+    def __init__(self, address: str, token: str) -> None:
+        self._address = address
+        self._metadata = (("authorization", f"Bearer {token}"),)
+
+    async def connect(self) -> GrpcConn:
+        channel = grpc.aio.insecure_channel(self._address)
+        try:
+            stub = job_service_pb2_grpc.JobServiceStub(channel)
+            await stub.ListAgents(job_service_pb2.ListAgentsRequest(), metadata=self._metadata)
+        except BaseException:
+            await channel.close()
+            raise
+        return GrpcConn(channel, self._metadata)

@@ -1,0 +1,120 @@
+"""Server processes: spawn a launcher in its own process group, wait until ready, kill it.
+
+Every process started here is registered until it is reaped, and ``kill_all`` (called from
+``finally`` and ``atexit`` in ``bench.__main__``) ends whatever is left, so neither an error
+nor an interrupted run leaves a server behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ServerProcess", "cpu_seconds", "kill_all", "rss_mib", "running_server"]
+
+_LIVE: dict[int, subprocess.Popen[bytes]] = {}
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def rss_mib(pid: int) -> float:
+    """Resident set size of ``pid`` in MiB, from ``/proc/<pid>/status`` ``VmRSS``."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds ``pid`` has used (``/proc/<pid>/stat`` fields 14 and 15)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+@dataclass(frozen=True)
+class ServerProcess:
+    """A running launcher and what it published in its ready file."""
+
+    name: str
+    pid: int
+    info: dict[str, Any]
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process group, then SIGKILL it if it has not gone within 5 s."""
+    try:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+    finally:
+        _LIVE.pop(proc.pid, None)
+
+
+def kill_all() -> None:
+    """Stop every server this process started and has not reaped yet."""
+    for proc in list(_LIVE.values()):
+        with contextlib.suppress(Exception):
+            _stop(proc)
+
+
+@contextlib.asynccontextmanager
+async def running_server(
+    name: str,
+    module: str,
+    workdir: Path,
+    *,
+    lifetime_s: float,
+    extra_args: tuple[str, ...] = (),
+    ready_timeout_s: float = 30.0,
+) -> AsyncIterator[ServerProcess]:
+    """Run ``python -m module`` until the block exits; yield once its ready file appears."""
+    port_file = workdir / f"{name}.ready.json"
+    log_path = workdir / f"{name}.log"
+    port_file.unlink(missing_ok=True)
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                module,
+                "--port-file",
+                str(port_file),
+                "--max-seconds",
+                str(lifetime_s),
+                *extra_args,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so killpg reaches its children
+        )
+    _LIVE[proc.pid] = proc
+    try:
+        deadline = time.monotonic() + ready_timeout_s
+        while not port_file.exists():
+            if proc.poll() is not None:
+                tail = log_path.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"{name} exited with {proc.returncode} before ready: {tail}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} not ready within {ready_timeout_s:.0f} s")
+            await asyncio.sleep(0.05)
+        info = json.loads(port_file.read_text())
+        yield ServerProcess(name=name, pid=proc.pid, info=info)
+    finally:
+        _stop(proc)

@@ -1,0 +1,228 @@
+"""Run every selected column and ceiling for N repetitions, each on fresh server processes.
+
+Repetitions interleave the columns (rep 1 of every column, then rep 2, ...) so that noise
+from other work on a shared machine lands on all of them alike; ratios are therefore taken
+between figures measured in the same run. Every scenario has a timeout, and the whole run
+has a deadline after which the remaining scenarios are recorded as skipped.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncio
+
+from bench.procs import cpu_seconds, running_server
+from bench.scale import Scale
+from bench.scenarios import SCENARIOS, Figures, rss_rounds
+from bench.targets import Column
+from bench.targets.ceilings import CEILING_SCENARIOS, CEILINGS, Ceiling
+from bench.targets.ours import columns as ours_columns
+from bench.targets.reference import columns as reference_columns
+
+__all__ = ["ALL_SCENARIOS", "ALL_TARGETS", "Options", "RunResult", "all_columns", "run"]
+
+ALL_SCENARIOS = (*SCENARIOS, "rss")
+ALL_TARGETS = ("ceilings", "reference", "ours-gateway", "ours-grpc")
+
+
+@dataclass(frozen=True)
+class Options:
+    """What to run; ``command`` is recorded verbatim in the report."""
+
+    scale: Scale
+    reps: int
+    only: tuple[str, ...]
+    targets: tuple[str, ...]
+    quick: bool
+    command: str
+
+
+@dataclass
+class RunResult:
+    """Per-repetition figures, CPU shares and failures, keyed by column (or ceiling) key."""
+
+    values: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    cpu: dict[str, dict[str, dict[str, list[float]]]] = field(default_factory=dict)
+    errors: dict[str, list[str]] = field(default_factory=dict)
+    unavailable: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    baselines: dict[str, str] = field(default_factory=dict)
+    started_at: float = 0.0
+    elapsed_s: float = 0.0
+
+    def add(self, key: str, figures: Figures) -> None:
+        for metric, value in figures.items():
+            self.values.setdefault(key, {}).setdefault(metric, []).append(value)
+
+    def add_cpu(self, key: str, scenario: str, server_pct: float, client_pct: float) -> None:
+        shares = self.cpu.setdefault(key, {}).setdefault(scenario, {"server": [], "client": []})
+        shares["server"].append(server_pct)
+        shares["client"].append(client_pct)
+
+    def fail(self, key: str, message: str) -> None:
+        self.errors.setdefault(key, []).append(message)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "values": self.values,
+            "cpu": self.cpu,
+            "errors": self.errors,
+            "unavailable": self.unavailable,
+            "labels": self.labels,
+            "baselines": self.baselines,
+            "elapsed_s": self.elapsed_s,
+        }
+
+
+def all_columns() -> list[Column]:
+    """Every runtime column in report order."""
+    return [*reference_columns(), *ours_columns()]
+
+
+def _log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+class _Clock:
+    """The run deadline: each scenario's timeout is capped by what is left of it."""
+
+    def __init__(self, deadline_s: float, scenario_timeout_s: float) -> None:
+        self._end = time.monotonic() + deadline_s
+        self._scenario = scenario_timeout_s
+
+    def budget(self) -> float:
+        return min(self._scenario, self._end - time.monotonic())
+
+
+async def _measured(
+    result: RunResult,
+    key: str,
+    scenario: str,
+    pid: int,
+    clock: _Clock,
+    work: Callable[[], Awaitable[Figures]],
+) -> None:
+    """Run one scenario under its timeout; record figures and CPU shares, or the failure."""
+    budget = clock.budget()
+    if budget <= 1:
+        result.fail(key, f"{scenario}: skipped, run deadline reached")
+        return
+    server_cpu, client_cpu, wall = cpu_seconds(pid), time.process_time(), time.perf_counter()
+    try:
+        figures = await asyncio.wait_for(work(), timeout=budget)
+    except Exception as exc:  # recorded in the report; one failure must not stop the run
+        result.fail(key, f"{scenario}: {type(exc).__name__}: {exc}")
+        _log(f"{key} {scenario} failed: {type(exc).__name__}: {exc}")
+        return
+    wall = time.perf_counter() - wall
+    result.add(key, figures)
+    result.add_cpu(
+        key,
+        scenario,
+        (cpu_seconds(pid) - server_cpu) / wall * 100,
+        (time.process_time() - client_cpu) / wall * 100,
+    )
+    _log(f"{key} {scenario}: " + ", ".join(f"{k}={v:.4g}" for k, v in figures.items()))
+
+
+def _bind(scenario: str, driver: Any, scale: Scale) -> Callable[[], Awaitable[Figures]]:
+    return lambda: SCENARIOS[scenario](driver, scale)
+
+
+async def _run_column(
+    column: Column, opts: Options, workdir: Path, result: RunResult, clock: _Clock
+) -> None:
+    lifetime = opts.scale.run_deadline_s + 120
+    scenarios = [s for s in opts.only if s in SCENARIOS]
+    if scenarios:
+        try:
+            async with running_server(
+                column.key,
+                column.server_module,
+                workdir,
+                lifetime_s=lifetime,
+                extra_args=column.server_args(workdir),
+            ) as server:
+                driver = column.make_driver(server.info)
+                for scenario in scenarios:
+                    await _measured(
+                        result, column.key, scenario, server.pid, clock,
+                        _bind(scenario, driver, opts.scale),
+                    )
+        except Exception as exc:  # a server that cannot start is a finding, not a crash
+            result.fail(column.key, f"server: {type(exc).__name__}: {exc}")
+    if "rss" in opts.only and column.measures_rss:
+        try:
+            async with running_server(
+                column.key + "-rss",
+                column.server_module,
+                workdir,
+                lifetime_s=lifetime,
+                extra_args=column.server_args(workdir),
+            ) as server:
+                driver = column.make_driver(server.info)
+                pid = server.pid
+                await _measured(
+                    result, column.key, "rss", pid, clock,
+                    lambda: rss_rounds(driver, opts.scale, pid),
+                )
+        except Exception as exc:
+            result.fail(column.key, f"rss server: {type(exc).__name__}: {exc}")
+
+
+async def _run_ceiling(
+    ceiling: Ceiling, opts: Options, workdir: Path, result: RunResult, clock: _Clock
+) -> None:
+    parts: set[str] = set().union(*(CEILING_SCENARIOS[s] for s in opts.only))
+    if not parts:
+        return
+    try:
+        async with running_server(
+            ceiling.key,
+            ceiling.server_module,
+            workdir,
+            lifetime_s=opts.scale.run_deadline_s + 120,
+        ) as server:
+            info, pid = server.info, server.pid
+            await _measured(
+                result, ceiling.key, "ceilings", pid, clock,
+                lambda: ceiling.measure(info, opts.scale, parts),
+            )
+    except Exception as exc:
+        result.fail(ceiling.key, f"server: {type(exc).__name__}: {exc}")
+
+
+async def run(opts: Options) -> RunResult:
+    """Measure every selected target ``opts.reps`` times and return the raw figures."""
+    result = RunResult(started_at=time.time())
+    clock = _Clock(opts.scale.run_deadline_s, opts.scale.scenario_timeout_s)
+    columns = [c for c in all_columns() if c.target in opts.targets]
+    for column in columns:
+        result.labels[column.key] = column.label
+        if column.baseline is not None:
+            result.baselines[column.key] = column.baseline
+        if column.unavailable is not None:
+            result.unavailable[column.key] = column.unavailable
+            _log(f"{column.key}: not available yet: {column.unavailable}")
+    ceilings = list(CEILINGS) if "ceilings" in opts.targets else []
+    for ceiling in ceilings:
+        result.labels[ceiling.key] = ceiling.label
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="arcp-bench-") as tmp:
+        workdir = Path(tmp)
+        for rep in range(1, opts.reps + 1):
+            _log(f"repetition {rep}/{opts.reps}")
+            for ceiling in ceilings:
+                await _run_ceiling(ceiling, opts, workdir, result, clock)
+            for column in columns:
+                if column.unavailable is None:
+                    await _run_column(column, opts, workdir, result, clock)
+    result.elapsed_s = time.perf_counter() - start
+    return result

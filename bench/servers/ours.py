@@ -1,0 +1,61 @@
+"""Launch this project's core (and, unless ``--no-gateway``, its WebSocket gateway) in one process.
+
+This is the embedded shape DESIGN.md describes for ``serve``: core and gateway side by side
+on loopback, a data directory for the store, the demo agents (``echo``, ``chatty``,
+``report``) registered by default. The harness only starts it when ``arcp_grpc.server``
+(and ``gateway.server`` for the gateway columns) import; see ``bench.targets.ours``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from bench.servers._common import (
+    BENCH_PRINCIPAL,
+    BENCH_TOKEN,
+    launcher_args,
+    wait_for_stop,
+    write_ready,
+)
+
+__all__ = ["main"]
+
+
+async def _serve(args: Any) -> None:
+    from arcp_grpc.server import CoreConfig, start_core
+
+    core = await start_core(
+        CoreConfig(
+            data_dir=Path(args.data_dir),
+            grpc_port=0,
+            tokens={BENCH_TOKEN: BENCH_PRINCIPAL},
+        )
+    )
+    gateway: Any = None
+    try:
+        info: dict[str, Any] = {"grpc": core.grpc_address}
+        if args.gateway:
+            from gateway.server import GatewayConfig, start_gateway
+
+            gateway = await start_gateway(GatewayConfig(core_address=core.grpc_address, port=0))
+            info["url"] = gateway.url
+        write_ready(args.port_file, info)
+        await wait_for_stop(args.max_seconds)
+    finally:
+        if gateway is not None:
+            await gateway.stop()
+        await core.stop()
+
+
+def main() -> None:
+    """Entry point of ``python -m bench.servers.ours``."""
+    parser = launcher_args("arcp-grpc core (+ gateway) for the benchmark")
+    parser.add_argument("--data-dir", required=True, help="store directory (the harness owns it)")
+    parser.add_argument("--gateway", action="store_true", help="also start the WebSocket gateway")
+    asyncio.run(_serve(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
