@@ -1,0 +1,126 @@
+"""Live event feeds: committed events of running jobs, fanned out to followers.
+
+Each running job has one `JobFeed` holding the tail of its committed events
+(bytes as stored, serialised once) and, at the end, its outcome. Followers
+(WatchJob streams, ARCP sessions) read history from the store and switch to
+the tail when they catch up, so a follower that lags far behind costs the
+store a read, not the job memory. A finished job's feed is dropped; its
+events stay in the store only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from arcp_grpc.errors import InternalError
+from arcp_grpc.store import EventRow
+
+__all__ = ["EventHistory", "FeedBatch", "JobFeed", "follow"]
+
+_TAIL = 4096
+_STORE_PAGE = 512
+
+
+@dataclass(frozen=True, slots=True)
+class FeedBatch:
+    """Consecutive events (`JobEvent` bytes, in `job_seq` order, last seq `last_seq`)
+    and, on the final batch, the job's `JobOutcome` bytes."""
+
+    events: tuple[bytes, ...]
+    last_seq: int
+    outcome: bytes | None = None
+
+
+class JobFeed:
+    """The committed tail of one running job's log."""
+
+    def __init__(self, job_id: str, last_seq: int = 0) -> None:
+        self.job_id = job_id
+        self._tail: deque[tuple[int, bytes]] = deque(maxlen=_TAIL)
+        self.committed_seq = last_seq
+        self.outcome: bytes | None = None
+        self._changed = asyncio.Event()
+
+    def on_commit(self, seq: int, blob: bytes) -> None:
+        self._tail.append((seq, blob))
+        self.committed_seq = seq
+        self._wake()
+
+    def finish(self, outcome: bytes) -> None:
+        self.outcome = outcome
+        self._wake()
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def changed(self) -> None:
+        await self._changed.wait()
+
+    def tail_covers(self, after_seq: int) -> bool:
+        """Whether every committed event after `after_seq` is still in memory."""
+        if after_seq >= self.committed_seq:
+            return True
+        return bool(self._tail) and self._tail[0][0] <= after_seq + 1
+
+    def after(self, after_seq: int, limit: int) -> list[tuple[int, bytes]]:
+        if not self._tail or after_seq >= self.committed_seq:
+            return []
+        start = max(0, after_seq + 1 - self._tail[0][0])
+        end = min(len(self._tail), start + limit)
+        return [self._tail[i] for i in range(start, end)]
+
+
+class EventHistory(Protocol):
+    """Where `follow` finds a job's stored log, outcome and live feed."""
+
+    async def read(self, job_id: str, after_seq: int, limit: int) -> list[EventRow]: ...
+
+    async def outcome(self, job_id: str) -> bytes | None: ...
+
+    def feed(self, job_id: str) -> JobFeed | None: ...
+
+    def plain(self, row: EventRow) -> bytes:
+        """The `JobEvent` bytes of a stored row (opening sealed rows)."""
+        ...
+
+
+async def follow(
+    history: EventHistory, job_id: str, after_seq: int, *, batch: int = 256
+) -> AsyncIterator[FeedBatch]:
+    """Every event of `job_id` with `job_seq > after_seq`, in order, exactly once,
+    then the outcome. Works across the job's end and for long-finished jobs.
+    The caller has checked that the job exists and is visible to it."""
+    misses = 0
+    while True:
+        feed = history.feed(job_id)
+        if feed is None or not feed.tail_covers(after_seq):
+            rows = await history.read(job_id, after_seq, _STORE_PAGE)
+            if rows:
+                after_seq = rows[-1].seq
+                yield FeedBatch(tuple(history.plain(r) for r in rows), after_seq)
+                continue
+            if feed is None:
+                outcome = await history.outcome(job_id)
+                if outcome is not None:
+                    yield FeedBatch((), after_seq, outcome)
+                    return
+                # A job between creation and registration: look again, briefly.
+                misses += 1
+                if misses > 500:
+                    raise InternalError(f"job {job_id} has neither a live feed nor an outcome")
+                await asyncio.sleep(0.01)
+                continue
+        events = feed.after(after_seq, batch)
+        if events:
+            after_seq = events[-1][0]
+            yield FeedBatch(tuple(blob for _, blob in events), after_seq)
+            continue
+        if feed.outcome is not None and after_seq >= feed.committed_seq:
+            yield FeedBatch((), after_seq, feed.outcome)
+            return
+        await feed.changed()

@@ -1,0 +1,178 @@
+"""`arcp.v1.JobService` over grpc.aio: an adapter from RPCs to `JobRuntime`.
+
+Errors are mapped here and only here (`arcp_grpc.grpc_status`). SubmitJob and
+WatchJob responses are framed by hand around bytes serialised once (the
+cached `JobAccepted`, the stored `JobEvent`s), so a replay is the original
+on the wire, byte for byte (§7.2).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+
+from arcp_grpc._runtime import JobRuntime
+from arcp_grpc._wire import length_delimited
+from arcp_grpc.auth import Authenticator, Principal
+from arcp_grpc.errors import ARCPError, InternalError, InvalidRequest
+from arcp_grpc.grpc_status import to_status
+from arcp_grpc.store import JobQuery
+from arcp_grpc.v1 import job_service_pb2 as pb
+
+__all__ = ["SERVICE_NAME", "JobServiceServicer", "job_service_handler"]
+
+SERVICE_NAME = "arcp.v1.JobService"
+REPLAY_HEADER = "arcp-replay"
+
+log = logging.getLogger("arcp_grpc.job_service")
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+Ctx = grpc.aio.ServicerContext[Any, Any]
+
+
+def _unary_edge(
+    fn: Callable[[Any, Req, Ctx], Awaitable[Resp]],
+) -> Callable[[Any, Req, Ctx], Awaitable[Resp]]:
+    @functools.wraps(fn)
+    async def wrapper(self: Any, request: Req, context: Ctx) -> Resp:
+        try:
+            return await fn(self, request, context)
+        except ARCPError as error:
+            await context.abort_with_status(to_status(error))
+        except Exception:
+            log.exception("unexpected failure in %s", fn.__name__)
+            await context.abort_with_status(to_status(InternalError("internal error")))
+        raise AssertionError("unreachable: abort raises")
+
+    return wrapper
+
+
+class JobServiceServicer:
+    """Every JobService RPC; the caller's principal comes from bearer metadata."""
+
+    def __init__(self, runtime: JobRuntime, auth: Authenticator) -> None:
+        self._runtime = runtime
+        self._auth = auth
+
+    def _principal(self, context: Ctx) -> Principal:
+        header = None
+        for key, value in context.invocation_metadata() or ():
+            if key == "authorization":
+                header = value if isinstance(value, str) else value.decode()
+                break
+        return self._auth.authenticate_header(header)
+
+    @_unary_edge
+    async def SubmitJob(self, request: pb.SubmitJobRequest, context: Ctx) -> bytes:
+        principal = self._principal(context)
+        if not request.HasField("submit"):
+            raise InvalidRequest("submit is required", details={"field": "submit"})
+        submission = await self._runtime.submit(principal, request.submit)
+        await context.send_initial_metadata(
+            ((REPLAY_HEADER, "true" if submission.replay else "false"),)
+        )
+        return length_delimited(1, submission.accepted)  # SubmitJobResponse.accepted
+
+    @_unary_edge
+    async def GetJob(self, request: pb.GetJobRequest, context: Ctx) -> pb.GetJobResponse:
+        summary, outcome = await self._runtime.get(self._principal(context), request.job_id)
+        response = pb.GetJobResponse(job=summary)
+        if outcome is not None:
+            response.outcome.CopyFrom(outcome)
+        return response
+
+    @_unary_edge
+    async def ListJobs(self, request: pb.ListJobsRequest, context: Ctx) -> pb.ListJobsResponse:
+        principal = self._principal(context)
+        if request.page_size > 1000:
+            raise InvalidRequest("page_size is at most 1000", details={"field": "page_size"})
+        created_after = (
+            request.filter.created_after.ToNanoseconds() / 1e9
+            if request.filter.HasField("created_after")
+            else None
+        )
+        query = JobQuery(
+            principal=principal.name,
+            statuses=tuple(request.filter.status),
+            agent=request.filter.agent,
+            created_after=created_after,
+            limit=request.page_size or 100,
+            cursor=request.page_token,
+        )
+        jobs, cursor = await self._runtime.list_jobs(principal, query)
+        return pb.ListJobsResponse(jobs=jobs, next_page_token=cursor)
+
+    @_unary_edge
+    async def CancelJob(self, request: pb.CancelJobRequest, context: Ctx) -> pb.CancelJobResponse:
+        principal = self._principal(context)
+        await self._runtime.cancel(principal, request.cancel.job_id, request.cancel.reason)
+        response = pb.CancelJobResponse()
+        response.cancelled.job_id = request.cancel.job_id
+        return response
+
+    @_unary_edge
+    async def ListAgents(
+        self, request: pb.ListAgentsRequest, context: Ctx
+    ) -> pb.ListAgentsResponse:
+        self._principal(context)
+        return pb.ListAgentsResponse(agents=self._runtime.agents())
+
+    async def WatchJob(self, request: pb.WatchJobRequest, context: Ctx) -> AsyncIterator[bytes]:
+        try:
+            principal = self._principal(context)
+            async for batch in self._runtime.watch(principal, request.job_id, request.after_seq):
+                frame = b"".join(length_delimited(1, event) for event in batch.events)
+                if batch.outcome is not None:
+                    frame += length_delimited(2, batch.outcome)  # WatchJobResponse.outcome
+                yield frame
+        except ARCPError as error:
+            await context.abort_with_status(to_status(error))
+        except Exception:
+            log.exception("unexpected failure in WatchJob")
+            await context.abort_with_status(to_status(InternalError("internal error")))
+
+
+def _raw(frame: bytes) -> bytes:
+    return frame
+
+
+def job_service_handler(servicer: JobServiceServicer) -> grpc.GenericRpcHandler:
+    """The handler for every RPC of `arcp.v1.JobService`."""
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
+        "SubmitJob": grpc.unary_unary_rpc_method_handler(
+            servicer.SubmitJob,
+            request_deserializer=pb.SubmitJobRequest.FromString,
+            response_serializer=_raw,
+        ),
+        "GetJob": grpc.unary_unary_rpc_method_handler(
+            servicer.GetJob,
+            request_deserializer=pb.GetJobRequest.FromString,
+            response_serializer=pb.GetJobResponse.SerializeToString,
+        ),
+        "ListJobs": grpc.unary_unary_rpc_method_handler(
+            servicer.ListJobs,
+            request_deserializer=pb.ListJobsRequest.FromString,
+            response_serializer=pb.ListJobsResponse.SerializeToString,
+        ),
+        "CancelJob": grpc.unary_unary_rpc_method_handler(
+            servicer.CancelJob,
+            request_deserializer=pb.CancelJobRequest.FromString,
+            response_serializer=pb.CancelJobResponse.SerializeToString,
+        ),
+        "WatchJob": grpc.unary_stream_rpc_method_handler(
+            servicer.WatchJob,
+            request_deserializer=pb.WatchJobRequest.FromString,
+            response_serializer=_raw,
+        ),
+        "ListAgents": grpc.unary_unary_rpc_method_handler(
+            servicer.ListAgents,
+            request_deserializer=pb.ListAgentsRequest.FromString,
+            response_serializer=pb.ListAgentsResponse.SerializeToString,
+        ),
+    }
+    return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)

@@ -1,0 +1,688 @@
+"""The job runtime: submission, exact idempotent replay, execution, cancellation.
+
+Transport-free: the gRPC JobService and the ARCP SessionService are adapters
+over this class. Rules that make the seed bug impossible (§7.2):
+
+- `JobAccepted` is serialised exactly once, at first acceptance, and stored
+  (sealed: it holds credential values) in the same transaction that creates
+  the job and claims `(principal, idempotency_key)`.
+- A resubmission with identical parameters returns those stored bytes; it
+  never rebuilds the message. Different parameters raise DUPLICATE_KEY.
+- The store's unique key on the claim, not a check-then-insert, settles
+  concurrent identical submits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from google.protobuf import json_format
+
+from arcp_grpc._agentref import parse_agent_ref
+from arcp_grpc._budget import BudgetCounters
+from arcp_grpc._feed import FeedBatch, JobFeed, follow
+from arcp_grpc._fingerprint import submit_fingerprint
+from arcp_grpc._ids import new_id, new_trace_id
+from arcp_grpc._job import ActiveJob
+from arcp_grpc._lease import Lease, LeaseClock, child_expiry, parse_expires_at
+from arcp_grpc._secretbox import SecretBox
+from arcp_grpc.agents import AgentRegistry, RegisteredAgent
+from arcp_grpc.auth import Principal
+from arcp_grpc.context import JobContext
+from arcp_grpc.credentials import CredentialProvisioner, CredentialRequest
+from arcp_grpc.errors import (
+    ARCPError,
+    Cancelled,
+    DuplicateKey,
+    InternalError,
+    InvalidRequest,
+    JobNotFound,
+    LeaseExpired,
+    Timeout,
+)
+from arcp_grpc.store import (
+    CredentialEntry,
+    EventRow,
+    IdempotencyClaim,
+    IdempotencyConflict,
+    JobQuery,
+    JobRow,
+    Store,
+)
+from arcp_grpc.v1 import events_pb2, jobs_pb2, lease_pb2
+
+__all__ = ["JobRuntime", "RuntimeLimits", "Submission"]
+
+log = logging.getLogger("arcp_grpc.runtime")
+
+_STATUS_OF_CODE = {
+    "CANCELLED": jobs_pb2.JOB_STATUS_CANCELLED,
+    "TIMEOUT": jobs_pb2.JOB_STATUS_TIMED_OUT,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeLimits:
+    """Caps and windows; every field is a documented configuration knob."""
+
+    chunk_bytes: int = 192 * 1024  # base64 of 192 KiB is 256 KiB: frames stay far below 1 MiB
+    max_chunk_bytes: int = 1024 * 1024  # §14: cap on one result chunk
+    max_result_bytes: int = 256 * 1024 * 1024  # §14: cap on one streamed result
+    idempotency_ttl_sec: float = 24 * 3600.0  # §7.2: how long a key replays
+    lease_grace_sec: float = 1.0  # §14: bounded grace before an expired job is ended
+    max_pending_writes: int = 8192  # back-pressure: emitters wait beyond this
+    revoke_attempts: int = 5  # §9.8.2: tries before a revocation waits for the next sweep
+    shutdown_grace_sec: float = 10.0  # how long running jobs get to finish on stop
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """The answer to a submit: the `JobAccepted` bytes and whether they are a replay."""
+
+    job_id: str
+    accepted: bytes
+    replay: bool
+
+
+class JobRuntime:
+    """Runs jobs for principals; owns the store, the agents and the credentials."""
+
+    def __init__(
+        self,
+        store: Store,
+        registry: AgentRegistry,
+        box: SecretBox,
+        *,
+        provisioner: CredentialProvisioner | None = None,
+        limits: RuntimeLimits | None = None,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.box = box
+        self.provisioner = provisioner
+        self.limits = limits or RuntimeLimits()
+        self._active: dict[str, ActiveJob] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        self._accepting = True
+        self._purger: asyncio.Task[None] | None = None
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Recover from a previous process, then serve (§9.8.2 revocation retries)."""
+        self.store.set_commit_listener(self._on_commit)
+        await self._recover_interrupted()
+        await self._sweep_credentials()
+        self._purger = asyncio.create_task(self._purge_loop(), name="arcp-idempotency-purge")
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop accepting, give running jobs `grace` seconds, then end the rest."""
+        self._accepting = False
+        grace = self.limits.shutdown_grace_sec if grace is None else grace
+        running = list(self._active.values())
+        if running:
+            waits = [asyncio.ensure_future(job.done.wait()) for job in running]
+            _, pending = await asyncio.wait(waits, timeout=grace)
+            for wait in pending:
+                wait.cancel()
+        for job in list(self._active.values()):
+            job.stop(InternalError("the runtime is shutting down; resubmit to run the job again"))
+        for job in list(self._active.values()):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(job.done.wait(), timeout=5.0)
+        if self._purger is not None:
+            self._purger.cancel()
+        if self._background:
+            await asyncio.wait(self._background, timeout=5.0)
+        await self.store.flush()
+
+    # -- submission --------------------------------------------------------------
+
+    async def submit(self, principal: Principal, submit: jobs_pb2.JobSubmit) -> Submission:
+        """Accept a job, or replay the original acceptance for an identical resubmit (§7.2)."""
+        if not self._accepting:
+            raise InternalError("the runtime is shutting down")
+        now = time.time()
+        ref = parse_agent_ref(submit.agent)
+        lease_request = {
+            ns: list(p.patterns) for ns, p in submit.lease_request.capabilities.items()
+        }
+        expires_at = _expires_at(submit, now)
+        max_runtime = _max_runtime(submit)
+        input_value = json_format.MessageToDict(submit.input) if submit.HasField("input") else None
+        key = submit.idempotency_key
+        claim = None
+        fingerprint = b""
+        if key:
+            if len(key) > 256:
+                raise InvalidRequest(
+                    "idempotency_key is longer than 256 characters",
+                    details={"field": "idempotency_key"},
+                )
+            fingerprint = submit_fingerprint(
+                agent=submit.agent,
+                input_json=input_value,
+                lease_request=lease_request,
+                lease_constraints_expires_at=(
+                    submit.lease_constraints.expires_at.ToJsonString() if expires_at else None
+                ),
+                max_runtime_sec=max_runtime,
+            )
+            held = await self.store.find_claim(principal.name, key, now)
+            if held is not None:
+                return await self._replay(held[0], held[1], fingerprint)
+            claim = IdempotencyClaim(
+                principal.name, key, fingerprint, now + self.limits.idempotency_ttl_sec
+            )
+        agent = self.registry.resolve(ref)
+        lease = Lease.parse(lease_request)
+        job = self._new_job(
+            principal,
+            agent,
+            lease,
+            expires_at,
+            BudgetCounters(lease.budget_amounts()),
+            trace_id=submit.trace_id or new_trace_id(),
+            max_runtime=max_runtime,
+            parent=None,
+        )
+        try:
+            accepted = await self._persist(job, claim, now)
+        except IdempotencyConflict as held_by:
+            await self._revoke_all(job)
+            return await self._replay(held_by.job_id, held_by.fingerprint, fingerprint)
+        self._launch(job, input_value)
+        return Submission(job.job_id, accepted, replay=False)
+
+    async def _replay(self, job_id: str, held: bytes, fingerprint: bytes) -> Submission:
+        if held != fingerprint:
+            raise DuplicateKey(
+                "idempotency_key was used with different parameters (§7.2)",
+                details={"job_id": job_id},
+            )
+        row = await self.store.get_job(job_id)
+        if row is None:
+            raise InternalError(f"idempotency claim names missing job {job_id}")
+        return Submission(job_id, self.box.open(row.accepted, job_id.encode()), replay=True)
+
+    async def delegate(
+        self,
+        parent: ActiveJob,
+        *,
+        agent: str,
+        input_value: Any,
+        lease_request: Mapping[str, Sequence[str]] | None,
+        expires_at: str | None,
+        max_runtime_sec: int | None,
+    ) -> ActiveJob:
+        """Start a child job with a strict subset of the parent's authority (§9.4, §10)."""
+        now = time.time()
+        registered = self.registry.resolve(parse_agent_ref(agent))
+        remaining = {
+            currency: amount
+            for currency in parent.budget.currencies
+            if (amount := parent.budget.remaining(currency)) is not None
+        }
+        lease = parent.lease.derive_child(lease_request, remaining)
+        requested = (
+            parse_expires_at(expires_at, now=datetime.fromtimestamp(now, UTC))
+            if expires_at
+            else None
+        )
+        expiry = child_expiry(requested, parent.expires_at)
+        child = self._new_job(
+            parent.principal,
+            registered,
+            lease,
+            expiry,
+            BudgetCounters(lease.budget_amounts(), parent=parent.budget),
+            trace_id=parent.trace_id,  # §11: the child continues the parent's trace
+            max_runtime=max_runtime_sec,
+            parent=parent,
+        )
+        await self._persist(child, None, now)
+        parent.children.append(child)
+        body = events_pb2.DelegateEvent(child_job_id=child.job_id, agent=registered.ref)
+        body.lease.CopyFrom(child.summary.lease)
+        body.lease_constraints.CopyFrom(child.summary.lease_constraints)
+        parent.emit("delegate", body)
+        self._launch(child, input_value)
+        return child
+
+    def _new_job(
+        self,
+        principal: Principal,
+        agent: RegisteredAgent,
+        lease: Lease,
+        expires_at: datetime | None,
+        budget: BudgetCounters,
+        *,
+        trace_id: str,
+        max_runtime: int | None,
+        parent: ActiveJob | None,
+    ) -> ActiveJob:
+        job_id = new_id("job")
+        summary = jobs_pb2.JobSummary(
+            job_id=job_id,
+            agent=agent.ref,
+            status=jobs_pb2.JOB_STATUS_PENDING,
+            trace_id=trace_id,
+            parent_job_id=parent.job_id if parent else "",
+        )
+        for namespace, patterns in lease.grants.items():
+            summary.lease.capabilities[namespace].patterns.extend(patterns)
+        if expires_at is not None:
+            summary.lease_constraints.expires_at.FromDatetime(expires_at)
+        summary.budget.update(budget.snapshot())
+        summary.created_at.FromNanoseconds(time.time_ns())
+        return ActiveJob(
+            runtime=self,
+            job_id=job_id,
+            principal=principal,
+            agent=agent,
+            trace_id=trace_id,
+            lease=lease,
+            clock=LeaseClock(expires_at, wall_now=datetime.now(UTC), mono_now=time.monotonic()),
+            expires_at=expires_at,
+            budget=budget,
+            credentials=[],
+            summary=summary,
+            max_runtime_sec=max_runtime,
+            parent=parent,
+        )
+
+    async def _persist(self, job: ActiveJob, claim: IdempotencyClaim | None, now: float) -> bytes:
+        """Provision credentials, serialise `JobAccepted` once, store job + claim atomically."""
+        if self.provisioner is not None:
+            job.credentials = await self.provisioner.issue(
+                CredentialRequest(
+                    job_id=job.job_id,
+                    model_patterns=job.lease.grants.get("model.use", ()),
+                    budget=job.lease.budget_amounts(),
+                    expires_at=job.expires_at,
+                )
+            )
+        accepted = jobs_pb2.JobAccepted(
+            job_id=job.job_id,
+            agent=job.agent.ref,
+            lease=job.summary.lease,
+            budget=job.summary.budget,
+            credentials=job.credentials,
+            accepted_at=job.summary.created_at,
+            trace_id=job.trace_id,
+            parent_job_id=job.summary.parent_job_id,
+        )
+        if job.summary.HasField("lease_constraints"):
+            accepted.lease_constraints.CopyFrom(job.summary.lease_constraints)
+        accepted_bytes = accepted.SerializeToString(deterministic=True)
+        row = JobRow(
+            job_id=job.job_id,
+            principal=job.principal.name,
+            agent=job.agent.ref,
+            status=jobs_pb2.JOB_STATUS_PENDING,
+            created_at=now,
+            trace_id=job.trace_id,
+            parent_job_id=job.summary.parent_job_id,
+            summary=job.summary.SerializeToString(deterministic=True),
+            accepted=self.box.seal(accepted_bytes, job.job_id.encode()),
+        )
+        ledger = [self._ledger_entry(job.job_id, c) for c in job.credentials]
+        self._active[job.job_id] = job  # followers may attach as soon as the row commits
+        try:
+            await self.store.create_job(row, claim, ledger, now)
+        except BaseException:
+            self._active.pop(job.job_id, None)
+            raise
+        return accepted_bytes
+
+    def _ledger_entry(self, job_id: str, credential: lease_pb2.Credential) -> CredentialEntry:
+        assert self.provisioner is not None
+        sealed = self.box.seal(credential.SerializeToString(), credential.id.encode())
+        return CredentialEntry(credential.id, job_id, self.provisioner.name, sealed)
+
+    # -- execution ---------------------------------------------------------------
+
+    def _launch(self, job: ActiveJob, input_value: Any) -> None:
+        job.task = asyncio.create_task(self._run(job, input_value), name=f"job {job.job_id}")
+        seconds = job.clock.seconds_left(time.monotonic())
+        if seconds is not None:
+            loop = asyncio.get_running_loop()
+            loop.call_later(seconds + self.limits.lease_grace_sec, self._expire_late, job)
+
+    async def _run(self, job: ActiveJob, input_value: Any) -> None:
+        ctx = JobContext(job, input_value)
+        outcome: jobs_pb2.JobOutcome
+        try:
+            job.status = jobs_pb2.JOB_STATUS_RUNNING
+            await self.store.set_status(job.job_id, job.status)
+            async with asyncio.timeout(job.max_runtime_sec) as deadline:
+                value = await job.agent.fn(ctx, input_value)
+            outcome = await self._success(job, value)
+        except asyncio.CancelledError:
+            if job.stop_error is None:
+                job.stop_error = InternalError("the job task was cancelled")
+            outcome = _failure(job.job_id, job.stop_error)
+        except TimeoutError:
+            if deadline.expired():
+                job.stop_error = job.stop_error or Timeout(
+                    f"the job ran longer than max_runtime_sec={job.max_runtime_sec} (§7.3)"
+                )
+                outcome = _failure(job.job_id, job.stop_error)
+            else:
+                outcome = self._agent_failed(job, TimeoutError("timed out"))
+        except ARCPError as error:
+            outcome = _failure(job.job_id, error)
+        except Exception as exc:
+            outcome = self._agent_failed(job, exc)
+        if job.stop_error is not None and not outcome.HasField("error"):
+            outcome = _failure(job.job_id, job.stop_error)  # the runtime's reason wins
+        await self._finish(job, outcome)
+
+    def _agent_failed(self, job: ActiveJob, exc: BaseException) -> jobs_pb2.JobOutcome:
+        log.warning("agent %s failed in job %s", job.agent.ref, job.job_id, exc_info=exc)
+        return _failure(
+            job.job_id, InternalError(f"agent {job.agent.ref} failed: {type(exc).__name__}")
+        )
+
+    async def _success(self, job: ActiveJob, value: Any) -> jobs_pb2.JobOutcome:
+        result = jobs_pb2.JobResult(job_id=job.job_id, final_status=jobs_pb2.JOB_STATUS_SUCCESS)
+        if job.streamed is not None:
+            if value is not None:
+                raise InternalError("the agent streamed its result and also returned one (§8.4)")
+            stream = job.result_stream
+            if stream is not None and not stream.closed:
+                await stream.close()
+            result.streamed.CopyFrom(job.streamed)
+        else:
+            try:
+                json_format.ParseDict(value, result.value)
+            except (json_format.ParseError, TypeError, ValueError):
+                raise InternalError("the agent returned a result that is not JSON") from None
+        result.completed_at.FromNanoseconds(time.time_ns())
+        return jobs_pb2.JobOutcome(result=result)
+
+    async def _finish(self, job: ActiveJob, outcome: jobs_pb2.JobOutcome) -> None:
+        for child in job.children:
+            if child.stop(Cancelled("the parent job ended")):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        child.done.wait(), timeout=self.limits.shutdown_grace_sec
+                    )
+        status = (
+            outcome.error.final_status if outcome.HasField("error") else jobs_pb2.JOB_STATUS_SUCCESS
+        )
+        summary = job.view(with_credentials=False)
+        summary.status = status
+        summary.last_event_seq = job.last_seq
+        summary.completed_at.GetCurrentTime()
+        outcome_bytes = outcome.SerializeToString(deterministic=True)
+        try:
+            await self.store.finish_job(
+                job.job_id,
+                status,
+                outcome_bytes,
+                summary.SerializeToString(deterministic=True),
+                time.time(),
+                job.last_seq,
+            )
+        finally:
+            job.status = status
+            job.outcome = outcome
+            job.feed.finish(outcome_bytes)
+            job.done.set()
+            self._active.pop(job.job_id, None)
+        if job.credentials:
+            self._spawn(self._revoke_all(job))
+
+    def expire(self, job: ActiveJob, error: LeaseExpired) -> None:
+        """The agent hit an expired lease: the job ends with LEASE_EXPIRED once the agent
+        has unwound, or after the grace period (§9.5, §13.4)."""
+        if job.stop_error is None and not job.done.is_set():
+            job.stop_error = error
+            asyncio.get_running_loop().call_later(
+                self.limits.lease_grace_sec, self._cancel_task, job
+            )
+
+    def _expire_late(self, job: ActiveJob) -> None:
+        """Proactive end of a job whose lease expired without a violating operation."""
+        stamp = job.summary.lease_constraints.expires_at.ToJsonString()
+        job.stop(LeaseExpired(f"the lease expired at {stamp} (§9.5)"))
+
+    @staticmethod
+    def _cancel_task(job: ActiveJob) -> None:
+        if job.task is not None and not job.task.done():
+            job.task.cancel()
+
+    async def backpressure(self) -> None:
+        """Make emitters wait while the store's write queue is long."""
+        if self.store.pending_writes() > self.limits.max_pending_writes:
+            await self.store.flush()
+
+    def _on_commit(self, events: Sequence[EventRow]) -> None:
+        for row in events:
+            job = self._active.get(row.job_id)
+            if job is not None:
+                job.feed.on_commit(row.seq, self.plain(row))
+
+    # -- control and observation -------------------------------------------------
+
+    async def cancel(self, principal: Principal, job_id: str, reason: str) -> None:
+        """Cancel a job of `principal` (§7.4). Another principal's job is not found."""
+        job = self._active.get(job_id)
+        if job is not None and job.principal.name == principal.name:
+            job.stop(Cancelled(reason or "cancelled by the submitter"))
+            return
+        row = await self._visible_row(principal, job_id)
+        if row.status == jobs_pb2.JOB_STATUS_CANCELLED:
+            return  # CancelJob is idempotent
+        status = jobs_pb2.JobStatus.Name(_status(row.status)).removeprefix("JOB_STATUS_").lower()
+        raise InvalidRequest(f"job {job_id} already ended ({status})", details={"job_id": job_id})
+
+    async def get(
+        self, principal: Principal, job_id: str
+    ) -> tuple[jobs_pb2.JobSummary, jobs_pb2.JobOutcome | None]:
+        job = self._active.get(job_id)
+        if job is not None and job.principal.name == principal.name:
+            return job.view(with_credentials=True), None
+        row = await self._visible_row(principal, job_id)
+        summary = self._summary_of(row)
+        outcome = jobs_pb2.JobOutcome.FromString(row.outcome) if row.outcome else None
+        return summary, outcome
+
+    async def list_jobs(
+        self, principal: Principal, query: JobQuery
+    ) -> tuple[list[jobs_pb2.JobSummary], str]:
+        """A principal's own jobs, newest first (§6.6), with their credentials (§14)."""
+        page = await self.store.list_jobs(query)
+        summaries = []
+        for row in page.jobs:
+            job = self._active.get(row.job_id)
+            summaries.append(job.view(with_credentials=True) if job else self._summary_of(row))
+        return summaries, page.next_cursor
+
+    async def watch(
+        self, principal: Principal, job_id: str, after_seq: int
+    ) -> AsyncIterator[FeedBatch]:
+        """Events after `after_seq`, then the outcome (WatchJob, subscriptions)."""
+        if job_id not in self._active:
+            await self._visible_row(principal, job_id)
+        elif self._active[job_id].principal.name != principal.name:
+            raise JobNotFound(f"job {job_id} not found", details={"job_id": job_id})
+        async for batch in follow(self, job_id, after_seq):
+            yield batch
+
+    def agents(self) -> list[jobs_pb2.AgentInfo]:
+        return self.registry.inventory()
+
+    async def _visible_row(self, principal: Principal, job_id: str) -> JobRow:
+        row = await self.store.get_job(job_id) if job_id else None
+        if row is None or row.principal != principal.name:
+            # Never reveal another principal's job exists (§6.6).
+            raise JobNotFound(f"job {job_id!r} not found", details={"job_id": job_id})
+        return row
+
+    def _summary_of(self, row: JobRow) -> jobs_pb2.JobSummary:
+        summary = jobs_pb2.JobSummary.FromString(row.summary)
+        summary.status = _status(row.status)
+        summary.last_event_seq = row.last_seq
+        accepted = jobs_pb2.JobAccepted.FromString(self.box.open(row.accepted, row.job_id.encode()))
+        summary.credentials.extend(accepted.credentials)
+        return summary
+
+    # -- EventHistory (for `follow`) ---------------------------------------------
+
+    async def read(self, job_id: str, after_seq: int, limit: int) -> list[EventRow]:
+        return await self.store.read_events(job_id, after_seq, limit)
+
+    async def outcome(self, job_id: str) -> bytes | None:
+        row = await self.store.get_job(job_id)
+        return row.outcome if row is not None else None
+
+    def feed(self, job_id: str) -> JobFeed | None:
+        job = self._active.get(job_id)
+        return job.feed if job is not None else None
+
+    def plain(self, row: EventRow) -> bytes:
+        return self.box.open(row.blob, row.job_id.encode()) if row.sealed else row.blob
+
+    # -- credentials -------------------------------------------------------------
+
+    async def rotate_credential(self, job: ActiveJob, credential_id: str) -> lease_pb2.Credential:
+        if self.provisioner is None:
+            raise InvalidRequest("no credential provisioner is configured")
+        index = next((i for i, c in enumerate(job.credentials) if c.id == credential_id), None)
+        if index is None:
+            raise InvalidRequest(f"job has no credential {credential_id!r}")
+        old = job.credentials[index]
+        new = await self.provisioner.rotate(old)
+        job.credentials[index] = new
+        await self.store.replace_credential(self._ledger_entry(job.job_id, new))
+        job.emit(
+            "status",
+            events_pb2.StatusEvent(phase="credential_rotated", credential=new),
+            secret=True,
+        )
+        await self._revoke_one(old)  # §9.8.2: the prior value is revoked promptly
+        return new
+
+    async def _revoke_all(self, job: ActiveJob) -> None:
+        for credential in job.credentials:
+            if await self._revoke_one(credential):
+                await self.store.mark_revoked(credential.id)
+
+    async def _revoke_one(self, credential: lease_pb2.Credential) -> bool:
+        assert self.provisioner is not None
+        delay = 0.05
+        for attempt in range(1, self.limits.revoke_attempts + 1):
+            try:
+                await self.provisioner.revoke(credential)
+                return True
+            except Exception:
+                log.warning(
+                    "revoking credential %s failed (attempt %d)",
+                    credential.id,
+                    attempt,
+                    exc_info=True,
+                )
+                await asyncio.sleep(delay)
+                delay *= 2
+        log.error("credential %s is still live; revocation retries at next start", credential.id)
+        return False
+
+    async def _sweep_credentials(self) -> None:
+        """Revoke credentials a previous process left live (§14 revocation reliability)."""
+        for entry in await self.store.live_credentials():
+            if entry.job_id in self._active:
+                continue
+            if self.provisioner is None or entry.provisioner != self.provisioner.name:
+                log.error(
+                    "credential %s of job %s needs provisioner %r, which is not configured",
+                    entry.credential_id,
+                    entry.job_id,
+                    entry.provisioner,
+                )
+                continue
+            credential = lease_pb2.Credential.FromString(
+                self.box.open(entry.sealed_value, entry.credential_id.encode())
+            )
+            if await self._revoke_one(credential):
+                await self.store.mark_revoked(entry.credential_id)
+
+    # -- recovery and housekeeping -----------------------------------------------
+
+    async def _recover_interrupted(self) -> None:
+        """Jobs a dead process left running end with a retryable INTERNAL_ERROR."""
+        for row in await self.store.interrupted_jobs():
+            error = InternalError("the runtime stopped while the job was running")
+            outcome = _failure(row.job_id, error)
+            summary = jobs_pb2.JobSummary.FromString(row.summary)
+            summary.status = jobs_pb2.JOB_STATUS_ERROR
+            summary.completed_at.GetCurrentTime()
+            last_seq = await self.store.last_seq(row.job_id)
+            summary.last_event_seq = last_seq
+            await self.store.finish_job(
+                row.job_id,
+                jobs_pb2.JOB_STATUS_ERROR,
+                outcome.SerializeToString(deterministic=True),
+                summary.SerializeToString(deterministic=True),
+                time.time(),
+                last_seq,
+            )
+            log.warning(
+                "job %s was interrupted by a restart; it ended with INTERNAL_ERROR", row.job_id
+            )
+
+    async def _purge_loop(self) -> None:
+        interval = min(60.0, max(1.0, self.limits.idempotency_ttl_sec / 4))
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                purged = await self.store.purge_claims(time.time())
+            except ARCPError:
+                log.exception("purging expired idempotency keys failed")
+                continue
+            if purged:
+                log.info("purged %d expired idempotency keys", purged)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+
+def _failure(job_id: str, error: ARCPError) -> jobs_pb2.JobOutcome:
+    failed = jobs_pb2.JobError(
+        job_id=job_id,
+        final_status=_STATUS_OF_CODE.get(error.code, jobs_pb2.JOB_STATUS_ERROR),
+        error=error.to_proto(),
+    )
+    failed.completed_at.FromNanoseconds(time.time_ns())
+    return jobs_pb2.JobOutcome(error=failed)
+
+
+def _status(value: int) -> jobs_pb2.JobStatus.ValueType:
+    return jobs_pb2.JobStatus.ValueType(value)
+
+
+def _expires_at(submit: jobs_pb2.JobSubmit, now: float) -> datetime | None:
+    if not submit.lease_constraints.HasField("expires_at"):
+        return None
+    stamp = submit.lease_constraints.expires_at
+    return parse_expires_at(stamp.ToJsonString(), now=datetime.fromtimestamp(now, UTC))
+
+
+def _max_runtime(submit: jobs_pb2.JobSubmit) -> int | None:
+    if not submit.HasField("max_runtime_sec"):
+        return None
+    if submit.max_runtime_sec == 0:
+        raise InvalidRequest(
+            "max_runtime_sec must be at least 1", details={"field": "max_runtime_sec"}
+        )
+    return submit.max_runtime_sec

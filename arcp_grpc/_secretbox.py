@@ -1,0 +1,64 @@
+"""Encryption at rest for secrets in the store (credential values, §14).
+
+AES-256-GCM with a key from configuration or a key file generated on first
+use (mode 0600). Each sealed blob is `version byte | 12-byte nonce |
+ciphertext+tag`; the associated data binds a blob to its row so a sealed
+value cannot be moved to another job.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from arcp_grpc.errors import InternalError
+
+__all__ = ["SecretBox"]
+
+_VERSION = b"\x01"
+
+
+class SecretBox:
+    """Seals and opens blobs with one AES-256-GCM key."""
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) != 32:
+            raise ValueError("the store encryption key must be 32 bytes")
+        self._aead = AESGCM(key)
+
+    @classmethod
+    def from_key_file(cls, path: Path) -> SecretBox:
+        """Load the key (base64) from `path`, creating it with a random key if absent."""
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(base64.b64encode(os.urandom(32)).decode() + "\n")
+        return cls.from_text(path.read_text())
+
+    @classmethod
+    def from_text(cls, text: str) -> SecretBox:
+        """A key given as base64 text (configuration or key file)."""
+        try:
+            key = base64.b64decode(text.strip(), validate=True)
+        except ValueError as exc:
+            raise ValueError("the store encryption key is not valid base64") from exc
+        return cls(key)
+
+    def seal(self, plaintext: bytes, context: bytes) -> bytes:
+        nonce = os.urandom(12)
+        return _VERSION + nonce + self._aead.encrypt(nonce, plaintext, context)
+
+    def open(self, sealed: bytes, context: bytes) -> bytes:
+        if sealed[:1] != _VERSION:
+            raise InternalError("sealed blob has an unknown format")
+        try:
+            return self._aead.decrypt(sealed[1:13], sealed[13:], context)
+        except InvalidTag:
+            raise InternalError(
+                "sealed blob failed authentication (wrong store key or tampering)"
+            ) from None

@@ -1,0 +1,121 @@
+"""Start and stop the core: the gRPC server with JobService, health and reflection.
+
+`start_core` is the one place the core is assembled, for `serve`, tests and
+benchmarks alike: store, secret box, provisioner, agents, runtime, servicers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from arcp_grpc._job_service import SERVICE_NAME as JOB_SERVICE
+from arcp_grpc._job_service import JobServiceServicer, job_service_handler
+from arcp_grpc._runtime import JobRuntime, RuntimeLimits
+from arcp_grpc._secretbox import SecretBox
+from arcp_grpc.agents import AgentRegistry
+from arcp_grpc.auth import Authenticator
+from arcp_grpc.credentials import CredentialProvisioner, DevProvisioner
+from arcp_grpc.demo_agents import demo_registry
+from arcp_grpc.sqlite_store import SQLiteStore
+from arcp_grpc.v1 import session_pb2
+
+__all__ = ["CoreConfig", "RunningCore", "start_core"]
+
+log = logging.getLogger("arcp_grpc.server")
+
+_MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class CoreConfig:
+    """Everything the core needs; each field is a documented configuration knob."""
+
+    data_dir: Path
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = 0
+    tokens: Mapping[str, str] = field(default_factory=dict)  # bearer token -> principal
+    compat_principals: frozenset[str] = frozenset()  # principals on the SDK wire profile
+    demo_agents: bool = True
+    provision_credentials: bool = True  # the built-in development provisioner (§9.8)
+    store_key: str | None = None  # base64 AES-256 key; default: <data_dir>/store.key
+    max_message_bytes: int = 64 * _MiB
+    limits: RuntimeLimits = field(default_factory=RuntimeLimits)
+
+
+@dataclass
+class RunningCore:
+    """A started core. `grpc_address` is where clients connect."""
+
+    server: grpc.aio.Server
+    runtime: JobRuntime
+    store: SQLiteStore
+    port: int
+    host: str
+    health: health.aio.HealthServicer
+
+    @property
+    def grpc_address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Graceful: refuse new calls, let running jobs finish within `grace`, end the
+        rest with a retryable INTERNAL_ERROR, then close the store cleanly."""
+        await self.health.enter_graceful_shutdown()
+        await self.runtime.stop(grace)
+        await self.server.stop(grace=1.0)
+        await self.store.close()
+
+
+async def start_core(
+    config: CoreConfig,
+    *,
+    agents: AgentRegistry | None = None,
+    provisioner: CredentialProvisioner | None = None,
+) -> RunningCore:
+    """Open the store, recover, and serve gRPC on `config.grpc_host:grpc_port`."""
+    registry = demo_registry() if config.demo_agents else AgentRegistry()
+    if agents is not None:
+        registry.merge(agents)
+    if provisioner is None and config.provision_credentials:
+        provisioner = DevProvisioner()
+    box = (
+        SecretBox.from_text(config.store_key)
+        if config.store_key
+        else SecretBox.from_key_file(config.data_dir / "store.key")
+    )
+    store = SQLiteStore(config.data_dir / "arcp.sqlite3")
+    await store.open()
+    runtime = JobRuntime(store, registry, box, provisioner=provisioner, limits=config.limits)
+    await runtime.start()
+    auth = Authenticator.from_tokens(
+        config.tokens,
+        dict.fromkeys(config.compat_principals, session_pb2.WIRE_PROFILE_SDK_COMPAT),
+    )
+    options = [
+        ("grpc.max_receive_message_length", config.max_message_bytes),
+        ("grpc.max_send_message_length", config.max_message_bytes),
+        ("grpc.so_reuseport", 0),
+    ]
+    server = grpc.aio.server(options=options)
+    server.add_generic_rpc_handlers((job_service_handler(JobServiceServicer(runtime, auth)),))
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (JOB_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    port = server.add_insecure_port(f"{config.grpc_host}:{config.grpc_port}")
+    if port == 0:
+        await store.close()
+        raise OSError(f"could not bind gRPC to {config.grpc_host}:{config.grpc_port}")
+    await server.start()
+    for service in ("", JOB_SERVICE):
+        await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+    log.info("core serving gRPC on %s:%d", config.grpc_host, port)
+    return RunningCore(server, runtime, store, port, config.grpc_host, health_servicer)

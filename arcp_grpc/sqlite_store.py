@@ -1,0 +1,496 @@
+"""The embedded store: one SQLite file in WAL mode with group commit.
+
+All writes go through one writer thread that drains its queue into a single
+transaction per batch (each request in its own savepoint, so one failure
+does not undo its neighbours), then reports committed events back to the
+event loop. Events are therefore durable before anyone sees them (§8.3 resume
+relies on it) without paying one commit per event. Reads use a second
+connection on their own thread; WAL lets them run beside the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from arcp_grpc.errors import InternalError, InvalidRequest
+from arcp_grpc.store import (
+    CredentialEntry,
+    EventRow,
+    IdempotencyClaim,
+    IdempotencyConflict,
+    JobPage,
+    JobQuery,
+    JobRow,
+)
+
+__all__ = ["SQLiteStore"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_SCHEMA_VERSION = "1"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id TEXT PRIMARY KEY,
+    principal TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    completed_at REAL,
+    trace_id TEXT NOT NULL,
+    parent_job_id TEXT NOT NULL,
+    summary BLOB NOT NULL,
+    accepted BLOB NOT NULL,
+    outcome BLOB,
+    last_seq INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS jobs_by_principal ON jobs (principal, created_at DESC, job_id DESC);
+CREATE INDEX IF NOT EXISTS jobs_unfinished ON jobs (status) WHERE completed_at IS NULL;
+CREATE TABLE IF NOT EXISTS events (
+    job_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    blob BLOB NOT NULL,
+    sealed INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (job_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS idempotency (
+    principal TEXT NOT NULL,
+    key TEXT NOT NULL,
+    fingerprint BLOB NOT NULL,
+    job_id TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (principal, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS credentials (
+    credential_id TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    provisioner TEXT NOT NULL,
+    sealed_value BLOB NOT NULL,
+    revoked_at REAL
+);
+"""
+
+_JOB_COLUMNS = (
+    "job_id, principal, agent, status, created_at, trace_id, parent_job_id, summary, accepted,"
+    " last_seq, completed_at, outcome"
+)
+
+
+@dataclass(slots=True)
+class _Op:
+    fn: Callable[[sqlite3.Connection], Any]
+    future: asyncio.Future[Any]
+
+
+_STOP = object()
+
+
+class SQLiteStore:
+    """`Store` on a SQLite file. Safe to reopen: schema creation is idempotent."""
+
+    def __init__(self, path: Path, *, batch_limit: int = 2048) -> None:
+        self._path = path
+        self._batch_limit = batch_limit
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._listener: Callable[[Sequence[EventRow]], None] = lambda _events: None
+        self._pending = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._writer: threading.Thread | None = None
+        self._reader: ThreadPoolExecutor | None = None
+        self._read_conn: sqlite3.Connection | None = None
+        self._failure: BaseException | None = None
+
+    # -- lifecycle -------------------------------------------------------
+
+    async def open(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        write_conn = self._connect()
+        write_conn.executescript(_SCHEMA)
+        write_conn.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+            (_SCHEMA_VERSION,),
+        )
+        version = write_conn.execute(
+            "SELECT value FROM meta WHERE key = 'schema_version'"
+        ).fetchone()[0]
+        if version != _SCHEMA_VERSION:
+            write_conn.close()
+            raise InternalError(f"store schema version {version} is not {_SCHEMA_VERSION}")
+        self._writer = threading.Thread(
+            target=self._write_loop, args=(write_conn,), name="arcp-store-writer", daemon=True
+        )
+        self._writer.start()
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="arcp-store-reader")
+        self._read_conn = await self._loop.run_in_executor(self._reader, self._connect)
+
+    async def close(self) -> None:
+        if self._writer is None:
+            return
+        await self.flush()
+        self._queue.put(_STOP)
+        await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
+        self._writer = None
+        if self._reader is not None and self._read_conn is not None:
+            self._reader.submit(self._read_conn.close).result()
+            self._reader.shutdown(wait=True)
+            self._reader = None
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL
+        conn.execute("PRAGMA busy_timeout=5000")
+        return conn
+
+    # -- the writer ------------------------------------------------------
+
+    def set_commit_listener(self, listener: Callable[[Sequence[EventRow]], None]) -> None:
+        self._listener = listener
+
+    def pending_writes(self) -> int:
+        return self._pending
+
+    def append_event(self, event: EventRow) -> None:
+        self._check_healthy()
+        self._pending += 1
+        self._queue.put(event)
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        self._check_healthy()
+        assert self._loop is not None, "store is not open"
+        future: asyncio.Future[T] = self._loop.create_future()
+        self._pending += 1
+        self._queue.put(_Op(fn, future))
+        return await future
+
+    def _check_healthy(self) -> None:
+        if self._failure is not None:
+            raise InternalError("the store failed and accepts no more writes") from None
+
+    def _write_loop(self, conn: sqlite3.Connection) -> None:
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                conn.close()
+                return
+            batch = [first]
+            while len(batch) < self._batch_limit:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    self._queue.put(_STOP)
+                    break
+                batch.append(item)
+            self._commit_batch(conn, batch)
+
+    def _commit_batch(self, conn: sqlite3.Connection, batch: list[object]) -> None:
+        events: list[EventRow] = []
+        written = 0  # events[:written] are inserted already
+        results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for item in batch:
+                if isinstance(item, EventRow):
+                    events.append(item)
+                    continue
+                assert isinstance(item, _Op)
+                _insert_events(conn, events[written:])  # keep call order around the op
+                written = len(events)
+                results.append(self._run_op(conn, item))
+            _insert_events(conn, events[written:])
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            log.exception("store commit failed; the store stops accepting writes")
+            self._failure = exc
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            failure = InternalError("the store could not commit")
+            results = [(item.future, None, failure) for item in batch if isinstance(item, _Op)]
+            events = []
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._deliver, len(batch), events, results)
+
+    @staticmethod
+    def _run_op(
+        conn: sqlite3.Connection, op: _Op
+    ) -> tuple[asyncio.Future[Any], Any, BaseException | None]:
+        conn.execute("SAVEPOINT op")
+        try:
+            value = op.fn(conn)
+        except Exception as exc:
+            conn.execute("ROLLBACK TO op")
+            conn.execute("RELEASE op")
+            return op.future, None, exc
+        conn.execute("RELEASE op")
+        return op.future, value, None
+
+    def _deliver(
+        self,
+        count: int,
+        events: list[EventRow],
+        results: list[tuple[asyncio.Future[Any], Any, BaseException | None]],
+    ) -> None:
+        self._pending -= count
+        if events:
+            self._listener(events)
+        for future, value, error in results:
+            if future.done():
+                continue
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(value)
+
+    # -- writes ----------------------------------------------------------
+
+    async def create_job(
+        self,
+        job: JobRow,
+        claim: IdempotencyClaim | None,
+        credentials: Sequence[CredentialEntry],
+        now: float,
+    ) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            if claim is not None:
+                conn.execute(
+                    "DELETE FROM idempotency WHERE principal = ? AND key = ? AND expires_at <= ?",
+                    (claim.principal, claim.key, now),
+                )
+                try:
+                    conn.execute(
+                        "INSERT INTO idempotency (principal, key, fingerprint, job_id, expires_at)"
+                        " VALUES (?, ?, ?, ?, ?)",
+                        (
+                            claim.principal,
+                            claim.key,
+                            claim.fingerprint,
+                            job.job_id,
+                            claim.expires_at,
+                        ),
+                    )
+                except sqlite3.IntegrityError:
+                    holder = conn.execute(
+                        "SELECT job_id, fingerprint FROM idempotency"
+                        " WHERE principal = ? AND key = ?",
+                        (claim.principal, claim.key),
+                    ).fetchone()
+                    raise IdempotencyConflict(holder[0], holder[1]) from None
+            conn.execute(
+                f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                _job_values(job),
+            )
+            conn.executemany(
+                "INSERT INTO credentials (credential_id, job_id, provisioner, sealed_value)"
+                " VALUES (?, ?, ?, ?)",
+                [(c.credential_id, c.job_id, c.provisioner, c.sealed_value) for c in credentials],
+            )
+
+        await self._write(op)
+
+    async def set_status(self, job_id: str, status: int) -> None:
+        await self._write(
+            lambda conn: conn.execute(
+                "UPDATE jobs SET status = ? WHERE job_id = ?", (status, job_id)
+            )
+        )
+
+    async def finish_job(
+        self,
+        job_id: str,
+        status: int,
+        outcome: bytes,
+        summary: bytes,
+        completed_at: float,
+        last_seq: int,
+    ) -> None:
+        await self._write(
+            lambda conn: conn.execute(
+                "UPDATE jobs SET status = ?, outcome = ?, summary = ?, completed_at = ?,"
+                " last_seq = ? WHERE job_id = ?",
+                (status, outcome, summary, completed_at, last_seq, job_id),
+            )
+        )
+
+    async def flush(self) -> None:
+        await self._write(lambda conn: None)
+
+    async def mark_revoked(self, credential_id: str) -> None:
+        await self._write(
+            lambda conn: conn.execute(
+                "UPDATE credentials SET revoked_at = julianday('now') WHERE credential_id = ?",
+                (credential_id,),
+            )
+        )
+
+    async def replace_credential(self, entry: CredentialEntry) -> None:
+        await self._write(
+            lambda conn: conn.execute(
+                "UPDATE credentials SET sealed_value = ? WHERE credential_id = ?",
+                (entry.sealed_value, entry.credential_id),
+            )
+        )
+
+    async def purge_claims(self, now: float) -> int:
+        def op(conn: sqlite3.Connection) -> int:
+            return conn.execute("DELETE FROM idempotency WHERE expires_at <= ?", (now,)).rowcount
+
+        return await self._write(op)
+
+    # -- reads -----------------------------------------------------------
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        assert self._loop is not None
+        assert self._reader is not None
+        assert self._read_conn is not None
+        conn = self._read_conn
+        return await self._loop.run_in_executor(self._reader, fn, conn)
+
+    async def find_claim(self, principal: str, key: str, now: float) -> tuple[str, bytes] | None:
+        def fn(conn: sqlite3.Connection) -> tuple[str, bytes] | None:
+            row = conn.execute(
+                "SELECT job_id, fingerprint FROM idempotency"
+                " WHERE principal = ? AND key = ? AND expires_at > ?",
+                (principal, key, now),
+            ).fetchone()
+            return None if row is None else (row[0], row[1])
+
+        return await self._read(fn)
+
+    async def get_job(self, job_id: str) -> JobRow | None:
+        def fn(conn: sqlite3.Connection) -> JobRow | None:
+            row = conn.execute(
+                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE job_id = ?", (job_id,)
+            ).fetchone()
+            return None if row is None else JobRow(*row)
+
+        return await self._read(fn)
+
+    async def list_jobs(self, query: JobQuery) -> JobPage:
+        where = ["principal = ?"]
+        args: list[Any] = [query.principal]
+        if query.statuses:
+            where.append(f"status IN ({', '.join('?' * len(query.statuses))})")
+            args.extend(query.statuses)
+        if query.agent:
+            if "@" in query.agent:
+                where.append("agent = ?")
+                args.append(query.agent)
+            else:
+                where.append("substr(agent, 1, ?) = ?")
+                args.extend([len(query.agent) + 1, query.agent + "@"])
+        if query.created_after is not None:
+            where.append("created_at > ?")
+            args.append(query.created_after)
+        if query.cursor:
+            created_at, job_id = _decode_cursor(query.cursor)
+            where.append("(created_at, job_id) < (?, ?)")
+            args.extend([created_at, job_id])
+        sql = (
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE {' AND '.join(where)}"
+            " ORDER BY created_at DESC, job_id DESC LIMIT ?"
+        )
+        args.append(query.limit + 1)
+
+        def fn(conn: sqlite3.Connection) -> JobPage:
+            rows = [JobRow(*r) for r in conn.execute(sql, args).fetchall()]
+            more = len(rows) > query.limit
+            rows = rows[: query.limit]
+            cursor = _encode_cursor(rows[-1]) if more and rows else ""
+            return JobPage(tuple(rows), cursor)
+
+        return await self._read(fn)
+
+    async def read_events(self, job_id: str, after_seq: int, limit: int) -> list[EventRow]:
+        def fn(conn: sqlite3.Connection) -> list[EventRow]:
+            rows = conn.execute(
+                "SELECT seq, blob, sealed FROM events WHERE job_id = ? AND seq > ?"
+                " ORDER BY seq LIMIT ?",
+                (job_id, after_seq, limit),
+            ).fetchall()
+            return [EventRow(job_id, seq, blob, bool(sealed)) for seq, blob, sealed in rows]
+
+        return await self._read(fn)
+
+    async def interrupted_jobs(self) -> list[JobRow]:
+        def fn(conn: sqlite3.Connection) -> list[JobRow]:
+            rows = conn.execute(
+                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE completed_at IS NULL ORDER BY created_at"
+            ).fetchall()
+            return [JobRow(*r) for r in rows]
+
+        return await self._read(fn)
+
+    async def last_seq(self, job_id: str) -> int:
+        def fn(conn: sqlite3.Connection) -> int:
+            row = conn.execute(
+                "SELECT COALESCE(MAX(seq), 0) FROM events WHERE job_id = ?", (job_id,)
+            ).fetchone()
+            return int(row[0])
+
+        return await self._read(fn)
+
+    async def live_credentials(self) -> list[CredentialEntry]:
+        def fn(conn: sqlite3.Connection) -> list[CredentialEntry]:
+            rows = conn.execute(
+                "SELECT credential_id, job_id, provisioner, sealed_value FROM credentials"
+                " WHERE revoked_at IS NULL"
+            ).fetchall()
+            return [CredentialEntry(*r) for r in rows]
+
+        return await self._read(fn)
+
+
+def _insert_events(conn: sqlite3.Connection, events: Sequence[EventRow]) -> None:
+    if events:
+        conn.executemany(
+            "INSERT INTO events (job_id, seq, blob, sealed) VALUES (?, ?, ?, ?)",
+            [(e.job_id, e.seq, e.blob, int(e.sealed)) for e in events],
+        )
+
+
+def _job_values(job: JobRow) -> tuple[Any, ...]:
+    return (
+        job.job_id,
+        job.principal,
+        job.agent,
+        job.status,
+        job.created_at,
+        job.trace_id,
+        job.parent_job_id,
+        job.summary,
+        job.accepted,
+        job.last_seq,
+        job.completed_at,
+        job.outcome,
+    )
+
+
+def _encode_cursor(row: JobRow) -> str:
+    raw = f"{row.created_at!r}|{row.job_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[float, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created_at, job_id = raw.split("|", 1)
+        return float(created_at), job_id
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequest(
+            "cursor is not one this runtime issued", details={"field": "cursor"}
+        ) from None

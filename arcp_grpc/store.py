@@ -1,0 +1,174 @@
+"""The store interface: everything the core must not lose.
+
+Jobs, their event logs (written before delivery), the idempotency cache of
+sealed `JobAccepted` bytes (§7.2) and the ledger of unrevoked credentials
+(§9.8.2, §14). `SQLiteStore` is the embedded implementation; a PostgreSQL
+one implements the same protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+__all__ = [
+    "CredentialEntry",
+    "EventRow",
+    "IdempotencyClaim",
+    "IdempotencyConflict",
+    "JobPage",
+    "JobQuery",
+    "JobRow",
+    "Store",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class JobRow:
+    """A job as stored. `summary` is a serialised `JobSummary` without credentials;
+    `accepted` is the sealed `JobAccepted` bytes; `outcome` a `JobOutcome` once ended."""
+
+    job_id: str
+    principal: str
+    agent: str
+    status: int
+    created_at: float
+    trace_id: str
+    parent_job_id: str
+    summary: bytes
+    accepted: bytes
+    last_seq: int = 0
+    completed_at: float | None = None
+    outcome: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    """One event of a job's log: `blob` is `JobEvent` bytes, sealed when `sealed`."""
+
+    job_id: str
+    seq: int
+    blob: bytes
+    sealed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyClaim:
+    """The (principal, key) a job claims at creation (§7.2)."""
+
+    principal: str
+    key: str
+    fingerprint: bytes
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialEntry:
+    """A provisioned credential not yet revoked at its upstream (§14)."""
+
+    credential_id: str
+    job_id: str
+    provisioner: str
+    sealed_value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class JobQuery:
+    """A principal-scoped listing request (§6.6)."""
+
+    principal: str
+    statuses: tuple[int, ...] = ()
+    agent: str = ""
+    created_after: float | None = None
+    limit: int = 100
+    cursor: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class JobPage:
+    """One page of jobs, newest first."""
+
+    jobs: tuple[JobRow, ...]
+    next_cursor: str
+
+
+class IdempotencyConflict(Exception):
+    """Another job already holds the (principal, key); carries the holder's id."""
+
+    def __init__(self, job_id: str, fingerprint: bytes) -> None:
+        super().__init__(job_id)
+        self.job_id = job_id
+        self.fingerprint = fingerprint
+
+
+class Store(Protocol):
+    """Durable state of the core. Writes from one process are applied in call order."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def create_job(
+        self,
+        job: JobRow,
+        claim: IdempotencyClaim | None,
+        credentials: Sequence[CredentialEntry],
+        now: float,
+    ) -> None:
+        """Insert the job, its idempotency claim and its credentials atomically.
+
+        Raises `IdempotencyConflict` when an unexpired claim on the same
+        (principal, key) exists; then nothing is written. An expired claim
+        is replaced.
+        """
+
+    async def find_claim(self, principal: str, key: str, now: float) -> tuple[str, bytes] | None:
+        """(job_id, fingerprint) of an unexpired claim, else None."""
+
+    def set_commit_listener(self, listener: Callable[[Sequence[EventRow]], None]) -> None:
+        """Call `listener` on the event loop with each batch of events once committed."""
+
+    def append_event(self, event: EventRow) -> None:
+        """Queue an event for the next group commit; the commit listener reports it."""
+
+    def pending_writes(self) -> int:
+        """Writes queued and not yet committed (for back-pressure)."""
+
+    async def set_status(self, job_id: str, status: int) -> None: ...
+
+    async def finish_job(
+        self,
+        job_id: str,
+        status: int,
+        outcome: bytes,
+        summary: bytes,
+        completed_at: float,
+        last_seq: int,
+    ) -> None:
+        """Record the terminal state; ordered after every event appended before it."""
+
+    async def flush(self) -> None:
+        """Wait until everything queued so far is committed."""
+
+    async def get_job(self, job_id: str) -> JobRow | None: ...
+
+    async def list_jobs(self, query: JobQuery) -> JobPage: ...
+
+    async def read_events(self, job_id: str, after_seq: int, limit: int) -> list[EventRow]: ...
+
+    async def interrupted_jobs(self) -> list[JobRow]:
+        """Jobs left pending or running by a previous process."""
+
+    async def live_credentials(self) -> list[CredentialEntry]: ...
+
+    async def mark_revoked(self, credential_id: str) -> None: ...
+
+    async def replace_credential(self, entry: CredentialEntry) -> None:
+        """Store a rotated credential's new sealed value (§9.8.2)."""
+
+    async def last_seq(self, job_id: str) -> int:
+        """The highest stored `job_seq` of a job (0 when it has none)."""
+
+    async def purge_claims(self, now: float) -> int:
+        """Delete expired idempotency claims; returns how many."""
