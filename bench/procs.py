@@ -73,6 +73,20 @@ def kill_all() -> None:
             _stop(proc)
 
 
+def _spawn(command: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    """Start ``command`` in a new session (its own process group) with output to the log."""
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so killpg reaches its children
+        )
+    _LIVE[proc.pid] = proc
+    return proc
+
+
 @contextlib.asynccontextmanager
 async def running_server(
     name: str,
@@ -87,24 +101,8 @@ async def running_server(
     port_file = workdir / f"{name}.ready.json"
     log_path = workdir / f"{name}.log"
     port_file.unlink(missing_ok=True)
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                module,
-                "--port-file",
-                str(port_file),
-                "--max-seconds",
-                str(lifetime_s),
-                *extra_args,
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, so killpg reaches its children
-        )
-    _LIVE[proc.pid] = proc
+    command = [sys.executable, "-m", module, "--port-file", str(port_file)]
+    proc = _spawn([*command, "--max-seconds", str(lifetime_s), *extra_args], log_path)
     try:
         deadline = time.monotonic() + ready_timeout_s
         while not port_file.exists():

@@ -42,10 +42,15 @@ _ROWS: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
     (
         "events_per_s",
         "e. events/s, one job of {events} events",
-        ("ws_push_msgs_per_s",),
+        ("ws_push_msgs_per_s", "ws_push_msgs_per_s_nodeflate"),
         ("grpc_stream_msgs_per_s", "grpc_stream_batched_events_per_s"),
     ),
-    ("chunk_mb_per_s", "f. chunked result MiB/s, {mib} MiB", ("ws_push_mb_per_s",), ("grpc_stream_mb_per_s",)),
+    (
+        "chunk_mb_per_s",
+        "f. chunked result MiB/s, {mib} MiB",
+        ("ws_push_mb_per_s", "ws_push_mb_per_s_nodeflate"),
+        ("grpc_stream_mb_per_s",),
+    ),
     ("rss_last_mib", "g. server RSS after last round, MiB", (), ()),
     ("rss_growth_pct", "g. RSS growth round 1→last, %", (), ()),
 )
@@ -58,6 +63,8 @@ _CEILING_NOTES = {
     "ws_pipelined_msgs_per_s": "echoed frames/s, one connection, sender never waits",
     "ws_push_msgs_per_s": "server→client 300-char frames/s",
     "ws_push_mb_per_s": "server→client 64 KiB base64 frames, application MiB/s",
+    "ws_push_msgs_per_s_nodeflate": "as ws_push_msgs_per_s, permessage-deflate off",
+    "ws_push_mb_per_s_nodeflate": "as ws_push_mb_per_s, permessage-deflate off",
     "grpc_connect_ms": "new channel + first unary call",
     "grpc_unary_ms": "unary echo of a submit-sized message, p50",
     "grpc_unary_per_s": "unary calls/s, one caller",
@@ -153,7 +160,9 @@ def _column_cell(result: RunResult, key: str, metric: str) -> str:
     reference = _summary(result, baseline, metric)
     if reference is None:
         return text
-    ratio = better_ratio(summary.median, reference.median, lower_is_better=metric in LOWER_IS_BETTER)
+    ratio = better_ratio(
+        summary.median, reference.median, lower_is_better=metric in LOWER_IS_BETTER
+    )
     return f"{text} **{_fmt(ratio)}×**"
 
 
@@ -185,7 +194,12 @@ def _rss_table(result: RunResult, opts: Options, keys: list[str]) -> list[str]:
     with_rss = [k for k in keys if _summary(result, k, "rss_r1_mib") is not None]
     if not with_rss:
         return []
-    header = ["Column", "start", *(f"round {i}" for i in range(1, len(rounds) + 1)), "growth r1→last"]
+    header = [
+        "Column",
+        "start",
+        *(f"round {i}" for i in range(1, len(rounds) + 1)),
+        "growth r1→last",
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for key in with_rss:
         cells = [_cell(_summary(result, key, m)) for m in ("rss_start_mib", *rounds)]
@@ -196,9 +210,7 @@ def _rss_table(result: RunResult, opts: Options, keys: list[str]) -> list[str]:
 
 def _cpu_table(result: RunResult, keys: list[str]) -> list[str]:
     scenarios = ["sequential", "concurrent", "events", "chunked", "ceilings"]
-    present = [
-        s for s in scenarios if any(s in result.cpu.get(k, {}) for k in keys)
-    ]
+    present = [s for s in scenarios if any(s in result.cpu.get(k, {}) for k in keys)]
     if not present:
         return []
     header = ["Column", *present]
@@ -238,22 +250,35 @@ def _goals(result: RunResult) -> list[str]:
         "- Through the gateway with the published client, submit→accepted ≤ the reference: "
         + check(median("gw-client", "accepted_ms"), median("ref-client", "accepted_ms"), 1, True),
         "- Concurrent jobs/s ≥ 1.5× the reference: "
-        + check(median("gw-client", "conc_jobs_per_s"), median("ref-client", "conc_jobs_per_s"), 1.5, False),
+        + check(
+            median("gw-client", "conc_jobs_per_s"),
+            median("ref-client", "conc_jobs_per_s"),
+            1.5,
+            False,
+        ),
         "- Events/s ≥ 2× the reference: "
-        + check(median("gw-client", "events_per_s"), median("ref-client", "events_per_s"), 2, False),
+        + check(
+            median("gw-client", "events_per_s"), median("ref-client", "events_per_s"), 2, False
+        ),
         "- Chunked result MiB/s ≥ 2× the reference: "
-        + check(median("gw-client", "chunk_mb_per_s"), median("ref-client", "chunk_mb_per_s"), 2, False),
+        + check(
+            median("gw-client", "chunk_mb_per_s"), median("ref-client", "chunk_mb_per_s"), 2, False
+        ),
     ]
     for key, label in (("gw-client", "gateway"), ("grpc", "JobService")):
         speedup = median(key, "replay_speedup")
-        state = "not measurable yet" if speedup is None else (
-            f"{'met' if speedup >= 3 else 'not met'} ({_fmt(speedup)}×)"
+        state = (
+            "not measurable yet"
+            if speedup is None
+            else (f"{'met' if speedup >= 3 else 'not met'} ({_fmt(speedup)}×)")
         )
         lines.append(f"- Idempotent replay ≥ 3× faster than a first submit ({label}): {state}")
     for key, label in (("gw-lean", "gateway"), ("grpc", "JobService")):
         growth = median(key, "rss_growth_pct")
-        state = "not measurable yet" if growth is None else (
-            f"{'met' if growth <= 10 else 'not met'} ({_fmt(growth)} %)"
+        state = (
+            "not measurable yet"
+            if growth is None
+            else (f"{'met' if growth <= 10 else 'not met'} ({_fmt(growth)} %)")
         )
         lines.append(f"- Server RSS after the last round within 10 % of round 1 ({label}): {state}")
     ref_speedup = median("ref-client", "replay_speedup")
@@ -299,6 +324,8 @@ def render(result: RunResult, opts: Options, machine: dict[str, str], vers: dict
         "same kind of client (published client vs. published client, lean vs. lean; the gRPC "
         "column against the reference with the lean client). > 1 means faster (lower latency, "
         "higher rate) or leaner.",
+        "- WebSocket figures use the `websockets` defaults the reference runtime and client use, "
+        "including permessage-deflate; the push ceilings are also given with it off.",
         "- The ceiling columns show the same figure for the bare transport (raw `websockets`, "
         "raw grpc.aio) with messages of the same size and no runtime logic: the distance to the "
         "limit. Where two ceilings are shown they are listed in the table below.",

@@ -8,6 +8,7 @@ has a deadline after which the remaining scenarios are recorded as skipped.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import tempfile
 import time
@@ -15,8 +16,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import asyncio
 
 from bench.procs import cpu_seconds, running_server
 from bench.scale import Scale
@@ -153,7 +152,11 @@ async def _run_column(
                 driver = column.make_driver(server.info)
                 for scenario in scenarios:
                     await _measured(
-                        result, column.key, scenario, server.pid, clock,
+                        result,
+                        column.key,
+                        scenario,
+                        server.pid,
+                        clock,
                         _bind(scenario, driver, opts.scale),
                     )
         except Exception as exc:  # a server that cannot start is a finding, not a crash
@@ -170,7 +173,11 @@ async def _run_column(
                 driver = column.make_driver(server.info)
                 pid = server.pid
                 await _measured(
-                    result, column.key, "rss", pid, clock,
+                    result,
+                    column.key,
+                    "rss",
+                    pid,
+                    clock,
                     lambda: rss_rounds(driver, opts.scale, pid),
                 )
         except Exception as exc:
@@ -192,7 +199,11 @@ async def _run_ceiling(
         ) as server:
             info, pid = server.info, server.pid
             await _measured(
-                result, ceiling.key, "ceilings", pid, clock,
+                result,
+                ceiling.key,
+                "ceilings",
+                pid,
+                clock,
                 lambda: ceiling.measure(info, opts.scale, parts),
             )
     except Exception as exc:

@@ -115,7 +115,11 @@ async def idempotent(driver: Driver, scale: Scale) -> Figures:
     finally:
         await conn.close()
     first_ms, replay_ms = _ms(first), _ms(replay)
-    return {"first_submit_ms": first_ms, "replay_ms": replay_ms, "replay_speedup": first_ms / replay_ms}
+    return {
+        "first_submit_ms": first_ms,
+        "replay_ms": replay_ms,
+        "replay_speedup": first_ms / replay_ms,
+    }
 
 
 async def events(driver: Driver, scale: Scale) -> Figures:

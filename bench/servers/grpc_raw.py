@@ -78,7 +78,7 @@ async def _bytes(
 
 async def _serve(args: Any) -> None:
     server = grpc.aio.server()
-    handlers = {
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
         "Unary": grpc.unary_unary_rpc_method_handler(_unary),
         "Events": grpc.unary_stream_rpc_method_handler(_events),
         "Bytes": grpc.unary_stream_rpc_method_handler(_bytes),

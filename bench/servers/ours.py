@@ -9,6 +9,7 @@ on loopback, a data directory for the store, the demo agents (``echo``, ``chatty
 from __future__ import annotations
 
 import asyncio
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +38,11 @@ async def _serve(args: Any) -> None:
     try:
         info: dict[str, Any] = {"grpc": core.grpc_address}
         if args.gateway:
-            from gateway.server import GatewayConfig, start_gateway
-
-            gateway = await start_gateway(GatewayConfig(core_address=core.grpc_address, port=0))
+            # Imported by name: the gateway server is being written alongside this harness.
+            server = importlib.import_module("gateway.server")
+            gateway = await server.start_gateway(
+                server.GatewayConfig(core_address=core.grpc_address, port=0)
+            )
             info["url"] = gateway.url
         write_ready(args.port_file, info)
         await wait_for_stop(args.max_seconds)

@@ -16,6 +16,7 @@ from typing import Any
 
 from arcp import RuntimeInfo, serve_websocket
 from arcp.runtime import ARCPRuntime, JobContext, StaticBearerVerifier
+
 from bench.servers._common import (
     BENCH_PRINCIPAL,
     BENCH_TOKEN,

@@ -25,7 +25,9 @@ _DISTINCT_FRAMES = 4
 def push_frames(size: int) -> list[str]:
     """A few distinct frames of ``size`` characters of base64 text (random, as real chunks)."""
     raw = os.urandom(size)
-    return [base64.b64encode(raw[i:] + raw[:i]).decode("ascii")[:size] for i in range(_DISTINCT_FRAMES)]
+    return [
+        base64.b64encode(raw[i:] + raw[:i]).decode("ascii")[:size] for i in range(_DISTINCT_FRAMES)
+    ]
 
 
 async def _handler(conn: ServerConnection) -> None:

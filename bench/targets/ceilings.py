@@ -121,6 +121,16 @@ async def ws_ceilings(url: str, scale: Scale, parts: set[str]) -> Figures:
             await _ws_push(ws, 2, 64 * 1024)
             elapsed = await _ws_push(ws, frames, 64 * 1024)
             figures["ws_push_mb_per_s"] = frames * CHUNK_APP_BYTES / 2**20 / elapsed
+    if parts & {"events", "chunked"}:
+        # The same pushes with permessage-deflate off, for a runtime that does not compress.
+        async with connect(url, max_size=None, compression=None) as ws:
+            if "events" in parts:
+                elapsed = await _ws_push(ws, scale.events, EVENT_FRAME_CHARS)
+                figures["ws_push_msgs_per_s_nodeflate"] = scale.events / elapsed
+            if "chunked" in parts:
+                frames = scale.chunk_bytes // CHUNK_APP_BYTES
+                elapsed = await _ws_push(ws, frames, 64 * 1024)
+                figures["ws_push_mb_per_s_nodeflate"] = frames * CHUNK_APP_BYTES / 2**20 / elapsed
     if "concurrent" in parts:
         conns = [await connect(url, max_size=None) for _ in range(scale.sessions)]
         try:
@@ -135,7 +145,7 @@ async def ws_ceilings(url: str, scale: Scale, parts: set[str]) -> Figures:
 
 
 async def _unary_loop(channel: grpc.aio.Channel, payload: bytes, count: int) -> list[float]:
-    call = channel.unary_unary("/bench.Raw/Unary")
+    call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary("/bench.Raw/Unary")
     latencies = []
     for _ in range(count):
         start = time.perf_counter()
@@ -146,8 +156,10 @@ async def _unary_loop(channel: grpc.aio.Channel, payload: bytes, count: int) -> 
 
 async def _stream_count(channel: grpc.aio.Channel, method: str, request: str) -> tuple[int, int]:
     """Read a raw stream to its end; return (events, result-chunk bytes) decoded from it."""
-    call = channel.unary_stream(
-        method, response_deserializer=job_service_pb2.WatchJobResponse.FromString
+    call: grpc.aio.UnaryStreamMultiCallable[bytes, job_service_pb2.WatchJobResponse] = (
+        channel.unary_stream(
+            method, response_deserializer=job_service_pb2.WatchJobResponse.FromString
+        )
     )
     events = chunk_bytes = 0
     async for message in call(request.encode()):
@@ -185,9 +197,7 @@ async def grpc_ceilings(address: str, scale: Scale, parts: set[str]) -> Figures:
             figures["grpc_stream_msgs_per_s"] = got / (time.perf_counter() - start)
             batched = scale.events * 5
             start = time.perf_counter()
-            got, _ = await _stream_count(
-                channel, "/bench.Raw/Events", f"{batched}:{GRPC_BATCH}"
-            )
+            got, _ = await _stream_count(channel, "/bench.Raw/Events", f"{batched}:{GRPC_BATCH}")
             figures["grpc_stream_batched_events_per_s"] = got / (time.perf_counter() - start)
         if "chunked" in parts:
             request = f"{scale.chunk_bytes}:{CHUNK_APP_BYTES}"

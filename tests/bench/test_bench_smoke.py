@@ -1,0 +1,73 @@
+"""Smoke test of the benchmark harness (bench/): it runs, and its report is well formed.
+
+The harness is run as users run it (``python -m bench``), in its smallest mode, against the
+reference runtime and the raw ceilings. Nothing here depends on how fast anything is.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from arcp import Envelope
+from arcp._messages.execution import JobSubmitPayload
+from arcp._messages.session import SessionHelloPayload
+
+from bench.loadgen.frames import hello_frame, new_ulid, submit_frame
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_lean_frames_are_valid_arcp_envelopes() -> None:
+    """The lean generator's pre-built frames pass the reference SDK's own validation (§5.1)."""
+    hello = Envelope.from_wire(json.loads(hello_frame(new_ulid(), "tok")))
+    assert hello.type == "session.hello"
+    assert SessionHelloPayload.model_validate(hello.payload).auth.token == "tok"
+    submit = Envelope.from_wire(
+        json.loads(submit_frame(new_ulid(), "sess_x", "echo", {"a": 1}, "key-1"))
+    )
+    assert submit.type == "job.submit"
+    parsed = JobSubmitPayload.model_validate(submit.payload)
+    assert (parsed.agent, parsed.input, parsed.idempotency_key) == ("echo", {"a": 1}, "key-1")
+
+
+@pytest.mark.timeout(150)
+def test_quick_run_against_reference_and_ceilings(tmp_path: Path) -> None:
+    """A minimal run writes RESULTS.md and results.json with positive figures per column."""
+    command = [
+        sys.executable,
+        "-m",
+        "bench",
+        "--quick",
+        "--reps",
+        "1",
+        "--only",
+        "handshake,sequential,events,chunked",
+        "--targets",
+        "reference,ceilings",
+        "--out",
+        str(tmp_path),
+    ]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=140)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["errors"] == {}
+    values = results["values"]
+    for column in ("ref-client", "ref-lean"):
+        for metric in ("handshake_ms", "accepted_ms", "result_ms", "events_per_s"):
+            assert values[column][metric][0] > 0, (column, metric)
+        assert values[column]["chunk_mb_per_s"][0] > 0
+    for metric in ("ws_rtt_ms", "ws_push_msgs_per_s", "ws_push_mb_per_s"):
+        assert values["ws-raw"][metric][0] > 0, metric
+    for metric in ("grpc_unary_ms", "grpc_stream_batched_events_per_s", "grpc_stream_mb_per_s"):
+        assert values["grpc-raw"][metric][0] > 0, metric
+
+    report = (tmp_path / "RESULTS.md").read_text()
+    assert "| Metric | WS ceiling | gRPC ceiling | reference · published client |" in report
+    assert "b. submit→accepted p50, ms" in report
+    assert "nproc:" in report
+    assert "agentruntimecontrolprotocol: 1.1.3" in report
