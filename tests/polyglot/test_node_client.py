@@ -26,6 +26,8 @@ from pathlib import Path
 import pytest
 from google.rpc import error_details_pb2
 
+from arcp_grpc.server import CoreConfig, start_core
+
 __all__: list[str] = []
 
 HERE = Path(__file__).resolve().parent
@@ -96,11 +98,6 @@ def _tap_summary(output: str) -> dict[str, int]:
 @pytest.mark.timeout(SETUP_TIMEOUT + NODE_TIMEOUT)
 async def test_node_client_against_core(node_client: Path, tmp_path: Path) -> None:
     """Every scenario of client.test.ts passes against an in-process core."""
-    try:
-        from arcp_grpc.server import CoreConfig, start_core
-    except ImportError as exc:
-        pytest.skip(f"arcp_grpc.server is not importable ({exc}); the core has not landed yet")
-
     core = await start_core(CoreConfig(data_dir=tmp_path, grpc_port=0, tokens={TOKEN: "alice"}))
     try:
         env = {**os.environ, "ARCP_GRPC_ADDRESS": core.grpc_address, "ARCP_TOKEN": TOKEN}
