@@ -1,22 +1,166 @@
-"""Shared fixtures: a real core (gRPC on 127.0.0.1, SQLite file in tmp_path)."""
+"""Shared fixtures: a real core (gRPC on 127.0.0.1, SQLite file in tmp_path).
+
+Helpers build `SubmitJob` requests, watch a job to its outcome and read the
+ARCP code of a failed call, so each test states only what it checks.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
+from google.protobuf import json_format
 
+from arcp_grpc.agents import AgentRegistry
+from arcp_grpc.credentials import CredentialProvisioner
+from arcp_grpc.errors import ARCPError
+from arcp_grpc.grpc_status import from_rpc_error
 from arcp_grpc.server import CoreConfig, RunningCore, start_core
-from arcp_grpc.v1 import job_service_pb2_grpc
+from arcp_grpc.v1 import events_pb2, job_service_pb2, job_service_pb2_grpc, jobs_pb2
+
+if TYPE_CHECKING:
+    from arcp_grpc.v1.job_service_pb2_grpc import JobServiceAsyncStub as Stub
+
+__all__ = [
+    "TOKENS",
+    "CoreFactory",
+    "Watched",
+    "arcp_error",
+    "bearer",
+    "event_kind",
+    "new_stub",
+    "submit_request",
+    "wait_for_seq",
+    "watch_all",
+]
 
 TOKENS = {"tok-alice": "alice", "tok-bob": "bob"}
+SAFETY = 30.0  # seconds; a safety net only, never what a test checks
 
 
 def bearer(token: str = "tok-alice") -> tuple[tuple[str, str], ...]:
     """gRPC call metadata for a bearer token."""
     return (("authorization", f"Bearer {token}"),)
+
+
+def submit_request(
+    agent: str,
+    input_value: Any = None,
+    *,
+    key: str = "",
+    lease: Mapping[str, Sequence[str]] | None = None,
+    expires_at: datetime | None = None,
+    max_runtime_sec: int | None = None,
+    trace_id: str = "",
+) -> job_service_pb2.SubmitJobRequest:
+    """A `SubmitJobRequest` for `agent` with JSON `input_value`."""
+    submit = jobs_pb2.JobSubmit(agent=agent, idempotency_key=key, trace_id=trace_id)
+    if input_value is not None:
+        json_format.ParseDict(input_value, submit.input)
+    for namespace, patterns in (lease or {}).items():
+        submit.lease_request.capabilities[namespace].patterns.extend(patterns)
+    if expires_at is not None:
+        submit.lease_constraints.expires_at.FromDatetime(expires_at)
+    if max_runtime_sec is not None:
+        submit.max_runtime_sec = max_runtime_sec
+    return job_service_pb2.SubmitJobRequest(submit=submit)
+
+
+def new_stub(channel: grpc.aio.Channel) -> Stub:
+    """A typed asyncio JobService stub on `channel`."""
+    return job_service_pb2_grpc.JobServiceStub(channel)
+
+
+def arcp_error(exc: grpc.RpcError) -> ARCPError:
+    """The ARCP error (ErrorInfo reason, retryable) a failed call carries."""
+    return from_rpc_error(exc)
+
+
+def event_kind(event: events_pb2.JobEvent) -> str:
+    """The oneof body name of an event (``log``, ``metric``, ...)."""
+    kind = event.WhichOneof("body")
+    assert kind is not None
+    return kind
+
+
+@dataclass
+class Watched:
+    """Everything a WatchJob stream delivered: events in order and the outcome."""
+
+    events: list[events_pb2.JobEvent]
+    outcome: jobs_pb2.JobOutcome | None
+    frames_with_outcome: int
+
+    @property
+    def seqs(self) -> list[int]:
+        return [e.job_seq for e in self.events]
+
+    def kinds(self) -> list[str]:
+        return [event_kind(e) for e in self.events]
+
+    def of(self, kind: str) -> list[events_pb2.JobEvent]:
+        return [e for e in self.events if e.WhichOneof("body") == kind]
+
+
+async def watch_all(
+    stub: Stub,
+    job_id: str,
+    *,
+    after_seq: int = 0,
+    token: str = "tok-alice",
+) -> Watched:
+    """Follow `job_id` from `after_seq` until the stream ends (after the outcome)."""
+    watched = Watched([], None, 0)
+
+    async def run() -> None:
+        call = stub.WatchJob(
+            job_service_pb2.WatchJobRequest(job_id=job_id, after_seq=after_seq),
+            metadata=bearer(token),
+        )
+        async for frame in call:
+            watched.events.extend(frame.events)
+            if frame.HasField("outcome"):
+                watched.frames_with_outcome += 1
+                watched.outcome = frame.outcome
+
+    await asyncio.wait_for(run(), SAFETY)
+    return watched
+
+
+async def wait_for_seq(
+    stub: Stub,
+    job_id: str,
+    predicate: Callable[[events_pb2.JobEvent], bool],
+    *,
+    token: str = "tok-alice",
+) -> events_pb2.JobEvent:
+    """Watch `job_id` until an event satisfies `predicate`; return it."""
+
+    async def run() -> events_pb2.JobEvent:
+        call = stub.WatchJob(job_service_pb2.WatchJobRequest(job_id=job_id), metadata=bearer(token))
+        try:
+            async for frame in call:
+                for event in frame.events:
+                    if predicate(event):
+                        found: events_pb2.JobEvent = event
+                        return found
+                if frame.HasField("outcome"):
+                    break
+        finally:
+            call.cancel()
+        raise AssertionError(f"job {job_id} ended before the awaited event")
+
+    return await asyncio.wait_for(run(), SAFETY)
+
+
+CoreFactory = Callable[..., Awaitable[RunningCore]]
 
 
 @pytest.fixture
@@ -34,11 +178,37 @@ async def core(core_config: CoreConfig) -> AsyncIterator[RunningCore]:
 
 
 @pytest.fixture
+async def make_core(core_config: CoreConfig) -> AsyncIterator[CoreFactory]:
+    """Start cores with extra agents, a provisioner or config overrides; each one
+    still running at teardown is stopped."""
+    async with AsyncExitStack() as stack:
+
+        async def factory(
+            *,
+            agents: AgentRegistry | None = None,
+            provisioner: CredentialProvisioner | None = None,
+            **overrides: Any,
+        ) -> RunningCore:
+            running = await start_core(
+                replace(core_config, **overrides), agents=agents, provisioner=provisioner
+            )
+
+            async def stop() -> None:
+                if running.store._writer is not None:  # not stopped by the test itself
+                    await running.stop(grace=0.5)
+
+            stack.push_async_callback(stop)
+            return running
+
+        yield factory
+
+
+@pytest.fixture
 async def channel(core: RunningCore) -> AsyncIterator[grpc.aio.Channel]:
     async with grpc.aio.insecure_channel(core.grpc_address) as chan:
         yield chan
 
 
 @pytest.fixture
-def stub(channel: grpc.aio.Channel) -> job_service_pb2_grpc.JobServiceStub:
-    return job_service_pb2_grpc.JobServiceStub(channel)
+def stub(channel: grpc.aio.Channel) -> Stub:
+    return new_stub(channel)
