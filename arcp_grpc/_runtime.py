@@ -518,6 +518,14 @@ class JobRuntime:
         async for batch in follow(self, job_id, after_seq):
             yield batch
 
+    async def owner(self, job_id: str) -> str | None:
+        """The principal that submitted `job_id`, or None if there is no such job."""
+        job = self._active.get(job_id)
+        if job is not None:
+            return job.principal.name
+        row = await self.store.get_job(job_id) if job_id else None
+        return row.principal if row is not None else None
+
     def agents(self) -> list[jobs_pb2.AgentInfo]:
         return self.registry.inventory()
 

@@ -15,10 +15,14 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from arcp_grpc import __version__
 from arcp_grpc._job_service import SERVICE_NAME as JOB_SERVICE
 from arcp_grpc._job_service import JobServiceServicer, job_service_handler
 from arcp_grpc._runtime import JobRuntime, RuntimeLimits
 from arcp_grpc._secretbox import SecretBox
+from arcp_grpc._session_service import SERVICE_NAME as SESSION_SERVICE
+from arcp_grpc._session_service import SessionServiceServicer, session_handler
+from arcp_grpc._sessions import SessionLimits, SessionRegistry
 from arcp_grpc.agents import AgentRegistry
 from arcp_grpc.auth import Authenticator
 from arcp_grpc.credentials import CredentialProvisioner, DevProvisioner
@@ -47,6 +51,7 @@ class CoreConfig:
     store_key: str | None = None  # base64 AES-256 key; default: <data_dir>/store.key
     max_message_bytes: int = 64 * _MiB
     limits: RuntimeLimits = field(default_factory=RuntimeLimits)
+    session_limits: SessionLimits = field(default_factory=SessionLimits)
 
 
 @dataclass
@@ -59,6 +64,7 @@ class RunningCore:
     port: int
     host: str
     health: health.aio.HealthServicer
+    sessions: SessionRegistry
 
     @property
     def grpc_address(self) -> str:
@@ -68,6 +74,7 @@ class RunningCore:
         """Graceful: refuse new calls, let running jobs finish within `grace`, end the
         rest with a retryable INTERNAL_ERROR, then close the store cleanly."""
         await self.health.enter_graceful_shutdown()
+        await self.sessions.stop()
         await self.runtime.stop(grace)
         await self.server.stop(grace=1.0)
         await self.store.close()
@@ -104,18 +111,26 @@ async def start_core(
         ("grpc.so_reuseport", 0),
     ]
     server = grpc.aio.server(options=options)
-    server.add_generic_rpc_handlers((job_service_handler(JobServiceServicer(runtime, auth)),))
+    sessions = SessionRegistry(config.session_limits)
+    sessions.start(lambda s: log.info("session %s expired", s.session_id))
+    info = session_pb2.PeerInfo(name="arcp-grpc", version=__version__)
+    server.add_generic_rpc_handlers(
+        (
+            job_service_handler(JobServiceServicer(runtime, auth)),
+            session_handler(SessionServiceServicer(runtime, auth, sessions, info)),
+        )
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (JOB_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        (JOB_SERVICE, SESSION_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     port = server.add_insecure_port(f"{config.grpc_host}:{config.grpc_port}")
     if port == 0:
         await store.close()
         raise OSError(f"could not bind gRPC to {config.grpc_host}:{config.grpc_port}")
     await server.start()
-    for service in ("", JOB_SERVICE):
+    for service in ("", JOB_SERVICE, SESSION_SERVICE):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     log.info("core serving gRPC on %s:%d", config.grpc_host, port)
-    return RunningCore(server, runtime, store, port, config.grpc_host, health_servicer)
+    return RunningCore(server, runtime, store, port, config.grpc_host, health_servicer, sessions)

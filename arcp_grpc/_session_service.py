@@ -1,0 +1,529 @@
+"""`arcp.v1.SessionService.Connect`: ARCP sessions over one gRPC stream each.
+
+The gateway opens one Connect stream per WebSocket and translates frames one
+to one; everything stateful happens here (§6, §7). Per-message errors are
+answered with `session.error` carrying the request's id and the stream stays
+open; only connection-level faults (no hello first, bad credentials, a
+refused resume, heartbeat loss) end it. Jobs never end because a stream did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+
+from arcp_grpc._ids import new_ulid
+from arcp_grpc._runtime import JobRuntime
+from arcp_grpc._sessions import FrameHeader, Session, SessionRegistry, frame_bytes
+from arcp_grpc.auth import Authenticator, Principal
+from arcp_grpc.errors import (
+    ARCPError,
+    HeartbeatLost,
+    InternalError,
+    InvalidRequest,
+    JobNotFound,
+    PermissionDenied,
+)
+from arcp_grpc.store import JobQuery
+from arcp_grpc.v1 import events_pb2, jobs_pb2, session_pb2
+from arcp_grpc.v1 import session_service_pb2 as pb
+
+__all__ = ["SERVICE_NAME", "SUPPORTED_FEATURES", "SessionServiceServicer", "session_handler"]
+
+SERVICE_NAME = "arcp.v1.SessionService"
+SUPPORTED_FEATURES = (
+    "heartbeat",
+    "ack",
+    "list_jobs",
+    "subscribe",
+    "lease_expires_at",
+    "cost.budget",
+    "model.use",
+    "progress",
+    "result_chunk",
+    "agent_versions",
+)
+_CREDENTIALS_FEATURE = "provisioned_credentials"
+
+# ConnectResponse oneof field numbers (proto/arcp/v1/session_service.proto).
+_ACCEPTED, _EVENT, _RESULT, _JOB_ERROR = 20, 23, 24, 25
+
+log = logging.getLogger("arcp_grpc.sessions")
+
+Ctx = grpc.aio.ServicerContext[Any, Any]
+
+
+class _EndStream(Exception):
+    """Raised by a handler to end the stream after its reply was queued."""
+
+
+@dataclass(eq=False)
+class _Connection:
+    """One Connect stream: its outbound queue and, after the handshake, its session."""
+
+    outbound: asyncio.Queue[bytes | None] = field(default_factory=asyncio.Queue)
+    session: Session | None = None
+
+    def send(self, frame: pb.ConnectResponse) -> None:
+        if not frame.id:
+            frame.id = new_ulid()
+        self.outbound.put_nowait(frame.SerializeToString())
+
+    def end(self) -> None:
+        self.outbound.put_nowait(None)
+
+
+class SessionServiceServicer:
+    """Handles every client frame type of ARCP (§6, §7)."""
+
+    def __init__(
+        self,
+        runtime: JobRuntime,
+        auth: Authenticator,
+        sessions: SessionRegistry,
+        runtime_info: session_pb2.PeerInfo,
+    ) -> None:
+        self._runtime = runtime
+        self._auth = auth
+        self._sessions = sessions
+        self._info = runtime_info
+        features = list(SUPPORTED_FEATURES)
+        if runtime.provisioner is not None:
+            features.append(_CREDENTIALS_FEATURE)  # §14: only with a revoking provisioner
+        self._features = tuple(features)
+
+    # -- the stream ------------------------------------------------------------
+
+    async def Connect(
+        self, requests: AsyncIterator[pb.ConnectRequest], context: Ctx
+    ) -> AsyncIterator[bytes]:
+        conn = _Connection()
+        reader = asyncio.create_task(self._read(requests, conn))
+        heart = asyncio.create_task(self._heartbeat(conn))
+        try:
+            while True:
+                frame = await conn.outbound.get()
+                if frame is None:
+                    return
+                yield frame
+        finally:
+            reader.cancel()
+            heart.cancel()
+            if conn.session is not None:
+                conn.session.detach(conn.outbound)
+
+    async def _read(self, requests: AsyncIterator[pb.ConnectRequest], conn: _Connection) -> None:
+        try:
+            async for request in requests:
+                if conn.session is not None:
+                    conn.session.last_inbound = time.monotonic()
+                try:
+                    await self._dispatch(request, conn)
+                except _EndStream:
+                    conn.end()
+                    return
+                except ARCPError as error:
+                    self._error(conn, error, request.id)
+                    if conn.session is None:  # a failed handshake ends the connection
+                        conn.end()
+                        return
+                except Exception:
+                    log.exception("unexpected failure handling %s", request.WhichOneof("frame"))
+                    self._error(conn, InternalError("internal error"), request.id)
+        except (asyncio.CancelledError, grpc.aio.AioRpcError):
+            raise
+        except Exception:
+            log.debug("client stream ended abnormally", exc_info=True)
+        conn.end()
+
+    async def _heartbeat(self, conn: _Connection) -> None:
+        """§6.4: ping when idle; two silent intervals end the transport (not the jobs)."""
+        interval = self._sessions.limits.heartbeat_interval_sec
+        while True:
+            await asyncio.sleep(max(0.05, interval / 4))
+            session = conn.session
+            if session is None or "heartbeat" not in session.features:
+                continue
+            now = time.monotonic()
+            if now - session.last_inbound >= 2 * interval:
+                self._error(conn, HeartbeatLost("no message from the client for two intervals"))
+                conn.end()
+                return
+            if now - session.last_outbound >= interval:
+                ping = pb.ConnectResponse(session_id=session.session_id)
+                ping.ping.nonce = "p_" + new_ulid()
+                ping.ping.sent_at.GetCurrentTime()
+                conn.send(ping)
+                session.last_outbound = now
+
+    def _error(self, conn: _Connection, error: ARCPError, request_id: str = "") -> None:
+        frame = pb.ConnectResponse(request_id=request_id)
+        if conn.session is not None:
+            frame.session_id = conn.session.session_id
+        frame.error.error.CopyFrom(error.to_proto())
+        conn.send(frame)
+
+    # -- dispatch ----------------------------------------------------------------
+
+    async def _dispatch(self, request: pb.ConnectRequest, conn: _Connection) -> None:
+        kind = request.WhichOneof("frame")
+        session = conn.session
+        if session is None:
+            if kind == "hello":
+                self._hello(request, conn)
+                return
+            if kind == "resume":
+                self._resume(request.id, request.resume, None, conn)
+                return
+            raise InvalidRequest(
+                f"the first frame must be session.hello, not {kind or 'empty'} (§6.2)"
+            )
+        if kind in ("hello", "resume"):
+            raise InvalidRequest("this connection already has a session; hello was sent twice")
+        if kind == "ping":
+            self._pong(request, session)
+        elif kind == "pong":
+            pass  # liveness only; `last_inbound` was updated on receipt
+        elif kind == "ack":
+            self._require(session, "ack")
+            session.ack(request.ack.last_processed_seq)
+        elif kind == "list_jobs":
+            self._require(session, "list_jobs")
+            await self._list_jobs(request, session)
+        elif kind == "submit":
+            await self._submit(request, session)
+        elif kind == "cancel":
+            await self._cancel(request, session)
+        elif kind == "subscribe":
+            self._require(session, "subscribe")
+            await self._subscribe(request, session)
+        elif kind == "unsubscribe":
+            self._unsubscribe(request, session)
+        elif kind in ("bye", "close"):
+            reason = request.bye.reason if kind == "bye" else request.close.reason
+            reply = pb.ConnectResponse(session_id=session.session_id, request_id=request.id)
+            reply.closed.reason = reason
+            conn.send(reply)
+            raise _EndStream  # §6.7: jobs continue; the session stays resumable
+        else:
+            raise InvalidRequest("the frame has no recognised type")
+
+    @staticmethod
+    def _require(session: Session, feature: str) -> None:
+        if feature not in session.features:
+            raise InvalidRequest(f"feature {feature!r} was not negotiated (§6.2)")
+
+    # -- handshake ---------------------------------------------------------------
+
+    def _hello(self, request: pb.ConnectRequest, conn: _Connection) -> None:
+        hello = request.hello
+        principal = self._auth.authenticate(hello.auth.token)
+        if hello.HasField("resume"):
+            self._resume(request.id, hello.resume, principal, conn)
+            return
+        offered = set(hello.capabilities.features)
+        features = frozenset(f for f in self._features if f in offered)
+        session = self._sessions.create(principal, features)
+        token = session.rotate_token()
+        session.attach(conn.outbound)
+        conn.session = session
+        conn.send(self._welcome(request.id, session, token, resumed=False))
+        log.info("session %s opened for %s", session.session_id, principal.name)
+
+    def _resume(
+        self,
+        request_id: str,
+        resume: session_pb2.SessionResume,
+        principal: Principal | None,
+        conn: _Connection,
+    ) -> None:
+        """§6.3: replay `seq > last_event_seq`, rotate the token, take over the session."""
+        if principal is None and resume.HasField("auth"):
+            principal = self._auth.authenticate(resume.auth.token)
+        session = self._sessions.resume(
+            principal or self._session_owner(resume.session_id),
+            resume.session_id,
+            resume.resume_token,
+        )
+        if resume.last_event_seq > session.next_seq - 1:
+            raise InvalidRequest(
+                f"last_event_seq {resume.last_event_seq} is beyond the session's last event"
+            )
+        missed = session.replay_after(resume.last_event_seq)
+        token = session.rotate_token()  # the old token stops working
+        # No await from here on: replayed frames precede every live one.
+        session.attach(conn.outbound)
+        conn.session = session
+        conn.send(self._welcome(request_id, session, token, resumed=True))
+        for frame in missed:
+            conn.outbound.put_nowait(frame)
+        log.info("session %s resumed after seq %d", session.session_id, resume.last_event_seq)
+
+    def _session_owner(self, session_id: str) -> Principal:
+        """A bare `session.resume` authenticates by its resume token alone."""
+        return self._sessions.owner(session_id)
+
+    def _welcome(
+        self, request_id: str, session: Session, token: str, *, resumed: bool
+    ) -> pb.ConnectResponse:
+        frame = pb.ConnectResponse(session_id=session.session_id, request_id=request_id)
+        welcome = frame.welcome
+        welcome.session_id = session.session_id
+        welcome.runtime.CopyFrom(self._info)
+        welcome.resume_token = token
+        welcome.resume_window_sec = self._sessions.limits.resume_window_sec
+        welcome.heartbeat_interval_sec = self._sessions.limits.heartbeat_interval_sec
+        welcome.capabilities.encodings.append("json")
+        welcome.capabilities.features.extend(f for f in self._features if f in session.features)
+        welcome.capabilities.agents.extend(self._runtime.agents())
+        welcome.accepted_at.GetCurrentTime()
+        welcome.resumed = resumed
+        welcome.wire_profile = session.principal.profile  # type: ignore[assignment]
+        return frame
+
+    def _pong(self, request: pb.ConnectRequest, session: Session) -> None:
+        reply = pb.ConnectResponse(session_id=session.session_id, request_id=request.id)
+        reply.pong.ping_nonce = request.ping.nonce
+        reply.pong.received_at.GetCurrentTime()
+        session.send(_with_id(reply))
+
+    # -- jobs ----------------------------------------------------------------------
+
+    async def _submit(self, request: pb.ConnectRequest, session: Session) -> None:
+        submission = await self._runtime.submit(session.principal, request.submit)
+        job_id = submission.job_id
+        session.submitted.add(job_id)
+        header = FrameHeader(session.session_id, request_id=request.id, job_id=job_id)
+        session.send(frame_bytes(header, _ACCEPTED, submission.accepted))
+        if job_id in session.pumps:
+            return
+        after = 0
+        if submission.replay:
+            # A replay attaches to the original job from now on (§7.2).
+            summary, _ = await self._runtime.get(session.principal, job_id)
+            after = summary.last_event_seq
+        self._start_pump(session, job_id, after)
+
+    async def _cancel(self, request: pb.ConnectRequest, session: Session) -> None:
+        job_id = request.cancel.job_id
+        if job_id not in session.submitted:
+            owner = await self._runtime.owner(job_id)
+            if owner == session.principal.name:
+                raise PermissionDenied(
+                    "only the session that submitted a job may cancel it (§7.4, §7.6)",
+                    details={"job_id": job_id},
+                )
+            raise JobNotFound(f"job {job_id!r} not found", details={"job_id": job_id})
+        await self._runtime.cancel(session.principal, job_id, request.cancel.reason)
+        reply = pb.ConnectResponse(
+            session_id=session.session_id, request_id=request.id, job_id=job_id
+        )
+        reply.cancelled.job_id = job_id
+        session.send(_with_id(reply))
+
+    async def _subscribe(self, request: pb.ConnectRequest, session: Session) -> None:
+        """§7.6: the authority descriptor first, then history, then live events."""
+        sub = request.subscribe
+        owner = await self._runtime.owner(sub.job_id)
+        if owner is None:
+            raise JobNotFound(f"job {sub.job_id!r} not found", details={"job_id": sub.job_id})
+        if owner != session.principal.name:
+            log.info(
+                "subscribe denied: %s to job %s of %s",
+                session.principal.name,
+                sub.job_id,
+                owner,
+            )
+            raise PermissionDenied(
+                "subscribing to another principal's job is not permitted (§14)",
+                details={"job_id": sub.job_id},
+            )
+        summary, _ = await self._runtime.get(session.principal, sub.job_id)
+        current = summary.last_event_seq
+        start = min(sub.from_event_seq, current) if sub.history else current
+        reply = pb.ConnectResponse(
+            session_id=session.session_id,
+            request_id=request.id,
+            job_id=sub.job_id,
+            trace_id=summary.trace_id,
+        )
+        described = reply.subscribed
+        described.job_id = sub.job_id
+        described.current_status = summary.status
+        described.agent = summary.agent
+        described.lease.CopyFrom(summary.lease)
+        if summary.HasField("lease_constraints"):
+            described.lease_constraints.CopyFrom(summary.lease_constraints)
+        described.budget.update(summary.budget)
+        described.parent_job_id = summary.parent_job_id
+        described.trace_id = summary.trace_id
+        described.subscribed_from = start
+        described.replayed = current - start
+        described.credentials.extend(summary.credentials)  # same principal: the submitter
+        session.send(_with_id(reply))
+        log.info("subscribe: %s to job %s", session.principal.name, sub.job_id)
+        if sub.job_id not in session.pumps:
+            self._start_pump(session, sub.job_id, start)
+
+    def _unsubscribe(self, request: pb.ConnectRequest, session: Session) -> None:
+        job_id = request.unsubscribe.job_id
+        if job_id in session.submitted:
+            raise InvalidRequest("a session cannot unsubscribe from a job it submitted")
+        task = session.pumps.pop(job_id, None)
+        if task is None:
+            raise InvalidRequest(f"not subscribed to job {job_id!r}", details={"job_id": job_id})
+        task.cancel()
+
+    async def _list_jobs(self, request: pb.ConnectRequest, session: Session) -> None:
+        listing = request.list_jobs
+        if listing.limit > 1000:
+            raise InvalidRequest("limit is at most 1000", details={"field": "payload.limit"})
+        created_after = (
+            listing.filter.created_after.ToNanoseconds() / 1e9
+            if listing.filter.HasField("created_after")
+            else None
+        )
+        query = JobQuery(
+            principal=session.principal.name,
+            statuses=tuple(listing.filter.status),
+            agent=listing.filter.agent,
+            created_after=created_after,
+            limit=listing.limit or 100,
+            cursor=listing.cursor,
+        )
+        jobs, cursor = await self._runtime.list_jobs(session.principal, query)
+        reply = pb.ConnectResponse(session_id=session.session_id, request_id=request.id)
+        reply.jobs.jobs.extend(jobs)
+        reply.jobs.next_cursor = cursor
+        session.send(_with_id(reply))
+
+    # -- event pumps -----------------------------------------------------------------
+
+    def _start_pump(self, session: Session, job_id: str, after_seq: int) -> None:
+        task = asyncio.create_task(
+            self._pump(session, job_id, after_seq), name=f"pump {session.session_id} {job_id}"
+        )
+        session.pumps[job_id] = task
+        task.add_done_callback(lambda _t: _forget(session, job_id, task))
+
+    async def _pump(self, session: Session, job_id: str, after_seq: int) -> None:
+        """Deliver one job's events into the session's `event_seq` space (§8.3)."""
+        summary, _ = await self._runtime.get(session.principal, job_id)
+        header = FrameHeader(session.session_id, job_id=job_id, trace_id=summary.trace_id)
+        filtering = not {"progress", "result_chunk"} <= session.features
+        inline = _Inline(session.limits.max_inline_result_bytes)
+        async for batch in self._runtime.watch(session.principal, job_id, after_seq):
+            for blob in batch.events:
+                if filtering and not self._keep(session, blob, inline):
+                    continue
+                session.deliver(header, _EVENT, blob)
+                self._maybe_back_pressure(session, header)
+            if batch.outcome is not None:
+                field_number, body = _terminal(
+                    batch.outcome, inline, "result_chunk" in session.features
+                )
+                session.deliver(header, field_number, body)
+
+    @staticmethod
+    def _keep(session: Session, blob: bytes, inline: _Inline) -> bool:
+        """§6.2: never send a feature the client did not negotiate."""
+        event = events_pb2.JobEvent.FromString(blob)
+        kind = event.WhichOneof("body")
+        if kind == "progress":
+            return "progress" in session.features
+        if kind == "result_chunk" and "result_chunk" not in session.features:
+            inline.add(event.result_chunk)
+            return False
+        return True
+
+    @staticmethod
+    def _maybe_back_pressure(session: Session, header: FrameHeader) -> None:
+        """§6.5: a status event tells a lagging consumer to catch up and ack."""
+        if (
+            "ack" not in session.features
+            or session.back_pressure_signalled
+            or session.lag() <= session.limits.back_pressure_lag
+        ):
+            return
+        session.back_pressure_signalled = True
+        event = events_pb2.JobEvent(job_id=header.job_id)  # job_seq 0: not in the job's log
+        event.ts.GetCurrentTime()
+        event.status.phase = "back_pressure"
+        event.status.message = f"{session.lag()} events are not acknowledged"
+        session.deliver(header, _EVENT, event.SerializeToString())
+
+
+class _Inline:
+    """Reassembles a chunked result for a client without `result_chunk` (§6.2)."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.data = bytearray()
+        self.encoding = events_pb2.CHUNK_ENCODING_UTF8
+        self.overflow = False
+
+    def add(self, chunk: events_pb2.ResultChunkEvent) -> None:
+        self.encoding = chunk.encoding
+        if len(self.data) + len(chunk.data) > self.cap:
+            self.overflow = True
+            self.data.clear()
+        elif not self.overflow:
+            self.data += chunk.data
+
+
+def _terminal(outcome_bytes: bytes, inline: _Inline, chunks_ok: bool) -> tuple[int, bytes]:
+    outcome = jobs_pb2.JobOutcome.FromString(outcome_bytes)
+    if outcome.HasField("error"):
+        return _JOB_ERROR, outcome.error.SerializeToString(deterministic=True)
+    result = outcome.result
+    if result.HasField("streamed") and not chunks_ok:
+        if inline.overflow:
+            failed = jobs_pb2.JobError(
+                job_id=result.job_id,
+                final_status=jobs_pb2.JOB_STATUS_ERROR,
+                completed_at=result.completed_at,
+            )
+            failed.error.CopyFrom(
+                InternalError(
+                    f"the result is larger than {inline.cap} bytes and the client did not"
+                    " negotiate result_chunk (§8.4)"
+                ).to_proto()
+            )
+            return _JOB_ERROR, failed.SerializeToString(deterministic=True)
+        if inline.encoding == events_pb2.CHUNK_ENCODING_BASE64:
+            text = base64.b64encode(bytes(inline.data)).decode()
+        else:
+            text = bytes(inline.data).decode()
+        result.value.string_value = text
+    return _RESULT, result.SerializeToString(deterministic=True)
+
+
+def _forget(session: Session, job_id: str, task: asyncio.Task[None]) -> None:
+    if session.pumps.get(job_id) is task:
+        del session.pumps[job_id]
+    if not task.cancelled() and task.exception() is not None:
+        log.error("event pump for job %s failed", job_id, exc_info=task.exception())
+
+
+def _with_id(frame: pb.ConnectResponse) -> bytes:
+    frame.id = new_ulid()
+    return frame.SerializeToString()
+
+
+def session_handler(servicer: SessionServiceServicer) -> grpc.GenericRpcHandler:
+    """The handler of `arcp.v1.SessionService` (frames out are pre-serialised)."""
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
+        "Connect": grpc.stream_stream_rpc_method_handler(
+            servicer.Connect,
+            request_deserializer=pb.ConnectRequest.FromString,
+            response_serializer=lambda frame: frame,
+        )
+    }
+    return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)

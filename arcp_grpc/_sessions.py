@@ -1,0 +1,229 @@
+"""ARCP sessions in the core (§6): sequencing, buffering, resume, subscriptions.
+
+A session outlives its transport. While a client is connected, frames go to
+its outbound queue; while it is away (within the resume window) its job
+pumps keep assigning `event_seq` and buffering, so a resume replays exactly
+what was missed, terminal frames included (§6.3, §8.3). `event_seq` is
+assigned in one place (`Session.deliver`), on the event loop, so it is
+strictly increasing and gap-free across all of a session's jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from arcp_grpc._ids import new_id, new_ulid
+from arcp_grpc._wire import length_delimited, varint
+from arcp_grpc.auth import Principal
+from arcp_grpc.errors import ResumeWindowExpired, Unauthenticated
+
+__all__ = ["FrameHeader", "Session", "SessionLimits", "SessionRegistry", "frame_bytes"]
+
+# ConnectResponse field numbers (proto/arcp/v1/session_service.proto).
+_ID, _SESSION_ID, _REQUEST_ID, _EVENT_SEQ, _JOB_ID, _TRACE_ID = 1, 2, 3, 4, 5, 6
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLimits:
+    """Session knobs; each is a documented configuration setting."""
+
+    resume_window_sec: int = 600  # §6.3
+    heartbeat_interval_sec: int = 30  # §6.4
+    max_buffered_frames: int = 100_000  # beyond this the oldest frames are evicted (§6.5)
+    back_pressure_lag: int = 1_000  # unacked frames before a back_pressure status (§6.5)
+    max_inline_result_bytes: int = 4 * 1024 * 1024  # results inlined for clients without
+    # result_chunk (§6.2); larger ones fail clearly
+
+
+@dataclass(frozen=True, slots=True)
+class FrameHeader:
+    """Envelope fields of a server frame built around pre-serialised bytes."""
+
+    session_id: str
+    request_id: str = ""
+    job_id: str = ""
+    trace_id: str = ""
+
+
+def frame_bytes(header: FrameHeader, field_number: int, body: bytes, event_seq: int = 0) -> bytes:
+    """A `ConnectResponse` whose oneof member `field_number` holds `body` verbatim."""
+    out = length_delimited(_ID, new_ulid().encode())
+    out += length_delimited(_SESSION_ID, header.session_id.encode())
+    if header.request_id:
+        out += length_delimited(_REQUEST_ID, header.request_id.encode())
+    if event_seq:
+        out += varint(_EVENT_SEQ << 3) + varint(event_seq)
+    if header.job_id:
+        out += length_delimited(_JOB_ID, header.job_id.encode())
+    if header.trace_id:
+        out += length_delimited(_TRACE_ID, header.trace_id.encode())
+    return out + length_delimited(field_number, body)
+
+
+@dataclass(eq=False)
+class Session:
+    """One ARCP session of one principal."""
+
+    session_id: str
+    principal: Principal
+    features: frozenset[str]
+    limits: SessionLimits
+    token_digest: bytes = b""
+    next_seq: int = 1
+    buffer: deque[tuple[int, bytes]] = field(default_factory=deque)
+    acked: int = 0
+    outbound: asyncio.Queue[bytes | None] | None = None
+    detached_at: float | None = None
+    submitted: set[str] = field(default_factory=set)
+    pumps: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    back_pressure_signalled: bool = False
+    last_inbound: float = field(default_factory=time.monotonic)
+    last_outbound: float = field(default_factory=time.monotonic)
+
+    # -- delivery ------------------------------------------------------------
+
+    def deliver(self, header: FrameHeader, field_number: int, body: bytes) -> int:
+        """Assign the next `event_seq`, buffer the frame, send it if attached."""
+        seq = self.next_seq
+        self.next_seq = seq + 1
+        frame = frame_bytes(header, field_number, body, seq)
+        self.buffer.append((seq, frame))
+        if len(self.buffer) > self.limits.max_buffered_frames:
+            self.buffer.popleft()  # §6.5: eviction forced by the buffer limit
+        self.send(frame)
+        return seq
+
+    def send(self, frame: bytes) -> None:
+        """Send an unsequenced frame (replies, pings) if a transport is attached."""
+        if self.outbound is not None:
+            self.outbound.put_nowait(frame)
+            self.last_outbound = time.monotonic()
+
+    def lag(self) -> int:
+        return self.next_seq - 1 - self.acked
+
+    def ack(self, last_processed_seq: int) -> None:
+        """§6.5: free buffered frames the client has processed."""
+        if last_processed_seq > self.acked:
+            self.acked = min(last_processed_seq, self.next_seq - 1)
+        while self.buffer and self.buffer[0][0] <= self.acked:
+            self.buffer.popleft()
+        if self.lag() < self.limits.back_pressure_lag // 2:
+            self.back_pressure_signalled = False
+
+    # -- transport -------------------------------------------------------------
+
+    def attach(self, outbound: asyncio.Queue[bytes | None]) -> None:
+        if self.outbound is not None:
+            self.outbound.put_nowait(None)  # a newer transport takes over
+        self.outbound = outbound
+        self.detached_at = None
+        self.last_inbound = time.monotonic()
+
+    def detach(self, outbound: asyncio.Queue[bytes | None]) -> None:
+        if self.outbound is outbound:
+            self.outbound = None
+            self.detached_at = time.monotonic()
+
+    def replay_after(self, last_event_seq: int) -> list[bytes]:
+        """Frames with `event_seq > last_event_seq`, or RESUME_WINDOW_EXPIRED (§6.3)."""
+        if last_event_seq >= self.next_seq - 1:
+            return []
+        first = self.buffer[0][0] if self.buffer else self.next_seq
+        if last_event_seq + 1 < first:
+            raise ResumeWindowExpired(
+                f"events after {last_event_seq} are no longer buffered (oldest is {first})",
+                details={"session_id": self.session_id},
+            )
+        return [frame for seq, frame in self.buffer if seq > last_event_seq]
+
+    def rotate_token(self) -> str:
+        """A fresh resume token (≥128 bits); only its digest is kept (§6.3)."""
+        token = "rt_" + secrets.token_urlsafe(32)
+        self.token_digest = _digest(token)
+        return token
+
+    def token_matches(self, token: str) -> bool:
+        return bool(self.token_digest) and hmac.compare_digest(self.token_digest, _digest(token))
+
+    def close_pumps(self) -> None:
+        for task in self.pumps.values():
+            task.cancel()
+        self.pumps.clear()
+
+
+class SessionRegistry:
+    """Sessions by id; expires those detached longer than the resume window."""
+
+    def __init__(self, limits: SessionLimits) -> None:
+        self.limits = limits
+        self._sessions: dict[str, Session] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def attached_count(self) -> int:
+        return sum(1 for s in self._sessions.values() if s.outbound is not None)
+
+    def create(self, principal: Principal, features: frozenset[str]) -> Session:
+        session = Session(new_id("sess"), principal, features, self.limits)
+        self._sessions[session.session_id] = session
+        return session
+
+    def resume(self, principal: Principal, session_id: str, token: str) -> Session:
+        """The session to resume, if `principal` owns it and `token` is its current
+        token. A failed attempt changes nothing, so it cannot lock the owner out."""
+        session = self._sessions.get(session_id)
+        if session is None:
+            raise ResumeWindowExpired(
+                f"session {session_id!r} is unknown or its resume window has passed",
+                details={"session_id": session_id},
+            )
+        if session.principal.name != principal.name or not session.token_matches(token):
+            raise Unauthenticated("the resume token or principal does not match the session")
+        return session
+
+    def owner(self, session_id: str) -> Principal:
+        """The principal of a live session (a bare `session.resume` names no principal)."""
+        session = self._sessions.get(session_id)
+        if session is None:
+            raise ResumeWindowExpired(
+                f"session {session_id!r} is unknown or its resume window has passed",
+                details={"session_id": session_id},
+            )
+        return session.principal
+
+    def start(self, on_expire: Callable[[Session], None]) -> None:
+        self._sweeper = asyncio.create_task(self._sweep(on_expire), name="arcp-session-sweeper")
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for session in self._sessions.values():
+            session.close_pumps()
+            if session.outbound is not None:
+                session.outbound.put_nowait(None)
+
+    async def _sweep(self, on_expire: Callable[[Session], None]) -> None:
+        interval = max(0.2, min(5.0, self.limits.resume_window_sec / 10))
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            for session in list(self._sessions.values()):
+                gone = session.detached_at
+                if gone is not None and now - gone > self.limits.resume_window_sec:
+                    del self._sessions[session.session_id]
+                    session.close_pumps()
+                    on_expire(session)
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
