@@ -89,6 +89,11 @@ _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 _URL_ESCAPE = re.compile(r"%(?:25)*([0-9A-Fa-f]{2})")
 _URL_DECODED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~/\\")
 _LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+# An escaped control character in a path (even under "%25" layers) would
+# reach a server as NUL or a line break; paths never need one.
+_ESCAPED_CONTROL = re.compile(r"%(?:25)*(?:[01][0-9A-Fa-f]|7[Ff])")
+_QUERY_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 # Characters kept as they are in a canonical path or query; everything else
 # (non-ASCII, quotes, ...) is percent-encoded as UTF-8.
 _URL_SAFE = "/:@!$&'()*+,;=%-._~"
@@ -188,13 +193,23 @@ def _decode_url_escapes(text: str) -> str:
     return _URL_ESCAPE.sub(_decode_url_escape, text)
 
 
+def _normalise_query_escape(match: re.Match[str]) -> str:
+    char = chr(int(match.group(1), 16))
+    return char if char in _UNRESERVED else match.group(0).upper()
+
+
+def _canonical_query(query: str) -> str:
+    # Only RFC 3986 §6.2.2 normalisations: a query is data, not a path.
+    return _encode_rest(_QUERY_ESCAPE.sub(_normalise_query_escape, query), _URL_QUERY_SAFE)
+
+
 def _encode_rest(text: str, safe: str) -> str:
     return quote(_LONE_PERCENT.sub("%25", text), safe=safe)
 
 
 def _canonical_host(host: str) -> str:
     if host.startswith("["):
-        if not host.endswith("]"):
+        if not host.endswith("]") or "%" in host:  # no zone ids either
             raise _invalid("URL has a malformed IPv6 host")
         try:
             return f"[{ipaddress.IPv6Address(host[1:-1]).compressed}]"
@@ -241,6 +256,12 @@ def _split_authority(netloc: str) -> tuple[str, int | None]:
     return host, int(port_text)
 
 
+def _url_dot_segment(segment: str) -> str:
+    # Servlet containers read "..;x" as "..": a path parameter cannot hide a dot segment.
+    head = segment.split(";", 1)[0]
+    return head if head in (".", "..") else segment
+
+
 def _parse_url(url: str) -> _Url:
     if not isinstance(url, str):
         raise _invalid("URL must be a string")
@@ -262,10 +283,12 @@ def _parse_url(url: str) -> _Url:
     if port is not None and _DEFAULT_PORTS.get(scheme) == port:
         port = None
     path = _decode_until_stable(parts.path or "/", _decode_url_escapes)
+    if _ESCAPED_CONTROL.search(path):
+        raise _invalid("URL path contains an escaped control character")
     trailing = path.endswith(("/", "/.", "/..")) or path in (".", "..")
-    segments = _resolve_dots(path.split("/"))
+    segments = _resolve_dots(_url_dot_segment(segment) for segment in path.split("/"))
     path = "/" + "/".join(segments) + ("/" if trailing and segments else "")
-    query = _encode_rest(parts.query, _URL_QUERY_SAFE) if parts.query else None
+    query = _canonical_query(parts.query) if parts.query else None
     return _Url.build(scheme, host, port, _encode_rest(path, _URL_SAFE), query)
 
 
@@ -617,9 +640,11 @@ class Lease:
                 continue
             klass = _matcher_class(namespace)
             if klass is None:
+                field = f"lease_request.{namespace}"
                 raise InvalidRequest(
-                    f"lease namespace {namespace!r} is neither reserved (§9.2) nor 'x-' prefixed",
-                    details={"field": f"lease_request.{namespace}"},
+                    f"{field}: namespace {namespace!r} is neither reserved (§9.2) "
+                    "nor 'x-' prefixed",
+                    details={"field": field},
                 )
             compiled: dict[str, _Matcher] = {}
             for index, pattern in enumerate(patterns):
@@ -771,13 +796,15 @@ def _parse_budget(patterns: Sequence[str]) -> tuple[tuple[str, ...], dict[str, D
             currency, amount = parse_amount(pattern)
         except InvalidRequest as exc:
             raise _field_error(BUDGET_NAMESPACE, index, exc.message) from None
-        text = f"{currency}:{format_amount(amount)}"
-        if currency in budget and texts[currency] != text:
-            raise _field_error(
-                BUDGET_NAMESPACE, index, f"a second, different amount for {currency!r}"
-            )
+        if currency in budget:
+            # A repeat of the same amount is a duplicate; another is ambiguous.
+            if budget[currency] != amount:
+                raise _field_error(
+                    BUDGET_NAMESPACE, index, f"a second, different amount for {currency!r}"
+                )
+            continue
         budget[currency] = amount
-        texts[currency] = text
+        texts[currency] = f"{currency}:{format_amount(amount)}"
     return tuple(texts.values()), budget
 
 
