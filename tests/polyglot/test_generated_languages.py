@@ -50,6 +50,8 @@ def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The output of the repository's buf.gen.yaml, written under a temp dir."""
+    protoc = _run([str(PROTOC), "--version"], ROOT)
+    assert protoc.returncode == 0, f"the protoc builtins need a protoc: {protoc.stderr.strip()}"
     out = tmp_path_factory.mktemp("buf-generate")
     done = _run([str(BUF), "generate", "--output", str(out)], ROOT)
     assert done.returncode == 0, f"buf generate failed:\n{done.stderr}"
