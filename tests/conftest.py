@@ -23,17 +23,19 @@ from arcp_grpc.credentials import CredentialProvisioner
 from arcp_grpc.errors import ARCPError
 from arcp_grpc.grpc_status import from_rpc_error
 from arcp_grpc.server import CoreConfig, RunningCore, start_core
-from arcp_grpc.v1 import events_pb2, job_service_pb2, job_service_pb2_grpc, jobs_pb2
+from arcp_grpc.v1 import errors_pb2, events_pb2, job_service_pb2, job_service_pb2_grpc, jobs_pb2
 
 if TYPE_CHECKING:
     from arcp_grpc.v1.job_service_pb2_grpc import JobServiceAsyncStub as Stub
 
 __all__ = [
+    "SAFETY",
     "TOKENS",
     "CoreFactory",
     "Watched",
     "arcp_error",
     "bearer",
+    "error_code",
     "event_kind",
     "new_stub",
     "submit_request",
@@ -81,6 +83,11 @@ def new_stub(channel: grpc.aio.Channel) -> Stub:
 def arcp_error(exc: grpc.RpcError) -> ARCPError:
     """The ARCP error (ErrorInfo reason, retryable) a failed call carries."""
     return from_rpc_error(exc)
+
+
+def error_code(error: jobs_pb2.JobError) -> str:
+    """The §12 code of a job's terminal error (``TIMEOUT``, ``CANCELLED``, ...)."""
+    return errors_pb2.ErrorCode.Name(error.error.code).removeprefix("ERROR_CODE_")
 
 
 def event_kind(event: events_pb2.JobEvent) -> str:
