@@ -32,7 +32,7 @@ _ROWS: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("seq_jobs_per_s", "b. sequential jobs/s, 1 session", ("ws_rtt_per_s",), ("grpc_unary_per_s",)),
     (
         "conc_jobs_per_s",
-        "c. concurrent jobs/s, {sessions} sessions",
+        "c. concurrent jobs/s, {sessions}",
         ("ws_rtt_conc_per_s", "ws_pipelined_msgs_per_s"),
         ("grpc_unary_conc_per_s",),
     ),
@@ -136,6 +136,12 @@ def _fmt(value: float) -> str:
     return f"{value:.2f}"
 
 
+def _one_line(message: str, limit: int = 300) -> str:
+    """Failure text fit for one Markdown list item (gRPC errors span several lines)."""
+    flat = " ".join(message.split()).replace("|", "\\|")
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
 def _summary(result: RunResult, key: str, metric: str) -> Summary | None:
     values = result.values.get(key, {}).get(metric)
     return summarize(values) if values else None
@@ -180,7 +186,7 @@ def _main_table(result: RunResult, opts: Options, keys: list[str]) -> list[str]:
         if all(c in ("—", "not available yet") for c in cells):
             continue
         title = label.format(
-            sessions=f"{scale.sessions}×{scale.jobs_per_session}",
+            sessions=f"{scale.sessions} sessions × {scale.jobs_per_session} jobs",
             events=f"{scale.events:,}",
             mib=f"{scale.chunk_bytes / 2**20:g}",
         )
@@ -370,6 +376,6 @@ def render(result: RunResult, opts: Options, machine: dict[str, str], vers: dict
     if result.errors:
         out += ["## Failures and skips", ""]
         for key, messages in result.errors.items():
-            out += [f"- {result.labels.get(key, key)}: {m}" for m in messages]
+            out += [f"- {result.labels.get(key, key)}: {_one_line(m)}" for m in messages]
         out += [""]
     return "\n".join(out)

@@ -38,7 +38,7 @@ FULL = Scale(
     rss_jobs_per_round=1200,
     rss_events_per_round=2000,
     scenario_timeout_s=120.0,
-    run_deadline_s=900.0,
+    run_deadline_s=570.0,
 )
 
 #: Small enough for a run under a minute on 2 shared cores.
@@ -54,5 +54,5 @@ QUICK = Scale(
     rss_jobs_per_round=100,
     rss_events_per_round=300,
     scenario_timeout_s=20.0,
-    run_deadline_s=90.0,
+    run_deadline_s=55.0,
 )

@@ -21,6 +21,12 @@ __all__ = ["GrpcConn", "GrpcDriver"]
 #: Bound on stream messages per watch, so a confused server cannot loop us forever.
 _MAX_MESSAGES_PER_WATCH = 50_000_000
 
+#: The core's ``CoreConfig.max_message_bytes`` default. A lagging watcher gets result chunks
+#: batched into one ``WatchJobResponse`` that can exceed grpc's 4 MiB client default (seen:
+#: 8 MiB for a 16 MiB result), so the channel accepts what the core may send.
+_MAX_RECEIVE_BYTES = 64 * 1024 * 1024
+_CHANNEL_OPTIONS = (("grpc.max_receive_message_length", _MAX_RECEIVE_BYTES),)
+
 
 def _submit_request(
     agent: str, agent_input: Any, key: str = ""
@@ -106,7 +112,7 @@ class GrpcDriver:
         self._metadata = (("authorization", f"Bearer {token}"),)
 
     async def connect(self) -> GrpcConn:
-        channel = grpc.aio.insecure_channel(self._address)
+        channel = grpc.aio.insecure_channel(self._address, options=_CHANNEL_OPTIONS)
         try:
             stub = job_service_pb2_grpc.JobServiceStub(channel)
             await stub.ListAgents(job_service_pb2.ListAgentsRequest(), metadata=self._metadata)
