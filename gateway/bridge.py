@@ -1,0 +1,168 @@
+"""One WebSocket ↔ one `SessionService.Connect` stream: the gateway's I/O adapter.
+
+The bridge owns only transport concerns: text vs binary frames, the frame
+size cap, and how the socket closes. Everything else is the pure codec
+(`gateway.codec`) one way and the core the other. A per-message error
+(bad JSON, wrong types) is answered with `session.error` and the socket
+stays open; the core ending the stream closes the socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import grpc
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from arcp_grpc._ids import new_ulid
+from arcp_grpc.errors import ARCPError, InternalError, InvalidRequest
+from arcp_grpc.v1 import errors_pb2, session_pb2, session_service_pb2_grpc
+from arcp_grpc.v1.session_service_pb2 import ConnectRequest, ConnectResponse
+from gateway.codec import Dialect, decode_client_frame, encode_server_frame
+
+__all__ = ["CLOSE_INTERNAL", "CLOSE_NORMAL", "CLOSE_POLICY", "Bridge"]
+
+log = logging.getLogger("gateway.bridge")
+
+CLOSE_NORMAL = 1000
+CLOSE_POLICY = 1008  # authentication or handshake refused
+CLOSE_INTERNAL = 1011  # the core is unreachable or failed
+
+_POLICY_CODES = {
+    errors_pb2.ERROR_CODE_UNAUTHENTICATED,
+    errors_pb2.ERROR_CODE_INVALID_REQUEST,
+    errors_pb2.ERROR_CODE_RESUME_WINDOW_EXPIRED,
+}
+
+
+@dataclass
+class _State:
+    """What the bridge learns from the frames it relays."""
+
+    profile: session_pb2.WireProfile.ValueType = session_pb2.WIRE_PROFILE_SPEC
+    dialect: Dialect = field(default_factory=Dialect)
+    session_id: str = ""
+    last_error: int = 0
+    welcomed: bool = False
+
+
+class Bridge:
+    """Relays frames between one client socket and the core until either side ends."""
+
+    def __init__(
+        self,
+        ws: ServerConnection,
+        stub: session_service_pb2_grpc.SessionServiceAsyncStub,
+        *,
+        max_frame_bytes: int,
+    ) -> None:
+        self._ws = ws
+        self._stub = stub
+        self._max_frame_bytes = max_frame_bytes
+        self._state = _State()
+        self._requests: asyncio.Queue[ConnectRequest | None] = asyncio.Queue()
+
+    async def run(self) -> None:
+        call = self._stub.Connect(self._outgoing())
+        downstream = asyncio.create_task(self._downstream(call))
+        upstream = asyncio.create_task(self._upstream())
+        try:
+            await asyncio.wait((downstream, upstream), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._requests.put_nowait(None)
+            upstream.cancel()
+            if not downstream.done():
+                call.cancel()  # the client left: the core detaches; jobs keep running
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await downstream
+            with contextlib.suppress(asyncio.CancelledError):
+                await upstream
+
+    async def _outgoing(self) -> AsyncIterator[ConnectRequest]:
+        while True:
+            request = await self._requests.get()
+            if request is None:
+                return
+            yield request
+
+    async def _upstream(self) -> None:
+        """Client → core."""
+        try:
+            async for message in self._ws:
+                if isinstance(message, bytes):
+                    await self._reject(
+                        InvalidRequest(
+                            "binary frames are not ARCP; send JSON text", details={"field": "$"}
+                        ),
+                        "",
+                    )
+                    continue
+                try:
+                    frame = decode_client_frame(message, max_bytes=self._max_frame_bytes)
+                except InvalidRequest as error:
+                    small = len(message) <= self._max_frame_bytes
+                    await self._reject(error, _request_id(message) if small else "")
+                    continue
+                self._state.dialect = self._state.dialect.learn(frame)
+                self._requests.put_nowait(frame.request)
+        except ConnectionClosed:
+            return
+
+    async def _downstream(
+        self, call: grpc.aio.StreamStreamCall[ConnectRequest, ConnectResponse]
+    ) -> None:
+        """Core → client; when the core ends the stream, close the socket."""
+        state = self._state
+        code, reason = CLOSE_NORMAL, "session ended"
+        try:
+            async for response in call:
+                if response.HasField("welcome"):
+                    state.welcomed = True
+                    state.session_id = response.session_id
+                    state.profile = response.welcome.wire_profile or session_pb2.WIRE_PROFILE_SPEC
+                if response.HasField("error"):
+                    state.last_error = response.error.error.code
+                await self._send(response)
+            if not state.welcomed and state.last_error in _POLICY_CODES:
+                code, reason = CLOSE_POLICY, "session refused"
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.CANCELLED:
+                return
+            log.warning("core stream failed: %s %s", exc.code(), exc.details())
+            await self._reject(InternalError("the runtime core is unavailable"), "")
+            code, reason = CLOSE_INTERNAL, "core unavailable"
+        except ConnectionClosed:
+            return
+        with contextlib.suppress(ConnectionClosed):
+            await self._ws.close(code, reason)
+
+    async def _send(self, response: ConnectResponse) -> None:
+        state = self._state
+        await self._ws.send(
+            encode_server_frame(response, profile=state.profile, dialect=state.dialect)
+        )
+
+    async def _reject(self, error: ARCPError, request_id: str) -> None:
+        """A per-message error: the socket stays open (STYLE.md, Errors)."""
+        frame = ConnectResponse(session_id=self._state.session_id, request_id=request_id)
+        frame.error.error.CopyFrom(error.to_proto())
+        frame.id = new_ulid()
+        with contextlib.suppress(ConnectionClosed):
+            await self._send(frame)
+
+
+def _request_id(message: str) -> str:
+    """Best effort: the `id` of a frame the codec refused, to correlate the error."""
+    try:
+        value = json.loads(message)
+    except (ValueError, RecursionError):
+        return ""
+    if isinstance(value, dict) and isinstance(value.get("id"), str) and len(value["id"]) <= 64:
+        return str(value["id"])
+    return ""

@@ -1,0 +1,115 @@
+"""The WebSocket gateway server: `ws://HOST:PORT/arcp`, a health path, one bridge per socket.
+
+Stateless by design: all session state is in the core, so any number of
+gateways can front one core and a client may resume through any of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import json
+import logging
+import ssl
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.http11 import Request, Response
+
+from arcp_grpc.v1 import session_service_pb2_grpc
+from gateway.bridge import Bridge
+
+__all__ = ["GatewayConfig", "RunningGateway", "start_gateway"]
+
+log = logging.getLogger("gateway.server")
+
+_MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """Gateway knobs; each is documented in docs/configuration.md."""
+
+    core_address: str  # host:port of the core's gRPC server
+    host: str = "127.0.0.1"
+    port: int = 0
+    path: str = "/arcp"
+    health_path: str = "/healthz"
+    max_frame_bytes: int = _MiB  # larger text frames get INVALID_REQUEST, socket kept
+    max_message_bytes: int = 16 * _MiB  # larger messages close the socket with 1009
+    compression: bool = False  # permessage-deflate costs CPU per frame; off by default
+    ssl_context: ssl.SSLContext | None = None  # wss when set
+    core_ssl: grpc.ChannelCredentials | None = None  # TLS to the core when set
+
+
+@dataclass
+class RunningGateway:
+    """A started gateway; `url` is what ARCP clients connect to."""
+
+    server: Server
+    channel: grpc.aio.Channel
+    port: int
+    config: GatewayConfig
+
+    @property
+    def url(self) -> str:
+        scheme = "wss" if self.config.ssl_context else "ws"
+        return f"{scheme}://{self.config.host}:{self.port}{self.config.path}"
+
+    async def stop(self) -> None:
+        """Close every socket (clients may resume elsewhere), then the core channel."""
+        self.server.close()
+        await self.server.wait_closed()
+        await self.channel.close()
+
+
+async def start_gateway(config: GatewayConfig) -> RunningGateway:
+    channel = (
+        grpc.aio.secure_channel(config.core_address, config.core_ssl)
+        if config.core_ssl
+        else grpc.aio.insecure_channel(config.core_address)
+    )
+    stub = session_service_pb2_grpc.SessionServiceStub(channel)
+    health = health_pb2_grpc.HealthStub(channel)
+
+    async def handler(ws: ServerConnection) -> None:
+        await Bridge(ws, stub, max_frame_bytes=config.max_frame_bytes).run()
+
+    async def process_request(ws: ServerConnection, request: Request) -> Response | None:
+        path = request.path.split("?", 1)[0]
+        if path == config.health_path:
+            return await _health(ws, health)
+        if path != config.path:
+            return ws.respond(http.HTTPStatus.NOT_FOUND, f"ARCP is served at {config.path}\n")
+        return None
+
+    server = await serve(
+        handler,
+        config.host,
+        config.port,
+        process_request=process_request,
+        max_size=config.max_message_bytes,
+        compression="deflate" if config.compression else None,
+        ssl=config.ssl_context,
+    )
+    port = server.sockets[0].getsockname()[1] if server.sockets else config.port
+    log.info("gateway serving ARCP on %s:%d%s", config.host, port, config.path)
+    return RunningGateway(server, channel, port, config)
+
+
+async def _health(ws: ServerConnection, health: health_pb2_grpc.HealthStub) -> Response:
+    """200 when the core answers SERVING, 503 otherwise; the body says which."""
+    try:
+        reply = await asyncio.wait_for(
+            health.Check(health_pb2.HealthCheckRequest(service="arcp.v1.SessionService")),
+            timeout=2.0,
+        )
+        core = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+    except (grpc.aio.AioRpcError, TimeoutError):
+        core = "UNREACHABLE"
+    status = http.HTTPStatus.OK if core == "SERVING" else http.HTTPStatus.SERVICE_UNAVAILABLE
+    response = ws.respond(status, json.dumps({"gateway": "ok", "core": core}) + "\n")
+    response.headers["Content-Type"] = "application/json"
+    return response
