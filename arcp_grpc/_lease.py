@@ -87,13 +87,13 @@ _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 # "/" and "\" (which some servers treat as "/"), so ".." and separators
 # cannot hide behind escapes. Nested "%25" layers are peeled as well.
 _URL_ESCAPE = re.compile(r"%(?:25)*([0-9A-Fa-f]{2})")
-_URL_DECODED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~/\\")
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_URL_DECODED = _UNRESERVED | {"/", "\\"}
 _LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 # An escaped control character in a path (even under "%25" layers) would
 # reach a server as NUL or a line break; paths never need one.
 _ESCAPED_CONTROL = re.compile(r"%(?:25)*(?:[01][0-9A-Fa-f]|7[Ff])")
 _QUERY_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
-_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 # Characters kept as they are in a canonical path or query; everything else
 # (non-ASCII, quotes, ...) is percent-encoded as UTF-8.
 _URL_SAFE = "/:@!$&'()*+,;=%-._~"

@@ -947,3 +947,16 @@ def test_lease_clock_already_past_is_expired_at_once() -> None:
     clock = LeaseClock(NOW - timedelta(seconds=1), NOW, 50.0)
     assert clock.expired(50.0) is True
     assert clock.seconds_left(50.0) == 0.0
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://api.example.com@evil.com/",
+        "https://user:pw@api.example.com/",
+        "https://api.example.com:443@evil.com/",
+    ],
+)
+def test_userinfo_is_refused_by_name(url: str) -> None:
+    with pytest.raises(InvalidRequest, match="userinfo"):
+        canonical_url(url)
