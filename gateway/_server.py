@@ -626,6 +626,13 @@ def _read_credentials(payload: dict[str, Any], path: str, into: Any) -> None:
         read_credential(item, f"{path}.credentials[{index}]", into.add())
 
 
+def _read_lease(obj: dict[str, Any], path: str, parent: Any) -> None:
+    # The renderer always sends `lease` (the published client defaults it to
+    # {}), so an empty one reads back as the unset field it came from.
+    if read_lease(obj, "lease", path, parent.lease) and not parent.lease.capabilities:
+        parent.ClearField("lease")
+
+
 def _read_status(obj: dict[str, Any], key: str, path: str) -> int:
     name = get_str(obj, key, path, required=True) or ""
     value = JOB_STATUS_VALUES.get(name)
@@ -691,7 +698,7 @@ def _x_jobs(frame: ConnectResponse, p: dict[str, Any]) -> None:
         job.job_id = get_str(item, "job_id", at) or ""
         job.agent = get_str(item, "agent", at) or ""
         job.status = _read_status(item, "status", at)  # type: ignore[assignment]
-        read_lease(item, "lease", at, job.lease)
+        _read_lease(item, at, job)
         read_lease_constraints(item, "lease_constraints", at, job.lease_constraints)
         _read_budget(item, at, job.budget)
         _read_credentials(item, at, job.credentials)
@@ -716,7 +723,7 @@ def _x_accepted(frame: ConnectResponse, p: dict[str, Any]) -> None:
     msg = frame.accepted
     msg.job_id = get_str(p, "job_id", P) or ""
     msg.agent = get_str(p, "agent", P) or ""
-    read_lease(p, "lease", P, msg.lease)
+    _read_lease(p, P, msg)
     read_lease_constraints(p, "lease_constraints", P, msg.lease_constraints)
     _read_budget(p, P, msg.budget)
     _read_credentials(p, P, msg.credentials)
@@ -734,7 +741,7 @@ def _x_subscribed(frame: ConnectResponse, p: dict[str, Any]) -> None:
     msg.job_id = get_str(p, "job_id", P) or ""
     msg.current_status = _read_status(p, "current_status", P)  # type: ignore[assignment]
     msg.agent = get_str(p, "agent", P) or ""
-    read_lease(p, "lease", P, msg.lease)
+    _read_lease(p, P, msg)
     read_lease_constraints(p, "lease_constraints", P, msg.lease_constraints)
     _read_budget(p, P, msg.budget)
     _read_credentials(p, P, msg.credentials)
@@ -874,7 +881,7 @@ def _b_delegate(msg: events_pb2.JobEvent, b: dict[str, Any], where: str) -> None
     body.SetInParent()
     body.child_job_id = get_str(b, "child_job_id", where) or ""
     body.agent = get_str(b, "agent", where) or ""
-    read_lease(b, "lease", where, body.lease)
+    _read_lease(b, where, body)
     read_lease_constraints(b, "lease_constraints", where, body.lease_constraints)
 
 
