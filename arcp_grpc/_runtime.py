@@ -225,12 +225,8 @@ class JobRuntime:
         """Start a child job with a strict subset of the parent's authority (§9.4, §10)."""
         now = time.time()
         registered = self.registry.resolve(parse_agent_ref(agent))
-        remaining = {
-            currency: amount
-            for currency in parent.budget.currencies
-            if (amount := parent.budget.remaining(currency)) is not None
-        }
-        lease = parent.lease.derive_child(lease_request, remaining)
+        # The tightest counter along the ancestor chain bounds the child (§9.4).
+        lease = parent.lease.derive_child(lease_request, parent.budget.available())
         requested = (
             parse_expires_at(expires_at, now=datetime.fromtimestamp(now, UTC))
             if expires_at

@@ -26,7 +26,6 @@ from arcp_grpc.errors import (
     InternalError,
     InvalidRequest,
     LeaseExpired,
-    PermissionDenied,
 )
 from arcp_grpc.v1 import events_pb2, jobs_pb2, lease_pb2
 
@@ -168,12 +167,13 @@ class JobContext:
 
     # -- authority ---------------------------------------------------------
 
-    def authorize(self, namespace: str, resource: str) -> None:
+    def authorize(self, namespace: str, resource: str) -> str:
         """Check one operation against the lease before it runs (§9.3, §9.5, §9.6).
 
         Agents call this before any filesystem or network access they perform
-        themselves (``fs.read``, ``fs.write``, ``net.fetch``); tool, model and
-        delegation helpers call it for them.
+        themselves (``fs.read``, ``fs.write``, ``net.fetch``) and then use the
+        canonical resource it returns; tool, model and delegation helpers call
+        it for them. Raises PermissionDenied when the lease does not cover it.
         """
         job = self._job
         if job.clock.expired(time.monotonic()):
@@ -188,11 +188,8 @@ class JobContext:
             raise BudgetExhausted(
                 f"the {exhausted} budget is exhausted", details={"currency": exhausted}
             )
-        if not job.lease.permits(namespace, resource):
-            raise PermissionDenied(
-                f"the lease does not grant {namespace} on {resource!r}",
-                details={"namespace": namespace, "resource": resource},
-            )
+        # The canonical form is what the caller must act on: it is what was checked.
+        return job.lease.authorize(namespace, resource)
 
     async def call_tool(self, tool: str, args: Any = None) -> Any:
         """Run a registered tool under `tool.call` (§9.3); emits tool_call and tool_result."""
