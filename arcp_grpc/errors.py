@@ -60,6 +60,7 @@ class ARCPError(Exception):
 
     code: ClassVar[str] = "INTERNAL_ERROR"
     retryable_default: ClassVar[bool] = False
+    fixed_retryable: ClassVar[bool | None] = None  # §12: some codes' retryable is not a choice
 
     def __init__(
         self,
@@ -70,7 +71,10 @@ class ARCPError(Exception):
     ) -> None:
         super().__init__(message)
         self.message = message
-        self.retryable = self.retryable_default if retryable is None else retryable
+        if self.fixed_retryable is not None:
+            self.retryable = self.fixed_retryable
+        else:
+            self.retryable = self.retryable_default if retryable is None else retryable
         self.details: dict[str, Any] = dict(details or {})
 
     def to_proto(self) -> errors_pb2.ErrorDetail:
@@ -161,18 +165,14 @@ class LeaseExpired(ARCPError):
     """An operation at or after the lease's ``expires_at`` (§9.5); never retryable."""
 
     code = "LEASE_EXPIRED"
-
-    def __init__(self, message: str, *, details: Mapping[str, Any] | None = None) -> None:
-        super().__init__(message, retryable=False, details=details)
+    fixed_retryable: ClassVar[bool | None] = False
 
 
 class BudgetExhausted(ARCPError):
     """An operation with a budget counter at or below zero (§9.6); never retryable."""
 
     code = "BUDGET_EXHAUSTED"
-
-    def __init__(self, message: str, *, details: Mapping[str, Any] | None = None) -> None:
-        super().__init__(message, retryable=False, details=details)
+    fixed_retryable: ClassVar[bool | None] = False
 
 
 class InvalidRequest(ARCPError):
@@ -191,10 +191,7 @@ class InternalError(ARCPError):
     """A runtime fault; always retryable (§12)."""
 
     code = "INTERNAL_ERROR"
-    retryable_default = True
-
-    def __init__(self, message: str, *, details: Mapping[str, Any] | None = None) -> None:
-        super().__init__(message, retryable=True, details=details)
+    fixed_retryable: ClassVar[bool | None] = True
 
 
 _BY_CODE: dict[str, type[ARCPError]] = {
