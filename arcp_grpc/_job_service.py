@@ -15,12 +15,11 @@ from typing import Any, TypeVar
 
 import grpc
 
-from arcp_grpc._runtime import JobRuntime
+from arcp_grpc._runtime import JobRuntime, job_query
 from arcp_grpc._wire import length_delimited
 from arcp_grpc.auth import Authenticator, Principal
 from arcp_grpc.errors import ARCPError, InternalError, InvalidRequest
 from arcp_grpc.grpc_status import to_status
-from arcp_grpc.store import JobQuery
 from arcp_grpc.v1 import job_service_pb2 as pb
 
 __all__ = ["SERVICE_NAME", "JobServiceServicer", "job_service_handler"]
@@ -89,21 +88,7 @@ class JobServiceServicer:
     @_unary_edge
     async def ListJobs(self, request: pb.ListJobsRequest, context: Ctx) -> pb.ListJobsResponse:
         principal = self._principal(context)
-        if request.page_size > 1000:
-            raise InvalidRequest("page_size is at most 1000", details={"field": "page_size"})
-        created_after = (
-            request.filter.created_after.ToNanoseconds() / 1e9
-            if request.filter.HasField("created_after")
-            else None
-        )
-        query = JobQuery(
-            principal=principal.name,
-            statuses=tuple(request.filter.status),
-            agent=request.filter.agent,
-            created_after=created_after,
-            limit=request.page_size or 100,
-            cursor=request.page_token,
-        )
+        query = job_query(principal, request.filter, request.page_size, request.page_token)
         jobs, cursor = await self._runtime.list_jobs(principal, query)
         return pb.ListJobsResponse(jobs=jobs, next_page_token=cursor)
 

@@ -58,7 +58,7 @@ from arcp_grpc.store import (
 )
 from arcp_grpc.v1 import events_pb2, jobs_pb2, lease_pb2
 
-__all__ = ["JobRuntime", "RuntimeLimits", "Submission"]
+__all__ = ["JobRuntime", "RuntimeLimits", "Submission", "job_query"]
 
 log = logging.getLogger("arcp_grpc.runtime")
 
@@ -659,6 +659,25 @@ class JobRuntime:
         task = asyncio.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+def job_query(
+    principal: Principal, where: jobs_pb2.ListJobsFilter, limit: int, cursor: str
+) -> JobQuery:
+    """A listing request from the contract's filter (§6.6); `limit` 0 means 100."""
+    if limit > 1000:
+        raise InvalidRequest("a page holds at most 1000 jobs", details={"field": "limit"})
+    created_after = (
+        where.created_after.ToNanoseconds() / 1e9 if where.HasField("created_after") else None
+    )
+    return JobQuery(
+        principal=principal.name,
+        statuses=tuple(where.status),
+        agent=where.agent,
+        created_after=created_after,
+        limit=limit or 100,
+        cursor=cursor,
+    )
 
 
 def _failure(job_id: str, error: ARCPError) -> jobs_pb2.JobOutcome:

@@ -20,7 +20,7 @@ from typing import Any
 import grpc
 
 from arcp_grpc._ids import new_ulid
-from arcp_grpc._runtime import JobRuntime
+from arcp_grpc._runtime import JobRuntime, job_query
 from arcp_grpc._sessions import FrameHeader, Session, SessionRegistry, frame_bytes
 from arcp_grpc.auth import Authenticator, Principal
 from arcp_grpc.errors import (
@@ -31,7 +31,6 @@ from arcp_grpc.errors import (
     JobNotFound,
     PermissionDenied,
 )
-from arcp_grpc.store import JobQuery
 from arcp_grpc.v1 import events_pb2, jobs_pb2, session_pb2
 from arcp_grpc.v1 import session_service_pb2 as pb
 
@@ -383,21 +382,7 @@ class SessionServiceServicer:
 
     async def _list_jobs(self, request: pb.ConnectRequest, session: Session) -> None:
         listing = request.list_jobs
-        if listing.limit > 1000:
-            raise InvalidRequest("limit is at most 1000", details={"field": "payload.limit"})
-        created_after = (
-            listing.filter.created_after.ToNanoseconds() / 1e9
-            if listing.filter.HasField("created_after")
-            else None
-        )
-        query = JobQuery(
-            principal=session.principal.name,
-            statuses=tuple(listing.filter.status),
-            agent=listing.filter.agent,
-            created_after=created_after,
-            limit=listing.limit or 100,
-            cursor=listing.cursor,
-        )
+        query = job_query(session.principal, listing.filter, listing.limit, listing.cursor)
         jobs, cursor = await self._runtime.list_jobs(session.principal, query)
         reply = pb.ConnectResponse(session_id=session.session_id, request_id=request.id)
         reply.jobs.jobs.extend(jobs)
