@@ -48,8 +48,13 @@ class LeanConn:
         await self._ws.send(frame)
         for _ in range(_MAX_FRAMES_PER_WAIT):
             envelope = await self._recv()
+            if envelope.get("type") != "job.accepted":
+                continue
             payload = envelope.get("payload") or {}
-            if envelope.get("type") == "job.accepted" and payload.get("request_id") == frame_id:
+            # The spec does not require `request_id` on job.accepted; without it, as the
+            # reference client does, the oldest pending submit wins, and here only one is.
+            request_id = payload.get("request_id")
+            if request_id is None or request_id == frame_id:
                 return str(payload["job_id"])
         raise ProtocolViolation("no job.accepted for the submit")
 
