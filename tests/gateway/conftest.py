@@ -1,0 +1,323 @@
+"""Gateway fixtures: a real core and gateway on 127.0.0.1 port 0, and a raw-frame client.
+
+`RawClient` speaks ARCP JSON over a plain `websockets` connection and builds
+valid envelopes (ULID ids, `arcp: "1.1"`), so a test states only the frames
+it cares about. Every wait is bounded by `SAFETY`, a safety net that never
+decides what a test checks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from arcp_grpc._ids import new_ulid
+from arcp_grpc._sessions import SessionLimits
+from arcp_grpc.agents import AgentRegistry
+from arcp_grpc.server import CoreConfig, RunningCore, start_core
+from gateway.server import GatewayConfig, RunningGateway, start_gateway
+
+__all__ = [
+    "ALL_FEATURES",
+    "COMPAT_PRINCIPALS",
+    "SAFETY",
+    "TOKENS",
+    "RawClient",
+    "Stack",
+    "StackFactory",
+    "open_raw",
+]
+
+# alice and bob are on the spec profile; sdk and sdk2 on the compatibility one.
+TOKENS = {"tok-alice": "alice", "tok-bob": "bob", "tok-sdk": "sdk", "tok-sdk2": "sdk2"}
+COMPAT_PRINCIPALS = frozenset({"sdk", "sdk2"})
+SAFETY = 20.0  # seconds; a safety net only, never what a test checks
+ALL_FEATURES = (
+    "heartbeat",
+    "ack",
+    "list_jobs",
+    "subscribe",
+    "lease_expires_at",
+    "cost.budget",
+    "model.use",
+    "provisioned_credentials",
+    "progress",
+    "result_chunk",
+    "agent_versions",
+)
+TERMINAL = ("job.result", "job.error")
+
+
+@dataclass
+class Stack:
+    """A running core and the gateways in front of it."""
+
+    core: RunningCore
+    gateways: list[RunningGateway]
+    factory: StackFactory
+
+    @property
+    def gateway(self) -> RunningGateway:
+        return self.gateways[0]
+
+    @property
+    def url(self) -> str:
+        return self.gateway.url
+
+    async def add_gateway(self, **overrides: Any) -> RunningGateway:
+        """Another gateway process-equivalent on a new port, same core."""
+        gateway = await self.factory.gateway(self.core, **overrides)
+        self.gateways.append(gateway)
+        return gateway
+
+
+@dataclass
+class StackFactory:
+    """Starts cores and gateways; everything still running at teardown is stopped."""
+
+    tmp_path: Path
+    stack: AsyncExitStack
+    _count: int = 0
+
+    async def gateway(self, core: RunningCore, **overrides: Any) -> RunningGateway:
+        gateway = await start_gateway(
+            GatewayConfig(core_address=core.grpc_address, port=0, **overrides)
+        )
+        stopped = False
+        original = gateway.stop
+
+        async def stop_once() -> None:
+            nonlocal stopped
+            if not stopped:
+                stopped = True
+                await original()
+
+        gateway.stop = stop_once  # type: ignore[method-assign]
+        self.stack.push_async_callback(stop_once)
+        return gateway
+
+    async def __call__(
+        self,
+        *,
+        agents: AgentRegistry | None = None,
+        session_limits: SessionLimits | None = None,
+        **gateway_overrides: Any,
+    ) -> Stack:
+        self._count += 1
+        config = CoreConfig(
+            data_dir=self.tmp_path / f"core{self._count}",
+            tokens=TOKENS,
+            compat_principals=COMPAT_PRINCIPALS,
+            session_limits=session_limits or SessionLimits(),
+        )
+        core = await start_core(config, agents=agents)
+        self.stack.push_async_callback(core.stop, 0.5)
+        gateway = await self.gateway(core, **gateway_overrides)
+        return Stack(core, [gateway], self)
+
+
+@pytest.fixture
+async def make_stack(tmp_path: Path) -> AsyncIterator[StackFactory]:
+    async with AsyncExitStack() as stack:
+        yield StackFactory(tmp_path, stack)
+
+
+@pytest.fixture
+async def stack(make_stack: StackFactory) -> Stack:
+    return await make_stack()
+
+
+Frame = dict[str, Any]
+
+
+@dataclass
+class RawClient:
+    """One WebSocket speaking raw ARCP JSON; remembers every frame it received."""
+
+    ws: ClientConnection
+    received: list[Frame] = field(default_factory=list)
+    session_id: str = ""
+    resume_token: str = ""
+    last_seq: int = 0
+    answer_pings: bool = True
+    _pending: list[Frame] = field(default_factory=list)
+
+    # -- sending -----------------------------------------------------------
+
+    @staticmethod
+    def envelope(frame_type: str, payload: Any = None, **fields: Any) -> Frame:
+        env: Frame = {"arcp": "1.1", "id": new_ulid(), "type": frame_type}
+        env.update(fields)
+        env["payload"] = {} if payload is None else payload
+        return env
+
+    async def send(self, frame_type: str, payload: Any = None, **fields: Any) -> str:
+        """Send a valid envelope; returns its id (the reply's `request_id`)."""
+        env = self.envelope(frame_type, payload, **fields)
+        await self.ws.send(json.dumps(env))
+        return str(env["id"])
+
+    async def send_raw(self, data: str | bytes) -> None:
+        await self.ws.send(data)
+
+    # -- receiving ---------------------------------------------------------
+
+    async def recv(self, within: float = SAFETY) -> Frame:
+        """The next frame (pings are answered and skipped when `answer_pings`)."""
+        while True:
+            if self._pending:
+                return self._pending.pop(0)
+            text = await asyncio.wait_for(self.ws.recv(), within)
+            frame = json.loads(text)
+            assert isinstance(frame, dict)
+            self.received.append(frame)
+            seq = frame.get("event_seq")
+            if isinstance(seq, int) and seq > self.last_seq:
+                self.last_seq = seq
+            if frame.get("type") == "session.ping" and self.answer_pings:
+                await self.send("session.pong", {"ping_nonce": frame["payload"]["nonce"]})
+                continue
+            return frame
+
+    async def recv_until(
+        self, predicate: Callable[[Frame], bool], within: float = SAFETY
+    ) -> tuple[Frame, list[Frame]]:
+        """Frames up to and including the first matching one: (match, skipped before it)."""
+        skipped: list[Frame] = []
+
+        async def run() -> Frame:
+            while True:
+                frame = await self.recv()
+                if predicate(frame):
+                    return frame
+                skipped.append(frame)
+
+        return await asyncio.wait_for(run(), within), skipped
+
+    async def reply_to(self, request_id: str) -> Frame:
+        """The frame whose `payload.request_id` is `request_id`; others are kept for later."""
+        frame, skipped = await self.recv_until(
+            lambda f: f.get("payload", {}).get("request_id") == request_id
+        )
+        self._pending.extend(skipped)
+        return frame
+
+    async def closed(self, within: float = SAFETY) -> tuple[int | None, list[Frame]]:
+        """Read until the server closes; returns (close code, frames read meanwhile)."""
+        frames: list[Frame] = []
+
+        async def run() -> None:
+            with contextlib.suppress(ConnectionClosed):
+                async for text in self.ws:
+                    frames.append(json.loads(text))
+
+        await asyncio.wait_for(run(), within)
+        return self.ws.close_code, frames
+
+    # -- conveniences ------------------------------------------------------
+
+    async def hello(
+        self,
+        token: str | None = "tok-alice",
+        *,
+        features: Sequence[str] = ALL_FEATURES,
+        resume: Frame | None = None,
+    ) -> Frame:
+        """Send `session.hello`; returns the reply (welcome or error)."""
+        payload: Frame = {
+            "client": {"name": "raw-test", "version": "1"},
+            "capabilities": {"encodings": ["json"], "features": list(features)},
+        }
+        if token is not None:
+            payload["auth"] = {"scheme": "bearer", "token": token}
+        if resume is not None:
+            payload["resume"] = resume
+        request_id = await self.send("session.hello", payload)
+        reply = await self.recv()
+        self._learn(reply)
+        assert reply.get("payload", {}).get("request_id", request_id) == request_id
+        return reply
+
+    def _learn(self, reply: Frame) -> None:
+        if reply["type"] == "session.welcome":
+            self.session_id = reply["payload"]["session_id"]
+            self.resume_token = reply["payload"]["resume_token"]
+
+    async def resume_frame(self, frame: Frame) -> Frame:
+        """Send a prepared `session.resume` payload; returns the reply."""
+        await self.send("session.resume", frame)
+        reply = await self.recv()
+        self._learn(reply)
+        return reply
+
+    def resume_block(self, last_seq: int | None = None) -> Frame:
+        return {
+            "session_id": self.session_id,
+            "resume_token": self.resume_token,
+            "last_event_seq": self.last_seq if last_seq is None else last_seq,
+        }
+
+    async def submit(self, agent: str, input_value: Any = None, **payload: Any) -> Frame:
+        """`job.submit`; returns the reply (accepted or error) correlated by request_id."""
+        body: Frame = {"agent": agent, **payload}
+        if input_value is not None:
+            body["input"] = input_value
+        request_id = await self.send("job.submit", body)
+        return await self.reply_to(request_id)
+
+    async def until_terminal(self, job_id: str, within: float = SAFETY) -> list[Frame]:
+        """Frames up to and including `job_id`'s terminal frame."""
+        frame, skipped = await self.recv_until(
+            lambda f: f.get("type") in TERMINAL and f.get("job_id") == job_id, within
+        )
+        return [*skipped, frame]
+
+    async def run(self, agent: str, input_value: Any = None, **payload: Any) -> list[Frame]:
+        """Submit and read to the terminal frame; returns [accepted, ..., terminal]."""
+        accepted = await self.submit(agent, input_value, **payload)
+        assert accepted["type"] == "job.accepted", accepted
+        return [accepted, *await self.until_terminal(accepted["payload"]["job_id"])]
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+async def open_raw(url: str) -> RawClient:
+    return RawClient(await connect(url, open_timeout=SAFETY, max_size=None))
+
+
+RawFactory = Callable[..., Awaitable[RawClient]]
+
+
+@pytest.fixture
+async def raw(stack: Stack) -> AsyncIterator[RawFactory]:
+    """Open raw clients on the stack's gateway, optionally with a hello; all closed at the end."""
+    clients: list[RawClient] = []
+
+    async def factory(
+        token: str | None = "tok-alice",
+        *,
+        url: str | None = None,
+        hello: bool = True,
+        **kwargs: Any,
+    ) -> RawClient:
+        client = await open_raw(url or stack.url)
+        clients.append(client)
+        if hello:
+            welcome = await client.hello(token, **kwargs)
+            assert welcome["type"] == "session.welcome", welcome
+        return client
+
+    yield factory
+    for client in clients:
+        await client.close()
