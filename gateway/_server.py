@@ -615,8 +615,10 @@ def _read_budget(payload: dict[str, Any], path: str, into: Any) -> None:
             if not amount.startswith(prefix):
                 raise bad(where, f"must look like {prefix}<decimal>")
             into[currency] = amount[len(prefix) :]
-        elif type(amount) is int or type(amount) is Decimal:
+        elif type(amount) is int:
             into[currency] = str(amount)
+        elif type(amount) is Decimal and amount.is_finite():
+            into[currency] = format(amount, "f")  # plain notation, never 1E-7
         else:
             raise bad(where, f"must be a number or a string, got {type_name(amount)}")
 

@@ -134,7 +134,14 @@ def loads(text: str) -> Any:
     return _decoder.decode(text)
 
 
-_exact_decoder: Final = json.JSONDecoder(parse_float=Decimal, parse_constant=BadNumber)
+def _exact_int(token: str) -> int | Decimal:
+    # int("-0") would lose the sign a decimal budget amount may carry.
+    return Decimal(token) if token == "-0" else int(token)
+
+
+_exact_decoder: Final = json.JSONDecoder(
+    parse_float=Decimal, parse_int=_exact_int, parse_constant=BadNumber
+)
 
 
 def loads_exact(text: str) -> Any:
@@ -217,8 +224,12 @@ def _number_to_py(value: float) -> int | float:
     if not math.isfinite(value):
         raise ValueError(f"non-finite number {value!r} cannot be rendered as JSON")
     # Integral doubles print as integers (`3`, not `3.0`) so counts and ids an
-    # agent wrote as integers come back as integers.
-    if value.is_integer() and -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+    # agent wrote as integers come back as integers; -0.0 keeps its sign.
+    if (
+        value.is_integer()
+        and -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER
+        and (value or math.copysign(1.0, value) > 0)
+    ):
         return int(value)
     return value
 
