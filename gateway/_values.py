@@ -1,8 +1,11 @@
 """JSON text, free-form values and timestamps for the codec, written by hand.
 
-This is the per-frame hot path, so it avoids ``json_format`` (measured about
-3x slower than these walkers on a typical ``job.submit`` input and a
-``job.event`` body) and does each thing once:
+This is the per-frame hot path, so it avoids ``json_format``. Measured with
+timeit (best of 5, CPython 3.11, upb protobuf 7): a 180-node ``input`` builds
+in ~250 µs here vs ~810 µs with ``json_format.ParseDict`` and renders in
+~115 µs vs ~230 µs with ``MessageToJson``; a whole ``job.event`` log frame
+encodes in ~8 µs vs ~17 µs for ``MessageToDict`` + ``json.dumps``; a small
+``job.submit`` decodes, validated, in ~7 µs. It does each thing once:
 
 * **Parsing** uses ``json.loads`` with number hooks. A number the double of
   ``google.protobuf.Value`` cannot carry exactly (an integer beyond ±2^53, a
