@@ -1198,3 +1198,23 @@ def test_decode_server_frame_rejects_junk() -> None:
     for text in junk:
         with pytest.raises(InvalidRequest):
             decode_server_frame(text)
+
+
+def test_public_exports_are_pinned() -> None:
+    import gateway.codec
+
+    assert sorted(gateway.codec.__all__) == [
+        "MAX_SAFE_INTEGER",
+        "MAX_VALUE_DEPTH",
+        "WIRE_PROFILE_SDK_COMPAT",
+        "WIRE_PROFILE_SPEC",
+        "ClientFrame",
+        "CloseForm",
+        "Dialect",
+        "ResumeForm",
+        "WireProfile",
+        "decode_client_frame",
+        "decode_server_frame",
+        "encode_client_frame",
+        "encode_server_frame",
+    ]
