@@ -32,6 +32,7 @@ from arcp_grpc._fingerprint import submit_fingerprint
 from arcp_grpc._ids import new_id, new_trace_id
 from arcp_grpc._job import ActiveJob
 from arcp_grpc._lease import Lease, LeaseClock, child_expiry, parse_expires_at
+from arcp_grpc._observe import RuntimeObserver
 from arcp_grpc._secretbox import SecretBox
 from arcp_grpc.agents import AgentRegistry, RegisteredAgent
 from arcp_grpc.auth import Principal
@@ -47,6 +48,7 @@ from arcp_grpc.errors import (
     LeaseExpired,
     Timeout,
 )
+from arcp_grpc.logging_setup import bind as bind_log_context
 from arcp_grpc.store import (
     CredentialEntry,
     EventRow,
@@ -112,6 +114,7 @@ class JobRuntime:
         self._background: set[asyncio.Task[Any]] = set()
         self._accepting = True
         self._purger: asyncio.Task[None] | None = None
+        self.observer = RuntimeObserver()  # metrics hooks (arcp_grpc.metrics)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -147,6 +150,12 @@ class JobRuntime:
 
     async def submit(self, principal: Principal, submit: jobs_pb2.JobSubmit) -> Submission:
         """Accept a job, or replay the original acceptance for an identical resubmit (§7.2)."""
+        started = time.perf_counter()
+        submission = await self._accept(principal, submit)
+        self.observer.submitted(time.perf_counter() - started, replay=submission.replay)
+        return submission
+
+    async def _accept(self, principal: Principal, submit: jobs_pb2.JobSubmit) -> Submission:
         if not self._accepting:
             raise InternalError("the runtime is shutting down")
         now = time.time()
@@ -346,6 +355,7 @@ class JobRuntime:
     # -- execution ---------------------------------------------------------------
 
     def _launch(self, job: ActiveJob, input_value: Any) -> None:
+        self.observer.launched()
         job.task = asyncio.create_task(self._run(job, input_value), name=f"job {job.job_id}")
         seconds = job.clock.seconds_left(time.monotonic())
         if seconds is not None:
@@ -353,6 +363,7 @@ class JobRuntime:
             loop.call_later(seconds + self.limits.lease_grace_sec, self._expire_late, job)
 
     async def _run(self, job: ActiveJob, input_value: Any) -> None:
+        bind_log_context(job_id=job.job_id, trace_id=job.trace_id)
         ctx = JobContext(job, input_value)
         outcome: jobs_pb2.JobOutcome
         try:
@@ -379,7 +390,14 @@ class JobRuntime:
             outcome = self._agent_failed(job, exc)
         if job.stop_error is not None and not outcome.HasField("error"):
             outcome = _failure(job.job_id, job.stop_error)  # the runtime's reason wins
-        await self._finish(job, outcome)
+        # A cancel requested while the agent was not suspended (a cap error it
+        # raised or swallowed, a cancel racing its return) is still pending on this
+        # task; it must not interrupt the terminal write or skip the revocation.
+        finishing = asyncio.create_task(self._finish(job, outcome))
+        self._background.add(finishing)
+        finishing.add_done_callback(self._background.discard)
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(finishing)
 
     def _agent_failed(self, job: ActiveJob, exc: BaseException) -> jobs_pb2.JobOutcome:
         log.warning("agent %s failed in job %s", job.agent.ref, job.job_id, exc_info=exc)
@@ -433,6 +451,7 @@ class JobRuntime:
             job.outcome = outcome
             job.feed.finish(outcome_bytes)
             job.done.set()
+            self.observer.finished(status)
             self._active.pop(job.job_id, None)
         if job.credentials:
             self._spawn(self._revoke_all(job))
@@ -462,6 +481,7 @@ class JobRuntime:
             await self.store.flush()
 
     def _on_commit(self, events: Sequence[EventRow]) -> None:
+        self.observer.events_committed(len(events))
         for row in events:
             job = self._active.get(row.job_id)
             if job is not None:

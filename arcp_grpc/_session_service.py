@@ -31,6 +31,7 @@ from arcp_grpc.errors import (
     JobNotFound,
     PermissionDenied,
 )
+from arcp_grpc.logging_setup import bind as bind_log_context
 from arcp_grpc.v1 import events_pb2, jobs_pb2, session_pb2
 from arcp_grpc.v1 import session_service_pb2 as pb
 
@@ -272,6 +273,7 @@ class SessionServiceServicer:
     def _welcome(
         self, request_id: str, session: Session, token: str, *, resumed: bool
     ) -> pb.ConnectResponse:
+        bind_log_context(session_id=session.session_id)  # this stream's later log lines
         frame = pb.ConnectResponse(session_id=session.session_id, request_id=request_id)
         welcome = frame.welcome
         welcome.session_id = session.session_id

@@ -50,6 +50,7 @@ class CoreConfig:
     provision_credentials: bool = True  # the built-in development provisioner (§9.8)
     store_key: str | None = None  # base64 AES-256 key; default: <data_dir>/store.key
     max_message_bytes: int = 64 * _MiB
+    tls: grpc.ServerCredentials | None = None  # gRPC over TLS when set
     limits: RuntimeLimits = field(default_factory=RuntimeLimits)
     session_limits: SessionLimits = field(default_factory=SessionLimits)
 
@@ -125,7 +126,12 @@ async def start_core(
     reflection.enable_server_reflection(
         (JOB_SERVICE, SESSION_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(f"{config.grpc_host}:{config.grpc_port}")
+    address = f"{config.grpc_host}:{config.grpc_port}"
+    port = (
+        server.add_secure_port(address, config.tls)
+        if config.tls
+        else server.add_insecure_port(address)
+    )
     if port == 0:
         await store.close()
         raise OSError(f"could not bind gRPC to {config.grpc_host}:{config.grpc_port}")

@@ -1,0 +1,453 @@
+"""Configuration for `arcp-grpc serve`: defaults < TOML file < environment < flags.
+
+Every knob is a field of one of the section dataclasses below, so the same
+table drives the TOML keys (``[core] port``), the environment variables
+(``ARCP_CORE_PORT``), the ``--set core.port=7400`` flag, and the test that
+checks each knob is documented in ``docs/configuration.md``. Loading is
+strict: an unknown key, a value of the wrong type, a port out of range or a
+TLS file that cannot be read is a `ConfigError` naming the key and where the
+value came from, and `serve` exits with code 2 before binding anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+import secrets
+import ssl
+import sys
+import tomllib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from arcp_grpc.agents import AgentRegistry
+
+__all__ = [
+    "DEV_TOKEN_FILE",
+    "AgentsSettings",
+    "AuthSettings",
+    "ConfigError",
+    "CoreSettings",
+    "GatewaySettings",
+    "LogSettings",
+    "MetricsSettings",
+    "RuntimeSettings",
+    "SessionSettings",
+    "Settings",
+    "env_name",
+    "knob_names",
+    "load_agents",
+    "load_settings",
+    "read_or_create_dev_token",
+]
+
+_MiB = 1024 * 1024
+DEV_TOKEN_FILE = "dev-token"  # in the data directory, mode 0600
+
+
+class ConfigError(Exception):
+    """Configuration that cannot work; the message names the knob and its source."""
+
+
+@dataclass(frozen=True)
+class CoreSettings:
+    """`[core]`: the gRPC server (JobService, SessionService, health, reflection)."""
+
+    host: str = "127.0.0.1"
+    port: int = 7400
+    max_message_bytes: int = 64 * _MiB
+    tls_cert: str = ""  # PEM certificate chain; gRPC uses TLS when set (with tls_key)
+    tls_key: str = ""
+    store_key: str = ""  # base64 AES-256 key; empty: <data_dir>/store.key (created once)
+    provision_credentials: bool = True
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    """`[gateway]`: the WebSocket gateway for ARCP JSON clients."""
+
+    host: str = "127.0.0.1"
+    port: int = 7401
+    path: str = "/arcp"
+    health_path: str = "/healthz"
+    max_frame_bytes: int = _MiB
+    max_message_bytes: int = 16 * _MiB
+    compression: bool = False
+    tls_cert: str = ""  # wss when set (with tls_key)
+    tls_key: str = ""
+    core: str = "127.0.0.1:7400"  # `serve gateway`: the core's gRPC address
+    core_tls_ca: str = ""  # PEM roots to verify the core; set: TLS to the core
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    """`[metrics]`: the Prometheus scrape endpoint (`/metrics`)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 7402
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    """`[auth]`: bearer tokens and the principals they name (§6.1)."""
+
+    dev_token: bool = True  # generate <data_dir>/dev-token on first start and accept it
+    dev_principal: str = "dev"
+    tokens: dict[str, str] = field(default_factory=dict)  # token -> principal
+    compat_principals: tuple[str, ...] = ("dev",)  # principals on the SDK-compat wire profile
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    """`[runtime]`: job execution limits (`arcp_grpc._runtime.RuntimeLimits`)."""
+
+    idempotency_ttl_sec: float = 24 * 3600.0
+    chunk_bytes: int = 192 * 1024
+    max_chunk_bytes: int = _MiB
+    max_result_bytes: int = 256 * _MiB
+    lease_grace_sec: float = 1.0
+    max_pending_writes: int = 8192
+    revoke_attempts: int = 5
+    shutdown_grace_sec: float = 10.0
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """`[sessions]`: ARCP session limits (`arcp_grpc._sessions.SessionLimits`)."""
+
+    resume_window_sec: int = 600
+    heartbeat_interval_sec: int = 30
+    max_buffered_frames: int = 100_000
+    back_pressure_lag: int = 1_000
+    max_inline_result_bytes: int = 4 * _MiB
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """`[log]`: level and format of the process log."""
+
+    level: str = "info"
+    format: str = "text"  # text (key=value) or json
+
+
+@dataclass(frozen=True)
+class AgentsSettings:
+    """`[agents]`: which agents the core runs."""
+
+    demo: bool = True
+    modules: tuple[str, ...] = ()  # "module:attribute", an AgentRegistry or a factory
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The whole configuration of one `serve` process."""
+
+    data_dir: Path = Path("data")
+    core: CoreSettings = field(default_factory=CoreSettings)
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
+    sessions: SessionSettings = field(default_factory=SessionSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+    agents: AgentsSettings = field(default_factory=AgentsSettings)
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    f.name: get_type_hints(Settings)[f.name]
+    for f in dataclasses.fields(Settings)
+    if f.name != "data_dir"
+}
+
+
+def _knobs() -> Iterator[tuple[str, Any]]:
+    yield "data_dir", Path
+    for section, cls in _SECTIONS.items():
+        for name, hint in get_type_hints(cls).items():
+            yield f"{section}.{name}", hint
+
+
+_HINTS: dict[str, Any] = dict(_knobs())
+
+
+def knob_names() -> list[str]:
+    """Every configuration key, dotted (``core.port``), in declaration order."""
+    return list(_HINTS)
+
+
+def env_name(key: str) -> str:
+    """The environment variable of a knob: ``core.port`` → ``ARCP_CORE_PORT``."""
+    return "ARCP_" + key.replace(".", "_").upper()
+
+
+# -- typed values ------------------------------------------------------------
+
+
+def _from_text(hint: Any, text: str) -> Any:
+    """Parse an environment or flag value for a knob of type `hint`."""
+    if hint is bool:
+        lowered = text.strip().lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off"}:
+            return False
+        raise ValueError(f"{text!r} is not a boolean (true/false)")
+    if hint is int:
+        return int(text)
+    if hint is float:
+        return float(text)
+    if hint == tuple[str, ...]:
+        return tuple(item.strip() for item in text.split(",") if item.strip())
+    if hint == dict[str, str]:
+        pairs: dict[str, str] = {}
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            token, sep, principal = item.partition("=")
+            if not sep:
+                raise ValueError("expected comma-separated TOKEN=PRINCIPAL pairs")
+            pairs[token.strip()] = principal.strip()
+        return pairs
+    if hint is Path:
+        return Path(text)
+    return text
+
+
+def _from_toml(hint: Any, value: Any) -> Any:
+    """Check a TOML value against a knob's type (TOML already typed it)."""
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint == tuple[str, ...]:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError("expected an array of strings")
+        return tuple(value)
+    if hint == dict[str, str]:
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise ValueError("expected a table of strings")
+        return dict(value)
+    if hint is Path:
+        if not isinstance(value, str):
+            raise ValueError("expected a string")
+        return Path(value)
+    if type(value) is not hint:
+        raise ValueError(f"expected {hint.__name__}, got {type(value).__name__}")
+    return value
+
+
+# -- loading -----------------------------------------------------------------
+
+
+def load_settings(
+    *,
+    config_file: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, str] | None = None,
+) -> Settings:
+    """Defaults, then the TOML file, then ``ARCP_*`` variables, then `overrides`
+    (flags, as text keyed by knob name). Raises `ConfigError`."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    if config_file is None and env.get("ARCP_CONFIG"):
+        config_file = Path(env["ARCP_CONFIG"])
+    if config_file is not None:
+        for key, value in _read_toml(config_file).items():
+            try:
+                values[key] = _from_toml(_HINTS[key], value)
+            except ValueError as exc:
+                raise ConfigError(f"{key} in {config_file}: {exc}") from None
+            sources[key] = str(config_file)
+    for key, hint in _HINTS.items():
+        name = env_name(key)
+        if name in env:
+            values[key] = _parse_text(key, hint, env[name], name)
+            sources[key] = name
+    for key, text in (overrides or {}).items():
+        if key not in _HINTS:
+            raise ConfigError(f"unknown configuration key {key!r} (see docs/configuration.md)")
+        values[key] = _parse_text(key, _HINTS[key], text, "the command line")
+        sources[key] = "the command line"
+    settings = _build(values)
+    _validate(settings, sources)
+    return settings
+
+
+def _parse_text(key: str, hint: Any, text: str, source: str) -> Any:
+    try:
+        return _from_text(hint, text)
+    except ValueError as exc:
+        raise ConfigError(f"{key} from {source}: {exc}") from None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    """Flatten a TOML file to dotted keys, refusing any key that is not a knob."""
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    flat: dict[str, Any] = {}
+    for name, value in document.items():
+        if name in _SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"[{name}] in {path} must be a table")
+            for key, item in value.items():
+                flat[f"{name}.{key}"] = item
+        else:
+            flat[name] = value
+    for key in flat:
+        if key not in _HINTS:
+            raise ConfigError(
+                f"unknown configuration key {key!r} in {path} (see docs/configuration.md)"
+            )
+    return flat
+
+
+def _build(values: Mapping[str, Any]) -> Settings:
+    sections: dict[str, Any] = {}
+    for section, cls in _SECTIONS.items():
+        prefix = section + "."
+        own = {k.removeprefix(prefix): v for k, v in values.items() if k.startswith(prefix)}
+        sections[section] = cls(**own)
+    return Settings(data_dir=values.get("data_dir", Settings.data_dir), **sections)
+
+
+# -- validation --------------------------------------------------------------
+
+
+def _validate(settings: Settings, sources: Mapping[str, str]) -> None:
+    def fail(key: str, problem: str) -> ConfigError:
+        where = f" (from {sources[key]})" if key in sources else ""
+        return ConfigError(f"{key}{where}: {problem}")
+
+    def check(key: str, ok: bool, problem: str) -> None:
+        if not ok:
+            raise fail(key, problem)
+
+    for key in ("core.port", "gateway.port", "metrics.port"):
+        port = _value(settings, key)
+        check(key, 0 <= port <= 65535, f"{port} is not a port number (0-65535)")
+    for key, hint in _HINTS.items():
+        value = _value(settings, key)
+        if key.endswith("_bytes") or key in {
+            "runtime.max_pending_writes",
+            "runtime.revoke_attempts",
+            "sessions.resume_window_sec",
+            "sessions.heartbeat_interval_sec",
+            "sessions.max_buffered_frames",
+            "sessions.back_pressure_lag",
+            "runtime.idempotency_ttl_sec",
+        }:
+            check(key, value > 0, f"must be greater than 0, got {value}")
+        elif hint is float:
+            check(key, value >= 0, f"must not be negative, got {value}")
+    for key in ("gateway.path", "gateway.health_path"):
+        check(key, _value(settings, key).startswith("/"), "must start with '/'")
+    levels = {"debug", "info", "warning", "error"}
+    check("log.level", settings.log.level in levels, f"must be one of {sorted(levels)}")
+    check("log.format", settings.log.format in {"text", "json"}, "must be 'text' or 'json'")
+    for token, principal in settings.auth.tokens.items():
+        check("auth.tokens", bool(token) and bool(principal), "tokens and principals are non-empty")
+    check("auth.dev_principal", bool(settings.auth.dev_principal), "must not be empty")
+    for spec in settings.agents.modules:
+        module, sep, attribute = spec.partition(":")
+        check("agents.modules", bool(module and sep and attribute), f"{spec!r} is not module:attr")
+    for section in ("core", "gateway"):
+        cert, key = f"{section}.tls_cert", f"{section}.tls_key"
+        cert_path, key_path = _value(settings, cert), _value(settings, key)
+        if bool(cert_path) != bool(key_path):
+            raise fail(cert if not cert_path else key, "set tls_cert and tls_key together")
+        if cert_path:
+            for name, path in ((cert, cert_path), (key, key_path)):
+                problem = _unreadable(path)
+                if problem:
+                    raise fail(name, problem)
+            try:
+                ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+                    cert_path, key_path
+                )
+            except ssl.SSLError as exc:
+                raise fail(cert, f"not a usable PEM certificate and key: {exc.reason}") from None
+    ca = settings.gateway.core_tls_ca
+    if ca and (problem := _unreadable(ca)):
+        raise fail("gateway.core_tls_ca", problem)
+
+
+def _value(settings: Settings, key: str) -> Any:
+    if "." not in key:
+        return getattr(settings, key)
+    section, name = key.split(".", 1)
+    return getattr(getattr(settings, section), name)
+
+
+def _unreadable(path: str) -> str:
+    try:
+        with open(path, "rb") as handle:
+            handle.read(1)
+    except OSError as exc:
+        return f"cannot read {path}: {exc.strerror}"
+    return ""
+
+
+# -- data directory and agents -----------------------------------------------
+
+
+def read_or_create_dev_token(data_dir: Path) -> str:
+    """The development token in `data_dir`, created (mode 0600) on first start, so a
+    restart on the same directory keeps it."""
+    path = data_dir / DEV_TOKEN_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        token = path.read_text(encoding="utf-8").strip()
+        if not token:
+            raise ConfigError(f"the development token file {path} is empty") from None
+        return token
+    token = "arcp-dev-" + secrets.token_urlsafe(32)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(token + "\n")
+    return token
+
+
+def load_agents(specs: tuple[str, ...]) -> AgentRegistry | None:
+    """Import each ``module:attribute`` (an `AgentRegistry` or a callable returning one)
+    and merge them; None when there are none. Raises `ConfigError` naming the spec."""
+    if not specs:
+        return None
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # `serve` runs from a checkout: local modules load
+    merged = AgentRegistry()
+    for spec in specs:
+        merged.merge(_load_one(spec))
+    return merged
+
+
+def _load_one(spec: str) -> AgentRegistry:
+    module_name, _, attribute = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise ConfigError(
+            f"agents module {spec!r}: cannot import {module_name!r}: {type(exc).__name__}: {exc}"
+        ) from None
+    try:
+        target: Any = getattr(module, attribute)
+    except AttributeError:
+        raise ConfigError(f"agents module {spec!r}: {module_name} has no {attribute!r}") from None
+    if not isinstance(target, AgentRegistry) and callable(target):
+        factory: Callable[[], Any] = target
+        try:
+            target = factory()
+        except Exception as exc:
+            raise ConfigError(
+                f"agents module {spec!r}: calling {attribute}() failed: {type(exc).__name__}: {exc}"
+            ) from None
+    if not isinstance(target, AgentRegistry):
+        raise ConfigError(
+            f"agents module {spec!r}: {attribute} is {type(target).__name__}, "
+            "not an AgentRegistry or a callable returning one"
+        )
+    return target
