@@ -333,6 +333,10 @@ class ResultStream:
 
     def _fail(self, message: str) -> None:
         error = InternalError(message)  # §14: exceeding a chunk cap ends the job
+        # The stream is dead: no later close() may send a `more: false` chunk that
+        # would present a truncated result as complete before the error (§8.4).
+        self.closed = True
+        self._pending = None
         self._ctx._job.stop(error)
         raise error
 
