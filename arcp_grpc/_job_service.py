@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -26,6 +26,7 @@ __all__ = ["SERVICE_NAME", "JobServiceServicer", "job_service_handler"]
 
 SERVICE_NAME = "arcp.v1.JobService"
 REPLAY_HEADER = "arcp-replay"
+FRAME_BYTES = 1024 * 1024  # soft cap on one WatchJob response; one event may exceed it
 
 log = logging.getLogger("arcp_grpc.job_service")
 
@@ -111,15 +112,32 @@ class JobServiceServicer:
         try:
             principal = self._principal(context)
             async for batch in self._runtime.watch(principal, request.job_id, request.after_seq):
-                frame = b"".join(length_delimited(1, event) for event in batch.events)
-                if batch.outcome is not None:
-                    frame += length_delimited(2, batch.outcome)  # WatchJobResponse.outcome
-                yield frame
+                for frame in _frames(batch.events, batch.outcome):
+                    yield frame
         except ARCPError as error:
             await context.abort_with_status(to_status(error))
         except Exception:
             log.exception("unexpected failure in WatchJob")
             await context.abort_with_status(to_status(InternalError("internal error")))
+
+
+def _frames(events: Sequence[bytes], outcome: bytes | None) -> Iterator[bytes]:
+    """`WatchJobResponse` messages for one feed batch, each at most about
+    `FRAME_BYTES`, so a batch of large result chunks never exceeds a client's
+    default 4 MiB receive limit. The outcome rides on the last one."""
+    frame: list[bytes] = []
+    size = 0
+    for event in events:
+        field = length_delimited(1, event)  # WatchJobResponse.events
+        if frame and size + len(field) > FRAME_BYTES:
+            yield b"".join(frame)
+            frame, size = [], 0
+        frame.append(field)
+        size += len(field)
+    if outcome is not None:
+        frame.append(length_delimited(2, outcome))  # WatchJobResponse.outcome
+    if frame:
+        yield b"".join(frame)
 
 
 def _raw(frame: bytes) -> bytes:
