@@ -26,7 +26,7 @@ class Conn(Protocol):
         ...
 
     async def run_chatty(self, events: int) -> tuple[float, int]:
-        """Run ``chatty``; return seconds submit→result and the events received (§8.2)."""
+        """Run ``chatty``; return seconds submit→result and the log events received (§8.2)."""
         ...
 
     async def run_report(self, size: int) -> tuple[float, int]:

@@ -42,8 +42,9 @@ class ClientConn:
         start = time.perf_counter()
         handle = await self._client.submit(agent="chatty", input={"events": events})
         received = 0
-        async for _ in handle.events():  # ends at the terminal envelope
-            received += 1
+        async for event in handle.events():  # ends at the terminal envelope
+            # Only the agent's own log events count; a runtime may add status events.
+            received += event.get("kind") == "log"
         await handle.done
         return time.perf_counter() - start, received
 

@@ -51,16 +51,17 @@ class GrpcConn:
         return response.accepted.job_id
 
     async def _watch(self, job_id: str) -> tuple[int, int]:
-        """Follow ``job_id`` to its outcome; count events and result-chunk bytes."""
+        """Follow ``job_id`` to its outcome; count ``log`` events and result-chunk bytes."""
         events = chunk_bytes = 0
         request = job_service_pb2.WatchJobRequest(job_id=job_id, after_seq=0)
         stream = self._stub.WatchJob(request, metadata=self._metadata)
         received = 0
         async for message in stream:
             for event in message.events:
-                if event.WhichOneof("body") == "result_chunk":
+                body = event.WhichOneof("body")
+                if body == "result_chunk":
                     chunk_bytes += len(event.result_chunk.data)
-                else:
+                elif body == "log":
                     events += 1
             if message.HasField("outcome"):
                 if message.outcome.WhichOneof("outcome") != "result":

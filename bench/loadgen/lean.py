@@ -59,7 +59,10 @@ class LeanConn:
         raise ProtocolViolation("no job.accepted for the submit")
 
     async def _result(self, job_id: str) -> tuple[int, int]:
-        """Read until ``job_id`` ends; count its events and decoded result-chunk bytes."""
+        """Read until ``job_id`` ends; count its ``log`` events and decoded result-chunk bytes.
+
+        Only ``log`` events count: a runtime may add ``status`` or other events of its own.
+        """
         events = chunk_bytes = 0
         for _ in range(_MAX_FRAMES_PER_WAIT):
             envelope = await self._recv()
@@ -68,11 +71,12 @@ class LeanConn:
             kind = envelope.get("type")
             if kind == "job.event":
                 payload = envelope["payload"]
-                if payload.get("kind") == "result_chunk":
+                kind_of_event = payload.get("kind")
+                if kind_of_event == "result_chunk":
                     body = payload["body"]
                     data = body.get("data", "")
                     chunk_bytes += _b64_len(data) if body.get("encoding") == "base64" else len(data)
-                else:
+                elif kind_of_event == "log":
                     events += 1
             elif kind == "job.result":
                 return events, chunk_bytes
