@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -31,6 +30,7 @@ from tests.conftest import (
     watch_all,
 )
 
+_REPO = Path(__file__).resolve().parents[2]
 _CHILD = textwrap.dedent(
     """
     import asyncio, sys
@@ -90,15 +90,13 @@ async def test_a_job_running_when_the_process_died_ends_internal_error(
     """A core in a child process is SIGKILLed mid-job; the next core on the same
     file ends that job with INTERNAL_ERROR (retryable) and keeps its events."""
     data_dir = core_config.data_dir
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    child = subprocess.Popen(
-        [sys.executable, "-c", _CHILD, str(data_dir)],
-        stdout=subprocess.PIPE,
-        env=env,
+    env = {**os.environ, "PYTHONPATH": str(_REPO)}
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _CHILD, str(data_dir), stdout=asyncio.subprocess.PIPE, env=env
     )
     try:
         assert child.stdout is not None
-        line = await asyncio.wait_for(asyncio.to_thread(child.stdout.readline), SAFETY)
+        line = await asyncio.wait_for(child.stdout.readline(), SAFETY)
         port = int(line.split()[1])
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = new_stub(channel)
@@ -110,11 +108,11 @@ async def test_a_job_running_when_the_process_died_ends_internal_error(
             ).accepted
             seen = await wait_for_seq(stub, accepted.job_id, lambda e: e.job_seq >= 5)
         child.send_signal(signal.SIGKILL)
-        await asyncio.wait_for(asyncio.to_thread(child.wait), SAFETY)
+        await asyncio.wait_for(child.wait(), SAFETY)
     finally:
-        if child.poll() is None:
+        if child.returncode is None:
             child.kill()
-            child.wait()
+            await child.wait()
 
     core = await make_core()
     async with grpc.aio.insecure_channel(core.grpc_address) as channel:
