@@ -1,0 +1,426 @@
+"""The CLI's gRPC client commands: submit, watch, jobs, cancel, agents.
+
+Synchronous gRPC (a CLI has one thing to do at a time). Exit codes follow
+the job's terminal status so scripts can branch on them:
+
+| code | meaning |
+| --- | --- |
+| 0 | success |
+| 1 | the job ended in error, or the call failed (an ARCP error, the core unreachable) |
+| 2 | usage or configuration error |
+| 3 | the job was cancelled |
+| 4 | the job timed out |
+
+An ARCP error prints ``arcp-grpc: CODE: message`` on stderr, never a trace.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
+
+import grpc
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from arcp_grpc.config import DEV_TOKEN_FILE
+from arcp_grpc.grpc_status import from_rpc_error
+from arcp_grpc.v1 import (
+    errors_pb2,
+    events_pb2,
+    job_service_pb2,
+    job_service_pb2_grpc,
+    jobs_pb2,
+)
+
+if TYPE_CHECKING:
+    from arcp_grpc.v1.job_service_pb2_grpc import JobServiceStub as Stub
+else:
+    Stub = Any
+
+R = TypeVar("R")
+
+__all__ = [
+    "EXIT_CANCELLED",
+    "EXIT_ERROR",
+    "EXIT_OK",
+    "EXIT_TIMED_OUT",
+    "EXIT_USAGE",
+    "ClientError",
+    "Connection",
+    "WatchPrinter",
+    "agents",
+    "cancel",
+    "jobs",
+    "submit",
+    "watch",
+]
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CANCELLED, EXIT_TIMED_OUT = 0, 1, 2, 3, 4
+
+_EXIT_OF_STATUS = {
+    jobs_pb2.JOB_STATUS_SUCCESS: EXIT_OK,
+    jobs_pb2.JOB_STATUS_ERROR: EXIT_ERROR,
+    jobs_pb2.JOB_STATUS_CANCELLED: EXIT_CANCELLED,
+    jobs_pb2.JOB_STATUS_TIMED_OUT: EXIT_TIMED_OUT,
+}
+
+
+class ClientError(Exception):
+    """A failure the CLI reports in one line; `exit_code` is what the process returns."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_ERROR) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where the core is and who we are; resolved from flags, ``ARCP_*`` and the data dir."""
+
+    address: str
+    token: str
+    ca_file: str = ""
+
+    @classmethod
+    def resolve(
+        cls,
+        *,
+        address: str | None,
+        token: str | None,
+        data_dir: str | None,
+        ca_file: str | None,
+        env: Mapping[str, str] = os.environ,
+    ) -> Connection:
+        """Flag, else environment, else the embedded default (and its token file)."""
+        address = address or env.get("ARCP_ADDRESS") or "127.0.0.1:7400"
+        token = token or env.get("ARCP_TOKEN")
+        if not token:
+            path = Path(data_dir or env.get("ARCP_DATA_DIR") or "data") / DEV_TOKEN_FILE
+            try:
+                token = path.read_text(encoding="utf-8").strip()
+            except OSError:
+                raise ClientError(
+                    f"no token: pass --token, set ARCP_TOKEN, or run from the directory whose "
+                    f"data/ holds {DEV_TOKEN_FILE} (tried {path})",
+                    EXIT_USAGE,
+                ) from None
+        return cls(address, token, ca_file or env.get("ARCP_TLS_CA", ""))
+
+    def stub(self) -> tuple[grpc.Channel, Stub]:
+        if self.ca_file:
+            try:
+                roots = Path(self.ca_file).read_bytes()
+            except OSError as exc:
+                raise ClientError(
+                    f"cannot read CA file {self.ca_file}: {exc.strerror}", 2
+                ) from None
+            channel = grpc.secure_channel(self.address, grpc.ssl_channel_credentials(roots))
+        else:
+            channel = grpc.insecure_channel(self.address)
+        return channel, job_service_pb2_grpc.JobServiceStub(channel)
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {self.token}"),)
+
+
+def _call(conn: Connection, run: Callable[[Stub], R]) -> R:
+    """Run one RPC sequence; gRPC failures become a one-line `ClientError`."""
+    channel, stub = conn.stub()
+    try:
+        return run(stub)
+    except grpc.RpcError as exc:
+        raise _rpc_failure(conn, exc) from None
+    finally:
+        channel.close()
+
+
+def _rpc_failure(conn: Connection, exc: grpc.RpcError) -> ClientError:
+    code = exc.code() if isinstance(exc, grpc.Call) else None
+    if code == grpc.StatusCode.UNAVAILABLE:
+        detail = exc.details() if isinstance(exc, grpc.Call) else ""
+        return ClientError(f"cannot reach the core at {conn.address}: {detail}")
+    error = from_rpc_error(exc)
+    return ClientError(f"{error.code}: {error.message}")
+
+
+def _dump(message: Message) -> dict[str, Any]:
+    plain: dict[str, Any] = _whole(
+        json_format.MessageToDict(message, preserving_proto_field_name=True)
+    )
+    return plain
+
+
+def _whole(value: Any) -> Any:
+    """JSON numbers that are whole print as integers: `google.protobuf.Value` holds only
+    doubles, and `{"count": 3}` should not come back as `3.0`."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _whole(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole(v) for v in value]
+    return value
+
+
+def _json_line(out: TextIO, kind: str, body: Mapping[str, Any]) -> None:
+    out.write(json.dumps({"type": kind, **body}, separators=(",", ":")) + "\n")
+    out.flush()
+
+
+# -- watch rendering ---------------------------------------------------------
+
+
+@dataclass
+class WatchPrinter:
+    """Renders a job's events: a progress bar (one redrawn line on a TTY, plain lines
+    otherwise), readable log lines, and the outcome; or JSON lines with ``json_lines``."""
+
+    out: TextIO
+    json_lines: bool = False
+    width: int = 24
+    _bar_open: bool = False
+    _chunks: list[bytes] = field(default_factory=list)
+
+    @property
+    def tty(self) -> bool:
+        return self.out.isatty()
+
+    def event(self, event: events_pb2.JobEvent) -> None:
+        if self.json_lines:
+            _json_line(self.out, "event", _dump(event))
+            return
+        kind = event.WhichOneof("body")
+        if kind == "progress":
+            self._progress(event.progress)
+        elif kind == "result_chunk":
+            self._chunks.append(event.result_chunk.data)
+        else:
+            self._line(describe(event))
+
+    def outcome(self, outcome: jobs_pb2.JobOutcome) -> int:
+        """Print the terminal frame; the exit code its status means."""
+        if outcome.HasField("result"):
+            result = outcome.result
+            if self.json_lines:
+                _json_line(self.out, "result", _dump(result))
+            else:
+                self._line(f"success {result.job_id}")
+                if result.HasField("streamed"):
+                    self._line(b"".join(self._chunks).decode("utf-8", errors="replace"))
+                elif result.HasField("value"):
+                    self._line(json.dumps(_whole(json_format.MessageToDict(result.value))))
+            return _EXIT_OF_STATUS.get(result.final_status, EXIT_ERROR)
+        failed = outcome.error
+        if self.json_lines:
+            _json_line(self.out, "error", _dump(failed))
+        else:
+            status = jobs_pb2.JobStatus.Name(failed.final_status).removeprefix("JOB_STATUS_")
+            code = errors_pb2.ErrorCode.Name(failed.error.code).removeprefix("ERROR_CODE_")
+            retry = " (retryable)" if failed.error.retryable else ""
+            self._line(f"{status.lower()} {failed.job_id}: {code}: {failed.error.message}{retry}")
+        return _EXIT_OF_STATUS.get(failed.final_status, EXIT_ERROR)
+
+    def _progress(self, progress: events_pb2.ProgressEvent) -> None:
+        text = progress_text(progress, self.width)
+        if self.tty:
+            self.out.write("\r" + text + "\x1b[K")
+            self.out.flush()
+            self._bar_open = True
+        else:
+            self._line(text)
+
+    def _line(self, text: str) -> None:
+        if self._bar_open:
+            self.out.write("\n")
+            self._bar_open = False
+        self.out.write(text + "\n")
+        self.out.flush()
+
+
+def progress_text(progress: events_pb2.ProgressEvent, width: int = 24) -> str:
+    """``[#########...............]  3/8 steps  step 3 of 8`` (§8.2.1)."""
+    units = f" {progress.units}" if progress.units else ""
+    message = f"  {progress.message}" if progress.message else ""
+    current = _number(progress.current)
+    if progress.HasField("total") and progress.total > 0:
+        fraction = min(1.0, max(0.0, progress.current / progress.total))
+        filled = round(fraction * width)
+        bar = "#" * filled + "." * (width - filled)
+        return f"[{bar}] {current}/{_number(progress.total)}{units}{message}"
+    return f"progress {current}{units}{message}"
+
+
+def describe(event: events_pb2.JobEvent) -> str:
+    """One readable line for a non-progress event."""
+    kind = event.WhichOneof("body")
+    if kind == "log":
+        level = events_pb2.LogLevel.Name(event.log.level).removeprefix("LOG_LEVEL_").lower()
+        return f"log [{level}] {event.log.message}"
+    if kind == "thought":
+        return f"thought {event.thought.text}"
+    if kind == "status":
+        message = f" {event.status.message}" if event.status.message else ""
+        return f"status {event.status.phase}{message}"
+    if kind == "metric":
+        return (
+            f"metric {event.metric.name}={_number(event.metric.value)} {event.metric.unit}".rstrip()
+        )
+    if kind is None:
+        return "event (empty)"
+    body: Message = getattr(event, kind)
+    return f"{kind} {json.dumps(_dump(body), separators=(',', ':'))}"
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+# -- commands ----------------------------------------------------------------
+
+
+def submit(
+    conn: Connection,
+    out: TextIO,
+    *,
+    agent: str,
+    input_json: str | None,
+    key: str = "",
+    lease_json: str = "",
+    max_runtime: int | None = None,
+    watch_after: bool = False,
+    json_lines: bool = False,
+) -> int:
+    """SubmitJob; with `watch_after`, follow the job to its end (exit code = status)."""
+    request = job_service_pb2.SubmitJobRequest(
+        submit=jobs_pb2.JobSubmit(agent=agent, idempotency_key=key)
+    )
+    if input_json is not None:
+        json_format.ParseDict(_parse_json("--input", input_json), request.submit.input)
+    if lease_json:
+        lease = _parse_json("--lease", lease_json)
+        if not isinstance(lease, dict) or not all(
+            isinstance(p, list) and all(isinstance(x, str) for x in p) for p in lease.values()
+        ):
+            raise ClientError('--lease must be {"namespace": ["pattern", ...]}', EXIT_USAGE)
+        for namespace, patterns in lease.items():
+            request.submit.lease_request.capabilities[namespace].patterns.extend(patterns)
+    if max_runtime is not None:
+        request.submit.max_runtime_sec = max_runtime
+
+    def run(stub: Stub) -> int:
+        accepted = stub.SubmitJob(request, metadata=conn.metadata).accepted
+        if json_lines:
+            _json_line(out, "accepted", _dump(accepted))
+        else:
+            out.write(f"accepted {accepted.job_id} ({accepted.agent})\n")
+            out.flush()
+        if not watch_after:
+            return EXIT_OK
+        return _follow(stub, conn, accepted.job_id, 0, WatchPrinter(out, json_lines))
+
+    return _call(conn, run)
+
+
+def watch(conn: Connection, out: TextIO, *, job_id: str, after: int, json_lines: bool) -> int:
+    """WatchJob from `after` to the outcome; the exit code reflects the final status."""
+    return _call(
+        conn, lambda stub: _follow(stub, conn, job_id, after, WatchPrinter(out, json_lines))
+    )
+
+
+def _follow(stub: Stub, conn: Connection, job_id: str, after: int, printer: WatchPrinter) -> int:
+    request = job_service_pb2.WatchJobRequest(job_id=job_id, after_seq=after)
+    for frame in stub.WatchJob(request, metadata=conn.metadata):
+        for event in frame.events:
+            printer.event(event)
+        if frame.HasField("outcome"):
+            return printer.outcome(frame.outcome)
+    raise ClientError(f"the watch of {job_id} ended without an outcome; run watch again")
+
+
+def jobs(
+    conn: Connection,
+    out: TextIO,
+    *,
+    status: str = "",
+    agent: str = "",
+    limit: int = 20,
+    json_lines: bool = False,
+) -> int:
+    """ListJobs, newest first, following pages up to `limit` jobs."""
+    request = job_service_pb2.ListJobsRequest(page_size=min(limit, 100))
+    if status:
+        if status.lower() not in _STATUSES:
+            raise ClientError(f"--status must be one of {', '.join(_STATUSES)}", EXIT_USAGE)
+        request.filter.status.append(_STATUSES[status.lower()])
+    request.filter.agent = agent
+
+    def run(stub: Stub) -> list[jobs_pb2.JobSummary]:
+        found: list[jobs_pb2.JobSummary] = []
+        while len(found) < limit:
+            page = stub.ListJobs(request, metadata=conn.metadata)
+            found.extend(page.jobs)
+            if not page.next_page_token:
+                break
+            request.page_token = page.next_page_token
+        return found[:limit]
+
+    for summary in _call(conn, run):
+        if json_lines:
+            _json_line(out, "job", _dump(summary))
+        else:
+            state = jobs_pb2.JobStatus.Name(summary.status).removeprefix("JOB_STATUS_").lower()
+            created = summary.created_at.ToJsonString() if summary.HasField("created_at") else ""
+            out.write(f"{summary.job_id}  {state:<9}  {summary.agent:<24}  {created}\n")
+    out.flush()
+    return EXIT_OK
+
+
+_STATUSES = {
+    name.removeprefix("JOB_STATUS_").lower(): value
+    for name, value in jobs_pb2.JobStatus.items()
+    if value != jobs_pb2.JOB_STATUS_UNSPECIFIED
+}
+
+
+def cancel(conn: Connection, out: TextIO, *, job_id: str, reason: str, json_lines: bool) -> int:
+    """CancelJob (idempotent, §7.4)."""
+    request = job_service_pb2.CancelJobRequest(
+        cancel=jobs_pb2.JobCancel(job_id=job_id, reason=reason)
+    )
+    reply = _call(conn, lambda stub: stub.CancelJob(request, metadata=conn.metadata))
+    if json_lines:
+        _json_line(out, "cancelled", _dump(reply.cancelled))
+    else:
+        out.write(f"cancel requested for {reply.cancelled.job_id or job_id}\n")
+    out.flush()
+    return EXIT_OK
+
+
+def agents(conn: Connection, out: TextIO, *, json_lines: bool) -> int:
+    """ListAgents: names, versions and the default version (§7.5)."""
+    request = job_service_pb2.ListAgentsRequest()
+    reply = _call(conn, lambda stub: stub.ListAgents(request, metadata=conn.metadata))
+    for info in reply.agents:
+        if json_lines:
+            _json_line(out, "agent", _dump(info))
+        else:
+            versions = ", ".join(
+                f"{v} (default)" if v == info.default_version else v for v in info.versions
+            )
+            out.write(f"{info.name:<12}  {versions}\n")
+    out.flush()
+    return EXIT_OK
+
+
+def _parse_json(flag: str, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ClientError(f"{flag} is not valid JSON: {exc.msg} at {exc.pos}", EXIT_USAGE) from None

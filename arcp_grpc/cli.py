@@ -1,0 +1,226 @@
+"""`arcp-grpc`: run the runtime (`serve`) and talk to it over gRPC.
+
+    arcp-grpc serve [core|gateway] [--config FILE] [--grpc-port N] ...
+    arcp-grpc submit AGENT [--input JSON] [--key K] [--watch] [--lease JSON] [--max-runtime N]
+    arcp-grpc watch JOB [--after N]
+    arcp-grpc jobs [--status S] [--agent A] [--limit N]
+    arcp-grpc cancel JOB [--reason TEXT]
+    arcp-grpc agents
+
+Exit codes: 0 success, 1 error, 2 usage or configuration, 3 cancelled,
+4 timed out (see `arcp_grpc._cli_client`). Configuration and ARCP errors
+print one line naming the problem, never a stack trace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from arcp_grpc import __version__
+from arcp_grpc._cli_client import EXIT_ERROR, EXIT_USAGE, ClientError, Connection
+from arcp_grpc.config import ConfigError, load_agents, load_settings
+
+__all__ = ["build_parser", "main"]
+
+# serve flag -> configuration key; `--set KEY=VALUE` reaches every other knob.
+_SERVE_FLAGS: dict[str, str] = {
+    "data_dir": "data_dir",
+    "grpc_host": "core.host",
+    "grpc_port": "core.port",
+    "gateway_host": "gateway.host",
+    "gateway_port": "gateway.port",
+    "metrics_host": "metrics.host",
+    "metrics_port": "metrics.port",
+    "core": "gateway.core",
+    "tls_cert": "core.tls_cert",
+    "tls_key": "core.tls_key",
+    "gateway_tls_cert": "gateway.tls_cert",
+    "gateway_tls_key": "gateway.tls_key",
+    "core_tls_ca": "gateway.core_tls_ca",
+    "log_level": "log.level",
+    "log_format": "log.format",
+    "shutdown_grace": "runtime.shutdown_grace_sec",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="arcp-grpc",
+        description="An ARCP v1.1 runtime: gRPC core, WebSocket gateway, and a CLI client.",
+    )
+    parser.add_argument("--version", action="version", version=f"arcp-grpc {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _serve_parser(commands)
+
+    client = argparse.ArgumentParser(add_help=False)
+    group = client.add_argument_group("connection (flags > ARCP_* environment > defaults)")
+    group.add_argument("--address", help="core gRPC address (ARCP_ADDRESS; 127.0.0.1:7400)")
+    group.add_argument("--token", help="bearer token (ARCP_TOKEN; else DATA_DIR/dev-token)")
+    group.add_argument("--data-dir", help="where to find dev-token (ARCP_DATA_DIR; ./data)")
+    group.add_argument("--ca", help="PEM roots: use TLS to the core (ARCP_TLS_CA)")
+    group.add_argument("--json", action="store_true", help="machine-readable JSON lines")
+
+    submit = commands.add_parser("submit", parents=[client], help="submit a job")
+    submit.add_argument("agent", help="agent name, optionally name@version")
+    submit.add_argument("--input", help="the job input as JSON")
+    submit.add_argument("--key", default="", help="idempotency key (§7.2)")
+    submit.add_argument("--lease", default="", help='lease request: {"ns": ["pattern", ...]}')
+    submit.add_argument("--max-runtime", type=int, help="max_runtime_sec (§7.3)")
+    submit.add_argument("--watch", action="store_true", help="follow the job to its end")
+
+    watch = commands.add_parser("watch", parents=[client], help="follow a job's events")
+    watch.add_argument("job_id")
+    watch.add_argument("--after", type=int, default=0, help="events after this job_seq")
+
+    jobs = commands.add_parser("jobs", parents=[client], help="list your jobs, newest first")
+    jobs.add_argument("--status", default="", help="success, error, running, ...")
+    jobs.add_argument("--agent", default="", help="only this agent")
+    jobs.add_argument("--limit", type=int, default=20)
+
+    cancel = commands.add_parser("cancel", parents=[client], help="cancel a job")
+    cancel.add_argument("job_id")
+    cancel.add_argument("--reason", default="", help="why (shown in the job's error)")
+
+    commands.add_parser("agents", parents=[client], help="list agents and versions")
+    return parser
+
+
+def _serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="run core + gateway (or one of them)",
+        description="Flags override ARCP_* environment variables, which override the "
+        "--config file, which overrides the defaults (docs/configuration.md).",
+    )
+    serve.add_argument(
+        "role",
+        nargs="?",
+        choices=("core", "gateway"),
+        help="run only the core or only the gateway (default: both, one process)",
+    )
+    serve.add_argument("--config", type=Path, help="TOML configuration file (ARCP_CONFIG)")
+    serve.add_argument("--data-dir", help="SQLite, key file and dev token (./data)")
+    serve.add_argument("--grpc-host", help="core bind address (127.0.0.1)")
+    serve.add_argument("--grpc-port", help="core gRPC port (7400; 0 = any free port)")
+    serve.add_argument("--gateway-host", help="gateway bind address (127.0.0.1)")
+    serve.add_argument("--gateway-port", help="gateway WebSocket port (7401; 0 = any)")
+    serve.add_argument("--metrics-host", help="metrics bind address (127.0.0.1)")
+    serve.add_argument("--metrics-port", help="Prometheus /metrics port (7402; 0 = any)")
+    serve.add_argument("--no-metrics", action="store_true", help="no metrics endpoint")
+    serve.add_argument("--core", help="serve gateway: the core's HOST:PORT")
+    serve.add_argument(
+        "--agents",
+        action="append",
+        metavar="MODULE:ATTR",
+        help="user agents: an AgentRegistry or a callable returning one (repeatable)",
+    )
+    serve.add_argument("--no-demo-agents", action="store_true", help="do not load demo agents")
+    serve.add_argument("--tls-cert", help="PEM certificate chain for gRPC")
+    serve.add_argument("--tls-key", help="PEM private key for gRPC")
+    serve.add_argument("--gateway-tls-cert", help="PEM certificate chain for wss")
+    serve.add_argument("--gateway-tls-key", help="PEM private key for wss")
+    serve.add_argument("--core-tls-ca", help="serve gateway: PEM roots to verify the core")
+    serve.add_argument("--log-level", help="debug, info, warning, error (info)")
+    serve.add_argument("--log-format", help="text (key=value) or json (text)")
+    serve.add_argument("--shutdown-grace", help="seconds running jobs get on SIGTERM (10)")
+    serve.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any configuration key, e.g. --set runtime.idempotency_ttl_sec=3600",
+    )
+    serve.add_argument("--ready-file", type=Path, help="write the bound addresses as JSON here")
+
+
+def _serve_overrides(args: argparse.Namespace) -> dict[str, str]:
+    overrides: dict[str, str] = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+        overrides[key.strip()] = value
+    for flag, key in _SERVE_FLAGS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            overrides[key] = value
+    if args.agents:
+        overrides["agents.modules"] = ",".join(args.agents)
+    if args.no_demo_agents:
+        overrides["agents.demo"] = "false"
+    if args.no_metrics:
+        overrides["metrics.enabled"] = "false"
+    return overrides
+
+
+def _serve(args: argparse.Namespace, out: TextIO) -> int:
+    from arcp_grpc import _serve  # grpc and the runtime load only for `serve`
+
+    settings = load_settings(config_file=args.config, overrides=_serve_overrides(args))
+    role: _serve.Role = args.role or "all"
+    agents = load_agents(settings.agents.modules) if role != "gateway" else None
+    try:
+        return asyncio.run(
+            _serve.run(settings, role, agents=agents, ready_file=args.ready_file, out=out)
+        )
+    except _serve.StartupError as exc:
+        print(f"arcp-grpc: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _client(args: argparse.Namespace, out: TextIO) -> int:
+    from arcp_grpc import _cli_client as client
+
+    conn = Connection.resolve(
+        address=args.address, token=args.token, data_dir=args.data_dir, ca_file=args.ca
+    )
+    if args.command == "submit":
+        return client.submit(
+            conn,
+            out,
+            agent=args.agent,
+            input_json=args.input,
+            key=args.key,
+            lease_json=args.lease,
+            max_runtime=args.max_runtime,
+            watch_after=args.watch,
+            json_lines=args.json,
+        )
+    if args.command == "watch":
+        return client.watch(conn, out, job_id=args.job_id, after=args.after, json_lines=args.json)
+    if args.command == "jobs":
+        return client.jobs(
+            conn, out, status=args.status, agent=args.agent, limit=args.limit, json_lines=args.json
+        )
+    if args.command == "cancel":
+        return client.cancel(
+            conn, out, job_id=args.job_id, reason=args.reason, json_lines=args.json
+        )
+    return client.agents(conn, out, json_lines=args.json)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The console script; returns the exit code (see the module docstring)."""
+    args = build_parser().parse_args(argv)
+    out = sys.stdout
+    try:
+        if args.command == "serve":
+            return _serve(args, out)
+        return _client(args, out)
+    except ConfigError as exc:
+        print(f"arcp-grpc: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ClientError as exc:
+        print(f"arcp-grpc: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
