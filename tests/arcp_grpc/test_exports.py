@@ -1,0 +1,83 @@
+"""The public surface of the core is deliberate: each public module's `__all__`
+is pinned here, so adding or removing a name is a visible decision."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import pytest
+
+import arcp_grpc
+
+PUBLIC: dict[str, set[str]] = {
+    "arcp_grpc": {"ARCPError", "__version__"},
+    "arcp_grpc.agents": {
+        "AgentFunction",
+        "AgentRegistry",
+        "ModelFunction",
+        "RegisteredAgent",
+        "ToolFunction",
+    },
+    "arcp_grpc.auth": {"Authenticator", "Principal"},
+    "arcp_grpc.context": {"ChildJob", "JobContext", "ResultStream"},
+    "arcp_grpc.credentials": {"CredentialProvisioner", "CredentialRequest", "DevProvisioner"},
+    "arcp_grpc.demo_agents": {"demo_registry"},
+    "arcp_grpc.errors": {
+        "ARCPError",
+        "AgentNotAvailable",
+        "AgentVersionNotAvailable",
+        "BudgetExhausted",
+        "Cancelled",
+        "DuplicateKey",
+        "HeartbeatLost",
+        "InternalError",
+        "InvalidRequest",
+        "JobNotFound",
+        "LeaseExpired",
+        "LeaseSubsetViolation",
+        "PermissionDenied",
+        "ResumeWindowExpired",
+        "Timeout",
+        "Unauthenticated",
+        "error_class",
+    },
+    "arcp_grpc.grpc_status": {"ERROR_DOMAIN", "GRPC_CODES", "from_rpc_error", "to_status"},
+    "arcp_grpc.server": {"CoreConfig", "RunningCore", "start_core"},
+    "arcp_grpc.sqlite_store": {"SQLiteStore"},
+    "arcp_grpc.store": {
+        "CredentialEntry",
+        "EventRow",
+        "IdempotencyClaim",
+        "IdempotencyConflict",
+        "JobPage",
+        "JobQuery",
+        "JobRow",
+        "Store",
+    },
+}
+
+
+@pytest.mark.parametrize("module_name", sorted(PUBLIC))
+def test_public_exports_are_pinned(module_name: str) -> None:
+    module = importlib.import_module(module_name)
+    assert set(module.__all__) == PUBLIC[module_name]
+    assert len(module.__all__) == len(set(module.__all__))
+
+
+def _modules() -> list[str]:
+    return sorted(
+        f"arcp_grpc.{info.name}"
+        for info in pkgutil.iter_modules(arcp_grpc.__path__)
+        if info.name != "v1"
+    )
+
+
+@pytest.mark.parametrize("module_name", _modules())
+def test_every_module_declares_all_and_defines_it(module_name: str) -> None:
+    """STYLE: every module has `__all__`, and each name in it exists."""
+    module = importlib.import_module(module_name)
+    names = getattr(module, "__all__", None)
+    assert isinstance(names, list | tuple), f"{module_name} has no __all__"
+    missing = [name for name in names if not hasattr(module, name)]
+    assert missing == []
