@@ -144,9 +144,19 @@ class Bridge:
 
     async def _send(self, response: ConnectResponse) -> None:
         state = self._state
-        await self._ws.send(
-            encode_server_frame(response, profile=state.profile, dialect=state.dialect)
-        )
+        try:
+            text = encode_server_frame(response, profile=state.profile, dialect=state.dialect)
+        except ValueError:
+            # The core broke the contract: the client gets a clear error, not a bad frame.
+            log.exception("could not render a %s frame", response.WhichOneof("frame"))
+            failure = ConnectResponse(
+                id=new_ulid(), session_id=state.session_id, request_id=response.request_id
+            )
+            failure.error.error.CopyFrom(
+                InternalError("the runtime sent an invalid frame").to_proto()
+            )
+            text = encode_server_frame(failure, profile=state.profile, dialect=state.dialect)
+        await self._ws.send(text)
 
     async def _reject(self, error: ARCPError, request_id: str) -> None:
         """A per-message error: the socket stays open (STYLE.md, Errors)."""
