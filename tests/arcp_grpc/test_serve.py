@@ -1,0 +1,272 @@
+"""`arcp-grpc serve` as a process: restart keeps state, SIGTERM stops cleanly,
+split core/gateway deployments, TLS for gRPC and wss, and bad configuration
+fails fast with exit code 2 and a message naming the problem."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import json
+import sqlite3
+import ssl
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from arcp import ClientInfo, WebSocketTransport
+from arcp._client.client import ARCPClient
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from arcp_grpc.v1 import errors_pb2, jobs_pb2
+from tests.serve_process import ServeProcess, clean_env, run_cli
+
+_PORTS = ("--grpc-port", "0", "--gateway-port", "0", "--metrics-port", "0")
+_TERMINAL = {
+    jobs_pb2.JOB_STATUS_SUCCESS,
+    jobs_pb2.JOB_STATUS_ERROR,
+    jobs_pb2.JOB_STATUS_CANCELLED,
+    jobs_pb2.JOB_STATUS_TIMED_OUT,
+}
+
+
+@pytest.fixture
+def processes() -> Iterator[list[ServeProcess]]:
+    """Serve processes a test starts; any still running at teardown is killed."""
+    started: list[ServeProcess] = []
+    try:
+        yield started
+    finally:
+        for process in started:
+            process.stop()
+
+
+def _start(processes: list[ServeProcess], workdir: Path, *args: str) -> ServeProcess:
+    process = ServeProcess(workdir, *args)
+    processes.append(process)
+    process.start()
+    return process
+
+
+def _lines(stdout: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+def test_restart_keeps_token_jobs_and_idempotency_cache(
+    tmp_path: Path, processes: list[ServeProcess]
+) -> None:
+    first = _start(processes, tmp_path, *_PORTS)
+    token = first.token
+    submitted = first.cli("submit", "echo", "--input", '{"x": 1}', "--key", "k-1", "--json")
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = _lines(submitted.stdout)[0]["job_id"]
+    assert first.cli("watch", job_id).returncode == 0
+    assert first.terminate()[0] == 0
+
+    second = _start(processes, tmp_path, *_PORTS)
+    assert second.token == token
+    listed = second.cli("jobs", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [j["job_id"] for j in _lines(listed.stdout)] == [job_id]
+    assert _lines(listed.stdout)[0]["status"] == "JOB_STATUS_SUCCESS"
+    again = second.cli("submit", "echo", "--input", '{"x": 1}', "--key", "k-1", "--json")
+    assert again.returncode == 0, again.stderr
+    assert _lines(again.stdout)[0]["job_id"] == job_id  # replayed, not a new job (§7.2)
+    conflict = second.cli("submit", "echo", "--input", '{"x": 2}', "--key", "k-1")
+    assert conflict.returncode == 1
+    assert conflict.stderr.startswith("arcp-grpc: DUPLICATE_KEY: ")
+    assert "Traceback" not in conflict.stderr
+
+
+def _running(process: ServeProcess) -> set[str]:
+    listed = process.cli("jobs", "--status", "running", "--json")
+    assert listed.returncode == 0, listed.stderr
+    return {j["job_id"] for j in _lines(listed.stdout)}
+
+
+def test_sigterm_lets_short_jobs_finish_ends_the_rest_and_leaves_a_sound_store(
+    tmp_path: Path, processes: list[ServeProcess]
+) -> None:
+    served = _start(processes, tmp_path, *_PORTS, "--shutdown-grace", "2.5")
+    ids = {}
+    for name, steps, interval in (("long", 1000, 0.05), ("short", 4, 0.1)):
+        done = served.cli(
+            "submit", "counter", "--input", json.dumps({"steps": steps, "interval": interval})
+        )
+        assert done.returncode == 0, done.stderr
+        ids[name] = done.stdout.split()[1]
+    deadline = time.monotonic() + 20
+    while not set(ids.values()) <= _running(served):
+        assert time.monotonic() < deadline, "jobs never ran"
+        time.sleep(0.05)
+
+    code, _, err = served.terminate()
+    assert code == 0, err
+    assert "stopped cleanly" in err
+
+    database = sqlite3.connect(tmp_path / "data" / "arcp.sqlite3")
+    try:
+        assert database.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        rows = {
+            job_id: (status, completed, outcome)
+            for job_id, status, completed, outcome in database.execute(
+                "SELECT job_id, status, completed_at, outcome FROM jobs"
+            )
+        }
+    finally:
+        database.close()
+    assert set(rows) == set(ids.values())
+    for status, completed, outcome in rows.values():
+        assert status in _TERMINAL
+        assert completed is not None
+        assert outcome is not None
+    assert rows[ids["short"]][0] == jobs_pb2.JOB_STATUS_SUCCESS  # finished within the grace
+    long_status, _, long_outcome = rows[ids["long"]]
+    assert long_status == jobs_pb2.JOB_STATUS_ERROR
+    error = jobs_pb2.JobOutcome.FromString(long_outcome).error.error
+    assert error.code == errors_pb2.ERROR_CODE_INTERNAL_ERROR
+    assert error.retryable  # the client may resubmit it
+
+
+async def test_split_core_and_gateway_serve_the_published_client(
+    tmp_path: Path, processes: list[ServeProcess]
+) -> None:
+    core = _start(processes, tmp_path, "core", "--grpc-port", "0", "--metrics-port", "0")
+    assert "gateway" not in core.info
+    gateways = [
+        _start(processes, tmp_path, "gateway", "--core", core.info["grpc"], "--gateway-port", "0")
+        for _ in range(2)
+    ]
+    assert all("grpc" not in g.info and "metrics" not in g.info for g in gateways)
+    results = []
+    for gateway in gateways:  # any gateway reaches the one core
+        client = ARCPClient(client=ClientInfo(name="split", version="1"), token=core.token)
+        await client.connect(await WebSocketTransport.connect(gateway.info["gateway"]))
+        try:
+            handle = await client.submit(agent="echo", input={"via": "gateway"})
+            results.append((await asyncio.wait_for(handle.done, 30)).result)
+        finally:
+            await client.close()
+    assert results == [{"via": "gateway"}] * 2
+    listed = core.cli("jobs", "--json")
+    assert len(_lines(listed.stdout)) == 2
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+async def test_tls_for_grpc_and_wss(tmp_path: Path, processes: list[ServeProcess]) -> None:
+    cert, key = _self_signed(tmp_path)
+    tls = ("--tls-cert", str(cert), "--tls-key", str(key))
+    wss = ("--gateway-tls-cert", str(cert), "--gateway-tls-key", str(key))
+    served = _start(processes, tmp_path, *_PORTS, *tls, *wss)
+    assert served.info["gateway"].startswith("wss://")
+    plain = served.cli("agents")
+    assert plain.returncode == 1  # a plaintext client cannot talk to a TLS core
+    done = served.cli("submit", "echo", "--input", '{"tls": true}', "--watch", "--ca", str(cert))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == '{"tls": true}'
+
+    context = ssl.create_default_context(cafile=str(cert))
+    client = ARCPClient(client=ClientInfo(name="tls", version="1"), token=served.token)
+    await client.connect(await WebSocketTransport.connect(served.info["gateway"], ssl=context))
+    try:
+        handle = await client.submit(agent="echo", input={"wss": True})
+        assert (await asyncio.wait_for(handle.done, 30)).result == {"wss": True}
+    finally:
+        await client.close()
+
+
+# -- bad configuration -------------------------------------------------------
+
+_BAD_AGENTS = "def broken(:\n"
+
+
+@pytest.mark.parametrize(
+    ("setup", "args", "env", "named"),
+    [
+        pytest.param(
+            {"arcp.toml": "[core]\nprot = 7400\n"},
+            ("--config", "arcp.toml"),
+            {},
+            "unknown configuration key 'core.prot'",
+            id="unknown-toml-key",
+        ),
+        pytest.param(
+            {"arcp.toml": "data_dir = 'data'\nlisten = true\n"},
+            ("--config", "arcp.toml"),
+            {},
+            "unknown configuration key 'listen'",
+            id="unknown-top-level-key",
+        ),
+        pytest.param({}, ("--grpc-port", "70000"), {}, "core.port", id="port-out-of-range"),
+        pytest.param(
+            {}, (), {"ARCP_GATEWAY_PORT": "http"}, "ARCP_GATEWAY_PORT", id="port-not-a-number"
+        ),
+        pytest.param(
+            {},
+            ("--agents", "no_such_agents_module:registry"),
+            {},
+            "cannot import 'no_such_agents_module'",
+            id="agents-module-missing",
+        ),
+        pytest.param(
+            {"broken_agents.py": _BAD_AGENTS},
+            ("--agents", "broken_agents:registry"),
+            {},
+            "'broken_agents:registry': cannot import 'broken_agents': SyntaxError",
+            id="agents-module-unreadable",
+        ),
+        pytest.param(
+            {},
+            ("--tls-cert", "missing-cert.pem", "--tls-key", "missing-key.pem"),
+            {},
+            "core.tls_cert (from the command line): cannot read missing-cert.pem",
+            id="tls-file-missing",
+        ),
+    ],
+)
+def test_bad_configuration_fails_fast_naming_the_problem(
+    tmp_path: Path, setup: dict[str, str], args: tuple[str, ...], env: dict[str, str], named: str
+) -> None:
+    for name, text in setup.items():
+        (tmp_path / name).write_text(text)
+    done = run_cli("serve", *_PORTS, *args, cwd=tmp_path, env=clean_env(**env))
+    assert done.returncode == 2
+    assert done.stderr.startswith("arcp-grpc: configuration error: ")
+    assert named in done.stderr
+    assert "Traceback" not in done.stderr
+    assert "serving" not in done.stdout

@@ -1,0 +1,131 @@
+"""The README's five-minute tour, run as a user would: real processes, real ports.
+
+`arcp-grpc serve` starts on a fresh directory (port 0s and a ready file
+instead of the default ports), the CLI submits a demo job and watches it,
+the published Python ARCP client connects through the gateway and gets the
+same result, a Python stub calls SubmitJob, and server reflection lists
+`arcp.v1.JobService` as grpcurl would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from arcp import ClientInfo, WebSocketTransport
+from arcp._client.client import ARCPClient
+from google.protobuf import json_format
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
+
+from arcp_grpc.v1 import job_service_pb2, job_service_pb2_grpc, jobs_pb2
+from tests.serve_process import ServeProcess
+
+_PORTS = ("--grpc-port", "0", "--gateway-port", "0", "--metrics-port", "0")
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
+    """`arcp-grpc serve` in a fresh directory: the embedded default, data in ./data."""
+    process = ServeProcess(tmp_path_factory.mktemp("tour"), *_PORTS)
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def _json_lines(stdout: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+def test_serve_prints_connection_instructions(served: ServeProcess) -> None:
+    """A newcomer sees where to connect and how to authenticate, and the token is
+    private to its owner."""
+    token_file = Path(served.info["token_file"])
+    assert token_file == served.workdir / "data" / "dev-token"
+    assert token_file.stat().st_mode & 0o077 == 0
+    assert served.info["gateway"].startswith("ws://127.0.0.1:")
+    assert served.info["gateway"].endswith("/arcp")
+
+
+def test_cli_submits_counter_and_watches_progress_to_success(served: ServeProcess) -> None:
+    done = served.cli("submit", "counter", "--input", '{"steps":3,"interval":0.01}', "--watch")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("accepted job_")
+    assert any("3/3 steps" in line for line in lines)  # the progress bar, plain (not a TTY)
+    assert "success job_" in done.stdout
+    assert lines[-1] == '{"count": 3}'
+
+
+async def test_published_client_gets_the_same_result_as_the_cli(served: ServeProcess) -> None:
+    payload = {"greeting": "hi", "n": 2, "items": [1, "two", None]}
+    via_cli = served.cli("submit", "echo", "--input", json.dumps(payload), "--watch", "--json")
+    assert via_cli.returncode == 0, via_cli.stderr
+    cli_result = _json_lines(via_cli.stdout)[-1]
+    assert cli_result["type"] == "result"
+
+    client = ARCPClient(client=ClientInfo(name="readme-tour", version="1.0"), token=served.token)
+    await client.connect(await WebSocketTransport.connect(served.info["gateway"]))
+    try:
+        handle = await client.submit(agent="echo", input=payload)
+        result = await asyncio.wait_for(handle.done, 30)
+    finally:
+        await client.close()
+    assert result.final_status == "success"
+    assert result.result == cli_result["value"] == payload
+
+
+def test_python_stub_calls_submit_job(served: ServeProcess) -> None:
+    metadata = (("authorization", f"Bearer {served.token}"),)
+    request = job_service_pb2.SubmitJobRequest(
+        submit=jobs_pb2.JobSubmit(agent="greeter@1.0.0", idempotency_key="tour-stub")
+    )
+    json_format.ParseDict({"name": "tour"}, request.submit.input)
+    with grpc.insecure_channel(served.info["grpc"]) as channel:
+        stub = job_service_pb2_grpc.JobServiceStub(channel)
+        accepted = stub.SubmitJob(request, metadata=metadata, timeout=30).accepted
+        assert accepted.agent == "greeter@1.0.0"
+        watch = job_service_pb2.WatchJobRequest(job_id=accepted.job_id)
+        outcome = [f.outcome for f in stub.WatchJob(watch, metadata=metadata, timeout=30)][-1]
+    value = json_format.MessageToDict(outcome.result.value)
+    assert value == {"greeting": "hello, tour", "version": "1.0.0"}
+
+
+def test_reflection_lists_the_services_as_grpcurl_does(served: ServeProcess) -> None:
+    with grpc.insecure_channel(served.info["grpc"]) as channel:
+        services = set(ProtoReflectionDescriptorDatabase(channel).get_services())
+    assert {"arcp.v1.JobService", "arcp.v1.SessionService", "grpc.health.v1.Health"} <= services
+
+
+def _get(url: str) -> tuple[int, str]:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.status, response.read().decode()
+
+
+def test_gateway_health_and_metrics_endpoints(served: ServeProcess) -> None:
+    status, body = _get(served.info["gateway_health"])
+    assert status == 200
+    assert json.loads(body) == {"gateway": "ok", "core": "SERVING"}
+    for _ in range(2):  # the second submit is an idempotent replay (§7.2)
+        done = served.cli("submit", "chatty", "--input", '{"events": 3}', "--key", "tour-metrics")
+        assert done.returncode == 0, done.stderr
+    watched = served.cli("watch", done.stdout.split()[1])
+    assert watched.returncode == 0, watched.stderr
+    _, metrics = _get(served.info["metrics"])
+    samples = dict(
+        line.rsplit(" ", 1) for line in metrics.splitlines() if line and not line.startswith("#")
+    )
+    assert float(samples["arcp_idempotency_hits_total"]) >= 1
+    assert float(samples["arcp_jobs_submitted_total"]) >= 1
+    assert float(samples["arcp_replay_latency_seconds_count"]) >= 1
+    assert float(samples["arcp_events_total"]) >= 3
+    assert "arcp_sessions_open" in samples
