@@ -718,7 +718,14 @@ def _expires_at(submit: jobs_pb2.JobSubmit, now: float) -> datetime | None:
     if not submit.lease_constraints.HasField("expires_at"):
         return None
     stamp = submit.lease_constraints.expires_at
-    return parse_expires_at(stamp.ToJsonString(), now=datetime.fromtimestamp(now, UTC))
+    try:
+        text = stamp.ToJsonString()
+    except ValueError:  # seconds or nanos outside the Timestamp range: bad input, not a fault
+        raise InvalidRequest(
+            "lease_constraints.expires_at is not a valid timestamp (§9.5)",
+            details={"field": "lease_constraints.expires_at"},
+        ) from None
+    return parse_expires_at(text, now=datetime.fromtimestamp(now, UTC))
 
 
 def _max_runtime(submit: jobs_pb2.JobSubmit) -> int | None:
