@@ -519,3 +519,19 @@ def arcp_code(name: str) -> int:
     from arcp_grpc.v1 import errors_pb2
 
     return errors_pb2.ErrorCode.Value(f"ERROR_CODE_{name}")
+
+
+@pytest.mark.parametrize(
+    ("seconds", "nanos"), [(10**12, 0), (4102444800, -5)], ids=["out-of-range", "negative-nanos"]
+)
+async def test_an_impossible_expires_at_is_invalid_request(
+    stub: Stub, seconds: int, nanos: int
+) -> None:
+    """Bad input is the client's error, never an INTERNAL fault of the runtime."""
+    request = submit_request("probe", {"checks": []})
+    request.submit.lease_constraints.expires_at.seconds = seconds
+    request.submit.lease_constraints.expires_at.nanos = nanos
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.SubmitJob(request, metadata=bearer())
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert arcp_error(caught.value).code == "INVALID_REQUEST"
