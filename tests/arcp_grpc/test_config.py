@@ -1,0 +1,241 @@
+"""Configuration loading: precedence (defaults < TOML < ARCP_* < flags), strict
+validation that names the knob and its source, every knob documented, the
+development token, agents modules, and structured log records."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import io
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from arcp_grpc._runtime import RuntimeLimits
+from arcp_grpc._sessions import SessionLimits
+from arcp_grpc.agents import AgentRegistry
+from arcp_grpc.config import (
+    ConfigError,
+    RuntimeSettings,
+    SessionSettings,
+    Settings,
+    env_name,
+    knob_names,
+    load_agents,
+    load_settings,
+    read_or_create_dev_token,
+)
+from arcp_grpc.logging_setup import ContextFilter, JsonFormatter, KeyValueFormatter, bind
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+
+
+def _toml(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "arcp.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_are_the_documented_embedded_default() -> None:
+    settings = load_settings(env={})
+    assert settings == Settings()
+    assert (settings.core.port, settings.gateway.port, settings.metrics.port) == (7400, 7401, 7402)
+    assert settings.core.host == settings.gateway.host == "127.0.0.1"
+    assert settings.data_dir == Path("data")
+
+
+def test_flags_beat_environment_beat_file_beat_defaults(tmp_path: Path) -> None:
+    config = _toml(
+        tmp_path,
+        '[core]\nport = 1111\n[gateway]\nport = 2222\n[log]\nlevel = "debug"\n'
+        "[runtime]\nidempotency_ttl_sec = 60\n",
+    )
+    env = {"ARCP_CORE_PORT": "3333", "ARCP_LOG_LEVEL": "warning"}
+    settings = load_settings(config_file=config, env=env, overrides={"core.port": "4444"})
+    assert settings.core.port == 4444  # flag
+    assert settings.log.level == "warning"  # environment
+    assert settings.gateway.port == 2222  # file
+    assert settings.runtime.idempotency_ttl_sec == 60.0  # file, an integer read as seconds
+    assert settings.metrics.port == 7402  # default
+
+
+def test_arcp_config_names_the_file(tmp_path: Path) -> None:
+    config = _toml(tmp_path, 'data_dir = "/srv/arcp"\n')
+    assert load_settings(env={"ARCP_CONFIG": str(config)}).data_dir == Path("/srv/arcp")
+
+
+def test_environment_values_of_every_shape() -> None:
+    settings = load_settings(
+        env={
+            "ARCP_AUTH_TOKENS": "t-1=alice, t-2=bob",
+            "ARCP_AUTH_COMPAT_PRINCIPALS": "alice,bob",
+            "ARCP_AGENTS_DEMO": "off",
+            "ARCP_AGENTS_MODULES": "a.b:registry,c:make",
+            "ARCP_DATA_DIR": "/var/lib/arcp",
+            "ARCP_SESSIONS_HEARTBEAT_INTERVAL_SEC": "5",
+        }
+    )
+    assert settings.auth.tokens == {"t-1": "alice", "t-2": "bob"}
+    assert settings.auth.compat_principals == ("alice", "bob")
+    assert settings.agents.demo is False
+    assert settings.agents.modules == ("a.b:registry", "c:make")
+    assert settings.data_dir == Path("/var/lib/arcp")
+    assert settings.sessions.heartbeat_interval_sec == 5
+
+
+@pytest.mark.parametrize(
+    ("toml", "env", "overrides", "message"),
+    [
+        ("[core]\nport = '7400'\n", {}, {}, "core.port in "),
+        ("[core]\nport = 7400\nhots = 'x'\n", {}, {}, "unknown configuration key 'core.hots'"),
+        ("[wat]\nx = 1\n", {}, {}, "unknown configuration key 'wat'"),
+        ("core = 1\n", {}, {}, "[core] in "),
+        ("[core\n", {}, {}, "is not valid TOML"),
+        ("", {"ARCP_METRICS_PORT": "-1"}, {}, "metrics.port (from ARCP_METRICS_PORT): -1 is not"),
+        ("", {"ARCP_GATEWAY_COMPRESSION": "maybe"}, {}, "gateway.compression from ARCP_"),
+        ("", {}, {"core.prot": "1"}, "unknown configuration key 'core.prot'"),
+        ("", {}, {"runtime.idempotency_ttl_sec": "0"}, "runtime.idempotency_ttl_sec (from the"),
+        ("", {}, {"runtime.shutdown_grace_sec": "-1"}, "must not be negative"),
+        ("", {}, {"log.format": "xml"}, "log.format"),
+        ("", {}, {"gateway.path": "arcp"}, "gateway.path"),
+        ("", {}, {"agents.modules": "no-colon"}, "is not module:attr"),
+        ("", {}, {"auth.tokens": "t1"}, "TOKEN=PRINCIPAL"),
+        ("", {}, {"core.tls_cert": "cert.pem"}, "core.tls_key: set tls_cert and tls_key together"),
+        ("", {}, {"gateway.core_tls_ca": "/nonexistent/ca.pem"}, "cannot read /nonexistent"),
+    ],
+)
+def test_bad_values_name_the_key_and_source(
+    tmp_path: Path, toml: str, env: dict[str, str], overrides: dict[str, str], message: str
+) -> None:
+    config = _toml(tmp_path, toml) if toml else None
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config_file=config, env=env, overrides=overrides)
+    assert message in str(caught.value)
+
+
+def test_a_pem_that_is_not_a_certificate_is_refused(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    with pytest.raises(ConfigError, match=r"core\.tls_cert .*not a usable PEM"):
+        load_settings(env={}, overrides={"core.tls_cert": str(junk), "core.tls_key": str(junk)})
+
+
+def test_every_knob_is_documented_with_its_environment_variable() -> None:
+    text = DOCS.read_text()
+    missing = [k for k in knob_names() if f"`{k}`" not in text or env_name(k) not in text]
+    assert missing == []
+
+
+def test_runtime_and_session_knobs_mirror_the_core_limits() -> None:
+    """A limit added to the core without a knob (or the reverse) fails here."""
+    for settings_cls, limits_cls in (
+        (RuntimeSettings, RuntimeLimits),
+        (SessionSettings, SessionLimits),
+    ):
+        assert dataclasses.asdict(settings_cls()) == dataclasses.asdict(limits_cls())
+
+
+def test_dev_token_is_private_and_survives_a_restart(tmp_path: Path) -> None:
+    token = read_or_create_dev_token(tmp_path)
+    assert (tmp_path / "dev-token").stat().st_mode & 0o777 == 0o600
+    assert read_or_create_dev_token(tmp_path) == token
+    assert len(token) > 40
+
+
+def _write_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, text: str) -> None:
+    (tmp_path / f"{name}.py").write_text(text)
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+
+_AGENTS = """
+from arcp_grpc.agents import AgentRegistry
+
+async def hello(ctx, value):
+    return {"hello": value}
+
+registry = AgentRegistry()
+registry.register("hello", "1.0.0", hello)
+
+def make():
+    other = AgentRegistry()
+    other.register("made", "2.0.0", hello)
+    return other
+
+not_a_registry = 42
+"""
+
+
+def test_agents_load_from_a_registry_or_a_factory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write_module(tmp_path, monkeypatch, "cfg_agents", _AGENTS)
+    merged = load_agents(("cfg_agents:registry", "cfg_agents:make"))
+    assert isinstance(merged, AgentRegistry)
+    assert {a.name for a in merged.inventory()} == {"hello", "made"}
+    assert load_agents(()) is None
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("cfg_agents2:missing", "cfg_agents2 has no 'missing'"),
+        ("cfg_agents2:not_a_registry", "not_a_registry is int, not an AgentRegistry"),
+        ("cfg_nowhere:registry", "cannot import 'cfg_nowhere': ModuleNotFoundError"),
+    ],
+)
+def test_agents_that_cannot_load_are_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spec: str, message: str
+) -> None:
+    _write_module(tmp_path, monkeypatch, "cfg_agents2", _AGENTS)
+    with pytest.raises(ConfigError, match=message):
+        load_agents((spec,))
+
+
+async def test_log_records_carry_the_bound_ids() -> None:
+    """Ids bound in a task reach its records (and not another task's)."""
+    records: list[logging.LogRecord] = []
+
+    async def job() -> None:
+        bind(job_id="job_1", trace_id="trace_1")
+        bind(session_id="sess_1")
+        records.append(_record("in the job"))
+
+    await asyncio.create_task(job())
+    records.append(_record("outside"))
+    inside = json.loads(JsonFormatter().format(records[0]))
+    assert inside["message"] == "in the job"
+    assert (inside["job_id"], inside["session_id"], inside["trace_id"]) == (
+        "job_1",
+        "sess_1",
+        "trace_1",
+    )
+    assert "job_id" not in json.loads(JsonFormatter().format(records[1]))
+    line = KeyValueFormatter().format(records[0])
+    assert line.endswith("in the job job_id=job_1 session_id=sess_1 trace_id=trace_1")
+
+
+def _record(message: str) -> logging.LogRecord:
+    record = logging.LogRecord("arcp_grpc.test", logging.INFO, __file__, 1, message, None, None)
+    ContextFilter().filter(record)
+    return record
+
+
+def test_setup_routes_logs_in_the_chosen_format() -> None:
+    from arcp_grpc.logging_setup import setup
+
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    try:
+        setup("warning", "json", stream)
+        logging.getLogger("arcp_grpc.test").info("hidden")
+        logging.getLogger("arcp_grpc.test").warning("shown", extra={"job_id": "job_x"})
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+    entries = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(e["level"], e["message"], e.get("job_id")) for e in entries] == [
+        ("warning", "shown", "job_x")
+    ]
