@@ -144,8 +144,15 @@ class SessionServiceServicer:
         conn.end()
 
     async def _heartbeat(self, conn: _Connection) -> None:
-        """§6.4: ping when idle; two silent intervals end the transport (not the jobs)."""
+        """§6.4: two silent intervals end the transport (not the jobs).
+
+        A ping goes out when nothing was sent for an interval, and also when
+        nothing was heard for one: a client that only listens (the published
+        SDKs send nothing unprompted) must be asked for a pong before its
+        silence counts as loss, however busy the stream towards it is.
+        """
         interval = self._sessions.limits.heartbeat_interval_sec
+        last_ping = 0.0
         while True:
             await asyncio.sleep(max(0.05, interval / 4))
             session = conn.session
@@ -156,12 +163,14 @@ class SessionServiceServicer:
                 self._error(conn, HeartbeatLost("no message from the client for two intervals"))
                 conn.end()
                 return
-            if now - session.last_outbound >= interval:
+            idle_out = now - session.last_outbound >= interval
+            unheard = now - session.last_inbound >= interval and now - last_ping >= interval
+            if idle_out or unheard:
                 ping = pb.ConnectResponse(session_id=session.session_id)
                 ping.ping.nonce = "p_" + new_ulid()
                 ping.ping.sent_at.GetCurrentTime()
                 conn.send(ping)
-                session.last_outbound = now
+                session.last_outbound = last_ping = now
 
     def _error(self, conn: _Connection, error: ARCPError, request_id: str = "") -> None:
         frame = pb.ConnectResponse(request_id=request_id)
