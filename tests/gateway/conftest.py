@@ -121,7 +121,12 @@ class StackFactory:
             session_limits=session_limits or SessionLimits(),
         )
         core = await start_core(config, agents=agents)
-        self.stack.push_async_callback(core.stop, 0.5)
+
+        async def stop_core() -> None:
+            if core.store._writer is not None:  # not stopped by the test itself
+                await core.stop(grace=0.5)
+
+        self.stack.push_async_callback(stop_core)
         gateway = await self.gateway(core, **gateway_overrides)
         return Stack(core, [gateway], self)
 
@@ -293,7 +298,7 @@ class RawClient:
 
 
 async def open_raw(url: str) -> RawClient:
-    return RawClient(await connect(url, open_timeout=SAFETY, max_size=None))
+    return RawClient(await connect(url, open_timeout=SAFETY, max_size=None, max_queue=None))
 
 
 RawFactory = Callable[..., Awaitable[RawClient]]
