@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -82,6 +83,7 @@ class RuntimeLimits:
     max_pending_writes: int = 8192  # back-pressure: emitters wait beyond this
     revoke_attempts: int = 5  # §9.8.2: tries before a revocation waits for the next sweep
     shutdown_grace_sec: float = 10.0  # how long running jobs get to finish on stop
+    replay_cache_entries: int = 10_000  # idempotency claims kept in memory for fast replay
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +116,7 @@ class JobRuntime:
         self._background: set[asyncio.Task[Any]] = set()
         self._accepting = True
         self._purger: asyncio.Task[None] | None = None
+        self._replays = _ReplayCache(self.limits.replay_cache_entries)
         self.observer = RuntimeObserver()  # metrics hooks (arcp_grpc.metrics)
 
     # -- lifecycle -------------------------------------------------------------
@@ -184,9 +187,12 @@ class JobRuntime:
                 ),
                 max_runtime_sec=max_runtime,
             )
+            cached = self._replays.get(principal.name, key, now)
+            if cached is not None:
+                return _replay_of(cached, fingerprint)
             held = await self.store.find_claim(principal.name, key, now)
             if held is not None:
-                return await self._replay(held[0], held[1], fingerprint)
+                return await self._replay(principal.name, key, held, fingerprint)
             claim = IdempotencyClaim(
                 principal.name, key, fingerprint, now + self.limits.idempotency_ttl_sec
             )
@@ -206,20 +212,30 @@ class JobRuntime:
             accepted = await self._persist(job, claim, now)
         except IdempotencyConflict as held_by:
             await self._revoke_all(job)
-            return await self._replay(held_by.job_id, held_by.fingerprint, fingerprint)
+            held = (held_by.job_id, held_by.fingerprint)
+            return await self._replay(principal.name, key, held, fingerprint)
+        if claim is not None:
+            self._replays.put(
+                principal.name, key, _Claimed(job.job_id, fingerprint, accepted, claim.expires_at)
+            )
         self._launch(job, input_value)
         return Submission(job.job_id, accepted, replay=False)
 
-    async def _replay(self, job_id: str, held: bytes, fingerprint: bytes) -> Submission:
-        if held != fingerprint:
-            raise DuplicateKey(
-                "idempotency_key was used with different parameters (§7.2)",
-                details={"job_id": job_id},
-            )
+    async def _replay(
+        self, principal: str, key: str, held: tuple[str, bytes], fingerprint: bytes
+    ) -> Submission:
+        job_id, held_fingerprint = held
         row = await self.store.get_job(job_id)
         if row is None:
             raise InternalError(f"idempotency claim names missing job {job_id}")
-        return Submission(job_id, self.box.open(row.accepted, job_id.encode()), replay=True)
+        claimed = _Claimed(
+            job_id,
+            held_fingerprint,
+            self.box.open(row.accepted, job_id.encode()),
+            row.created_at + self.limits.idempotency_ttl_sec,
+        )
+        self._replays.put(principal, key, claimed)
+        return _replay_of(claimed, fingerprint)
 
     async def delegate(
         self,
@@ -368,7 +384,7 @@ class JobRuntime:
         outcome: jobs_pb2.JobOutcome
         try:
             job.status = jobs_pb2.JOB_STATUS_RUNNING
-            await self.store.set_status(job.job_id, job.status)
+            self.store.set_status(job.job_id, job.status)  # rides the next group commit
             async with asyncio.timeout(job.max_runtime_sec) as deadline:
                 value = await job.agent.fn(ctx, input_value)
             outcome = await self._success(job, value)
@@ -539,6 +555,8 @@ class JobRuntime:
         job = self._active.get(job_id)
         if job is not None:
             return job.principal.name
+        if len(job_id) > _MAX_JOB_ID:
+            return None
         row = await self.store.get_job(job_id) if job_id else None
         return row.principal if row is not None else None
 
@@ -546,6 +564,8 @@ class JobRuntime:
         return self.registry.inventory()
 
     async def _visible_row(self, principal: Principal, job_id: str) -> JobRow:
+        if len(job_id) > _MAX_JOB_ID:
+            raise JobNotFound("no job has an id that long")  # never echo oversized input
         row = await self.store.get_job(job_id) if job_id else None
         if row is None or row.principal != principal.name:
             # Never reveal another principal's job exists (§6.6).
@@ -708,6 +728,56 @@ def _failure(job_id: str, error: ARCPError) -> jobs_pb2.JobOutcome:
     )
     failed.completed_at.FromNanoseconds(time.time_ns())
     return jobs_pb2.JobOutcome(error=failed)
+
+
+_MAX_JOB_ID = 128
+
+
+@dataclass(frozen=True, slots=True)
+class _Claimed:
+    """A held idempotency key: whose it is, what it was, and its original acceptance."""
+
+    job_id: str
+    fingerprint: bytes
+    accepted: bytes
+    expires_at: float
+
+
+class _ReplayCache:
+    """Recent claims in memory, so a replay costs no store round trip. The store
+    stays the authority: entries are added only after the claim is committed."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._entries: OrderedDict[tuple[str, str], _Claimed] = OrderedDict()
+
+    def get(self, principal: str, key: str, now: float) -> _Claimed | None:
+        claimed = self._entries.get((principal, key))
+        if claimed is None:
+            return None
+        if claimed.expires_at <= now:
+            del self._entries[(principal, key)]
+            return None
+        self._entries.move_to_end((principal, key))
+        return claimed
+
+    def put(self, principal: str, key: str, claimed: _Claimed) -> None:
+        if self._capacity <= 0:
+            return
+        self._entries[(principal, key)] = claimed
+        self._entries.move_to_end((principal, key))
+        while len(self._entries) > self._capacity:
+            self._entries.popitem(last=False)
+
+
+def _replay_of(claimed: _Claimed, fingerprint: bytes) -> Submission:
+    """The original acceptance, byte for byte, or DUPLICATE_KEY (§7.2)."""
+    if claimed.fingerprint != fingerprint:
+        raise DuplicateKey(
+            "idempotency_key was used with different parameters (§7.2)",
+            details={"job_id": claimed.job_id},
+        )
+    return Submission(claimed.job_id, claimed.accepted, replay=True)
 
 
 def _status(value: int) -> jobs_pb2.JobStatus.ValueType:

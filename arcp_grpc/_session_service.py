@@ -220,7 +220,10 @@ class SessionServiceServicer:
             reply = pb.ConnectResponse(session_id=session.session_id, request_id=request.id)
             reply.closed.reason = reason
             conn.send(reply)
-            raise _EndStream  # §6.7: jobs continue; the session stays resumable
+            if not session.pumps:
+                # Nothing in flight: nothing to resume, so free the buffer now.
+                self._sessions.discard(session)
+            raise _EndStream  # §6.7: in-flight jobs continue and stay resumable
         else:
             raise InvalidRequest("the frame has no recognised type")
 

@@ -191,6 +191,12 @@ class SessionRegistry:
             raise Unauthenticated("the resume token or principal does not match the session")
         return session
 
+    def discard(self, session: Session) -> None:
+        """Forget a session at once (a clean close with nothing left to resume)."""
+        if self._sessions.get(session.session_id) is session:
+            del self._sessions[session.session_id]
+            session.close_pumps()
+
     def owner(self, session_id: str) -> Principal:
         """The principal of a live session (a bare `session.resume` names no principal)."""
         session = self._sessions.get(session_id)

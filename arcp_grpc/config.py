@@ -113,6 +113,7 @@ class RuntimeSettings:
     max_pending_writes: int = 8192
     revoke_attempts: int = 5
     shutdown_grace_sec: float = 10.0
+    replay_cache_entries: int = 10_000
 
 
 @dataclass(frozen=True)

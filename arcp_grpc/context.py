@@ -26,9 +26,8 @@ from arcp_grpc.errors import (
     InternalError,
     InvalidRequest,
     LeaseExpired,
-    error_class,
 )
-from arcp_grpc.v1 import errors_pb2, events_pb2, jobs_pb2, lease_pb2
+from arcp_grpc.v1 import events_pb2, jobs_pb2, lease_pb2
 
 if TYPE_CHECKING:
     from arcp_grpc._job import ActiveJob
@@ -357,7 +356,7 @@ class ChildJob:
         outcome = self._job.outcome
         assert outcome is not None
         if outcome.HasField("error"):
-            raise _rebuild(outcome.error.error)
+            raise ARCPError.from_proto(outcome.error.error)
         result = outcome.result
         if result.HasField("value"):
             return json_format.MessageToDict(result.value)
@@ -365,17 +364,6 @@ class ChildJob:
 
     def cancel(self) -> None:
         self._job.stop(Cancelled("cancelled by the parent job"))
-
-
-def _rebuild(detail: errors_pb2.ErrorDetail) -> ARCPError:
-    """The typed error a child ended with. Classes whose `retryable` is fixed by
-    §12 (LEASE_EXPIRED, BUDGET_EXHAUSTED, INTERNAL_ERROR) take no `retryable`
-    argument, which `ARCPError.from_proto` passes them."""
-    klass = error_class(errors_pb2.ErrorCode.Name(detail.code).removeprefix("ERROR_CODE_"))
-    details = json_format.MessageToDict(detail.details) if detail.HasField("details") else None
-    if klass in (LeaseExpired, BudgetExhausted, InternalError):
-        return klass(detail.message, details=details)
-    return klass(detail.message, retryable=detail.retryable, details=details)
 
 
 def _decimal(value: float) -> Decimal:
