@@ -494,3 +494,19 @@ async def test_errors_carry_the_session_and_retryable(raw: RawFactory, stack: St
     assert reply["payload"]["retryable"] is False
     assert reply["session_id"] == client.session_id
     await still_open(client)
+
+
+async def test_message_over_the_socket_limit_closes_with_1009(make_stack: StackFactory) -> None:
+    """Beyond `max_message_bytes` the socket closes (too big); the gateway carries on."""
+    stack = await make_stack(max_frame_bytes=2048, max_message_bytes=4096)
+    client = await open_raw(stack.url)
+    await client.hello()
+    await client.send("job.submit", {"agent": "echo", "input": "x" * 8192})
+    code, _ = await client.closed()
+    assert code == 1009
+    fresh = await open_raw(stack.url)
+    try:
+        await fresh.hello()
+        await still_open(fresh)
+    finally:
+        await fresh.close()

@@ -410,3 +410,36 @@ async def test_idempotent_replay_attaches_to_the_running_job(raw: RawFactory) ->
     assert done["payload"]["job_id"] == job_id
     tail = await second.until_terminal(job_id)
     assert [f["type"] for f in tail] == ["job.result"]
+
+
+async def test_jobs_survive_session_close_and_remain_resumable(raw: RawFactory) -> None:
+    """§6.7: in-flight jobs are not affected by session.close; resumable in the window."""
+    client = await raw()
+    accepted = await client.submit("counter", {"steps": 20, "interval": 0.01})
+    job_id = accepted["payload"]["job_id"]
+    await client.send("session.close", {"reason": "later"})
+    await client.recv_until(lambda f: f["type"] == "session.closed")
+    await client.closed()
+    back = await raw(hello=False)
+    assert (await back.hello(resume=client.resume_block()))["type"] == "session.welcome"
+    frames = await back.until_terminal(job_id)
+    assert frames[-1]["payload"]["result"] == {"count": 20}
+    assert seqs(frames)[0] == client.last_seq + 1
+
+
+async def test_resume_after_the_window_is_expired(make_stack: StackFactory) -> None:
+    stack = await make_stack(session_limits=SessionLimits(resume_window_sec=1))
+    client = await open_raw(stack.url)
+    await client.hello()
+    await client.run("echo", 1)
+    await client.close()
+    late = await open_raw(stack.url)
+    try:
+        for _ in range(100):  # bounded: the sweeper runs every 0.2 s
+            await asyncio.sleep(0.1)
+            if len(stack.core.sessions) == 0:
+                break
+        reply = await late.hello(resume=client.resume_block())
+        assert reply["payload"]["code"] == "RESUME_WINDOW_EXPIRED"
+    finally:
+        await late.close()
