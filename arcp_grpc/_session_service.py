@@ -22,6 +22,7 @@ import grpc
 from arcp_grpc._ids import new_ulid
 from arcp_grpc._runtime import JobRuntime, job_query
 from arcp_grpc._sessions import FrameHeader, Session, SessionRegistry, frame_bytes
+from arcp_grpc._wire import length_delimited
 from arcp_grpc.auth import Authenticator, Principal
 from arcp_grpc.errors import (
     ARCPError,
@@ -52,7 +53,8 @@ SUPPORTED_FEATURES = (
 )
 _CREDENTIALS_FEATURE = "provisioned_credentials"
 
-# ConnectResponse oneof field numbers (proto/arcp/v1/session_service.proto).
+# ConnectResponse field numbers (proto/arcp/v1/session_service.proto).
+_FRAMES = 7
 _ACCEPTED, _EVENT, _RESULT, _JOB_ERROR = 20, 23, 24, 25
 
 log = logging.getLogger("arcp_grpc.sessions")
@@ -112,7 +114,13 @@ class SessionServiceServicer:
                 frame = await conn.outbound.get()
                 if frame is None:
                     return
-                yield frame
+                if conn.outbound.empty():
+                    yield frame
+                    continue
+                batch, ended = _drain(conn.outbound, frame)
+                yield batch
+                if ended:
+                    return
         finally:
             reader.cancel()
             heart.cancel()
@@ -502,6 +510,27 @@ def _terminal(outcome_bytes: bytes, inline: _Inline, chunks_ok: bool) -> tuple[i
             text = bytes(inline.data).decode()
         result.value.string_value = text
     return _RESULT, result.SerializeToString(deterministic=True)
+
+
+_BATCH_FRAMES = 512
+_BATCH_BYTES = 1024 * 1024
+
+
+def _drain(outbound: asyncio.Queue[bytes | None], first: bytes) -> tuple[bytes, bool]:
+    """Frames already waiting, packed into one `ConnectResponse.frames` batch: a
+    lagging client costs fewer, larger gRPC messages. Returns (batch, stream ended)."""
+    parts = [length_delimited(_FRAMES, first)]
+    size = len(first)
+    while len(parts) < _BATCH_FRAMES and size < _BATCH_BYTES:
+        try:
+            frame = outbound.get_nowait()
+        except asyncio.QueueEmpty:
+            break
+        if frame is None:
+            return b"".join(parts), True
+        parts.append(length_delimited(_FRAMES, frame))
+        size += len(frame)
+    return b"".join(parts), False
 
 
 def _forget(session: Session, job_id: str, task: asyncio.Task[None]) -> None:

@@ -121,14 +121,17 @@ class Bridge:
         state = self._state
         code, reason = CLOSE_NORMAL, "session ended"
         try:
-            async for response in call:
-                if response.HasField("welcome"):
-                    state.welcomed = True
-                    state.session_id = response.session_id
-                    state.profile = response.welcome.wire_profile or session_pb2.WIRE_PROFILE_SPEC
-                if response.HasField("error"):
-                    state.last_error = response.error.error.code
-                await self._send(response)
+            async for message in call:
+                for response in message.frames or (message,):  # a batch, or one frame
+                    if response.HasField("welcome"):
+                        state.welcomed = True
+                        state.session_id = response.session_id
+                        state.profile = (
+                            response.welcome.wire_profile or session_pb2.WIRE_PROFILE_SPEC
+                        )
+                    if response.HasField("error"):
+                        state.last_error = response.error.error.code
+                    await self._send(response)
             if not state.welcomed and state.last_error in _POLICY_CODES:
                 code, reason = CLOSE_POLICY, "session refused"
         except grpc.aio.AioRpcError as exc:

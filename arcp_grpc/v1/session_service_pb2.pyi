@@ -6,8 +6,10 @@ isort:skip_file
 from arcp_grpc.v1 import events_pb2 as _events_pb2
 from arcp_grpc.v1 import jobs_pb2 as _jobs_pb2
 from arcp_grpc.v1 import session_pb2 as _session_pb2
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -131,6 +133,7 @@ class ConnectResponse(_message.Message):
     EVENT_SEQ_FIELD_NUMBER: _builtins.int
     JOB_ID_FIELD_NUMBER: _builtins.int
     TRACE_ID_FIELD_NUMBER: _builtins.int
+    FRAMES_FIELD_NUMBER: _builtins.int
     WELCOME_FIELD_NUMBER: _builtins.int
     PING_FIELD_NUMBER: _builtins.int
     PONG_FIELD_NUMBER: _builtins.int
@@ -159,6 +162,13 @@ class ConnectResponse(_message.Message):
     """The job this frame concerns, when any."""
     trace_id: _builtins.str
     """The W3C trace id of the job this frame concerns, when any (§11)."""
+    @_builtins.property
+    def frames(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConnectResponse]:
+        """Several frames in order, sent as one message when the client lags behind
+        the session (fewer, larger messages). When set, no other field of this
+        message is set; receivers handle each element as if it came alone.
+        """
+
     @_builtins.property
     def welcome(self) -> _session_pb2.SessionWelcome:
         """`session.welcome` (§6.2)."""
@@ -216,6 +226,7 @@ class ConnectResponse(_message.Message):
         event_seq: _builtins.int = ...,
         job_id: _builtins.str = ...,
         trace_id: _builtins.str = ...,
+        frames: _abc.Iterable[Global___ConnectResponse] | None = ...,
         welcome: _session_pb2.SessionWelcome | None = ...,
         ping: _session_pb2.SessionPing | None = ...,
         pong: _session_pb2.SessionPong | None = ...,
@@ -231,7 +242,7 @@ class ConnectResponse(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "cancelled", b"cancelled", "closed", b"closed", "error", b"error", "event", b"event", "frame", b"frame", "job_error", b"job_error", "jobs", b"jobs", "ping", b"ping", "pong", b"pong", "result", b"result", "subscribed", b"subscribed", "welcome", b"welcome"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "cancelled", b"cancelled", "closed", b"closed", "error", b"error", "event", b"event", "event_seq", b"event_seq", "frame", b"frame", "id", b"id", "job_error", b"job_error", "job_id", b"job_id", "jobs", b"jobs", "ping", b"ping", "pong", b"pong", "request_id", b"request_id", "result", b"result", "session_id", b"session_id", "subscribed", b"subscribed", "trace_id", b"trace_id", "welcome", b"welcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "cancelled", b"cancelled", "closed", b"closed", "error", b"error", "event", b"event", "event_seq", b"event_seq", "frame", b"frame", "frames", b"frames", "id", b"id", "job_error", b"job_error", "job_id", b"job_id", "jobs", b"jobs", "ping", b"ping", "pong", b"pong", "request_id", b"request_id", "result", b"result", "session_id", b"session_id", "subscribed", b"subscribed", "trace_id", b"trace_id", "welcome", b"welcome"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["welcome", "ping", "pong", "jobs", "closed", "error", "accepted", "cancelled", "subscribed", "event", "result", "job_error"]  # noqa: Y015
     _WhichOneofArgType_frame: _TypeAlias = _typing.Literal["frame", b"frame"]  # noqa: Y015
