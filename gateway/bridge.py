@@ -17,13 +17,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import grpc
-from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from arcp_grpc._ids import new_ulid
 from arcp_grpc.errors import ARCPError, InternalError, InvalidRequest
 from arcp_grpc.v1 import errors_pb2, session_pb2, session_service_pb2_grpc
 from arcp_grpc.v1.session_service_pb2 import ConnectRequest, ConnectResponse
+from gateway._connection import CoalescingConnection
 from gateway.codec import Dialect, decode_client_frame, encode_server_frame
 
 __all__ = ["CLOSE_INTERNAL", "CLOSE_NORMAL", "CLOSE_POLICY", "Bridge"]
@@ -57,7 +57,7 @@ class Bridge:
 
     def __init__(
         self,
-        ws: ServerConnection,
+        ws: CoalescingConnection,
         stub: session_service_pb2_grpc.SessionServiceAsyncStub,
         *,
         max_frame_bytes: int,
@@ -122,16 +122,10 @@ class Bridge:
         code, reason = CLOSE_NORMAL, "session ended"
         try:
             async for message in call:
-                for response in message.frames or (message,):  # a batch, or one frame
-                    if response.HasField("welcome"):
-                        state.welcomed = True
-                        state.session_id = response.session_id
-                        state.profile = (
-                            response.welcome.wire_profile or session_pb2.WIRE_PROFILE_SPEC
-                        )
-                    if response.HasField("error"):
-                        state.last_error = response.error.error.code
-                    await self._send(response)
+                frames = message.frames or (message,)  # a batch, or one frame
+                for response in frames:
+                    self._learn(response)
+                await self._ws.send_texts([self._render(response) for response in frames])
             if not state.welcomed and state.last_error in _POLICY_CODES:
                 code, reason = CLOSE_POLICY, "session refused"
         except grpc.aio.AioRpcError as exc:
@@ -145,10 +139,19 @@ class Bridge:
         with contextlib.suppress(ConnectionClosed):
             await self._ws.close(code, reason)
 
-    async def _send(self, response: ConnectResponse) -> None:
+    def _learn(self, response: ConnectResponse) -> None:
+        state = self._state
+        if response.HasField("welcome"):
+            state.welcomed = True
+            state.session_id = response.session_id
+            state.profile = response.welcome.wire_profile or session_pb2.WIRE_PROFILE_SPEC
+        if response.HasField("error"):
+            state.last_error = response.error.error.code
+
+    def _render(self, response: ConnectResponse) -> str:
         state = self._state
         try:
-            text = encode_server_frame(response, profile=state.profile, dialect=state.dialect)
+            return encode_server_frame(response, profile=state.profile, dialect=state.dialect)
         except ValueError:
             # The core broke the contract: the client gets a clear error, not a bad frame.
             log.exception("could not render a %s frame", response.WhichOneof("frame"))
@@ -158,8 +161,7 @@ class Bridge:
             failure.error.error.CopyFrom(
                 InternalError("the runtime sent an invalid frame").to_proto()
             )
-            text = encode_server_frame(failure, profile=state.profile, dialect=state.dialect)
-        await self._ws.send(text)
+            return encode_server_frame(failure, profile=state.profile, dialect=state.dialect)
 
     async def _reject(self, error: ARCPError, request_id: str) -> None:
         """A per-message error: the socket stays open (STYLE.md, Errors)."""
@@ -167,7 +169,7 @@ class Bridge:
         frame.error.error.CopyFrom(error.to_proto())
         frame.id = new_ulid()
         with contextlib.suppress(ConnectionClosed):
-            await self._send(frame)
+            await self._ws.send(self._render(frame))
 
 
 def _request_id(message: str) -> str:

@@ -19,6 +19,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from arcp_grpc.v1 import session_service_pb2_grpc
+from gateway._connection import CoalescingConnection
 from gateway.bridge import Bridge
 
 __all__ = ["GatewayConfig", "RunningGateway", "start_gateway"]
@@ -75,6 +76,7 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
     health = health_pb2_grpc.HealthStub(channel)
 
     async def handler(ws: ServerConnection) -> None:
+        assert isinstance(ws, CoalescingConnection)  # serve(create_connection=...) below
         await Bridge(ws, stub, max_frame_bytes=config.max_frame_bytes).run()
 
     async def process_request(ws: ServerConnection, request: Request) -> Response | None:
@@ -93,6 +95,7 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
         max_size=config.max_message_bytes,
         compression="deflate" if config.compression else None,
         ssl=config.ssl_context,
+        create_connection=CoalescingConnection,
     )
     port = server.sockets[0].getsockname()[1] if server.sockets else config.port
     log.info("gateway serving ARCP on %s:%d%s", config.host, port, config.path)
