@@ -58,6 +58,7 @@ class ActiveJob:
     result_stream: ResultStream | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
     outcome: jobs_pb2.JobOutcome | None = None
+    final: jobs_pb2.JobSummary | None = None  # the stored summary, once the job has ended
 
     def __post_init__(self) -> None:
         self.feed = JobFeed(self.job_id)
@@ -91,11 +92,14 @@ class ActiveJob:
     def view(self, *, with_credentials: bool) -> jobs_pb2.JobSummary:
         """The live summary; credentials only for the submitter (§14)."""
         summary = jobs_pb2.JobSummary()
-        summary.CopyFrom(self.summary)
-        summary.status = self.status
-        summary.last_event_seq = self.feed.committed_seq
-        summary.budget.clear()
-        summary.budget.update(self.budget.snapshot())
+        if self.final is not None:
+            summary.CopyFrom(self.final)
+        else:
+            summary.CopyFrom(self.summary)
+            summary.status = self.status
+            summary.last_event_seq = self.feed.committed_seq
+            summary.budget.clear()
+            summary.budget.update(self.budget.snapshot())
         if with_credentials:
             summary.credentials.extend(self.credentials)
         return summary

@@ -84,6 +84,7 @@ class RuntimeLimits:
     revoke_attempts: int = 5  # §9.8.2: tries before a revocation waits for the next sweep
     shutdown_grace_sec: float = 10.0  # how long running jobs get to finish on stop
     replay_cache_entries: int = 10_000  # idempotency claims kept in memory for fast replay
+    recent_jobs: int = 512  # small finished jobs kept in memory for the followers that come next
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +114,10 @@ class JobRuntime:
         self.provisioner = provisioner
         self.limits = limits or RuntimeLimits()
         self._active: dict[str, ActiveJob] = {}
+        # Recently finished small jobs, so the follower that typically arrives right
+        # after the end (WatchJob after SubmitJob, a session's pump) needs no store
+        # read. Bounded in count and per-job size: finished jobs live in the store.
+        self._recent: OrderedDict[str, ActiveJob] = OrderedDict()
         self._background: set[asyncio.Task[Any]] = set()
         self._accepting = True
         self._purger: asyncio.Task[None] | None = None
@@ -466,11 +471,28 @@ class JobRuntime:
             job.status = status
             job.outcome = outcome
             job.feed.finish(outcome_bytes)
+            job.final = summary
             job.done.set()
             self.observer.finished(status)
             self._active.pop(job.job_id, None)
+            self._remember(job)
         if job.credentials:
             self._spawn(self._revoke_all(job))
+
+    def _remember(self, job: ActiveJob) -> None:
+        if job.last_seq > _RECENT_MAX_EVENTS or self.limits.recent_jobs <= 0:
+            return
+        job.task = None  # keep the state followers read, drop what ran it
+        job.children = []
+        job.parent = None
+        job.result_stream = None
+        self._recent[job.job_id] = job
+        while len(self._recent) > self.limits.recent_jobs:
+            self._recent.popitem(last=False)
+
+    def _known(self, job_id: str) -> ActiveJob | None:
+        """A running or recently finished job held in memory."""
+        return self._active.get(job_id) or self._recent.get(job_id)
 
     def expire(self, job: ActiveJob, error: LeaseExpired) -> None:
         """The agent hit an expired lease: the job ends with LEASE_EXPIRED once the agent
@@ -511,18 +533,22 @@ class JobRuntime:
         if job is not None and job.principal.name == principal.name:
             job.stop(Cancelled(reason or "cancelled by the submitter"))
             return
-        row = await self._visible_row(principal, job_id)
-        if row.status == jobs_pb2.JOB_STATUS_CANCELLED:
+        known = self._recent.get(job_id)
+        if known is not None and known.principal.name == principal.name:
+            final = known.status
+        else:
+            final = _status((await self._visible_row(principal, job_id)).status)
+        if final == jobs_pb2.JOB_STATUS_CANCELLED:
             return  # CancelJob is idempotent
-        status = jobs_pb2.JobStatus.Name(_status(row.status)).removeprefix("JOB_STATUS_").lower()
+        status = jobs_pb2.JobStatus.Name(final).removeprefix("JOB_STATUS_").lower()
         raise InvalidRequest(f"job {job_id} already ended ({status})", details={"job_id": job_id})
 
     async def get(
         self, principal: Principal, job_id: str
     ) -> tuple[jobs_pb2.JobSummary, jobs_pb2.JobOutcome | None]:
-        job = self._active.get(job_id)
+        job = self._known(job_id)
         if job is not None and job.principal.name == principal.name:
-            return job.view(with_credentials=True), None
+            return job.view(with_credentials=True), job.outcome
         row = await self._visible_row(principal, job_id)
         summary = self._summary_of(row)
         outcome = jobs_pb2.JobOutcome.FromString(row.outcome) if row.outcome else None
@@ -535,7 +561,7 @@ class JobRuntime:
         page = await self.store.list_jobs(query)
         summaries = []
         for row in page.jobs:
-            job = self._active.get(row.job_id)
+            job = self._known(row.job_id)
             summaries.append(job.view(with_credentials=True) if job else self._summary_of(row))
         return summaries, page.next_cursor
 
@@ -543,16 +569,17 @@ class JobRuntime:
         self, principal: Principal, job_id: str, after_seq: int
     ) -> AsyncIterator[FeedBatch]:
         """Events after `after_seq`, then the outcome (WatchJob, subscriptions)."""
-        if job_id not in self._active:
+        job = self._known(job_id)
+        if job is None:
             await self._visible_row(principal, job_id)
-        elif self._active[job_id].principal.name != principal.name:
-            raise JobNotFound(f"job {job_id} not found", details={"job_id": job_id})
+        elif job.principal.name != principal.name:
+            raise JobNotFound(f"job {job_id!r} not found", details={"job_id": job_id})
         async for batch in follow(self, job_id, after_seq):
             yield batch
 
     async def owner(self, job_id: str) -> str | None:
         """The principal that submitted `job_id`, or None if there is no such job."""
-        job = self._active.get(job_id)
+        job = self._known(job_id)
         if job is not None:
             return job.principal.name
         if len(job_id) > _MAX_JOB_ID:
@@ -590,7 +617,7 @@ class JobRuntime:
         return row.outcome if row is not None else None
 
     def feed(self, job_id: str) -> JobFeed | None:
-        job = self._active.get(job_id)
+        job = self._known(job_id)
         return job.feed if job is not None else None
 
     def plain(self, row: EventRow) -> bytes:
@@ -731,6 +758,7 @@ def _failure(job_id: str, error: ARCPError) -> jobs_pb2.JobOutcome:
 
 
 _MAX_JOB_ID = 128
+_RECENT_MAX_EVENTS = 64  # only jobs this small are remembered after their end
 
 
 @dataclass(frozen=True, slots=True)

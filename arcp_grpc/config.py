@@ -114,6 +114,7 @@ class RuntimeSettings:
     revoke_attempts: int = 5
     shutdown_grace_sec: float = 10.0
     replay_cache_entries: int = 10_000
+    recent_jobs: int = 512
 
 
 @dataclass(frozen=True)
