@@ -42,14 +42,19 @@ def _unary_edge(
     async def wrapper(self: Any, request: Req, context: Ctx) -> Resp:
         try:
             return await fn(self, request, context)
-        except ARCPError as error:
-            await context.abort_with_status(to_status(error))
-        except Exception:
-            log.exception("unexpected failure in %s", fn.__name__)
-            await context.abort_with_status(to_status(InternalError("internal error")))
+        except Exception as exc:
+            await _abort(context, exc, fn.__name__)
         raise AssertionError("unreachable: abort raises")
 
     return wrapper
+
+
+async def _abort(context: Ctx, exc: Exception, rpc: str) -> None:
+    """The one mapping of a failure to a gRPC status (AIP-193); never a stack trace."""
+    if not isinstance(exc, ARCPError):
+        log.exception("unexpected failure in %s", rpc)
+        exc = InternalError("internal error")
+    await context.abort_with_status(to_status(exc))
 
 
 class JobServiceServicer:
@@ -114,11 +119,8 @@ class JobServiceServicer:
             async for batch in self._runtime.watch(principal, request.job_id, request.after_seq):
                 for frame in _frames(batch.events, batch.outcome):
                     yield frame
-        except ARCPError as error:
-            await context.abort_with_status(to_status(error))
-        except Exception:
-            log.exception("unexpected failure in WatchJob")
-            await context.abort_with_status(to_status(InternalError("internal error")))
+        except Exception as exc:
+            await _abort(context, exc, "WatchJob")
 
 
 def _frames(events: Sequence[bytes], outcome: bytes | None) -> Iterator[bytes]:
