@@ -326,7 +326,7 @@ class JobRuntime:
 
     async def _persist(self, job: ActiveJob, claim: IdempotencyClaim | None, now: float) -> bytes:
         """Provision credentials, serialise `JobAccepted` once, store job + claim atomically."""
-        if self.provisioner is not None:
+        if self.provisioner is not None and _needs_credentials(job.lease):
             job.credentials = await self.provisioner.issue(
                 CredentialRequest(
                     job_id=job.job_id,
@@ -806,6 +806,12 @@ def _replay_of(claimed: _Claimed, fingerprint: bytes) -> Submission:
             details={"job_id": claimed.job_id},
         )
     return Submission(claimed.job_id, claimed.accepted, replay=True)
+
+
+def _needs_credentials(lease: Lease) -> bool:
+    """§9.8: credentials reach cost-bearing upstreams (models, paid services); a lease
+    that grants neither `model.use` nor `cost.budget` has nothing for one to carry."""
+    return "model.use" in lease.grants or "cost.budget" in lease.grants
 
 
 def _status(value: int) -> jobs_pb2.JobStatus.ValueType:

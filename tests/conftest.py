@@ -52,6 +52,10 @@ def bearer(token: str = "tok-alice") -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {token}"),)
 
 
+# A lease that reaches a cost-bearing upstream, so a provisioner issues credentials (§9.8).
+SPENDING = {"model.use": ["tier-fast/*"]}
+
+
 def submit_request(
     agent: str,
     input_value: Any = None,

@@ -28,6 +28,7 @@ from arcp_grpc.v1 import job_service_pb2 as pb
 from arcp_grpc.v1 import jobs_pb2
 from tests.conftest import (
     SAFETY,
+    SPENDING,
     CoreFactory,
     arcp_error,
     bearer,
@@ -328,12 +329,12 @@ def _store_bytes(data_dir: Path) -> bytes:
 async def test_the_database_file_holds_no_credential_in_clear(env: Env, tmp_path: Path) -> None:
     """§7.2, §14: credential values in cached bytes, the ledger and rotation events
     are encrypted at rest: `grep` of the SQLite file and its WAL finds none."""
-    first = await raw_submit(env.channel, submit_request("rotator", key="K-secret"))
+    first = await raw_submit(env.channel, submit_request("rotator", key="K-secret", lease=SPENDING))
     stub = new_stub(env.channel)
     rotated = await wait_for_seq(
         stub, first.accepted.job_id, lambda e: e.status.phase == "credential_rotated"
     )
-    await raw_submit(env.channel, submit_request("rotator", key="K-secret"))
+    await raw_submit(env.channel, submit_request("rotator", key="K-secret", lease=SPENDING))
     values = [first.accepted.credentials[0].value, rotated.status.credential.value]
     assert all(values)
     await env.core.store.flush()

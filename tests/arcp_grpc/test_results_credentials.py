@@ -29,6 +29,7 @@ from arcp_grpc.v1 import events_pb2, jobs_pb2
 from arcp_grpc.v1 import job_service_pb2 as pb
 from tests.conftest import (
     SAFETY,
+    SPENDING,
     CoreFactory,
     Watched,
     bearer,
@@ -187,7 +188,11 @@ async def test_exceeding_a_result_cap_is_the_only_terminal(
         stub = new_stub(channel)
         accepted = (
             await stub.SubmitJob(
-                submit_request("oversize", {"writes": writes, "size": size, "swallow": swallow}),
+                submit_request(
+                    "oversize",
+                    {"writes": writes, "size": size, "swallow": swallow},
+                    lease=SPENDING,
+                ),
                 metadata=bearer(),
             )
         ).accepted
@@ -222,7 +227,9 @@ async def test_credentials_are_issued_before_acceptance_and_never_shared(env: En
     """§9.8: `job.accepted` carries live credentials, the agent gets the same ones,
     and no two jobs share an id or a value."""
     accepted = [
-        (await env.stub.SubmitJob(submit_request("holder"), metadata=bearer())).accepted
+        (
+            await env.stub.SubmitJob(submit_request("holder", lease=SPENDING), metadata=bearer())
+        ).accepted
         for _ in range(3)
     ]
     values = []
@@ -245,7 +252,10 @@ async def test_credentials_are_revoked_on_every_terminal_state(env: Env, ending:
     """§9.8.2: whatever ends the job, its credentials stop working."""
     mode = {"success": "succeed", "error": "fail"}.get(ending, "wait")
     request = submit_request(
-        "holder", {"mode": mode}, max_runtime_sec=1 if ending == "timed_out" else None
+        "holder",
+        {"mode": mode},
+        lease=SPENDING,
+        max_runtime_sec=1 if ending == "timed_out" else None,
     )
     accepted = (await env.stub.SubmitJob(request, metadata=bearer())).accepted
     (credential,) = accepted.credentials
@@ -268,7 +278,9 @@ async def test_credentials_are_revoked_on_every_terminal_state(env: Env, ending:
 
 
 async def test_rotation_emits_credential_rotated_and_revokes_the_old_value(env: Env) -> None:
-    accepted = (await env.stub.SubmitJob(submit_request("rotator"), metadata=bearer())).accepted
+    accepted = (
+        await env.stub.SubmitJob(submit_request("rotator", lease=SPENDING), metadata=bearer())
+    ).accepted
     event = await wait_for_seq(
         env.stub, accepted.job_id, lambda e: e.status.phase == "credential_rotated"
     )
@@ -287,7 +299,9 @@ async def test_rotation_emits_credential_rotated_and_revokes_the_old_value(env: 
 
 async def test_only_the_submitter_sees_credentials(env: Env) -> None:
     """§14: credentials appear in the submitter's GetJob/ListJobs, nobody else's."""
-    accepted = (await env.stub.SubmitJob(submit_request("holder"), metadata=bearer())).accepted
+    accepted = (
+        await env.stub.SubmitJob(submit_request("holder", lease=SPENDING), metadata=bearer())
+    ).accepted
     await watch_all(env.stub, accepted.job_id)
     mine = await env.stub.GetJob(pb.GetJobRequest(job_id=accepted.job_id), metadata=bearer())
     assert [c.value for c in mine.job.credentials] == [accepted.credentials[0].value]

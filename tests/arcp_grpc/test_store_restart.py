@@ -20,6 +20,7 @@ from arcp_grpc.v1 import job_service_pb2 as pb
 from arcp_grpc.v1 import jobs_pb2, lease_pb2
 from tests.conftest import (
     SAFETY,
+    SPENDING,
     TOKENS,
     CoreFactory,
     bearer,
@@ -154,7 +155,8 @@ async def test_revocation_is_retried_after_a_restart(make_core: CoreFactory) -> 
     core = await make_core(provisioner=provisioner, limits=limits)
     async with grpc.aio.insecure_channel(core.grpc_address) as channel:
         stub = new_stub(channel)
-        accepted = (await stub.SubmitJob(submit_request("echo", {}), metadata=bearer())).accepted
+        request = submit_request("echo", {}, lease=SPENDING)
+        accepted = (await stub.SubmitJob(request, metadata=bearer())).accepted
         await watch_all(stub, accepted.job_id)
     await asyncio.wait_for(provisioner.failed.wait(), SAFETY)
     await core.stop(grace=1.0)

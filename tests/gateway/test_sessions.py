@@ -8,6 +8,7 @@ import asyncio
 from typing import Any
 
 from arcp_grpc._sessions import SessionLimits
+from tests.conftest import SPENDING
 from tests.gateway.conftest import (
     ALL_FEATURES,
     TERMINAL,
@@ -165,7 +166,7 @@ async def test_cancel_after_resume_keeps_authority(raw: RawFactory) -> None:
 
 async def test_other_principal_cannot_subscribe_or_list(raw: RawFactory) -> None:
     alice = await raw()
-    frames = await alice.run("echo", {"secret": 1})
+    frames = await alice.run("echo", {"secret": 1}, lease_request=SPENDING)
     job_id = frames[0]["payload"]["job_id"]
     credential = frames[0]["payload"]["credentials"][0]["value"]
     bob = await raw("tok-bob")
