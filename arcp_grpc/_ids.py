@@ -35,6 +35,6 @@ def new_id(prefix: str) -> str:
 def new_trace_id() -> str:
     """A W3C trace id: 32 lowercase hex digits, never all zero (§11)."""
     while True:
-        trace = os.urandom(16).hex()
+        trace = f"{random.getrandbits(128):032x}"
         if trace != "0" * 32:
             return trace
