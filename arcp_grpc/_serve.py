@@ -31,6 +31,7 @@ from arcp_grpc.agents import AgentRegistry
 from arcp_grpc.config import DEV_TOKEN_FILE, ConfigError, Settings, read_or_create_dev_token
 from arcp_grpc.metrics import Metrics, MetricsServer, serve_metrics
 from arcp_grpc.server import CoreConfig, RunningCore, start_core
+from gateway.links import LocalLink
 from gateway.server import GatewayConfig, RunningGateway, start_gateway
 
 __all__ = ["Role", "StartupError", "core_config", "gateway_config", "run"]
@@ -132,7 +133,10 @@ async def run(
         if role != "core":
             address = core.grpc_address if core else settings.gateway.core
             gw = gateway_config(settings, address)
-            gateway = await _bind("gateway", gw.host, gw.port, start_gateway(gw))
+            # Embedded: the gateway reaches the core in process (same frames, same
+            # servicer, no HTTP/2 hop); `serve gateway` talks gRPC to a remote core.
+            link = LocalLink(core.session_service) if core is not None else None
+            gateway = await _bind("gateway", gw.host, gw.port, start_gateway(gw, link=link))
         info = _addresses(settings, core, gateway, metrics_server)
         _banner(out, info, settings, role)
         if ready_file is not None:

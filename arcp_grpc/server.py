@@ -66,6 +66,7 @@ class RunningCore:
     host: str
     health: health.aio.HealthServicer
     sessions: SessionRegistry
+    session_service: SessionServiceServicer  # for an in-process gateway (gateway.links)
 
     @property
     def grpc_address(self) -> str:
@@ -115,10 +116,11 @@ async def start_core(
     sessions = SessionRegistry(config.session_limits)
     sessions.start(lambda s: log.info("session %s expired", s.session_id))
     info = session_pb2.PeerInfo(name="arcp-grpc", version=__version__)
+    session_service = SessionServiceServicer(runtime, auth, sessions, info)
     server.add_generic_rpc_handlers(
         (
             job_service_handler(JobServiceServicer(runtime, auth)),
-            session_handler(SessionServiceServicer(runtime, auth, sessions, info)),
+            session_handler(session_service),
         )
     )
     health_servicer = health.aio.HealthServicer()
@@ -139,4 +141,6 @@ async def start_core(
     for service in ("", JOB_SERVICE, SESSION_SERVICE):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     log.info("core serving gRPC on %s:%d", config.grpc_host, port)
-    return RunningCore(server, runtime, store, port, config.grpc_host, health_servicer, sessions)
+    return RunningCore(
+        server, runtime, store, port, config.grpc_host, health_servicer, sessions, session_service
+    )

@@ -21,10 +21,11 @@ from websockets.exceptions import ConnectionClosed
 
 from arcp_grpc._ids import new_ulid
 from arcp_grpc.errors import ARCPError, InternalError, InvalidRequest
-from arcp_grpc.v1 import errors_pb2, session_pb2, session_service_pb2_grpc
+from arcp_grpc.v1 import errors_pb2, session_pb2
 from arcp_grpc.v1.session_service_pb2 import ConnectRequest, ConnectResponse
 from gateway._connection import CoalescingConnection
 from gateway.codec import Dialect, decode_client_frame, encode_server_frame
+from gateway.links import CoreLink, CoreStream
 
 __all__ = ["CLOSE_INTERNAL", "CLOSE_NORMAL", "CLOSE_POLICY", "Bridge"]
 
@@ -58,18 +59,18 @@ class Bridge:
     def __init__(
         self,
         ws: CoalescingConnection,
-        stub: session_service_pb2_grpc.SessionServiceAsyncStub,
+        link: CoreLink,
         *,
         max_frame_bytes: int,
     ) -> None:
         self._ws = ws
-        self._stub = stub
+        self._link = link
         self._max_frame_bytes = max_frame_bytes
         self._state = _State()
         self._requests: asyncio.Queue[ConnectRequest | None] = asyncio.Queue()
 
     async def run(self) -> None:
-        call = self._stub.Connect(self._outgoing())
+        call = self._link.connect(self._outgoing())
         downstream = asyncio.create_task(self._downstream(call))
         upstream = asyncio.create_task(self._upstream())
         try:
@@ -114,9 +115,7 @@ class Bridge:
         except ConnectionClosed:
             return
 
-    async def _downstream(
-        self, call: grpc.aio.StreamStreamCall[ConnectRequest, ConnectResponse]
-    ) -> None:
+    async def _downstream(self, call: CoreStream) -> None:
         """Core → client; when the core ends the stream, close the socket."""
         state = self._state
         code, reason = CLOSE_NORMAL, "session ended"

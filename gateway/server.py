@@ -6,7 +6,6 @@ gateways can front one core and a client may resume through any of them.
 
 from __future__ import annotations
 
-import asyncio
 import http
 import json
 import logging
@@ -14,13 +13,12 @@ import ssl
 from dataclasses import dataclass
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
-from arcp_grpc.v1 import session_service_pb2_grpc
 from gateway._connection import CoalescingConnection
 from gateway.bridge import Bridge
+from gateway.links import CoreLink, GrpcLink
 
 __all__ = ["GatewayConfig", "RunningGateway", "start_gateway"]
 
@@ -50,7 +48,7 @@ class RunningGateway:
     """A started gateway; `url` is what ARCP clients connect to."""
 
     server: Server
-    channel: grpc.aio.Channel
+    link: CoreLink
     port: int
     config: GatewayConfig
 
@@ -60,29 +58,26 @@ class RunningGateway:
         return f"{scheme}://{self.config.host}:{self.port}{self.config.path}"
 
     async def stop(self) -> None:
-        """Close every socket (clients may resume elsewhere), then the core channel."""
+        """Close every socket (clients may resume elsewhere), then the link to the core."""
         self.server.close()
         await self.server.wait_closed()
-        await self.channel.close()
+        await self.link.close()
 
 
-async def start_gateway(config: GatewayConfig) -> RunningGateway:
-    channel = (
-        grpc.aio.secure_channel(config.core_address, config.core_ssl)
-        if config.core_ssl
-        else grpc.aio.insecure_channel(config.core_address)
-    )
-    stub = session_service_pb2_grpc.SessionServiceStub(channel)
-    health = health_pb2_grpc.HealthStub(channel)
+async def start_gateway(config: GatewayConfig, *, link: CoreLink | None = None) -> RunningGateway:
+    """Serve ARCP over WebSocket. Frames reach the core over gRPC at
+    `config.core_address`, or through `link` (a `LocalLink` when the core runs in
+    this process: the embedded default)."""
+    core = link or GrpcLink(config.core_address, config.core_ssl)
 
     async def handler(ws: ServerConnection) -> None:
         assert isinstance(ws, CoalescingConnection)  # serve(create_connection=...) below
-        await Bridge(ws, stub, max_frame_bytes=config.max_frame_bytes).run()
+        await Bridge(ws, core, max_frame_bytes=config.max_frame_bytes).run()
 
     async def process_request(ws: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
         if path == config.health_path:
-            return await _health(ws, health)
+            return _health(ws, await core.health())
         if path != config.path:
             return ws.respond(http.HTTPStatus.NOT_FOUND, f"ARCP is served at {config.path}\n")
         return None
@@ -99,19 +94,11 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
     )
     port = server.sockets[0].getsockname()[1] if server.sockets else config.port
     log.info("gateway serving ARCP on %s:%d%s", config.host, port, config.path)
-    return RunningGateway(server, channel, port, config)
+    return RunningGateway(server, core, port, config)
 
 
-async def _health(ws: ServerConnection, health: health_pb2_grpc.HealthStub) -> Response:
+def _health(ws: ServerConnection, core: str) -> Response:
     """200 when the core answers SERVING, 503 otherwise; the body says which."""
-    try:
-        reply = await asyncio.wait_for(
-            health.Check(health_pb2.HealthCheckRequest(service="arcp.v1.SessionService")),
-            timeout=2.0,
-        )
-        core = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
-    except (grpc.aio.AioRpcError, TimeoutError):
-        core = "UNREACHABLE"
     status = http.HTTPStatus.OK if core == "SERVING" else http.HTTPStatus.SERVICE_UNAVAILABLE
     response = ws.respond(status, json.dumps({"gateway": "ok", "core": core}) + "\n")
     response.headers["Content-Type"] = "application/json"

@@ -1,18 +1,17 @@
 """Launch this project's core (and, unless ``--no-gateway``, its WebSocket gateway) in one process.
 
-This is the embedded shape DESIGN.md describes for ``serve``: core and gateway side by side
-on loopback, a data directory for the store, the demo agents (``echo``, ``chatty``,
-``report``) registered by default. The harness only starts it when ``arcp_grpc.server``
-(and ``gateway.server`` for the gateway columns) import; see ``bench.targets.ours``.
+This is the embedded shape ``arcp-grpc serve`` runs: core and gateway in one process (the
+gateway reaching the core in process), a data directory for the store, the demo agents
+(``echo``, ``chatty``, ``report``) registered by default.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 from pathlib import Path
 from typing import Any
 
+from arcp_grpc.server import CoreConfig, start_core
 from bench.servers._common import (
     BENCH_PRINCIPAL,
     BENCH_TOKEN,
@@ -20,13 +19,13 @@ from bench.servers._common import (
     wait_for_stop,
     write_ready,
 )
+from gateway.links import LocalLink
+from gateway.server import GatewayConfig, start_gateway
 
 __all__ = ["main"]
 
 
 async def _serve(args: Any) -> None:
-    from arcp_grpc.server import CoreConfig, start_core
-
     core = await start_core(
         CoreConfig(
             data_dir=Path(args.data_dir),
@@ -38,10 +37,10 @@ async def _serve(args: Any) -> None:
     try:
         info: dict[str, Any] = {"grpc": core.grpc_address}
         if args.gateway:
-            # Imported by name: the gateway server is being written alongside this harness.
-            server = importlib.import_module("gateway.server")
-            gateway = await server.start_gateway(
-                server.GatewayConfig(core_address=core.grpc_address, port=0)
+            # As `arcp-grpc serve` runs it: the embedded gateway reaches the core in process.
+            gateway = await start_gateway(
+                GatewayConfig(core_address=core.grpc_address, port=0),
+                link=LocalLink(core.session_service),
             )
             info["url"] = gateway.url
         write_ready(args.port_file, info)

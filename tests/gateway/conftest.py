@@ -25,6 +25,7 @@ from arcp_grpc._ids import new_ulid
 from arcp_grpc._sessions import SessionLimits
 from arcp_grpc.agents import AgentRegistry
 from arcp_grpc.server import CoreConfig, RunningCore, start_core
+from gateway.links import LocalLink
 from gateway.server import GatewayConfig, RunningGateway, start_gateway
 
 __all__ = [
@@ -87,11 +88,15 @@ class StackFactory:
 
     tmp_path: Path
     stack: AsyncExitStack
+    link: str = "grpc"  # how a stack's first gateway reaches its core: "grpc" or "local"
     _count: int = 0
 
-    async def gateway(self, core: RunningCore, **overrides: Any) -> RunningGateway:
+    async def gateway(
+        self, core: RunningCore, *, local: bool = False, **overrides: Any
+    ) -> RunningGateway:
         gateway = await start_gateway(
-            GatewayConfig(core_address=core.grpc_address, port=0, **overrides)
+            GatewayConfig(core_address=core.grpc_address, port=0, **overrides),
+            link=LocalLink(core.session_service) if local else None,
         )
         stopped = False
         original = gateway.stop
@@ -127,14 +132,16 @@ class StackFactory:
                 await core.stop(grace=0.5)
 
         self.stack.push_async_callback(stop_core)
-        gateway = await self.gateway(core, **gateway_overrides)
+        gateway = await self.gateway(core, local=self.link == "local", **gateway_overrides)
         return Stack(core, [gateway], self)
 
 
-@pytest.fixture
-async def make_stack(tmp_path: Path) -> AsyncIterator[StackFactory]:
+@pytest.fixture(params=["grpc", "local"])
+async def make_stack(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[StackFactory]:
+    """Every gateway test runs twice: the gateway reaching the core over gRPC (split
+    deployments) and in process (the embedded default, `gateway.links.LocalLink`)."""
     async with AsyncExitStack() as stack:
-        yield StackFactory(tmp_path, stack)
+        yield StackFactory(tmp_path, stack, link=request.param)
 
 
 @pytest.fixture
