@@ -1,9 +1,10 @@
 """The embedded store: one SQLite file in WAL mode with group commit.
 
-All writes go through one writer thread that drains its queue into a single
+Writes go through one writer thread that drains its queue into a single
 transaction per batch (each request in its own savepoint, so one failure
 does not undo its neighbours), then reports committed events back to the
-event loop. Events are therefore durable before anyone sees them (§8.3 resume
+event loop. When nothing is queued or in flight, a request commits on the
+event loop directly instead (no thread hand-offs); order is kept either way. Events are therefore durable before anyone sees them (§8.3 resume
 relies on it) without paying one commit per event. Reads use a second
 connection on their own thread; WAL lets them run beside the writer.
 """
@@ -110,6 +111,7 @@ class SQLiteStore:
         self._writer: threading.Thread | None = None
         self._reader: ThreadPoolExecutor | None = None
         self._read_conn: sqlite3.Connection | None = None
+        self._write_conn: sqlite3.Connection | None = None
         self._failure: BaseException | None = None
 
     # -- lifecycle -------------------------------------------------------
@@ -129,6 +131,7 @@ class SQLiteStore:
         if version != _SCHEMA_VERSION:
             write_conn.close()
             raise InternalError(f"store schema version {version} is not {_SCHEMA_VERSION}")
+        self._write_conn = write_conn
         self._writer = threading.Thread(
             target=self._write_loop, args=(write_conn,), name="arcp-store-writer", daemon=True
         )
@@ -171,10 +174,40 @@ class SQLiteStore:
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         self._check_healthy()
         assert self._loop is not None, "store is not open"
+        if self._pending == 0:
+            # Nothing queued or in flight: the writer thread is idle and cannot touch
+            # the connection, so commit here and skip two thread hand-offs. Under load
+            # requests queue up and share group commits instead.
+            return self._commit_inline(fn)
         future: asyncio.Future[T] = self._loop.create_future()
         self._pending += 1
         self._queue.put(_Op(fn, future))
         return await future
+
+    def _commit_inline(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._write_conn
+        assert conn is not None, "store is not open"
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from None
+        try:
+            value = fn(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")  # the request failed; the store did not
+            raise
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise self._fail(exc) from None
+        return value
+
+    def _fail(self, exc: sqlite3.Error) -> InternalError:
+        log.error("store commit failed; the store stops accepting writes", exc_info=exc)
+        self._failure = exc
+        return InternalError("the store could not commit")
 
     def _check_healthy(self) -> None:
         if self._failure is not None:
