@@ -3,9 +3,10 @@
 Writes go through one writer thread that drains its queue into a single
 transaction per batch (each request in its own savepoint, so one failure
 does not undo its neighbours), then reports committed events back to the
-event loop. When nothing is queued or in flight, a request commits on the
-event loop directly instead (no thread hand-offs); order is kept either way. Events are therefore durable before anyone sees them (§8.3 resume
-relies on it) without paying one commit per event. Reads use a second
+event loop. Events are therefore durable before anyone sees them (§8.3
+resume relies on it) without paying one commit per event. When nothing is
+queued or in flight, a request commits on the event loop directly instead
+(no thread hand-offs); order is kept either way. Reads use a second
 connection on their own thread; WAL lets them run beside the writer.
 """
 

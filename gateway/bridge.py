@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -24,7 +25,7 @@ from arcp_grpc.errors import ARCPError, InternalError, InvalidRequest
 from arcp_grpc.v1 import errors_pb2, session_pb2
 from arcp_grpc.v1.session_service_pb2 import ConnectRequest, ConnectResponse
 from gateway._connection import CoalescingConnection
-from gateway.codec import Dialect, decode_client_frame, encode_server_frame
+from gateway.codec import UNANSWERED_TYPES, Dialect, decode_client_frame, encode_server_frame
 from gateway.links import CoreLink, CoreStream
 
 __all__ = ["CLOSE_INTERNAL", "CLOSE_NORMAL", "CLOSE_POLICY", "Bridge"]
@@ -51,6 +52,7 @@ class _State:
     session_id: str = ""
     last_error: int = 0
     welcomed: bool = False
+    unanswered: deque[str] = field(default_factory=lambda: deque(maxlen=256))
 
 
 class Bridge:
@@ -111,6 +113,8 @@ class Bridge:
                     await self._reject(error, _request_id(message) if small else "")
                     continue
                 self._state.dialect = self._state.dialect.learn(frame)
+                if frame.type in UNANSWERED_TYPES:
+                    self._state.unanswered.append(frame.request.id)
                 self._requests.put_nowait(frame.request)
         except ConnectionClosed:
             return
@@ -121,10 +125,11 @@ class Bridge:
         code, reason = CLOSE_NORMAL, "session ended"
         try:
             async for message in call:
-                frames = message.frames or (message,)  # a batch, or one frame
+                frames = [f for f in message.frames or (message,) if self._deliverable(f)]
                 for response in frames:
                     self._learn(response)
-                await self._ws.send_texts([self._render(response) for response in frames])
+                if frames:
+                    await self._ws.send_texts([self._render(response) for response in frames])
             if not state.welcomed and state.last_error in _POLICY_CODES:
                 code, reason = CLOSE_POLICY, "session refused"
         except grpc.aio.AioRpcError as exc:
@@ -137,6 +142,24 @@ class Bridge:
             return
         with contextlib.suppress(ConnectionClosed):
             await self._ws.close(code, reason)
+
+    def _deliverable(self, response: ConnectResponse) -> bool:
+        """False for an error the SDK client would turn into the failure of every job
+        it has open (see `UNANSWERED_TYPES`); those are logged instead."""
+        state = self._state
+        if (
+            state.profile == session_pb2.WIRE_PROFILE_SDK_COMPAT
+            and response.HasField("error")
+            and response.request_id
+            and response.request_id in state.unanswered
+        ):
+            log.info(
+                "dropped %s for request %s (SDK profile: the client awaits no reply)",
+                errors_pb2.ErrorCode.Name(response.error.error.code),
+                response.request_id,
+            )
+            return False
+        return True
 
     def _learn(self, response: ConnectResponse) -> None:
         state = self._state

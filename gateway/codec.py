@@ -59,6 +59,10 @@ agent name            [a-z0-9][a-z0-9._-]*      [a-zA-Z][a-zA-Z0-9._-]*   §7.5 
                       (§7.5)
 session.error         session or request error  fails every open job      as the core chooses;
                       (§12)                     handle                    noted
+error for a request   session.error with        never awaits a reply to   SDK_COMPAT: the bridge
+the client does not   request_id                job.cancel, unsubscribe,  logs and drops it
+await                                           ack: an error there fails (UNANSWERED_TYPES)
+                                                all of its jobs
 ====================  ========================  ========================  ========================
 
 Field rules: JSON ``null`` where a field is optional means absent. Empty
@@ -89,6 +93,7 @@ from gateway._values import MAX_SAFE_INTEGER, MAX_VALUE_DEPTH
 __all__ = [
     "MAX_SAFE_INTEGER",
     "MAX_VALUE_DEPTH",
+    "UNANSWERED_TYPES",
     "WIRE_PROFILE_SDK_COMPAT",
     "WIRE_PROFILE_SPEC",
     "ClientFrame",
@@ -101,6 +106,14 @@ __all__ = [
     "encode_client_frame",
     "encode_server_frame",
 ]
+
+UNANSWERED_TYPES: Final = frozenset(
+    {"job.cancel", "job.unsubscribe", "session.ack", "session.pong"}
+)
+"""Client frames the published SDK sends without awaiting a reply. An error about
+one must not reach it as ``session.error`` (which fails every open job of that
+client), so in the SDK_COMPAT profile the gateway logs and drops it, as the
+reference runtime does for a refused cancel."""
 
 WireProfile = session_pb2.WireProfile
 """The proto enum; ``WIRE_PROFILE_UNSPECIFIED`` renders as SPEC."""
