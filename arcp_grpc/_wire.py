@@ -11,17 +11,22 @@ from __future__ import annotations
 __all__ = ["length_delimited", "varint"]
 
 
+_ONE_BYTE = tuple(bytes((n,)) for n in range(0x80))
+
+
 def varint(value: int) -> bytes:
-    """Protobuf base-128 varint of a non-negative integer."""
+    """Protobuf base-128 varint of a non-negative integer (one or two bytes on the
+    hot path: tags, lengths and sequence numbers are small)."""
+    if value < 0x80:
+        return _ONE_BYTE[value]
+    if value < 0x4000:
+        return bytes((value & 0x7F | 0x80, value >> 7))
     out = bytearray()
-    while True:
-        low = value & 0x7F
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
         value >>= 7
-        if value:
-            out.append(low | 0x80)
-        else:
-            out.append(low)
-            return bytes(out)
+    out.append(value)
+    return bytes(out)
 
 
 def length_delimited(field_number: int, payload: bytes) -> bytes:

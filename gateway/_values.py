@@ -26,6 +26,7 @@ encodes in ~8 µs vs ~17 µs for ``MessageToDict`` + ``json.dumps``; a small
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -365,13 +366,19 @@ def parse_timestamp(text: str, msg: timestamp_pb2.Timestamp, *, utc_only: bool) 
     msg.nanos = int(fraction.ljust(9, "0")) if fraction else 0
 
 
-def format_timestamp(msg: timestamp_pb2.Timestamp) -> str:
-    """RFC 3339 UTC with ``Z``; 0, 3, 6 or 9 fraction digits as needed."""
-    moment = _EPOCH_UTC + timedelta(seconds=msg.seconds)
-    head = (
+@functools.lru_cache(maxsize=256)
+def _second(seconds: int) -> str:
+    """The date and time of a whole second; frames of one second share it."""
+    moment = _EPOCH_UTC + timedelta(seconds=seconds)
+    return (
         f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T"
         f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}"
     )
+
+
+def format_timestamp(msg: timestamp_pb2.Timestamp) -> str:
+    """RFC 3339 UTC with ``Z``; 0, 3, 6 or 9 fraction digits as needed."""
+    head = _second(msg.seconds)
     nanos = msg.nanos
     if nanos == 0:
         return head + "Z"

@@ -1206,6 +1206,7 @@ def test_public_exports_are_pinned() -> None:
     assert set(gateway.codec.__all__) == {
         "MAX_SAFE_INTEGER",
         "MAX_VALUE_DEPTH",
+        "UNANSWERED_TYPES",
         "WIRE_PROFILE_SDK_COMPAT",
         "WIRE_PROFILE_SPEC",
         "ClientFrame",
