@@ -28,7 +28,7 @@ from gateway._fields import (
     type_name,
 )
 from gateway._types import ClientFrame, CloseForm, ResumeForm
-from gateway._values import dump, dumps_value, format_timestamp, loads, value_to_py
+from gateway._values import dump, format_timestamp, loads, value_to_py
 
 __all__ = ["decode_client_frame", "encode_client_frame"]
 
@@ -397,7 +397,7 @@ def _r_submit(request: ConnectRequest, env: dict[str, Any]) -> dict[str, Any]:
         env["trace_id"] = msg.trace_id
     out: dict[str, Any] = {"agent": msg.agent}
     if msg.HasField("input"):
-        out["input"] = dumps_value(value_to_py(msg.input))
+        out["input"] = value_to_py(msg.input)
     if msg.HasField("lease_request"):
         out["lease_request"] = render_lease(msg.lease_request)
     if msg.HasField("lease_constraints"):

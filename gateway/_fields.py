@@ -18,7 +18,6 @@ from arcp_grpc.v1 import errors_pb2, events_pb2, jobs_pb2, lease_pb2
 from gateway._values import (
     BadNumber,
     FieldError,
-    dumps_value,
     fill_struct,
     fill_value,
     format_timestamp,
@@ -382,5 +381,5 @@ def render_error(msg: errors_pb2.ErrorDetail) -> dict[str, Any]:
         "retryable": msg.retryable,
     }
     if msg.HasField("details"):
-        out["details"] = dumps_value(struct_to_py(msg.details))
+        out["details"] = struct_to_py(msg.details)
     return out

@@ -53,8 +53,8 @@ from gateway._types import CloseForm, Dialect
 from gateway._values import (
     Raw,
     dump,
-    dumps_value,
     format_timestamp,
+    json_number,
     loads_exact,
     number,
     struct_to_py,
@@ -381,7 +381,7 @@ def _r_result(ctx: _Ctx) -> _Rendered:
     out["final_status"] = JOB_STATUS_NAMES[status]
     which = msg.WhichOneof("result")
     if which == "value":
-        out["result"] = dumps_value(value_to_py(msg.value))
+        out["result"] = value_to_py(msg.value)
     elif which == "streamed":
         out["result_id"] = msg.streamed.result_id
         out["result_size"] = msg.streamed.result_size
@@ -437,7 +437,7 @@ def _e_thought(msg: events_pb2.JobEvent) -> tuple[str, Any]:
 def _e_tool_call(msg: events_pb2.JobEvent) -> tuple[str, Any]:
     body = msg.tool_call
     out: dict[str, Any] = {"tool": body.tool}
-    args = dumps_value(value_to_py(body.args)) if body.HasField("args") else None
+    args = value_to_py(body.args) if body.HasField("args") else None
     if args is not None:
         out["args"] = args
     out["call_id"] = body.call_id
@@ -453,7 +453,7 @@ def _e_tool_result(msg: events_pb2.JobEvent) -> tuple[str, Any]:
     out: dict[str, Any] = {"call_id": body.call_id, "tool_call_id": body.call_id}
     which = body.WhichOneof("outcome")
     if which == "result":
-        result = dumps_value(value_to_py(body.result))
+        result = value_to_py(body.result)
         out["result"] = result
         out["output"] = result
     elif which == "error":
@@ -476,11 +476,11 @@ def _e_status(msg: events_pb2.JobEvent) -> tuple[str, Any]:
 
 def _e_metric(msg: events_pb2.JobEvent) -> tuple[str, Any]:
     body = msg.metric
-    out: dict[str, Any] = {"name": body.name, "value": body.value}
+    out: dict[str, Any] = {"name": body.name, "value": json_number(body.value)}
     if body.unit:
         out["unit"] = body.unit
     if body.HasField("dimensions"):
-        dimensions = dumps_value(struct_to_py(body.dimensions))
+        dimensions = struct_to_py(body.dimensions)
         out["dimensions"] = dimensions
         out["attributes"] = dimensions
     return "metric", out
@@ -515,9 +515,9 @@ def _e_delegate(msg: events_pb2.JobEvent) -> tuple[str, Any]:
 
 def _e_progress(msg: events_pb2.JobEvent) -> tuple[str, Any]:
     body = msg.progress
-    out: dict[str, Any] = {"current": body.current}
+    out: dict[str, Any] = {"current": json_number(body.current)}
     if body.HasField("total"):
-        out["total"] = body.total
+        out["total"] = json_number(body.total)
     if body.units:
         out["units"] = body.units
     if body.message:
@@ -548,7 +548,7 @@ def _e_vendor(msg: events_pb2.JobEvent) -> tuple[str, Any]:
     body = msg.vendor
     if not body.kind.startswith("x-vendor."):
         raise ValueError(f"vendor event kind {body.kind!r} does not start with 'x-vendor.'")
-    return body.kind, dumps_value(struct_to_py(body.body))
+    return body.kind, struct_to_py(body.body)
 
 
 _EVENT_RENDERERS: Final[dict[str, Callable[[events_pb2.JobEvent], tuple[str, Any]]]] = {

@@ -43,10 +43,10 @@ __all__ = [
     "FieldError",
     "Raw",
     "dump",
-    "dumps_value",
     "fill_struct",
     "fill_value",
     "format_timestamp",
+    "json_number",
     "loads",
     "loads_exact",
     "number",
@@ -260,10 +260,14 @@ def struct_to_py(msg: struct_pb2.Struct) -> dict[str, Any]:
     return {key: value_to_py(fields[key]) for key in sorted(fields)}
 
 
-class Raw(str):
-    """Pre-rendered JSON text that :func:`dump` copies verbatim."""
+class Raw:
+    """Pre-rendered JSON text that :func:`dump` copies verbatim (an exact number
+    token such as a budget's ``5.00``, which no Python number renders as)."""
 
-    __slots__ = ()
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
 
 
 _encode_str: Final = json.encoder.encode_basestring
@@ -272,16 +276,24 @@ _dumps_value: Final = json.JSONEncoder(
 ).encode
 
 
-def dumps_value(obj: Any) -> Raw:
-    """Render a free-form value (from :func:`value_to_py`) as compact JSON."""
-    return Raw(_dumps_value(obj))
-
-
 def dump(obj: Any) -> str:
-    """Render the codec's frame structure as compact JSON, keys in insertion order."""
-    out: list[str] = []
-    _emit(obj, out)
-    return "".join(out)
+    """Render the codec's frame structure as compact JSON, keys in insertion order.
+
+    Numbers in the structure are already what they render as (see
+    `_number_to_py`), so the C encoder does the work; only a frame holding a
+    `Raw` token (which it cannot render) takes the Python writer.
+    """
+    try:
+        return _dumps_value(obj)
+    except TypeError:
+        out: list[str] = []
+        _emit(obj, out)
+        return "".join(out)
+
+
+def json_number(value: float) -> int | float:
+    """A double as the JSON number it renders as (integral values as integers)."""
+    return _number_to_py(value)
 
 
 def _emit(obj: Any, out: list[str]) -> None:
@@ -298,7 +310,7 @@ def _emit(obj: Any, out: list[str]) -> None:
             sep = ","
         out.append("{}" if sep == "{" else "}")
     elif kind is Raw:
-        out.append(obj)
+        out.append(obj.text)
     elif kind is list:
         sep = "["
         for item in obj:
