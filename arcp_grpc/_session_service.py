@@ -322,7 +322,7 @@ class SessionServiceServicer:
         job_id = submission.job_id
         session.submitted.add(job_id)
         header = FrameHeader(session.session_id, request_id=request.id, job_id=job_id)
-        session.send(frame_bytes(header, _ACCEPTED, submission.accepted))
+        session.send(frame_bytes(header, _ACCEPTED, _accepted_for(session, submission.accepted)))
         if job_id in session.pumps:
             return
         after = 0
@@ -382,6 +382,7 @@ class SessionServiceServicer:
         described.lease.CopyFrom(summary.lease)
         if summary.HasField("lease_constraints"):
             described.lease_constraints.CopyFrom(summary.lease_constraints)
+        _scrub(summary, session.features)
         described.budget.update(summary.budget)
         described.parent_job_id = summary.parent_job_id
         described.trace_id = summary.trace_id
@@ -407,6 +408,8 @@ class SessionServiceServicer:
         query = job_query(session.principal, listing.filter, listing.limit, listing.cursor)
         jobs, cursor = await self._runtime.list_jobs(session.principal, query)
         reply = pb.ConnectResponse(session_id=session.session_id, request_id=request.id)
+        for job in jobs:
+            _scrub(job, session.features)
         reply.jobs.jobs.extend(jobs)
         reply.jobs.next_cursor = cursor
         session.send(_with_id(reply))
@@ -425,9 +428,12 @@ class SessionServiceServicer:
         summary, _ = await self._runtime.get(session.principal, job_id)
         header = FrameHeader(session.session_id, job_id=job_id, trace_id=summary.trace_id)
         filtering = not {"progress", "result_chunk"} <= session.features
+        hide_secrets = _CREDENTIALS_FEATURE not in session.features
         inline = _Inline(session.limits.max_inline_result_bytes)
         async for batch in self._runtime.watch(session.principal, job_id, after_seq):
             for blob in batch.events:
+                if hide_secrets and _ROTATION in blob and _is_rotation(blob):
+                    continue  # §6.2: credentials only to clients that negotiated them
                 if filtering and not self._keep(session, blob, inline):
                     continue
                 session.deliver(header, _EVENT, blob)
@@ -465,6 +471,36 @@ class SessionServiceServicer:
         event.status.phase = "back_pressure"
         event.status.message = f"{session.lag()} events are not acknowledged"
         session.deliver(header, _EVENT, event.SerializeToString())
+
+
+_ROTATION = b"credential_rotated"
+
+
+def _is_rotation(blob: bytes) -> bool:
+    event = events_pb2.JobEvent.FromString(blob)
+    return event.WhichOneof("body") == "status" and event.status.phase == "credential_rotated"
+
+
+def _scrub(summary: jobs_pb2.JobSummary, features: frozenset[str]) -> None:
+    """§6.2: no credentials or budgets to a client that did not negotiate them."""
+    if _CREDENTIALS_FEATURE not in features:
+        del summary.credentials[:]
+    if "cost.budget" not in features:
+        summary.budget.clear()
+
+
+def _accepted_for(session: Session, accepted: bytes) -> bytes:
+    """The cached acceptance as this session may see it: the bytes themselves when it
+    negotiated every feature they use, else the same message without those fields
+    (deterministic, so a replay to the same client is still identical, §7.2)."""
+    if {_CREDENTIALS_FEATURE, "cost.budget"} <= session.features:
+        return accepted
+    message = jobs_pb2.JobAccepted.FromString(accepted)
+    if _CREDENTIALS_FEATURE not in session.features:
+        del message.credentials[:]
+    if "cost.budget" not in session.features:
+        message.budget.clear()
+    return message.SerializeToString(deterministic=True)
 
 
 class _Inline:

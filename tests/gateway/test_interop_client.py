@@ -19,6 +19,7 @@ from arcp._client.client import ARCPClient
 from arcp._errors import LeaseExpiredError, PermissionDeniedError
 from arcp._messages.execution import LeaseConstraints
 from arcp._messages.session import AgentInventoryEntry, SessionResume
+from arcp._version import PROVISIONED_CREDENTIAL_FEATURES, V1_1_FEATURES
 
 from arcp_grpc._sessions import SessionLimits
 from arcp_grpc.agents import AgentRegistry
@@ -119,15 +120,20 @@ async def test_agent_versions_pinned_and_default(connect: Connect) -> None:
     assert (await default.done).result == {"greeting": "Hello, Ada!", "version": "2.0.0"}
 
 
+# The published client leaves these out of its default features; a client that wants
+# provisioned credentials (§9.8) asks for them.
+WITH_CREDENTIALS = V1_1_FEATURES + PROVISIONED_CREDENTIAL_FEATURES
+
+
 async def test_idempotent_retry_replays_the_accepted_payload(connect: Connect) -> None:
     """§7.2 / issue 4: equal in every field except the per-request request_id."""
-    client, transport = await connect()
+    client, transport = await connect(features=WITH_CREDENTIALS)
     lease = {"cost.budget": ["USD:5.00"], "model.use": ["tier-fast/*"]}
     first = await client.submit(
         agent="echo", input={"q": 1}, lease_request=lease, idempotency_key="retry-1"
     )
     await first.done
-    retry_client, retry_transport = await connect()
+    retry_client, retry_transport = await connect(features=WITH_CREDENTIALS)
     second = await retry_client.submit(
         agent="echo", input={"q": 1}, lease_request=lease, idempotency_key="retry-1"
     )
@@ -143,6 +149,23 @@ async def test_idempotent_retry_replays_the_accepted_payload(connect: Connect) -
     assert one.pop("request_id") != two.pop("request_id")
     assert one == two
     assert one["budget"] == {"USD": "USD:5.00"}  # the compatibility profile's form
+
+
+async def test_credentials_only_for_a_client_that_negotiated_them(connect: Connect) -> None:
+    """§6.2: nothing outside the negotiated features; the published client's default
+    features do not include provisioned_credentials (§9.8)."""
+    lease = {"model.use": ["tier-fast/*"]}
+    plain, plain_transport = await connect()
+    assert "provisioned_credentials" not in plain.negotiated_features
+    handle = await plain.submit(agent="echo", input=1, lease_request=lease, idempotency_key="c")
+    await handle.done
+    assert not handle.credentials
+    (accepted,) = plain_transport.of_type("job.accepted")
+    assert "credentials" not in accepted["payload"]
+    willing, _ = await connect(features=WITH_CREDENTIALS)
+    again = await willing.submit(agent="echo", input=1, lease_request=lease, idempotency_key="c")
+    assert again.job_id == handle.job_id
+    assert again.credentials  # the same cached acceptance, shown in full to this client
 
 
 async def test_cancel_only_by_the_submitting_session(connect: Connect) -> None:

@@ -8,6 +8,8 @@ import asyncio
 from typing import Any
 
 from arcp_grpc._sessions import SessionLimits
+from arcp_grpc.agents import AgentRegistry
+from arcp_grpc.context import JobContext
 from tests.conftest import SPENDING
 from tests.gateway.conftest import (
     ALL_FEATURES,
@@ -231,6 +233,42 @@ async def test_no_progress_events_without_the_progress_feature(raw: RawFactory) 
     kinds = [f["payload"]["kind"] for f in frames if f["type"] == "job.event"]
     assert kinds == ["log"]
     assert seqs(frames) == [1, 2]  # filtered events take no sequence number
+
+
+async def _rotating(ctx: JobContext, _input: Any) -> Any:
+    """Rotates its credential (§9.8.2) and logs a line that merely mentions it."""
+    await ctx.log("about to emit credential_rotated")
+    await ctx.rotate_credential(ctx.credentials[0].id)
+    return "rotated"
+
+
+async def test_credentials_reach_only_clients_that_negotiated_them(
+    make_stack: StackFactory,
+) -> None:
+    """§6.2, §9.8: accepted, listings and credential_rotated events carry credentials
+    only for a client with `provisioned_credentials`; budgets need `cost.budget`."""
+    agents = AgentRegistry()
+    agents.register("rotating", "1.0.0", _rotating)
+    stack = await make_stack(agents=agents)
+    lease = {**SPENDING, "cost.budget": ["USD:1.00"]}
+    without = [f for f in ALL_FEATURES if f not in ("provisioned_credentials", "cost.budget")]
+    plain = await open_raw(stack.url)
+    await plain.hello(features=without)
+    frames = await plain.run("rotating", None, lease_request=lease)
+    accepted = frames[0]["payload"]
+    assert "credentials" not in accepted
+    assert "budget" not in accepted
+    events = [f["payload"] for f in frames if f["type"] == "job.event"]
+    assert [e["kind"] for e in events] == ["log"]  # the rotation is not shown
+    full = await open_raw(stack.url)
+    await full.hello()
+    frames = await full.run("rotating", None, lease_request=lease)
+    assert frames[0]["payload"]["credentials"]
+    assert frames[0]["payload"]["budget"]
+    phases = [f["payload"]["body"].get("phase") for f in frames if f["type"] == "job.event"]
+    assert "credential_rotated" in phases
+    await plain.close()
+    await full.close()
 
 
 async def test_result_inline_without_result_chunk(raw: RawFactory) -> None:
