@@ -25,7 +25,7 @@ from arcp_grpc.v1 import job_service_pb2 as pb
 __all__ = ["SERVICE_NAME", "JobServiceServicer", "job_service_handler"]
 
 SERVICE_NAME = "arcp.v1.JobService"
-REPLAY_HEADER = "arcp-replay"
+REPLAY_TRAILER = "arcp-replay"
 FRAME_BYTES = 1024 * 1024  # soft cap on one WatchJob response; one event may exceed it
 
 log = logging.getLogger("arcp_grpc.job_service")
@@ -78,9 +78,9 @@ class JobServiceServicer:
         if not request.HasField("submit"):
             raise InvalidRequest("submit is required", details={"field": "submit"})
         submission = await self._runtime.submit(principal, request.submit)
-        await context.send_initial_metadata(
-            ((REPLAY_HEADER, "true" if submission.replay else "false"),)
-        )
+        # In the trailers: sending initial metadata on its own costs an extra write and a
+        # wait, which measured as ~0.25 ms on a ~0.7 ms call.
+        context.set_trailing_metadata(((REPLAY_TRAILER, "true" if submission.replay else "false"),))
         return length_delimited(1, submission.accepted)  # SubmitJobResponse.accepted
 
     @_unary_edge

@@ -82,8 +82,8 @@ class JobServiceServicer:
     def SubmitJob(self, request, context):
         """SubmitJob submits a job and returns its acceptance. With an
         idempotency key, an identical resubmission returns the original
-        JobAccepted byte for byte and the response metadata carries
-        `arcp-replay: true` (§7.2).
+        JobAccepted byte for byte and the response trailers carry
+        `arcp-replay: true` (`false` for a new job) (§7.2).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -41,8 +41,8 @@ class JobServiceStub:
     SubmitJob: _grpc.UnaryUnaryMultiCallable[_job_service_pb2.SubmitJobRequest, _job_service_pb2.SubmitJobResponse]
     """SubmitJob submits a job and returns its acceptance. With an
     idempotency key, an identical resubmission returns the original
-    JobAccepted byte for byte and the response metadata carries
-    `arcp-replay: true` (§7.2).
+    JobAccepted byte for byte and the response trailers carry
+    `arcp-replay: true` (`false` for a new job) (§7.2).
     """
     GetJob: _grpc.UnaryUnaryMultiCallable[_job_service_pb2.GetJobRequest, _job_service_pb2.GetJobResponse]
     """GetJob returns a job's summary and, once it ended, its outcome."""
@@ -72,8 +72,8 @@ class JobServiceAsyncStub(JobServiceStub):
     SubmitJob: _aio.UnaryUnaryMultiCallable[_job_service_pb2.SubmitJobRequest, _job_service_pb2.SubmitJobResponse]  # type: ignore[assignment]
     """SubmitJob submits a job and returns its acceptance. With an
     idempotency key, an identical resubmission returns the original
-    JobAccepted byte for byte and the response metadata carries
-    `arcp-replay: true` (§7.2).
+    JobAccepted byte for byte and the response trailers carry
+    `arcp-replay: true` (`false` for a new job) (§7.2).
     """
     GetJob: _aio.UnaryUnaryMultiCallable[_job_service_pb2.GetJobRequest, _job_service_pb2.GetJobResponse]  # type: ignore[assignment]
     """GetJob returns a job's summary and, once it ended, its outcome."""
@@ -106,8 +106,8 @@ class JobServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_job_service_pb2.SubmitJobResponse, _abc.Awaitable[_job_service_pb2.SubmitJobResponse]]:
         """SubmitJob submits a job and returns its acceptance. With an
         idempotency key, an identical resubmission returns the original
-        JobAccepted byte for byte and the response metadata carries
-        `arcp-replay: true` (§7.2).
+        JobAccepted byte for byte and the response trailers carry
+        `arcp-replay: true` (`false` for a new job) (§7.2).
         """
 
     @_abc_1.abstractmethod

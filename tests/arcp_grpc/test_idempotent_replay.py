@@ -96,7 +96,7 @@ async def raw_submit(
     )
     call = method(request, metadata=bearer(token))
     body = await call
-    metadata = await call.initial_metadata()
+    metadata = await call.trailing_metadata()
     replay = dict(metadata).get("arcp-replay", "") if metadata is not None else ""
     assert isinstance(body, bytes)
     return Raw(body, str(replay))

@@ -89,7 +89,7 @@ async function submit(
   let replay = false;
   const response = await jobs.submitJob(
     { submit: { agent, input: fromJson(ValueSchema, input), idempotencyKey } },
-    { onHeader: (headers) => (replay = headers.get("arcp-replay") === "true") },
+    { onTrailer: (trailers) => (replay = trailers.get("arcp-replay") === "true") },
   );
   return { response, replay };
 }
@@ -150,7 +150,7 @@ describe("arcp.v1.JobService from Node.js (protoc-gen-es + Connect gRPC)", () =>
       assert.ok(response.accepted, "SubmitJobResponse carries JobAccepted");
       assert.ok(response.accepted.jobId.length > 0);
       assert.equal(response.accepted.agent, "echo@1.0.0");
-      assert.equal(replay, false, "a first submission has no arcp-replay header");
+      assert.equal(replay, false, "a first submission is not marked arcp-replay: true");
       first = response;
     });
 
@@ -168,7 +168,7 @@ describe("arcp.v1.JobService from Node.js (protoc-gen-es + Connect gRPC)", () =>
     test("resubmitting the same key and input replays JobAccepted byte for byte", async () => {
       assert.ok(first?.accepted);
       const { response, replay } = await submit("echo", input, key);
-      assert.equal(replay, true, "response header arcp-replay: true");
+      assert.equal(replay, true, "response trailer arcp-replay: true");
       assert.ok(response.accepted);
       assert.ok(equals(JobAcceptedSchema, response.accepted, first.accepted));
       assert.deepEqual(
