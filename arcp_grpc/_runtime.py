@@ -28,17 +28,19 @@ from google.protobuf import json_format
 
 from arcp_grpc._agentref import parse_agent_ref
 from arcp_grpc._budget import BudgetCounters
+from arcp_grpc._credential_ledger import CredentialLedger
 from arcp_grpc._feed import FeedBatch, JobFeed, follow
 from arcp_grpc._fingerprint import submit_fingerprint
 from arcp_grpc._ids import new_id, new_trace_id
 from arcp_grpc._job import ActiveJob
 from arcp_grpc._lease import Lease, LeaseClock, child_expiry, parse_expires_at
 from arcp_grpc._observe import RuntimeObserver
+from arcp_grpc._replay_cache import Claimed, ReplayCache
 from arcp_grpc._secretbox import SecretBox
 from arcp_grpc.agents import AgentRegistry, RegisteredAgent
 from arcp_grpc.auth import Principal
 from arcp_grpc.context import JobContext
-from arcp_grpc.credentials import CredentialProvisioner, CredentialRequest
+from arcp_grpc.credentials import CredentialProvisioner
 from arcp_grpc.errors import (
     ARCPError,
     Cancelled,
@@ -51,7 +53,6 @@ from arcp_grpc.errors import (
 )
 from arcp_grpc.logging_setup import bind as bind_log_context
 from arcp_grpc.store import (
-    CredentialEntry,
     EventRow,
     IdempotencyClaim,
     IdempotencyConflict,
@@ -113,6 +114,11 @@ class JobRuntime:
         self.box = box
         self.provisioner = provisioner
         self.limits = limits or RuntimeLimits()
+        self.credentials = (
+            CredentialLedger(provisioner, store, box, revoke_attempts=self.limits.revoke_attempts)
+            if provisioner is not None
+            else None
+        )
         self._active: dict[str, ActiveJob] = {}
         # Recently finished small jobs, so the follower that typically arrives right
         # after the end (WatchJob after SubmitJob, a session's pump) needs no store
@@ -121,7 +127,7 @@ class JobRuntime:
         self._background: set[asyncio.Task[Any]] = set()
         self._accepting = True
         self._purger: asyncio.Task[None] | None = None
-        self._replays = _ReplayCache(self.limits.replay_cache_entries)
+        self._replays = ReplayCache(self.limits.replay_cache_entries)
         self.observer = RuntimeObserver()  # metrics hooks (arcp_grpc.metrics)
 
     # -- lifecycle -------------------------------------------------------------
@@ -216,12 +222,13 @@ class JobRuntime:
         try:
             accepted = await self._persist(job, claim, now)
         except IdempotencyConflict as held_by:
-            await self._revoke_all(job)
+            if self.credentials is not None:
+                await self.credentials.revoke_all(job.credentials)
             held = (held_by.job_id, held_by.fingerprint)
             return await self._replay(principal.name, key, held, fingerprint)
         if claim is not None:
             self._replays.put(
-                principal.name, key, _Claimed(job.job_id, fingerprint, accepted, claim.expires_at)
+                principal.name, key, Claimed(job.job_id, fingerprint, accepted, claim.expires_at)
             )
         self._launch(job, input_value)
         return Submission(job.job_id, accepted, replay=False)
@@ -233,7 +240,7 @@ class JobRuntime:
         row = await self.store.get_job(job_id)
         if row is None:
             raise InternalError(f"idempotency claim names missing job {job_id}")
-        claimed = _Claimed(
+        claimed = Claimed(
             job_id,
             held_fingerprint,
             self.box.open(row.accepted, job_id.encode()),
@@ -326,15 +333,8 @@ class JobRuntime:
 
     async def _persist(self, job: ActiveJob, claim: IdempotencyClaim | None, now: float) -> bytes:
         """Provision credentials, serialise `JobAccepted` once, store job + claim atomically."""
-        if self.provisioner is not None and _needs_credentials(job.lease):
-            job.credentials = await self.provisioner.issue(
-                CredentialRequest(
-                    job_id=job.job_id,
-                    model_patterns=job.lease.grants.get("model.use", ()),
-                    budget=job.lease.budget_amounts(),
-                    expires_at=job.expires_at,
-                )
-            )
+        if self.credentials is not None:
+            job.credentials = await self.credentials.issue(job.job_id, job.lease, job.expires_at)
         accepted = jobs_pb2.JobAccepted(
             job_id=job.job_id,
             agent=job.agent.ref,
@@ -359,7 +359,7 @@ class JobRuntime:
             summary=job.summary.SerializeToString(deterministic=True),
             accepted=self.box.seal(accepted_bytes, job.job_id.encode()),
         )
-        ledger = [self._ledger_entry(job.job_id, c) for c in job.credentials]
+        ledger = self.credentials.entries(job.job_id, job.credentials) if self.credentials else []
         self._active[job.job_id] = job  # followers may attach as soon as the row commits
         try:
             await self.store.create_job(row, claim, ledger, now)
@@ -367,11 +367,6 @@ class JobRuntime:
             self._active.pop(job.job_id, None)
             raise
         return accepted_bytes
-
-    def _ledger_entry(self, job_id: str, credential: lease_pb2.Credential) -> CredentialEntry:
-        assert self.provisioner is not None
-        sealed = self.box.seal(credential.SerializeToString(), credential.id.encode())
-        return CredentialEntry(credential.id, job_id, self.provisioner.name, sealed)
 
     # -- execution ---------------------------------------------------------------
 
@@ -477,7 +472,8 @@ class JobRuntime:
             self._active.pop(job.job_id, None)
             self._remember(job)
         if job.credentials:
-            self._spawn(self._revoke_all(job))
+            assert self.credentials is not None
+            self._spawn(self.credentials.revoke_all(job.credentials))
 
     def _remember(self, job: ActiveJob) -> None:
         if job.last_seq > _RECENT_MAX_EVENTS or self.limits.recent_jobs <= 0:
@@ -626,65 +622,28 @@ class JobRuntime:
     # -- credentials -------------------------------------------------------------
 
     async def rotate_credential(self, job: ActiveJob, credential_id: str) -> lease_pb2.Credential:
-        if self.provisioner is None:
+        """Re-issue a credential; emits `status` `credential_rotated` (§9.8.2)."""
+        if self.credentials is None:
             raise InvalidRequest("no credential provisioner is configured")
-        index = next((i for i, c in enumerate(job.credentials) if c.id == credential_id), None)
-        if index is None:
-            raise InvalidRequest(f"job has no credential {credential_id!r}")
-        old = job.credentials[index]
-        new = await self.provisioner.rotate(old)
-        job.credentials[index] = new
-        await self.store.replace_credential(self._ledger_entry(job.job_id, new))
+        new = await self.credentials.rotate(job.job_id, job.credentials, credential_id)
         job.emit(
             "status",
             events_pb2.StatusEvent(phase="credential_rotated", credential=new),
             secret=True,
         )
-        await self._revoke_one(old)  # §9.8.2: the prior value is revoked promptly
         return new
-
-    async def _revoke_all(self, job: ActiveJob) -> None:
-        for credential in job.credentials:
-            if await self._revoke_one(credential):
-                await self.store.mark_revoked(credential.id)
-
-    async def _revoke_one(self, credential: lease_pb2.Credential) -> bool:
-        assert self.provisioner is not None
-        delay = 0.05
-        for attempt in range(1, self.limits.revoke_attempts + 1):
-            try:
-                await self.provisioner.revoke(credential)
-                return True
-            except Exception:
-                log.warning(
-                    "revoking credential %s failed (attempt %d)",
-                    credential.id,
-                    attempt,
-                    exc_info=True,
-                )
-                await asyncio.sleep(delay)
-                delay *= 2
-        log.error("credential %s is still live; revocation retries at next start", credential.id)
-        return False
 
     async def _sweep_credentials(self) -> None:
         """Revoke credentials a previous process left live (§14 revocation reliability)."""
-        for entry in await self.store.live_credentials():
-            if entry.job_id in self._active:
-                continue
-            if self.provisioner is None or entry.provisioner != self.provisioner.name:
-                log.error(
-                    "credential %s of job %s needs provisioner %r, which is not configured",
-                    entry.credential_id,
-                    entry.job_id,
-                    entry.provisioner,
-                )
-                continue
-            credential = lease_pb2.Credential.FromString(
-                self.box.open(entry.sealed_value, entry.credential_id.encode())
+        if self.credentials is not None:
+            await self.credentials.sweep(self._active)
+            return
+        left = await self.store.live_credentials()
+        if left:
+            log.error(
+                "%d credentials are still live and no provisioner is configured to revoke them",
+                len(left),
             )
-            if await self._revoke_one(credential):
-                await self.store.mark_revoked(entry.credential_id)
 
     # -- recovery and housekeeping -----------------------------------------------
 
@@ -761,44 +720,7 @@ _MAX_JOB_ID = 128
 _RECENT_MAX_EVENTS = 64  # only jobs this small are remembered after their end
 
 
-@dataclass(frozen=True, slots=True)
-class _Claimed:
-    """A held idempotency key: whose it is, what it was, and its original acceptance."""
-
-    job_id: str
-    fingerprint: bytes
-    accepted: bytes
-    expires_at: float
-
-
-class _ReplayCache:
-    """Recent claims in memory, so a replay costs no store round trip. The store
-    stays the authority: entries are added only after the claim is committed."""
-
-    def __init__(self, capacity: int) -> None:
-        self._capacity = capacity
-        self._entries: OrderedDict[tuple[str, str], _Claimed] = OrderedDict()
-
-    def get(self, principal: str, key: str, now: float) -> _Claimed | None:
-        claimed = self._entries.get((principal, key))
-        if claimed is None:
-            return None
-        if claimed.expires_at <= now:
-            del self._entries[(principal, key)]
-            return None
-        self._entries.move_to_end((principal, key))
-        return claimed
-
-    def put(self, principal: str, key: str, claimed: _Claimed) -> None:
-        if self._capacity <= 0:
-            return
-        self._entries[(principal, key)] = claimed
-        self._entries.move_to_end((principal, key))
-        while len(self._entries) > self._capacity:
-            self._entries.popitem(last=False)
-
-
-def _replay_of(claimed: _Claimed, fingerprint: bytes) -> Submission:
+def _replay_of(claimed: Claimed, fingerprint: bytes) -> Submission:
     """The original acceptance, byte for byte, or DUPLICATE_KEY (§7.2)."""
     if claimed.fingerprint != fingerprint:
         raise DuplicateKey(
@@ -806,12 +728,6 @@ def _replay_of(claimed: _Claimed, fingerprint: bytes) -> Submission:
             details={"job_id": claimed.job_id},
         )
     return Submission(claimed.job_id, claimed.accepted, replay=True)
-
-
-def _needs_credentials(lease: Lease) -> bool:
-    """§9.8: credentials reach cost-bearing upstreams (models, paid services); a lease
-    that grants neither `model.use` nor `cost.budget` has nothing for one to carry."""
-    return "model.use" in lease.grants or "cost.budget" in lease.grants
 
 
 def _status(value: int) -> jobs_pb2.JobStatus.ValueType:
