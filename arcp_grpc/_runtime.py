@@ -20,7 +20,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -383,8 +383,9 @@ class JobRuntime:
         ctx = JobContext(job, input_value)
         outcome: jobs_pb2.JobOutcome
         try:
+            # Running is known in memory only: the store keeps "not finished", which is
+            # all recovery needs, and starting a job costs no write (see `list_jobs`).
             job.status = jobs_pb2.JOB_STATUS_RUNNING
-            self.store.set_status(job.job_id, job.status)  # rides the next group commit
             async with asyncio.timeout(job.max_runtime_sec) as deadline:
                 value = await job.agent.fn(ctx, input_value)
             outcome = await self._success(job, value)
@@ -553,12 +554,29 @@ class JobRuntime:
     async def list_jobs(
         self, principal: Principal, query: JobQuery
     ) -> tuple[list[jobs_pb2.JobSummary], str]:
-        """A principal's own jobs, newest first (§6.6), with their credentials (§14)."""
-        page = await self.store.list_jobs(query)
-        summaries = []
-        for row in page.jobs:
-            job = self._known(row.job_id)
-            summaries.append(job.view(with_credentials=True) if job else self._summary_of(row))
+        """A principal's own jobs, newest first (§6.6), with their credentials (§14).
+
+        The store records unfinished jobs as pending; whether one is running is known
+        here. So a filter on pending or running asks the store for unfinished jobs and
+        keeps those whose live status matches, reading on (a few pages at most) to
+        fill the page.
+        """
+        wanted = set(query.statuses)
+        live = wanted & _LIVE
+        if live:
+            stored = tuple(sorted((wanted - _LIVE) | {jobs_pb2.JOB_STATUS_PENDING}))
+            query = replace(query, statuses=stored)
+        summaries: list[jobs_pb2.JobSummary] = []
+        for _ in range(_LIST_READS):
+            page = await self.store.list_jobs(query)
+            for row in page.jobs:
+                job = self._known(row.job_id)
+                summary = job.view(with_credentials=True) if job else self._summary_of(row)
+                if not wanted or summary.status in wanted:
+                    summaries.append(summary)
+            if not live or not page.next_cursor or len(summaries) >= query.limit:
+                break
+            query = replace(query, cursor=page.next_cursor, limit=query.limit - len(summaries))
         return summaries, page.next_cursor
 
     async def watch(
@@ -717,6 +735,8 @@ def _failure(job_id: str, error: ARCPError) -> jobs_pb2.JobOutcome:
 
 
 _MAX_JOB_ID = 128
+_LIVE = frozenset({jobs_pb2.JOB_STATUS_PENDING, jobs_pb2.JOB_STATUS_RUNNING})
+_LIST_READS = 5  # store pages read at most to fill one page filtered on live statuses
 _RECENT_MAX_EVENTS = 64  # only jobs this small are remembered after their end
 
 

@@ -336,21 +336,6 @@ class SQLiteStore:
 
         await self._write(op)
 
-    def set_status(self, job_id: str, status: int) -> None:
-        self._check_healthy()
-        assert self._loop is not None, "store is not open"
-        future: asyncio.Future[Any] = self._loop.create_future()
-        future.add_done_callback(_log_failure)
-        self._pending += 1
-        self._queue.put(
-            _Op(
-                lambda conn: conn.execute(
-                    "UPDATE jobs SET status = ? WHERE job_id = ?", (status, job_id)
-                ),
-                future,
-            )
-        )
-
     async def finish_job(
         self,
         job_id: str,
@@ -495,11 +480,6 @@ class SQLiteStore:
             return [CredentialEntry(*r) for r in rows]
 
         return await self._read(fn)
-
-
-def _log_failure(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled() and future.exception() is not None:
-        log.error("a queued store write failed", exc_info=future.exception())
 
 
 def _insert_events(conn: sqlite3.Connection, events: Sequence[EventRow]) -> None:

@@ -135,9 +135,6 @@ class Store(Protocol):
     def pending_writes(self) -> int:
         """Writes queued and not yet committed (for back-pressure)."""
 
-    def set_status(self, job_id: str, status: int) -> None:
-        """Queue a status change for the next group commit (nobody waits for it)."""
-
     async def finish_job(
         self,
         job_id: str,
