@@ -22,7 +22,7 @@ import grpc
 from arcp_grpc._ids import new_ulid
 from arcp_grpc._runtime import JobRuntime, job_query
 from arcp_grpc._sessions import FrameHeader, Session, SessionRegistry, frame_bytes
-from arcp_grpc._wire import length_delimited
+from arcp_grpc._wire import length_delimited, only_field
 from arcp_grpc.auth import Authenticator, Principal
 from arcp_grpc.errors import (
     ARCPError,
@@ -55,6 +55,7 @@ _CREDENTIALS_FEATURE = "provisioned_credentials"
 
 # ConnectResponse field numbers (proto/arcp/v1/session_service.proto).
 _FRAMES = 7
+_OUTCOME_ERROR = 2  # JobOutcome.error (proto/arcp/v1/jobs.proto)
 _ACCEPTED, _EVENT, _RESULT, _JOB_ERROR = 20, 23, 24, 25
 
 log = logging.getLogger("arcp_grpc.sessions")
@@ -522,29 +523,34 @@ class _Inline:
 
 
 def _terminal(outcome_bytes: bytes, inline: _Inline, chunks_ok: bool) -> tuple[int, bytes]:
-    outcome = jobs_pb2.JobOutcome.FromString(outcome_bytes)
-    if outcome.HasField("error"):
-        return _JOB_ERROR, outcome.error.SerializeToString(deterministic=True)
-    result = outcome.result
-    if result.HasField("streamed") and not chunks_ok:
-        if inline.overflow:
-            failed = jobs_pb2.JobError(
-                job_id=result.job_id,
-                final_status=jobs_pb2.JOB_STATUS_ERROR,
-                completed_at=result.completed_at,
-            )
-            failed.error.CopyFrom(
-                InternalError(
-                    f"the result is larger than {inline.cap} bytes and the client did not"
-                    " negotiate result_chunk (§8.4)"
-                ).to_proto()
-            )
-            return _JOB_ERROR, failed.SerializeToString(deterministic=True)
-        if inline.encoding == events_pb2.CHUNK_ENCODING_BASE64:
-            text = base64.b64encode(bytes(inline.data)).decode()
-        else:
-            text = bytes(inline.data).decode()
-        result.value.string_value = text
+    """The terminal frame's field and body. Usually the stored bytes of the outcome's
+    member as they are; only a chunked result for a client without `result_chunk`
+    is rebuilt (inline, §6.2)."""
+    member, body = only_field(outcome_bytes)
+    if member == _OUTCOME_ERROR:
+        return _JOB_ERROR, body
+    if chunks_ok:
+        return _RESULT, body
+    result = jobs_pb2.JobResult.FromString(body)
+    if not result.HasField("streamed"):
+        return _RESULT, body
+    if inline.overflow:
+        failed = jobs_pb2.JobError(
+            job_id=result.job_id,
+            final_status=jobs_pb2.JOB_STATUS_ERROR,
+            completed_at=result.completed_at,
+        )
+        failed.error.CopyFrom(
+            InternalError(
+                f"the result is larger than {inline.cap} bytes and the client did not"
+                " negotiate result_chunk (§8.4)"
+            ).to_proto()
+        )
+        return _JOB_ERROR, failed.SerializeToString(deterministic=True)
+    if inline.encoding == events_pb2.CHUNK_ENCODING_BASE64:
+        result.value.string_value = base64.b64encode(bytes(inline.data)).decode()
+    else:
+        result.value.string_value = bytes(inline.data).decode()
     return _RESULT, result.SerializeToString(deterministic=True)
 
 

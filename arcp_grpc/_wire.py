@@ -8,7 +8,7 @@ the original, byte for byte).
 
 from __future__ import annotations
 
-__all__ = ["length_delimited", "varint"]
+__all__ = ["length_delimited", "only_field", "varint"]
 
 
 _ONE_BYTE = tuple(bytes((n,)) for n in range(0x80))
@@ -32,3 +32,26 @@ def varint(value: int) -> bytes:
 def length_delimited(field_number: int, payload: bytes) -> bytes:
     """A length-delimited (wire type 2) field holding `payload`."""
     return varint(field_number << 3 | 2) + varint(len(payload)) + payload
+
+
+def only_field(message: bytes) -> tuple[int, bytes]:
+    """(field number, payload) of a message that is one length-delimited field, such as
+    a serialised `JobOutcome` (a oneof of two messages): its member, without parsing."""
+    tag, offset = _read_varint(message, 0)
+    length, offset = _read_varint(message, offset)
+    if tag & 7 != 2 or offset + length != len(message):
+        raise ValueError("not a single length-delimited field")
+    return tag >> 3, message[offset:]
+
+
+def _read_varint(data: bytes, offset: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if offset >= len(data) or shift > 63:
+            raise ValueError("truncated or overlong varint")
+        byte = data[offset]
+        offset += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, offset
+        shift += 7

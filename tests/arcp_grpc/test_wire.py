@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from arcp_grpc._wire import length_delimited, varint
+from arcp_grpc._wire import length_delimited, only_field, varint
 from arcp_grpc.v1 import job_service_pb2, jobs_pb2
 
 
@@ -28,3 +28,19 @@ def test_varint_matches_protobuf(value: int) -> None:
         assert encoded == b""
     else:
         assert encoded == varint(11 << 3) + varint(value)
+
+
+@pytest.mark.parametrize("member", ["result", "error"])
+def test_only_field_is_the_outcome_member_as_serialised(member: str) -> None:
+    outcome = jobs_pb2.JobOutcome()
+    getattr(outcome, member).job_id = "job_" + "x" * 200  # a length over one varint byte
+    raw = outcome.SerializeToString(deterministic=True)
+    number, body = only_field(raw)
+    assert number == jobs_pb2.JobOutcome.DESCRIPTOR.fields_by_name[member].number
+    assert body == getattr(outcome, member).SerializeToString(deterministic=True)
+
+
+@pytest.mark.parametrize("raw", [b"", b"\x0a", b"\x0a\x05ab", b"\x08\x01", b"\x0a\x01ab"])
+def test_only_field_refuses_anything_else(raw: bytes) -> None:
+    with pytest.raises(ValueError, match=r"varint|length-delimited"):
+        only_field(raw)
