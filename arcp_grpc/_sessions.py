@@ -44,26 +44,36 @@ class SessionLimits:
 
 @dataclass(frozen=True, slots=True)
 class FrameHeader:
-    """Envelope fields of a server frame built around pre-serialised bytes."""
+    """Envelope fields of a server frame built around pre-serialised bytes. The
+    constant fields are encoded once, when the header is made (one per job pump)."""
 
     session_id: str
     request_id: str = ""
     job_id: str = ""
     trace_id: str = ""
+    encoded: bytes = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        encoded = length_delimited(_SESSION_ID, self.session_id.encode())
+        for number, value in (
+            (_REQUEST_ID, self.request_id),
+            (_JOB_ID, self.job_id),
+            (_TRACE_ID, self.trace_id),
+        ):
+            if value:
+                encoded += length_delimited(number, value.encode())
+        object.__setattr__(self, "encoded", encoded)
+
+
+_SEQ_TAG = varint(_EVENT_SEQ << 3)
 
 
 def frame_bytes(header: FrameHeader, field_number: int, body: bytes, event_seq: int = 0) -> bytes:
-    """A `ConnectResponse` whose oneof member `field_number` holds `body` verbatim."""
-    out = length_delimited(_ID, new_ulid().encode())
-    out += length_delimited(_SESSION_ID, header.session_id.encode())
-    if header.request_id:
-        out += length_delimited(_REQUEST_ID, header.request_id.encode())
+    """A `ConnectResponse` whose oneof member `field_number` holds `body` verbatim.
+    (Field order on the wire is free in protobuf; the constant ones come pre-encoded.)"""
+    out = length_delimited(_ID, new_ulid().encode()) + header.encoded
     if event_seq:
-        out += varint(_EVENT_SEQ << 3) + varint(event_seq)
-    if header.job_id:
-        out += length_delimited(_JOB_ID, header.job_id.encode())
-    if header.trace_id:
-        out += length_delimited(_TRACE_ID, header.trace_id.encode())
+        out += _SEQ_TAG + varint(event_seq)
     return out + length_delimited(field_number, body)
 
 

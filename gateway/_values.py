@@ -30,6 +30,7 @@ import functools
 import json
 import math
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
@@ -271,9 +272,31 @@ class Raw:
 
 
 _encode_str: Final = json.encoder.encode_basestring
-_dumps_value: Final = json.JSONEncoder(
-    ensure_ascii=False, separators=(",", ":"), allow_nan=False, check_circular=False
-).encode
+
+
+def _refuse(obj: Any) -> Any:
+    raise TypeError(f"cannot render {type(obj).__name__} as JSON")
+
+
+def _make_dumps() -> Callable[[Any], str]:
+    """Compact JSON, non-ASCII kept, no NaN: CPython's C encoder made once (building it
+    per call was most of the cost of a small frame), else the pure-Python one."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return json.JSONEncoder(
+            ensure_ascii=False, separators=(",", ":"), allow_nan=False, check_circular=False
+        ).encode
+    encode = make(
+        None, _refuse, json.encoder.encode_basestring, None, ":", ",", False, False, False
+    )
+
+    def dumps(obj: Any) -> str:
+        return "".join(encode(obj, 0))
+
+    return dumps
+
+
+_dumps_value: Final = _make_dumps()
 
 
 def dump(obj: Any) -> str:
