@@ -601,6 +601,22 @@ class JobRuntime:
         row = await self.store.get_job(job_id) if job_id else None
         return row.principal if row is not None else None
 
+    async def trace_id(self, job_id: str) -> str:
+        """A job's trace id (§11), from memory when the job is there."""
+        job = self._known(job_id)
+        if job is not None:
+            return job.trace_id
+        row = await self.store.get_job(job_id)
+        return row.trace_id if row is not None else ""
+
+    async def committed_seq(self, job_id: str) -> int:
+        """The highest `job_seq` a follower can see now."""
+        job = self._known(job_id)
+        if job is not None:
+            return job.feed.committed_seq
+        row = await self.store.get_job(job_id)
+        return row.last_seq if row is not None else 0
+
     def agents(self) -> list[jobs_pb2.AgentInfo]:
         return self.registry.inventory()
 

@@ -75,9 +75,7 @@ class _Connection:
     session: Session | None = None
 
     def send(self, frame: pb.ConnectResponse) -> None:
-        if not frame.id:
-            frame.id = new_ulid()
-        self.outbound.put_nowait(frame.SerializeToString())
+        self.outbound.put_nowait(_with_id(frame))
 
     def end(self) -> None:
         self.outbound.put_nowait(None)
@@ -326,11 +324,8 @@ class SessionServiceServicer:
         session.send(frame_bytes(header, _ACCEPTED, _accepted_for(session, submission.accepted)))
         if job_id in session.pumps:
             return
-        after = 0
-        if submission.replay:
-            # A replay attaches to the original job from now on (§7.2).
-            summary, _ = await self._runtime.get(session.principal, job_id)
-            after = summary.last_event_seq
+        # A replay attaches to the original job from now on (§7.2).
+        after = await self._runtime.committed_seq(job_id) if submission.replay else 0
         self._start_pump(session, job_id, after)
 
     async def _cancel(self, request: pb.ConnectRequest, session: Session) -> None:
@@ -426,8 +421,8 @@ class SessionServiceServicer:
 
     async def _pump(self, session: Session, job_id: str, after_seq: int) -> None:
         """Deliver one job's events into the session's `event_seq` space (§8.3)."""
-        summary, _ = await self._runtime.get(session.principal, job_id)
-        header = FrameHeader(session.session_id, job_id=job_id, trace_id=summary.trace_id)
+        trace_id = await self._runtime.trace_id(job_id)
+        header = FrameHeader(session.session_id, job_id=job_id, trace_id=trace_id)
         filtering = not {"progress", "result_chunk"} <= session.features
         hide_secrets = _CREDENTIALS_FEATURE not in session.features
         inline = _Inline(session.limits.max_inline_result_bytes)

@@ -249,11 +249,9 @@ class SQLiteStore:
             _insert_events(conn, events[written:])
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            log.exception("store commit failed; the store stops accepting writes")
-            self._failure = exc
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            failure = InternalError("the store could not commit")
+            failure = self._fail(exc)
             results = [(item.future, None, failure) for item in batch if isinstance(item, _Op)]
             events = []
         assert self._loop is not None
