@@ -45,9 +45,10 @@ class JobFeed:
         self.outcome: bytes | None = None
         self._changed = asyncio.Event()
 
-    def on_commit(self, seq: int, blob: bytes) -> None:
-        self._tail.append((seq, blob))
-        self.committed_seq = seq
+    def on_commit(self, rows: list[tuple[int, bytes]]) -> None:
+        """One commit's events of this job, in order: followers wake once for all."""
+        self._tail.extend(rows)
+        self.committed_seq = rows[-1][0]
         self._wake()
 
     def finish(self, outcome: bytes) -> None:

@@ -10,7 +10,6 @@ task, so the terminal frame names the real cause exactly once.
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from arcp_grpc._budget import BudgetCounters
 from arcp_grpc._feed import JobFeed
 from arcp_grpc._lease import Lease, LeaseClock
+from arcp_grpc._stamps import stamp
 from arcp_grpc.agents import RegisteredAgent
 from arcp_grpc.auth import Principal
 from arcp_grpc.errors import ARCPError
@@ -72,7 +72,7 @@ class ActiveJob:
         seq = self.next_seq
         self.next_seq = seq + 1
         event = events_pb2.JobEvent(job_id=self.job_id, job_seq=seq)
-        event.ts.FromNanoseconds(time.time_ns())
+        stamp(event.ts)
         getattr(event, kind).CopyFrom(body)
         blob = event.SerializeToString()
         if secret:

@@ -24,8 +24,6 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from google.protobuf import json_format
-
 from arcp_grpc._agentref import parse_agent_ref
 from arcp_grpc._budget import BudgetCounters
 from arcp_grpc._credential_ledger import CredentialLedger
@@ -37,6 +35,8 @@ from arcp_grpc._lease import Lease, LeaseClock, child_expiry, parse_expires_at
 from arcp_grpc._observe import RuntimeObserver
 from arcp_grpc._replay_cache import Claimed, ReplayCache
 from arcp_grpc._secretbox import SecretBox
+from arcp_grpc._stamps import stamp
+from arcp_grpc._struct import FieldError, fill_value, value_to_py
 from arcp_grpc.agents import AgentRegistry, RegisteredAgent
 from arcp_grpc.auth import Principal
 from arcp_grpc.context import JobContext
@@ -179,7 +179,7 @@ class JobRuntime:
         }
         expires_at = _expires_at(submit, now)
         max_runtime = _max_runtime(submit)
-        input_value = json_format.MessageToDict(submit.input) if submit.HasField("input") else None
+        input_value = value_to_py(submit.input) if submit.HasField("input") else None
         key = submit.idempotency_key
         claim = None
         fingerprint = b""
@@ -314,7 +314,7 @@ class JobRuntime:
         if expires_at is not None:
             summary.lease_constraints.expires_at.FromDatetime(expires_at)
         summary.budget.update(budget.snapshot())
-        summary.created_at.FromNanoseconds(time.time_ns())
+        stamp(summary.created_at)
         return ActiveJob(
             runtime=self,
             job_id=job_id,
@@ -433,10 +433,13 @@ class JobRuntime:
             result.streamed.CopyFrom(job.streamed)
         else:
             try:
-                json_format.ParseDict(value, result.value)
-            except (json_format.ParseError, TypeError, ValueError):
-                raise InternalError("the agent returned a result that is not JSON") from None
-        result.completed_at.FromNanoseconds(time.time_ns())
+                fill_value(result.value, value)
+            except FieldError as exc:
+                raise InternalError(
+                    f"the agent returned a result that is not JSON: {exc.path('result')}:"
+                    f" {exc.message}"
+                ) from None
+        stamp(result.completed_at)
         return jobs_pb2.JobOutcome(result=result)
 
     async def _finish(self, job: ActiveJob, outcome: jobs_pb2.JobOutcome) -> None:
@@ -452,7 +455,7 @@ class JobRuntime:
         summary = job.view(with_credentials=False)
         summary.status = status
         summary.last_event_seq = job.last_seq
-        summary.completed_at.GetCurrentTime()
+        stamp(summary.completed_at)
         outcome_bytes = outcome.SerializeToString(deterministic=True)
         try:
             await self.store.finish_job(
@@ -517,10 +520,12 @@ class JobRuntime:
 
     def _on_commit(self, events: Sequence[EventRow]) -> None:
         self.observer.events_committed(len(events))
+        committed: dict[str, list[tuple[int, bytes]]] = {}
         for row in events:
-            job = self._active.get(row.job_id)
-            if job is not None:
-                job.feed.on_commit(row.seq, self.plain(row))
+            if row.job_id in self._active:
+                committed.setdefault(row.job_id, []).append((row.seq, self.plain(row)))
+        for job_id, rows in committed.items():
+            self._active[job_id].feed.on_commit(rows)
 
     # -- control and observation -------------------------------------------------
 
@@ -688,7 +693,7 @@ class JobRuntime:
             outcome = _failure(row.job_id, error)
             summary = jobs_pb2.JobSummary.FromString(row.summary)
             summary.status = jobs_pb2.JOB_STATUS_ERROR
-            summary.completed_at.GetCurrentTime()
+            stamp(summary.completed_at)
             last_seq = await self.store.last_seq(row.job_id)
             summary.last_event_seq = last_seq
             await self.store.finish_job(
@@ -746,7 +751,7 @@ def _failure(job_id: str, error: ARCPError) -> jobs_pb2.JobOutcome:
         final_status=_STATUS_OF_CODE.get(error.code, jobs_pb2.JOB_STATUS_ERROR),
         error=error.to_proto(),
     )
-    failed.completed_at.FromNanoseconds(time.time_ns())
+    stamp(failed.completed_at)
     return jobs_pb2.JobOutcome(error=failed)
 
 

@@ -22,6 +22,7 @@ import grpc
 from arcp_grpc._ids import new_ulid
 from arcp_grpc._runtime import JobRuntime, job_query
 from arcp_grpc._sessions import FrameHeader, Session, SessionRegistry, frame_bytes
+from arcp_grpc._stamps import stamp
 from arcp_grpc._wire import length_delimited, only_field
 from arcp_grpc.auth import Authenticator, Principal
 from arcp_grpc.errors import (
@@ -175,7 +176,7 @@ class SessionServiceServicer:
             if idle_out or unheard:
                 ping = pb.ConnectResponse(session_id=session.session_id)
                 ping.ping.nonce = "p_" + new_ulid()
-                ping.ping.sent_at.GetCurrentTime()
+                stamp(ping.ping.sent_at)
                 conn.send(ping)
                 session.last_outbound = last_ping = now
 
@@ -303,7 +304,7 @@ class SessionServiceServicer:
         welcome.capabilities.encodings.append("json")
         welcome.capabilities.features.extend(f for f in self._features if f in session.features)
         welcome.capabilities.agents.extend(self._runtime.agents())
-        welcome.accepted_at.GetCurrentTime()
+        stamp(welcome.accepted_at)
         welcome.resumed = resumed
         welcome.wire_profile = session.principal.profile  # type: ignore[assignment]
         return frame
@@ -311,7 +312,7 @@ class SessionServiceServicer:
     def _pong(self, request: pb.ConnectRequest, session: Session) -> None:
         reply = pb.ConnectResponse(session_id=session.session_id, request_id=request.id)
         reply.pong.ping_nonce = request.ping.nonce
-        reply.pong.received_at.GetCurrentTime()
+        stamp(reply.pong.received_at)
         session.send(_with_id(reply))
 
     # -- jobs ----------------------------------------------------------------------
@@ -463,7 +464,7 @@ class SessionServiceServicer:
             return
         session.back_pressure_signalled = True
         event = events_pb2.JobEvent(job_id=header.job_id)  # job_seq 0: not in the job's log
-        event.ts.GetCurrentTime()
+        stamp(event.ts)
         event.status.phase = "back_pressure"
         event.status.message = f"{session.lag()} events are not acknowledged"
         session.deliver(header, _EVENT, event.SerializeToString())

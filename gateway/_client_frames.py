@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable
 from typing import Any, Final
 
+from arcp_grpc._struct import value_to_py
 from arcp_grpc.v1 import session_pb2, session_service_pb2
 from gateway._fields import (
     AGENT_REF_RE,
@@ -28,7 +29,7 @@ from gateway._fields import (
     type_name,
 )
 from gateway._types import ClientFrame, CloseForm, ResumeForm
-from gateway._values import dump, format_timestamp, loads, value_to_py
+from gateway._values import dump, format_timestamp, loads
 
 __all__ = ["decode_client_frame", "encode_client_frame"]
 

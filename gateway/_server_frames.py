@@ -14,6 +14,7 @@ from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
+from arcp_grpc._struct import json_number, number, struct_to_py, value_to_py
 from arcp_grpc.v1 import (
     errors_pb2,
     events_pb2,
@@ -50,16 +51,7 @@ from gateway._fields import (
     type_name,
 )
 from gateway._types import CloseForm, Dialect
-from gateway._values import (
-    Raw,
-    dump,
-    format_timestamp,
-    json_number,
-    loads_exact,
-    number,
-    struct_to_py,
-    value_to_py,
-)
+from gateway._values import Raw, dump, format_timestamp, loads_exact
 
 __all__ = ["decode_server_frame", "encode_server_frame"]
 

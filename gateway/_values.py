@@ -35,70 +35,18 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
-from google.protobuf import struct_pb2, timestamp_pb2
+from google.protobuf import timestamp_pb2
+
+from arcp_grpc._struct import MAX_SAFE_INTEGER, BadNumber, FieldError, json_number
 
 __all__ = [
-    "MAX_SAFE_INTEGER",
-    "MAX_VALUE_DEPTH",
-    "BadNumber",
-    "FieldError",
     "Raw",
     "dump",
-    "fill_struct",
-    "fill_value",
     "format_timestamp",
-    "json_number",
     "loads",
     "loads_exact",
-    "number",
     "parse_timestamp",
-    "struct_to_py",
-    "value_to_py",
 ]
-
-MAX_SAFE_INTEGER: Final = 2**53
-"""Largest integer magnitude a double (and a JavaScript client) holds exactly."""
-
-MAX_VALUE_DEPTH: Final = 24
-"""Deepest nesting of objects/arrays accepted in a free-form value.
-
-protobuf parsers refuse messages nested deeper than 100; each JSON level of a
-``Value`` costs three message levels, so ``job.submit.input`` breaks at 33
-levels. 24 leaves room for the core to wrap the value in its own messages."""
-
-
-class FieldError(Exception):
-    """A bad field found below the top of a value; ``path`` grows while unwinding.
-
-    Internal to the codec: the public functions turn it into InvalidRequest.
-    Building the path on the way out keeps the success path free of string work.
-    """
-
-    def __init__(self, message: str, *segments: str) -> None:
-        super().__init__(message)
-        self.message = message
-        self.segments = list(segments)
-
-    def under(self, segment: str) -> FieldError:
-        """Prefix a path segment (``.key`` or ``[i]``) and return self for re-raise."""
-        self.segments.append(segment)
-        return self
-
-    def path(self, root: str) -> str:
-        """The full dotted path below ``root``."""
-        return root + "".join(reversed(self.segments))
-
-
-class BadNumber:
-    """A JSON number token the codec must not carry silently (see module doc)."""
-
-    __slots__ = ("token",)
-
-    def __init__(self, token: str) -> None:
-        self.token = token
-
-    def __repr__(self) -> str:
-        return f"BadNumber({self.token!r})"
 
 
 def _parse_int(token: str) -> int | BadNumber:
@@ -154,113 +102,6 @@ def loads_exact(text: str) -> Any:
     return _exact_decoder.decode(text)
 
 
-def number(obj: Any) -> float | None:
-    """A JSON number as a double, or None when ``obj`` is not a usable number."""
-    kind = type(obj)
-    if kind is int or kind is float:
-        return float(obj)
-    if kind is Decimal:
-        value = float(obj)
-        return value if math.isfinite(value) else None
-    return None
-
-
-def fill_value(msg: struct_pb2.Value, obj: Any, depth: int = 0) -> None:
-    """Set ``msg`` to the JSON value ``obj``; raise FieldError for what it cannot carry."""
-    kind = type(obj)
-    if kind is str:
-        try:
-            msg.string_value = obj
-        except UnicodeEncodeError:
-            raise FieldError("string is not valid Unicode (lone surrogate)") from None
-    elif kind is bool:
-        msg.bool_value = obj
-    elif kind is int or kind is float:
-        msg.number_value = obj
-    elif obj is None:
-        msg.null_value = struct_pb2.NULL_VALUE
-    elif kind is dict:
-        if depth >= MAX_VALUE_DEPTH:
-            raise FieldError(f"value nested deeper than {MAX_VALUE_DEPTH} levels")
-        fill_struct(msg.struct_value, obj, depth + 1)
-    elif kind is list:
-        if depth >= MAX_VALUE_DEPTH:
-            raise FieldError(f"value nested deeper than {MAX_VALUE_DEPTH} levels")
-        values = msg.list_value
-        values.SetInParent()
-        add = values.values.add
-        for index, item in enumerate(obj):
-            try:
-                fill_value(add(), item, depth + 1)
-            except FieldError as exc:
-                raise exc.under(f"[{index}]") from None
-    elif kind is Decimal:
-        value = number(obj)
-        if value is None:
-            raise FieldError(f"number {obj} cannot be represented exactly")
-        msg.number_value = value
-    elif kind is BadNumber:
-        raise FieldError(
-            f"number {obj.token} cannot be represented exactly "
-            f"(integers must be within ±2^53, NaN and Infinity are not JSON)"
-        )
-    else:  # pragma: no cover - json.loads yields nothing else
-        raise FieldError(f"unsupported JSON value {kind.__name__}")
-
-
-def fill_struct(msg: struct_pb2.Struct, obj: dict[str, Any], depth: int = 0) -> None:
-    """Set ``msg`` to the JSON object ``obj`` (see :func:`fill_value`)."""
-    msg.SetInParent()
-    fields = msg.fields
-    for key, item in obj.items():
-        try:
-            entry = fields[key]
-        except UnicodeEncodeError:
-            raise FieldError("object key is not valid Unicode (lone surrogate)").under(
-                f".{key!a}"
-            ) from None
-        try:
-            fill_value(entry, item, depth)
-        except FieldError as exc:
-            raise exc.under(f".{key}") from None
-
-
-def _number_to_py(value: float) -> int | float:
-    if not math.isfinite(value):
-        raise ValueError(f"non-finite number {value!r} cannot be rendered as JSON")
-    # Integral doubles print as integers (`3`, not `3.0`) so counts and ids an
-    # agent wrote as integers come back as integers; -0.0 keeps its sign.
-    if (
-        value.is_integer()
-        and -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER
-        and (value or math.copysign(1.0, value) > 0)
-    ):
-        return int(value)
-    return value
-
-
-def value_to_py(msg: struct_pb2.Value) -> Any:
-    """The JSON value of ``msg`` as Python data; an unset Value is null."""
-    kind = msg.WhichOneof("kind")
-    if kind == "string_value":
-        return msg.string_value
-    if kind == "number_value":
-        return _number_to_py(msg.number_value)
-    if kind == "bool_value":
-        return msg.bool_value
-    if kind == "struct_value":
-        return struct_to_py(msg.struct_value)
-    if kind == "list_value":
-        return [value_to_py(item) for item in msg.list_value.values]
-    return None
-
-
-def struct_to_py(msg: struct_pb2.Struct) -> dict[str, Any]:
-    """The JSON object of ``msg`` with sorted keys (deterministic output)."""
-    fields = msg.fields
-    return {key: value_to_py(fields[key]) for key in sorted(fields)}
-
-
 class Raw:
     """Pre-rendered JSON text that :func:`dump` copies verbatim (an exact number
     token such as a budget's ``5.00``, which no Python number renders as)."""
@@ -303,7 +144,7 @@ def dump(obj: Any) -> str:
     """Render the codec's frame structure as compact JSON, keys in insertion order.
 
     Numbers in the structure are already what they render as (see
-    `_number_to_py`), so the C encoder does the work; only a frame holding a
+    `json_number`), so the C encoder does the work; only a frame holding a
     `Raw` token (which it cannot render) takes the Python writer.
     """
     try:
@@ -312,11 +153,6 @@ def dump(obj: Any) -> str:
         out: list[str] = []
         _emit(obj, out)
         return "".join(out)
-
-
-def json_number(value: float) -> int | float:
-    """A double as the JSON number it renders as (integral values as integers)."""
-    return _number_to_py(value)
 
 
 def _emit(obj: Any, out: list[str]) -> None:
@@ -350,7 +186,7 @@ def _emit(obj: Any, out: list[str]) -> None:
     elif kind is int:
         out.append(int.__repr__(obj))
     elif kind is float:
-        out.append(repr(_number_to_py(obj)))
+        out.append(repr(json_number(obj)))
     else:
         raise TypeError(f"cannot render {kind.__name__} as JSON")
 

@@ -18,9 +18,10 @@ from google.protobuf import struct_pb2, timestamp_pb2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from arcp_grpc._struct import MAX_SAFE_INTEGER, fill_value
 from arcp_grpc.errors import InvalidRequest
 from arcp_grpc.v1 import errors_pb2, events_pb2, jobs_pb2, session_service_pb2
-from gateway._values import MAX_SAFE_INTEGER, fill_value, format_timestamp
+from gateway._values import format_timestamp
 from gateway.codec import (
     WIRE_PROFILE_SDK_COMPAT,
     WIRE_PROFILE_SPEC,
