@@ -54,6 +54,7 @@ class ActiveJob:
     status: jobs_pb2.JobStatus.ValueType = jobs_pb2.JOB_STATUS_PENDING
     task: asyncio.Task[None] | None = None
     stop_error: ARCPError | None = None
+    finishing: bool = False  # the outcome is decided: nothing cancels the task any more
     streamed: jobs_pb2.StreamedResult | None = None
     result_stream: ResultStream | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
@@ -85,9 +86,13 @@ class ActiveJob:
         if self.stop_error is not None or self.done.is_set():
             return False
         self.stop_error = error
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
+        self.cancel_task()
         return True
+
+    def cancel_task(self) -> None:
+        """Interrupt the agent, unless its outcome is already being written."""
+        if self.task is not None and not self.task.done() and not self.finishing:
+            self.task.cancel()
 
     def view(self, *, with_credentials: bool) -> jobs_pb2.JobSummary:
         """The live summary; credentials only for the submitter (§14)."""

@@ -383,6 +383,9 @@ class JobRuntime:
         ctx = JobContext(job, input_value)
         outcome: jobs_pb2.JobOutcome
         try:
+            # Let the acceptance go out first: the submitter's reply was queued just
+            # after this task was created and must not wait for the agent's first step.
+            await asyncio.sleep(0)
             # Running is known in memory only: the store keeps "not finished", which is
             # all recovery needs, and starting a job costs no write (see `list_jobs`).
             job.status = jobs_pb2.JOB_STATUS_RUNNING
@@ -407,9 +410,16 @@ class JobRuntime:
             outcome = self._agent_failed(job, exc)
         if job.stop_error is not None and not outcome.HasField("error"):
             outcome = _failure(job.job_id, job.stop_error)  # the runtime's reason wins
-        # A cancel requested while the agent was not suspended (a cap error it
-        # raised or swallowed, a cancel racing its return) is still pending on this
-        # task; it must not interrupt the terminal write or skip the revocation.
+        # From here on a stop only records its reason (the outcome is decided), so the
+        # terminal write and the revocation run to the end. A cancel requested while
+        # the agent was not suspended (a cap error it raised or swallowed, a cancel
+        # racing its return) may still be pending on this task: then the write runs
+        # in a task of its own, shielded.
+        job.finishing = True
+        task = asyncio.current_task()
+        if task is None or not task.cancelling():
+            await self._finish(job, outcome)
+            return
         finishing = asyncio.create_task(self._finish(job, outcome))
         self._background.add(finishing)
         finishing.add_done_callback(self._background.discard)
@@ -499,19 +509,12 @@ class JobRuntime:
         has unwound, or after the grace period (§9.5, §13.4)."""
         if job.stop_error is None and not job.done.is_set():
             job.stop_error = error
-            asyncio.get_running_loop().call_later(
-                self.limits.lease_grace_sec, self._cancel_task, job
-            )
+            asyncio.get_running_loop().call_later(self.limits.lease_grace_sec, job.cancel_task)
 
     def _expire_late(self, job: ActiveJob) -> None:
         """Proactive end of a job whose lease expired without a violating operation."""
         stamp = job.summary.lease_constraints.expires_at.ToJsonString()
         job.stop(LeaseExpired(f"the lease expired at {stamp} (§9.5)"))
-
-    @staticmethod
-    def _cancel_task(job: ActiveJob) -> None:
-        if job.task is not None and not job.task.done():
-            job.task.cancel()
 
     async def backpressure(self) -> None:
         """Make emitters wait while the store's write queue is long."""

@@ -53,6 +53,7 @@ SUPPORTED_FEATURES = (
     "agent_versions",
 )
 _CREDENTIALS_FEATURE = "provisioned_credentials"
+_ACCEPTANCE_FEATURES = frozenset({_CREDENTIALS_FEATURE, "cost.budget"})  # what JobAccepted may hold
 
 # ConnectResponse field numbers (proto/arcp/v1/session_service.proto).
 _FRAMES = 7
@@ -488,16 +489,19 @@ def _scrub(summary: jobs_pb2.JobSummary, features: frozenset[str]) -> None:
 
 def _accepted_for(session: Session, accepted: bytes) -> bytes:
     """The cached acceptance as this session may see it: the bytes themselves when it
-    negotiated every feature they use, else the same message without those fields
-    (deterministic, so a replay to the same client is still identical, §7.2)."""
-    if {_CREDENTIALS_FEATURE, "cost.budget"} <= session.features:
+    negotiated every feature they use (or they use none), else the same message without
+    those fields (deterministic, so a replay to the same client is still identical, §7.2)."""
+    if session.features >= _ACCEPTANCE_FEATURES:
         return accepted
     message = jobs_pb2.JobAccepted.FromString(accepted)
-    if _CREDENTIALS_FEATURE not in session.features:
+    hidden = False
+    if message.credentials and _CREDENTIALS_FEATURE not in session.features:
         del message.credentials[:]
-    if "cost.budget" not in session.features:
+        hidden = True
+    if message.budget and "cost.budget" not in session.features:
         message.budget.clear()
-    return message.SerializeToString(deterministic=True)
+        hidden = True
+    return message.SerializeToString(deterministic=True) if hidden else accepted
 
 
 class _Inline:

@@ -326,11 +326,15 @@ class SQLiteStore:
                 f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 _job_values(job),
             )
-            conn.executemany(
-                "INSERT INTO credentials (credential_id, job_id, provisioner, sealed_value)"
-                " VALUES (?, ?, ?, ?)",
-                [(c.credential_id, c.job_id, c.provisioner, c.sealed_value) for c in credentials],
-            )
+            if credentials:
+                conn.executemany(
+                    "INSERT INTO credentials (credential_id, job_id, provisioner, sealed_value)"
+                    " VALUES (?, ?, ?, ?)",
+                    [
+                        (c.credential_id, c.job_id, c.provisioner, c.sealed_value)
+                        for c in credentials
+                    ],
+                )
 
         await self._write(op)
 
