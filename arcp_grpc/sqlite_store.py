@@ -163,6 +163,7 @@ class SQLiteStore:
         self._queue.put(_STOP)
         await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
         self._writer = None
+        self._write_conn = None  # closed by the writer thread
         if self._reader is not None and self._read_conn is not None:
             self._reader.submit(self._read_conn.close).result()
             self._reader.shutdown(wait=True)
@@ -419,6 +420,14 @@ class SQLiteStore:
         conn = self._read_conn
         return await self._loop.run_in_executor(self._reader, fn, conn)
 
+    async def _lookup(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """A read of a few rows by key. While the writer thread is idle it runs here, on
+        the writer's connection (no transaction is open on it between requests): a few
+        microseconds, where `_read`'s two thread hand-offs cost tens. Else as `_read`."""
+        if self._pending == 0 and self._write_conn is not None:
+            return fn(self._write_conn)
+        return await self._read(fn)
+
     async def find_claim(self, principal: str, key: str, now: float) -> tuple[str, bytes] | None:
         def fn(conn: sqlite3.Connection) -> tuple[str, bytes] | None:
             row = conn.execute(
@@ -428,7 +437,7 @@ class SQLiteStore:
             ).fetchone()
             return None if row is None else (row[0], row[1])
 
-        return await self._read(fn)
+        return await self._lookup(fn)
 
     async def get_job(self, job_id: str) -> JobRow | None:
         def fn(conn: sqlite3.Connection) -> JobRow | None:
@@ -437,7 +446,7 @@ class SQLiteStore:
             ).fetchone()
             return None if row is None else JobRow(*row)
 
-        return await self._read(fn)
+        return await self._lookup(fn)
 
     async def list_jobs(self, query: JobQuery) -> JobPage:
         where = ["principal = ?"]
@@ -501,7 +510,7 @@ class SQLiteStore:
             ).fetchone()
             return int(row[0])
 
-        return await self._read(fn)
+        return await self._lookup(fn)
 
     async def live_credentials(self) -> list[CredentialEntry]:
         def fn(conn: sqlite3.Connection) -> list[CredentialEntry]:
