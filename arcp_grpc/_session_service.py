@@ -21,9 +21,9 @@ import grpc
 
 from arcp_grpc._ids import new_ulid
 from arcp_grpc._runtime import JobRuntime, job_query
-from arcp_grpc._sessions import FrameHeader, Session, SessionRegistry, frame_bytes
+from arcp_grpc._sessions import FrameHeader, Outbox, Session, SessionRegistry, frame_bytes
 from arcp_grpc._stamps import stamp
-from arcp_grpc._wire import length_delimited, only_field
+from arcp_grpc._wire import only_field, varint
 from arcp_grpc.auth import Authenticator, Principal
 from arcp_grpc.errors import (
     ARCPError,
@@ -73,7 +73,7 @@ class _EndStream(Exception):
 class _Connection:
     """One Connect stream: its outbound queue and, after the handshake, its session."""
 
-    outbound: asyncio.Queue[bytes | None] = field(default_factory=asyncio.Queue)
+    outbound: Outbox = field(default_factory=Outbox)
     session: Session | None = None
 
     def send(self, frame: pb.ConnectResponse) -> None:
@@ -555,23 +555,26 @@ def _terminal(outcome_bytes: bytes, inline: _Inline, chunks_ok: bool) -> tuple[i
 
 
 _BATCH_FRAMES = 512
+_FRAMES_TAG = varint(_FRAMES << 3 | 2)
 _BATCH_BYTES = 1024 * 1024
 
 
-def _drain(outbound: asyncio.Queue[bytes | None], first: bytes) -> tuple[bytes, bool]:
+def _drain(outbound: Outbox, first: bytes) -> tuple[bytes, bool]:
     """Frames already waiting, packed into one `ConnectResponse.frames` batch: a
     lagging client costs fewer, larger gRPC messages. Returns (batch, stream ended)."""
-    parts = [length_delimited(_FRAMES, first)]
+    parts = [_FRAMES_TAG, varint(len(first)), first]
     size = len(first)
-    while len(parts) < _BATCH_FRAMES and size < _BATCH_BYTES:
+    count = 1
+    while count < _BATCH_FRAMES and size < _BATCH_BYTES:
         try:
             frame = outbound.get_nowait()
         except asyncio.QueueEmpty:
             break
         if frame is None:
             return b"".join(parts), True
-        parts.append(length_delimited(_FRAMES, frame))
+        parts += (_FRAMES_TAG, varint(len(frame)), frame)
         size += len(frame)
+        count += 1
     return b"".join(parts), False
 
 

@@ -24,7 +24,7 @@ from arcp_grpc._wire import length_delimited, varint
 from arcp_grpc.auth import Principal
 from arcp_grpc.errors import ResumeWindowExpired, Unauthenticated
 
-__all__ = ["FrameHeader", "Session", "SessionLimits", "SessionRegistry", "frame_bytes"]
+__all__ = ["FrameHeader", "Outbox", "Session", "SessionLimits", "SessionRegistry", "frame_bytes"]
 
 # ConnectResponse field numbers (proto/arcp/v1/session_service.proto).
 _ID, _SESSION_ID, _REQUEST_ID, _EVENT_SEQ, _JOB_ID, _TRACE_ID = 1, 2, 3, 4, 5, 6
@@ -66,15 +66,61 @@ class FrameHeader:
 
 
 _SEQ_TAG = varint(_EVENT_SEQ << 3)
+_ID_HEAD = varint(_ID << 3 | 2) + varint(26)  # the envelope id: always a 26-character ULID
 
 
 def frame_bytes(header: FrameHeader, field_number: int, body: bytes, event_seq: int = 0) -> bytes:
     """A `ConnectResponse` whose oneof member `field_number` holds `body` verbatim.
     (Field order on the wire is free in protobuf; the constant ones come pre-encoded.)"""
-    out = length_delimited(_ID, new_ulid().encode()) + header.encoded
+    member = length_delimited(field_number, body)
     if event_seq:
-        out += _SEQ_TAG + varint(event_seq)
-    return out + length_delimited(field_number, body)
+        return b"".join(
+            (_ID_HEAD, new_ulid().encode(), header.encoded, _SEQ_TAG, varint(event_seq), member)
+        )
+    return b"".join((_ID_HEAD, new_ulid().encode(), header.encoded, member))
+
+
+class Outbox:
+    """One transport's outbound frames, `None` ending it; one consumer.
+
+    The operations of `asyncio.Queue` that a stream needs, without its task
+    accounting and getter bookkeeping: every frame of every session goes
+    through here, and a chatty job sends tens of thousands a second.
+    """
+
+    __slots__ = ("_frames", "_waiter")
+
+    def __init__(self) -> None:
+        self._frames: deque[bytes | None] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, frame: bytes | None) -> None:
+        self._frames.append(frame)
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def get(self) -> bytes | None:
+        while not self._frames:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiter = waiter
+            try:
+                await waiter
+            finally:
+                if self._waiter is waiter:
+                    self._waiter = None
+        return self._frames.popleft()
+
+    def get_nowait(self) -> bytes | None:
+        """The next frame; raises `asyncio.QueueEmpty` when there is none."""
+        if not self._frames:
+            raise asyncio.QueueEmpty
+        return self._frames.popleft()
+
+    def empty(self) -> bool:
+        return not self._frames
 
 
 @dataclass(eq=False)
@@ -89,7 +135,7 @@ class Session:
     next_seq: int = 1
     buffer: deque[tuple[int, bytes]] = field(default_factory=deque)
     acked: int = 0
-    outbound: asyncio.Queue[bytes | None] | None = None
+    outbound: Outbox | None = None
     detached_at: float | None = None
     submitted: set[str] = field(default_factory=set)
     pumps: dict[str, asyncio.Task[None]] = field(default_factory=dict)
@@ -130,14 +176,14 @@ class Session:
 
     # -- transport -------------------------------------------------------------
 
-    def attach(self, outbound: asyncio.Queue[bytes | None]) -> None:
+    def attach(self, outbound: Outbox) -> None:
         if self.outbound is not None:
             self.outbound.put_nowait(None)  # a newer transport takes over
         self.outbound = outbound
         self.detached_at = None
         self.last_inbound = time.monotonic()
 
-    def detach(self, outbound: asyncio.Queue[bytes | None]) -> None:
+    def detach(self, outbound: Outbox) -> None:
         if self.outbound is outbound:
             self.outbound = None
             self.detached_at = time.monotonic()
