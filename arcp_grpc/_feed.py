@@ -6,20 +6,27 @@ Each running job has one `JobFeed` holding the tail of its committed events
 the tail when they catch up, so a follower that lags far behind costs the
 store a read, not the job memory. A finished job's feed is dropped; its
 events stay in the store only.
+
+A follower that is there from the job's first event (the session that
+submitted it) can instead be a `FeedListener`: called with each commit's
+events and then the outcome, on the event loop, with no task of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from arcp_grpc.errors import InternalError
 from arcp_grpc.store import EventRow
 
-__all__ = ["EventHistory", "FeedBatch", "JobFeed", "follow"]
+__all__ = ["EventHistory", "FeedBatch", "FeedListener", "JobFeed", "follow"]
+
+log = logging.getLogger("arcp_grpc.runtime")
 
 _TAIL = 4096
 _STORE_PAGE = 512
@@ -35,6 +42,14 @@ class FeedBatch:
     outcome: bytes | None = None
 
 
+class FeedListener(Protocol):
+    """Told of every committed event of a job, in order, then of its outcome."""
+
+    def on_events(self, blobs: list[bytes]) -> None: ...
+
+    def on_outcome(self, outcome: bytes) -> None: ...
+
+
 class JobFeed:
     """The committed tail of one running job's log."""
 
@@ -44,16 +59,40 @@ class JobFeed:
         self.committed_seq = last_seq
         self.outcome: bytes | None = None
         self._changed = asyncio.Event()
+        self._listeners: list[FeedListener] = []
+
+    def listen(self, listener: FeedListener) -> None:
+        """Add a listener; the caller has seen every event committed so far."""
+        self._listeners.append(listener)
+
+    def unlisten(self, listener: FeedListener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
 
     def on_commit(self, rows: list[tuple[int, bytes]]) -> None:
         """One commit's events of this job, in order: followers wake once for all."""
         self._tail.extend(rows)
         self.committed_seq = rows[-1][0]
+        if self._listeners:
+            blobs = [blob for _, blob in rows]
+            for listener in list(self._listeners):
+                self._tell(listener, listener.on_events, blobs)
         self._wake()
 
     def finish(self, outcome: bytes) -> None:
         self.outcome = outcome
+        listeners, self._listeners = self._listeners, []
+        for listener in listeners:
+            self._tell(listener, listener.on_outcome, outcome)
         self._wake()
+
+    def _tell(self, listener: FeedListener, call: Callable[[Any], None], arg: Any) -> None:
+        """A failing listener is dropped and logged; the commit path and the others go on."""
+        try:
+            call(arg)
+        except Exception:
+            log.exception("a follower of job %s failed; it is detached", self.job_id)
+            self.unlisten(listener)
 
     def _wake(self) -> None:
         self._changed.set()

@@ -617,6 +617,14 @@ class JobRuntime:
         row = await self.store.get_job(job_id)
         return row.trace_id if row is not None else ""
 
+    def live_feed(self, job_id: str) -> tuple[JobFeed, str] | None:
+        """The feed and trace id of a running job that has committed no event yet, so a
+        follower listening from now on misses nothing; None otherwise (then `watch`)."""
+        job = self._active.get(job_id)
+        if job is None or job.feed.committed_seq:
+            return None
+        return job.feed, job.trace_id
+
     async def committed_seq(self, job_id: str) -> int:
         """The highest `job_seq` a follower can see now."""
         job = self._known(job_id)

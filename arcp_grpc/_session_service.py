@@ -10,7 +10,6 @@ refused resume, heartbeat loss) end it. Jobs never end because a stream did.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -19,11 +18,12 @@ from typing import Any
 
 import grpc
 
+from arcp_grpc._delivery import CREDENTIALS_FEATURE, JobDelivery, LiveDelivery
 from arcp_grpc._ids import new_ulid
 from arcp_grpc._runtime import JobRuntime, job_query
 from arcp_grpc._sessions import FrameHeader, Outbox, Session, SessionRegistry, frame_bytes
 from arcp_grpc._stamps import stamp
-from arcp_grpc._wire import only_field, varint
+from arcp_grpc._wire import varint
 from arcp_grpc.auth import Authenticator, Principal
 from arcp_grpc.errors import (
     ARCPError,
@@ -34,7 +34,7 @@ from arcp_grpc.errors import (
     PermissionDenied,
 )
 from arcp_grpc.logging_setup import bind as bind_log_context
-from arcp_grpc.v1 import events_pb2, jobs_pb2, session_pb2
+from arcp_grpc.v1 import jobs_pb2, session_pb2
 from arcp_grpc.v1 import session_service_pb2 as pb
 
 __all__ = ["SERVICE_NAME", "SUPPORTED_FEATURES", "SessionServiceServicer", "session_handler"]
@@ -52,13 +52,12 @@ SUPPORTED_FEATURES = (
     "result_chunk",
     "agent_versions",
 )
-_CREDENTIALS_FEATURE = "provisioned_credentials"
+_CREDENTIALS_FEATURE = CREDENTIALS_FEATURE
 _ACCEPTANCE_FEATURES = frozenset({_CREDENTIALS_FEATURE, "cost.budget"})  # what JobAccepted may hold
 
 # ConnectResponse field numbers (proto/arcp/v1/session_service.proto).
 _FRAMES = 7
-_OUTCOME_ERROR = 2  # JobOutcome.error (proto/arcp/v1/jobs.proto)
-_ACCEPTED, _EVENT, _RESULT, _JOB_ERROR = 20, 23, 24, 25
+_ACCEPTED = 20
 
 log = logging.getLogger("arcp_grpc.sessions")
 
@@ -326,6 +325,12 @@ class SessionServiceServicer:
         session.send(frame_bytes(header, _ACCEPTED, _accepted_for(session, submission.accepted)))
         if job_id in session.pumps:
             return
+        live = None if submission.replay else self._runtime.live_feed(job_id)
+        if live is not None:
+            # The common case: a new job, followed from its first event by its feed.
+            feed, trace_id = live
+            LiveDelivery(session, job_id, trace_id, feed)
+            return
         # A replay attaches to the original job from now on (§7.2).
         after = await self._runtime.committed_seq(job_id) if submission.replay else 0
         self._start_pump(session, job_id, after)
@@ -422,61 +427,12 @@ class SessionServiceServicer:
         task.add_done_callback(lambda _t: _forget(session, job_id, task))
 
     async def _pump(self, session: Session, job_id: str, after_seq: int) -> None:
-        """Deliver one job's events into the session's `event_seq` space (§8.3)."""
-        trace_id = await self._runtime.trace_id(job_id)
-        header = FrameHeader(session.session_id, job_id=job_id, trace_id=trace_id)
-        filtering = not {"progress", "result_chunk"} <= session.features
-        hide_secrets = _CREDENTIALS_FEATURE not in session.features
-        inline = _Inline(session.limits.max_inline_result_bytes)
+        """Follow a job from the store and its feed (§7.6 subscriptions, §7.2 replays)."""
+        delivery = JobDelivery(session, job_id, await self._runtime.trace_id(job_id))
         async for batch in self._runtime.watch(session.principal, job_id, after_seq):
-            for blob in batch.events:
-                if hide_secrets and _ROTATION in blob and _is_rotation(blob):
-                    continue  # §6.2: credentials only to clients that negotiated them
-                if filtering and not self._keep(session, blob, inline):
-                    continue
-                session.deliver(header, _EVENT, blob)
-                self._maybe_back_pressure(session, header)
+            delivery.on_events(batch.events)
             if batch.outcome is not None:
-                field_number, body = _terminal(
-                    batch.outcome, inline, "result_chunk" in session.features
-                )
-                session.deliver(header, field_number, body)
-
-    @staticmethod
-    def _keep(session: Session, blob: bytes, inline: _Inline) -> bool:
-        """§6.2: never send a feature the client did not negotiate."""
-        event = events_pb2.JobEvent.FromString(blob)
-        kind = event.WhichOneof("body")
-        if kind == "progress":
-            return "progress" in session.features
-        if kind == "result_chunk" and "result_chunk" not in session.features:
-            inline.add(event.result_chunk)
-            return False
-        return True
-
-    @staticmethod
-    def _maybe_back_pressure(session: Session, header: FrameHeader) -> None:
-        """§6.5: a status event tells a lagging consumer to catch up and ack."""
-        if (
-            "ack" not in session.features
-            or session.back_pressure_signalled
-            or session.lag() <= session.limits.back_pressure_lag
-        ):
-            return
-        session.back_pressure_signalled = True
-        event = events_pb2.JobEvent(job_id=header.job_id)  # job_seq 0: not in the job's log
-        stamp(event.ts)
-        event.status.phase = "back_pressure"
-        event.status.message = f"{session.lag()} events are not acknowledged"
-        session.deliver(header, _EVENT, event.SerializeToString())
-
-
-_ROTATION = b"credential_rotated"
-
-
-def _is_rotation(blob: bytes) -> bool:
-    event = events_pb2.JobEvent.FromString(blob)
-    return event.WhichOneof("body") == "status" and event.status.phase == "credential_rotated"
+                delivery.on_outcome(batch.outcome)
 
 
 def _scrub(summary: jobs_pb2.JobSummary, features: frozenset[str]) -> None:
@@ -502,56 +458,6 @@ def _accepted_for(session: Session, accepted: bytes) -> bytes:
         message.budget.clear()
         hidden = True
     return message.SerializeToString(deterministic=True) if hidden else accepted
-
-
-class _Inline:
-    """Reassembles a chunked result for a client without `result_chunk` (§6.2)."""
-
-    def __init__(self, cap: int) -> None:
-        self.cap = cap
-        self.data = bytearray()
-        self.encoding = events_pb2.CHUNK_ENCODING_UTF8
-        self.overflow = False
-
-    def add(self, chunk: events_pb2.ResultChunkEvent) -> None:
-        self.encoding = chunk.encoding
-        if len(self.data) + len(chunk.data) > self.cap:
-            self.overflow = True
-            self.data.clear()
-        elif not self.overflow:
-            self.data += chunk.data
-
-
-def _terminal(outcome_bytes: bytes, inline: _Inline, chunks_ok: bool) -> tuple[int, bytes]:
-    """The terminal frame's field and body. Usually the stored bytes of the outcome's
-    member as they are; only a chunked result for a client without `result_chunk`
-    is rebuilt (inline, §6.2)."""
-    member, body = only_field(outcome_bytes)
-    if member == _OUTCOME_ERROR:
-        return _JOB_ERROR, body
-    if chunks_ok:
-        return _RESULT, body
-    result = jobs_pb2.JobResult.FromString(body)
-    if not result.HasField("streamed"):
-        return _RESULT, body
-    if inline.overflow:
-        failed = jobs_pb2.JobError(
-            job_id=result.job_id,
-            final_status=jobs_pb2.JOB_STATUS_ERROR,
-            completed_at=result.completed_at,
-        )
-        failed.error.CopyFrom(
-            InternalError(
-                f"the result is larger than {inline.cap} bytes and the client did not"
-                " negotiate result_chunk (§8.4)"
-            ).to_proto()
-        )
-        return _JOB_ERROR, failed.SerializeToString(deterministic=True)
-    if inline.encoding == events_pb2.CHUNK_ENCODING_BASE64:
-        result.value.string_value = base64.b64encode(bytes(inline.data)).decode()
-    else:
-        result.value.string_value = bytes(inline.data).decode()
-    return _RESULT, result.SerializeToString(deterministic=True)
 
 
 _BATCH_FRAMES = 512

@@ -18,6 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from arcp_grpc._ids import new_id, new_ulid
 from arcp_grpc._wire import length_delimited, varint
@@ -80,6 +81,12 @@ def frame_bytes(header: FrameHeader, field_number: int, body: bytes, event_seq: 
     return b"".join((_ID_HEAD, new_ulid().encode(), header.encoded, member))
 
 
+class Follower(Protocol):
+    """What follows one job for a session: a pump task, or a delivery fed by the job."""
+
+    def cancel(self) -> bool: ...
+
+
 class Outbox:
     """One transport's outbound frames, `None` ending it; one consumer.
 
@@ -138,7 +145,7 @@ class Session:
     outbound: Outbox | None = None
     detached_at: float | None = None
     submitted: set[str] = field(default_factory=set)
-    pumps: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    pumps: dict[str, Follower] = field(default_factory=dict)  # by job id
     back_pressure_signalled: bool = False
     last_inbound: float = field(default_factory=time.monotonic)
     last_outbound: float = field(default_factory=time.monotonic)
@@ -210,8 +217,8 @@ class Session:
         return bool(self.token_digest) and hmac.compare_digest(self.token_digest, _digest(token))
 
     def close_pumps(self) -> None:
-        for task in self.pumps.values():
-            task.cancel()
+        for follower in list(self.pumps.values()):
+            follower.cancel()
         self.pumps.clear()
 
 

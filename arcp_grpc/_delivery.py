@@ -1,0 +1,164 @@
+"""One job's events into one session's `event_seq` space (§8.3).
+
+A `JobDelivery` holds what following one job for one session needs: the
+frame header (encoded once), the filters for features the client did not
+negotiate (§6.2), the reassembly of a chunked result for a client without
+`result_chunk`, and the back-pressure signal (§6.5). It is fed either by a
+pump task that follows the job from the store and its feed (a subscription,
+a replay), or directly by the job's feed as events commit (`LiveDelivery`,
+the session that submitted the job): no task, no wake-up per batch.
+"""
+
+from __future__ import annotations
+
+import base64
+
+from arcp_grpc._feed import JobFeed
+from arcp_grpc._sessions import FrameHeader, Session
+from arcp_grpc._stamps import stamp
+from arcp_grpc._wire import only_field
+from arcp_grpc.errors import InternalError
+from arcp_grpc.v1 import events_pb2, jobs_pb2
+
+__all__ = ["CREDENTIALS_FEATURE", "JobDelivery", "LiveDelivery"]
+
+CREDENTIALS_FEATURE = "provisioned_credentials"
+
+# ConnectResponse field numbers (proto/arcp/v1/session_service.proto).
+_EVENT, _RESULT, _JOB_ERROR = 23, 24, 25
+_OUTCOME_ERROR = 2  # JobOutcome.error (proto/arcp/v1/jobs.proto)
+_ROTATION = b"credential_rotated"
+
+
+class JobDelivery:
+    """Delivers one job's committed events, then its terminal frame, to a session."""
+
+    def __init__(self, session: Session, job_id: str, trace_id: str) -> None:
+        self.session = session
+        self.header = FrameHeader(session.session_id, job_id=job_id, trace_id=trace_id)
+        features = session.features
+        self._filtering = not {"progress", "result_chunk"} <= features
+        self._hide_secrets = CREDENTIALS_FEATURE not in features
+        self._chunks_ok = "result_chunk" in features
+        self._inline = _Inline(session.limits.max_inline_result_bytes)
+
+    def on_events(self, blobs: list[bytes] | tuple[bytes, ...]) -> None:
+        session, header = self.session, self.header
+        for blob in blobs:
+            if self._hide_secrets and _ROTATION in blob and _is_rotation(blob):
+                continue  # §6.2: credentials only to clients that negotiated them
+            if self._filtering and not self._keep(blob):
+                continue
+            session.deliver(header, _EVENT, blob)
+            self._maybe_back_pressure()
+
+    def on_outcome(self, outcome: bytes) -> None:
+        field_number, body = _terminal(outcome, self._inline, self._chunks_ok)
+        self.session.deliver(self.header, field_number, body)
+
+    def _keep(self, blob: bytes) -> bool:
+        """§6.2: never send a feature the client did not negotiate."""
+        event = events_pb2.JobEvent.FromString(blob)
+        kind = event.WhichOneof("body")
+        if kind == "progress":
+            return "progress" in self.session.features
+        if kind == "result_chunk" and not self._chunks_ok:
+            self._inline.add(event.result_chunk)
+            return False
+        return True
+
+    def _maybe_back_pressure(self) -> None:
+        """§6.5: a status event tells a lagging consumer to catch up and ack."""
+        session = self.session
+        if (
+            "ack" not in session.features
+            or session.back_pressure_signalled
+            or session.lag() <= session.limits.back_pressure_lag
+        ):
+            return
+        session.back_pressure_signalled = True
+        event = events_pb2.JobEvent(job_id=self.header.job_id)  # job_seq 0: not in the log
+        stamp(event.ts)
+        event.status.phase = "back_pressure"
+        event.status.message = f"{session.lag()} events are not acknowledged"
+        session.deliver(self.header, _EVENT, event.SerializeToString())
+
+
+class LiveDelivery(JobDelivery):
+    """A delivery the job's feed calls as events commit, from the job's first event."""
+
+    def __init__(self, session: Session, job_id: str, trace_id: str, feed: JobFeed) -> None:
+        super().__init__(session, job_id, trace_id)
+        self._feed = feed
+        feed.listen(self)
+        session.pumps[job_id] = self
+
+    def on_outcome(self, outcome: bytes) -> None:
+        self._forget()
+        super().on_outcome(outcome)
+
+    def cancel(self) -> bool:
+        """Stop delivering (the session expired or is closing its followers)."""
+        self._feed.unlisten(self)
+        self._forget()
+        return True
+
+    def _forget(self) -> None:
+        pumps = self.session.pumps
+        if pumps.get(self.header.job_id) is self:
+            del pumps[self.header.job_id]
+
+
+def _is_rotation(blob: bytes) -> bool:
+    event = events_pb2.JobEvent.FromString(blob)
+    return event.WhichOneof("body") == "status" and event.status.phase == "credential_rotated"
+
+
+class _Inline:
+    """Reassembles a chunked result for a client without `result_chunk` (§6.2)."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.data = bytearray()
+        self.encoding = events_pb2.CHUNK_ENCODING_UTF8
+        self.overflow = False
+
+    def add(self, chunk: events_pb2.ResultChunkEvent) -> None:
+        self.encoding = chunk.encoding
+        if len(self.data) + len(chunk.data) > self.cap:
+            self.overflow = True
+            self.data.clear()
+        elif not self.overflow:
+            self.data += chunk.data
+
+
+def _terminal(outcome_bytes: bytes, inline: _Inline, chunks_ok: bool) -> tuple[int, bytes]:
+    """The terminal frame's field and body. Usually the stored bytes of the outcome's
+    member as they are; only a chunked result for a client without `result_chunk`
+    is rebuilt (inline, §6.2)."""
+    member, body = only_field(outcome_bytes)
+    if member == _OUTCOME_ERROR:
+        return _JOB_ERROR, body
+    if chunks_ok:
+        return _RESULT, body
+    result = jobs_pb2.JobResult.FromString(body)
+    if not result.HasField("streamed"):
+        return _RESULT, body
+    if inline.overflow:
+        failed = jobs_pb2.JobError(
+            job_id=result.job_id,
+            final_status=jobs_pb2.JOB_STATUS_ERROR,
+            completed_at=result.completed_at,
+        )
+        failed.error.CopyFrom(
+            InternalError(
+                f"the result is larger than {inline.cap} bytes and the client did not"
+                " negotiate result_chunk (§8.4)"
+            ).to_proto()
+        )
+        return _JOB_ERROR, failed.SerializeToString(deterministic=True)
+    if inline.encoding == events_pb2.CHUNK_ENCODING_BASE64:
+        result.value.string_value = base64.b64encode(bytes(inline.data)).decode()
+    else:
+        result.value.string_value = bytes(inline.data).decode()
+    return _RESULT, result.SerializeToString(deterministic=True)
