@@ -36,6 +36,8 @@ CLOSE_NORMAL = 1000
 CLOSE_POLICY = 1008  # authentication or handshake refused
 CLOSE_INTERNAL = 1011  # the core is unreachable or failed
 
+_NOTED = frozenset({"welcome", "error"})  # frames the bridge learns from (or may drop)
+
 _POLICY_CODES = {
     errors_pb2.ERROR_CODE_UNAUTHENTICATED,
     errors_pb2.ERROR_CODE_INVALID_REQUEST,
@@ -125,11 +127,15 @@ class Bridge:
         code, reason = CLOSE_NORMAL, "session ended"
         try:
             async for message in call:
-                frames = [f for f in message.frames or (message,) if self._deliverable(f)]
-                for response in frames:
-                    self._learn(response)
-                if frames:
-                    await self._ws.send_texts([self._render(response) for response in frames])
+                texts = []
+                for response in message.frames or (message,):
+                    if response.WhichOneof("frame") in _NOTED:
+                        if not self._deliverable(response):
+                            continue
+                        self._learn(response)
+                    texts.append(self._render(response))
+                if texts:
+                    await self._ws.send_texts(texts)
             if not state.welcomed and state.last_error in _POLICY_CODES:
                 code, reason = CLOSE_POLICY, "session refused"
         except grpc.aio.AioRpcError as exc:
