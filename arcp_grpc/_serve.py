@@ -114,6 +114,7 @@ async def run(
     logging_setup.setup(settings.log.level, settings.log.format)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    log.info("event loop: %s.%s", type(loop).__module__, type(loop).__name__)
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, _on_signal, stop, signum)
     core: RunningCore | None = None

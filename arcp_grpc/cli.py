@@ -15,13 +15,12 @@ print one line naming the problem, never a stack trace.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from arcp_grpc import __version__
+from arcp_grpc import __version__, event_loop
 from arcp_grpc._cli_client import EXIT_ERROR, EXIT_USAGE, ClientError, Connection
 from arcp_grpc.config import ConfigError, load_agents, load_settings
 
@@ -165,8 +164,9 @@ def _serve(args: argparse.Namespace, out: TextIO) -> int:
     role: _serve.Role = args.role or "all"
     agents = load_agents(settings.agents.modules) if role != "gateway" else None
     try:
-        return asyncio.run(
-            _serve.run(settings, role, agents=agents, ready_file=args.ready_file, out=out)
+        return event_loop.run(
+            _serve.run(settings, role, agents=agents, ready_file=args.ready_file, out=out),
+            settings.event_loop,
         )
     except _serve.StartupError as exc:
         print(f"arcp-grpc: {exc}", file=sys.stderr)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from arcp_grpc.agents import AgentRegistry
+from arcp_grpc.event_loop import resolve as resolve_event_loop
 
 __all__ = [
     "DEV_TOKEN_FILE",
@@ -149,6 +150,7 @@ class Settings:
     """The whole configuration of one `serve` process."""
 
     data_dir: Path = Path("data")
+    event_loop: str = "auto"  # auto (uvloop when installed), uvloop or asyncio
     core: CoreSettings = field(default_factory=CoreSettings)
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
@@ -160,14 +162,17 @@ class Settings:
 
 
 _SECTIONS: dict[str, type[Any]] = {
-    f.name: get_type_hints(Settings)[f.name]
-    for f in dataclasses.fields(Settings)
-    if f.name != "data_dir"
+    name: hint
+    for name, hint in get_type_hints(Settings).items()
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint)
+}
+_TOP_LEVEL: dict[str, Any] = {
+    name: hint for name, hint in get_type_hints(Settings).items() if name not in _SECTIONS
 }
 
 
 def _knobs() -> Iterator[tuple[str, Any]]:
-    yield "data_dir", Path
+    yield from _TOP_LEVEL.items()
     for section, cls in _SECTIONS.items():
         for name, hint in get_type_hints(cls).items():
             yield f"{section}.{name}", hint
@@ -314,7 +319,8 @@ def _build(values: Mapping[str, Any]) -> Settings:
         prefix = section + "."
         own = {k.removeprefix(prefix): v for k, v in values.items() if k.startswith(prefix)}
         sections[section] = cls(**own)
-    return Settings(data_dir=values.get("data_dir", Settings.data_dir), **sections)
+    top = {name: values[name] for name in _TOP_LEVEL if name in values}
+    return Settings(**top, **sections)
 
 
 # -- validation --------------------------------------------------------------
@@ -348,6 +354,10 @@ def _validate(settings: Settings, sources: Mapping[str, str]) -> None:
             check(key, value >= 0, f"must not be negative, got {value}")
     for key in ("gateway.path", "gateway.health_path"):
         check(key, _value(settings, key).startswith("/"), "must start with '/'")
+    try:
+        resolve_event_loop(settings.event_loop)
+    except ValueError as exc:
+        raise fail("event_loop", str(exc)) from None
     levels = {"debug", "info", "warning", "error"}
     check("log.level", settings.log.level in levels, f"must be one of {sorted(levels)}")
     check("log.format", settings.log.format in {"text", "json"}, "must be 'text' or 'json'")

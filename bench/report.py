@@ -16,13 +16,21 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
+from arcp_grpc.event_loop import resolve as resolve_event_loop
 from bench.runner import Options, RunResult
 from bench.scenarios import LOWER_IS_BETTER
 from bench.stats import Summary, better_ratio, summarize
 
 __all__ = ["machine_info", "render", "versions"]
 
-_PACKAGES = ("agentruntimecontrolprotocol", "arcp-grpc", "websockets", "grpcio", "protobuf")
+_PACKAGES = (
+    "agentruntimecontrolprotocol",
+    "arcp-grpc",
+    "websockets",
+    "grpcio",
+    "protobuf",
+    "uvloop",
+)
 
 #: (metric, row label, WebSocket ceiling metric(s), gRPC ceiling metric(s)).
 _ROWS: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
@@ -122,6 +130,10 @@ def versions() -> dict[str, str]:
     except (OSError, subprocess.SubprocessError):
         commit = "unknown"
     out["arcp-grpc commit"] = commit
+    out["event loop"] = (
+        f"ours on {resolve_event_loop('auto')} (what `arcp-grpc serve` picks by default);"
+        " the reference on asyncio's, as it ships"
+    )
     return out
 
 

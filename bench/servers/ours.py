@@ -11,6 +11,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from arcp_grpc import event_loop
 from arcp_grpc.server import CoreConfig, start_core
 from bench.servers._common import (
     BENCH_PRINCIPAL,
@@ -35,7 +36,8 @@ async def _serve(args: Any) -> None:
     )
     gateway: Any = None
     try:
-        info: dict[str, Any] = {"grpc": core.grpc_address}
+        loop = asyncio.get_running_loop()
+        info: dict[str, Any] = {"grpc": core.grpc_address, "event_loop": type(loop).__module__}
         if args.gateway:
             # As `arcp-grpc serve` runs it: the embedded gateway reaches the core in process.
             gateway = await start_gateway(
@@ -56,7 +58,14 @@ def main() -> None:
     parser = launcher_args("arcp-grpc core (+ gateway) for the benchmark")
     parser.add_argument("--data-dir", required=True, help="store directory (the harness owns it)")
     parser.add_argument("--gateway", action="store_true", help="also start the WebSocket gateway")
-    asyncio.run(_serve(parser.parse_args()))
+    parser.add_argument(
+        "--event-loop",
+        choices=event_loop.CHOICES,
+        default="auto",
+        help="as `arcp-grpc serve` (default: uvloop when installed)",
+    )
+    args = parser.parse_args()
+    event_loop.run(_serve(args), args.event_loop)
 
 
 if __name__ == "__main__":

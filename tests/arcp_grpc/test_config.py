@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from arcp_grpc import event_loop
 from arcp_grpc._runtime import RuntimeLimits
 from arcp_grpc._sessions import SessionLimits
 from arcp_grpc.agents import AgentRegistry
@@ -104,6 +105,8 @@ def test_environment_values_of_every_shape() -> None:
         ("", {}, {"auth.tokens": "t1"}, "TOKEN=PRINCIPAL"),
         ("", {}, {"core.tls_cert": "cert.pem"}, "core.tls_key: set tls_cert and tls_key together"),
         ("", {}, {"gateway.core_tls_ca": "/nonexistent/ca.pem"}, "cannot read /nonexistent"),
+        ("", {"ARCP_EVENT_LOOP": "trio"}, {}, "event_loop (from ARCP_EVENT_LOOP): 'trio' is not"),
+        ("event_loop = 1\n", {}, {}, "event_loop in"),
     ],
 )
 def test_bad_values_name_the_key_and_source(
@@ -113,6 +116,18 @@ def test_bad_values_name_the_key_and_source(
     with pytest.raises(ConfigError) as caught:
         load_settings(config_file=config, env=env, overrides=overrides)
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize("choice", ["auto", "uvloop", "asyncio"])
+def test_the_event_loop_runs_what_was_chosen(choice: str) -> None:
+    settings = load_settings(env={"ARCP_EVENT_LOOP": choice})
+    assert settings.event_loop == choice
+
+    async def loop_module() -> str:
+        return type(asyncio.get_running_loop()).__module__
+
+    expected = {"auto": "uvloop", "uvloop": "uvloop", "asyncio": "asyncio"}[choice]
+    assert event_loop.run(loop_module(), settings.event_loop).startswith(expected)
 
 
 def test_a_pem_that_is_not_a_certificate_is_refused(tmp_path: Path) -> None:
@@ -150,6 +165,7 @@ def _write_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, te
 
 
 _AGENTS = """
+from arcp_grpc import event_loop
 from arcp_grpc.agents import AgentRegistry
 
 async def hello(ctx, value):

@@ -66,7 +66,9 @@ def test_restart_keeps_token_jobs_and_idempotency_cache(
     assert submitted.returncode == 0, submitted.stderr
     job_id = _lines(submitted.stdout)[0]["job_id"]
     assert first.cli("watch", job_id).returncode == 0
-    assert first.terminate()[0] == 0
+    code, _, log = first.terminate()
+    assert code == 0
+    assert "event loop: uvloop" in log  # the default where uvloop is installed
 
     second = _start(processes, tmp_path, *_PORTS)
     assert second.token == token
