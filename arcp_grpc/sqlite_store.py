@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from arcp_grpc._sqlite_schema import prepare as prepare_schema
+from arcp_grpc._sqlite_schema import recovery_mark
 from arcp_grpc.errors import InternalError, InvalidRequest
 from arcp_grpc.store import (
     CredentialEntry,
@@ -48,48 +50,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_SCHEMA_VERSION = "1"
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS jobs (
-    job_id TEXT PRIMARY KEY,
-    principal TEXT NOT NULL,
-    agent TEXT NOT NULL,
-    status INTEGER NOT NULL,
-    created_at REAL NOT NULL,
-    completed_at REAL,
-    trace_id TEXT NOT NULL,
-    parent_job_id TEXT NOT NULL,
-    summary BLOB NOT NULL,
-    accepted BLOB NOT NULL,
-    outcome BLOB,
-    last_seq INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS jobs_by_principal ON jobs (principal, created_at DESC, job_id DESC);
-CREATE INDEX IF NOT EXISTS jobs_unfinished ON jobs (status) WHERE completed_at IS NULL;
-CREATE TABLE IF NOT EXISTS events (
-    job_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    blob BLOB NOT NULL,
-    sealed INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (job_id, seq)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS idempotency (
-    principal TEXT NOT NULL,
-    key TEXT NOT NULL,
-    fingerprint BLOB NOT NULL,
-    job_id TEXT NOT NULL,
-    expires_at REAL NOT NULL,
-    PRIMARY KEY (principal, key)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS credentials (
-    credential_id TEXT PRIMARY KEY,
-    job_id TEXT NOT NULL,
-    provisioner TEXT NOT NULL,
-    sealed_value BLOB NOT NULL,
-    revoked_at REAL
-);
-"""
 
 _JOB_COLUMNS = (
     "job_id, principal, agent, status, created_at, trace_id, parent_job_id, summary, accepted,"
@@ -127,6 +87,12 @@ class SQLiteStore:
         self._write_conn: sqlite3.Connection | None = None
         self._failure: BaseException | None = None
         self._commits = 0  # since the last checkpoint was queued
+        # Jobs created and not finished, by id, in rowid order: the first is where
+        # recovery must start scanning (`_sqlite_schema`). Touched by whichever of
+        # the loop or the writer thread holds the connection.
+        self._unfinished: dict[str, int] = {}
+        self._next_rowid = 1
+        self._recovery_from = 1
 
     # -- lifecycle -------------------------------------------------------
 
@@ -137,17 +103,12 @@ class SQLiteStore:
         write_conn.execute(
             "PRAGMA wal_autocheckpoint=0"
         )  # the writer thread's job (see module doc)
-        write_conn.executescript(_SCHEMA)
-        write_conn.execute(
-            "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
-            (_SCHEMA_VERSION,),
-        )
-        version = write_conn.execute(
-            "SELECT value FROM meta WHERE key = 'schema_version'"
-        ).fetchone()[0]
-        if version != _SCHEMA_VERSION:
+        try:
+            prepare_schema(write_conn)
+        except BaseException:
             write_conn.close()
-            raise InternalError(f"store schema version {version} is not {_SCHEMA_VERSION}")
+            raise
+        self._load_unfinished(write_conn)
         self._write_conn = write_conn
         self._writer = threading.Thread(
             target=self._write_loop, args=(write_conn,), name="arcp-store-writer", daemon=True
@@ -168,6 +129,33 @@ class SQLiteStore:
             self._reader.submit(self._read_conn.close).result()
             self._reader.shutdown(wait=True)
             self._reader = None
+
+    def _load_unfinished(self, conn: sqlite3.Connection) -> None:
+        """Jobs a previous process left unfinished, found from the persisted mark."""
+        self._recovery_from = recovery_mark(conn)
+        rows = conn.execute(
+            "SELECT job_id, rowid FROM jobs WHERE rowid >= ? AND completed_at IS NULL"
+            " ORDER BY rowid",
+            (self._recovery_from,),
+        ).fetchall()
+        self._unfinished = dict(rows)
+        self._next_rowid = conn.execute("SELECT COALESCE(MAX(rowid), 0) + 1 FROM jobs").fetchone()[
+            0
+        ]
+
+    def _save_recovery_mark(self, conn: sqlite3.Connection) -> None:
+        """Advance `recovery_from` to the first job not known to have finished (writer only)."""
+        first = next(iter(self._unfinished.values()), self._next_rowid)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'recovery_from'", (str(first),))
+            conn.execute("COMMIT")
+        except sqlite3.Error:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            log.warning(
+                "could not save the recovery mark; the next checkpoint retries", exc_info=True
+            )
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
@@ -244,6 +232,7 @@ class SQLiteStore:
         while True:
             first = self._queue.get()
             if first is _STOP:
+                self._save_recovery_mark(conn)  # a clean stop leaves nothing to scan
                 conn.close()
                 return
             batch = [first]
@@ -259,6 +248,7 @@ class SQLiteStore:
             work = [item for item in batch if item is not _CHECKPOINT]
             events, results = self._commit_batch(conn, work) if work else ([], [])
             if len(work) < len(batch):
+                self._save_recovery_mark(conn)
                 _checkpoint(conn)
             assert self._loop is not None
             self._loop.call_soon_threadsafe(self._deliver, len(batch), events, results)
@@ -353,10 +343,10 @@ class SQLiteStore:
                         (claim.principal, claim.key),
                     ).fetchone()
                     raise IdempotencyConflict(holder[0], holder[1]) from None
-            conn.execute(
+            rowid = conn.execute(
                 f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 _job_values(job),
-            )
+            ).lastrowid
             if credentials:
                 conn.executemany(
                     "INSERT INTO credentials (credential_id, job_id, provisioner, sealed_value)"
@@ -366,6 +356,9 @@ class SQLiteStore:
                         for c in credentials
                     ],
                 )
+            assert rowid is not None
+            self._unfinished[job.job_id] = rowid  # last: only once every statement held
+            self._next_rowid = rowid + 1
 
         await self._write(op)
 
@@ -378,13 +371,15 @@ class SQLiteStore:
         completed_at: float,
         last_seq: int,
     ) -> None:
-        await self._write(
-            lambda conn: conn.execute(
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
                 "UPDATE jobs SET status = ?, outcome = ?, summary = ?, completed_at = ?,"
                 " last_seq = ? WHERE job_id = ?",
                 (status, outcome, summary, completed_at, last_seq, job_id),
             )
-        )
+            self._unfinished.pop(job_id, None)
+
+        await self._write(op)
 
     async def flush(self) -> None:
         await self._write(lambda conn: None)
@@ -495,9 +490,13 @@ class SQLiteStore:
         return await self._read(fn)
 
     async def interrupted_jobs(self) -> list[JobRow]:
+        start = self._recovery_from
+
         def fn(conn: sqlite3.Connection) -> list[JobRow]:
             rows = conn.execute(
-                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE completed_at IS NULL ORDER BY created_at"
+                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE rowid >= ? AND completed_at IS NULL"
+                " ORDER BY created_at",
+                (start,),
             ).fetchall()
             return [JobRow(*r) for r in rows]
 
