@@ -131,8 +131,8 @@ def versions() -> dict[str, str]:
         commit = "unknown"
     out["arcp-grpc commit"] = commit
     out["event loop"] = (
-        f"ours on {resolve_event_loop('auto')} (what `arcp-grpc serve` picks by default);"
-        " the reference on asyncio's, as it ships"
+        f"ours and the raw ceilings on {resolve_event_loop('auto')} (what `arcp-grpc serve`"
+        " picks by default); the reference on asyncio's own, as it ships"
     )
     return out
 

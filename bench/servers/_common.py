@@ -11,6 +11,8 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from arcp_grpc import event_loop
+
 __all__ = ["BENCH_PRINCIPAL", "BENCH_TOKEN", "launcher_args", "wait_for_stop", "write_ready"]
 
 #: The bearer token every benchmark server accepts, mapped to ``BENCH_PRINCIPAL``.
@@ -18,9 +20,17 @@ BENCH_TOKEN = "bench-token"
 BENCH_PRINCIPAL = "bench"
 
 
-def launcher_args(description: str) -> argparse.ArgumentParser:
-    """The arguments every launcher takes; callers may add their own before parsing."""
+def launcher_args(description: str, *, event_loop_choice: bool = False) -> argparse.ArgumentParser:
+    """The arguments every launcher takes; callers may add their own before parsing.
+    With `event_loop_choice`, also ``--event-loop`` (default: as `arcp-grpc serve` picks)."""
     parser = argparse.ArgumentParser(description=description)
+    if event_loop_choice:
+        parser.add_argument(
+            "--event-loop",
+            choices=event_loop.CHOICES,
+            default="auto",
+            help="the asyncio loop (default auto: uvloop when installed, as arcp-grpc serve)",
+        )
     parser.add_argument("--port-file", type=Path, required=True, help="where to write readiness")
     parser.add_argument(
         "--max-seconds",

@@ -55,15 +55,9 @@ async def _serve(args: Any) -> None:
 
 def main() -> None:
     """Entry point of ``python -m bench.servers.ours``."""
-    parser = launcher_args("arcp-grpc core (+ gateway) for the benchmark")
+    parser = launcher_args("arcp-grpc core (+ gateway) for the benchmark", event_loop_choice=True)
     parser.add_argument("--data-dir", required=True, help="store directory (the harness owns it)")
     parser.add_argument("--gateway", action="store_true", help="also start the WebSocket gateway")
-    parser.add_argument(
-        "--event-loop",
-        choices=event_loop.CHOICES,
-        default="auto",
-        help="as `arcp-grpc serve` (default: uvloop when installed)",
-    )
     args = parser.parse_args()
     event_loop.run(_serve(args), args.event_loop)
 

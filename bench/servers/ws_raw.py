@@ -8,13 +8,13 @@ events (small frames) and chunked results (64 KiB frames).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import os
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection, serve
 
+from arcp_grpc import event_loop
 from bench.servers._common import launcher_args, wait_for_stop, write_ready
 
 __all__ = ["main", "push_frames"]
@@ -55,8 +55,9 @@ async def _serve(args: Any) -> None:
 
 def main() -> None:
     """Entry point of ``python -m bench.servers.ws_raw``."""
-    args = launcher_args("raw websockets echo/push server").parse_args()
-    asyncio.run(_serve(args))
+    # On the loop our server runs on, so the distance to the ceiling is not the loop's.
+    args = launcher_args("raw websockets echo/push server", event_loop_choice=True).parse_args()
+    event_loop.run(_serve(args), args.event_loop)
 
 
 if __name__ == "__main__":
