@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
+import json
 import re
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
@@ -79,13 +81,10 @@ _DECIMAL_RE: Final = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?")
 class _Ctx:
     """What a payload renderer needs besides its message."""
 
-    __slots__ = ("dialect", "env", "frame", "sdk")
+    __slots__ = ("dialect", "frame", "sdk")
 
-    def __init__(
-        self, frame: ConnectResponse, env: dict[str, Any], sdk: bool, dialect: Dialect
-    ) -> None:
+    def __init__(self, frame: ConnectResponse, sdk: bool, dialect: Dialect) -> None:
         self.frame = frame
-        self.env = env
         self.sdk = sdk
         self.dialect = dialect
 
@@ -105,22 +104,32 @@ def encode_server_frame(
     kind = frame.WhichOneof("frame")
     if kind is None:
         raise ValueError("ConnectResponse carries no frame")
-    env: dict[str, Any] = {"arcp": "1.1", "id": frame.id, "type": ""}
-    ctx = _Ctx(frame, env, profile == SDK, dialect)
+    ctx = _Ctx(frame, profile == SDK, dialect)
     frame_type, payload, job_id = _RENDERERS[kind](ctx)
-    env["type"] = frame_type
-    if frame.session_id:
-        env["session_id"] = frame.session_id
-    # The published client drops job frames without an envelope job_id, so
-    # fall back to the inner message's when the core left the outer one empty.
-    if frame.job_id or job_id:
-        env["job_id"] = frame.job_id or job_id
-    if frame.trace_id:
-        env["trace_id"] = frame.trace_id
-    if frame.event_seq:
-        env["event_seq"] = frame.event_seq
-    env["payload"] = payload
-    return dump(env)
+    # The envelope is written around the payload's JSON rather than dumped as one
+    # dict: its session/job/trace part is the same for every frame of a job and is
+    # rendered once (`_envelope_ids`). Keys keep the order of the dict this replaces.
+    # The published client drops job frames without an envelope job_id, so fall
+    # back to the inner message's when the core left the outer one empty.
+    ids = _envelope_ids(frame.session_id, frame.job_id or job_id, frame.trace_id)
+    seq = f',"event_seq":{frame.event_seq}' if frame.event_seq else ""
+    return (
+        f'{{"arcp":"1.1","id":{_json_str(frame.id)},"type":"{frame_type}"'
+        f'{ids}{seq},"payload":{dump(payload)}}}'
+    )
+
+
+_json_str: Final[Callable[[str], str]] = json.encoder.encode_basestring
+
+
+@functools.lru_cache(maxsize=4096)
+def _envelope_ids(session_id: str, job_id: str, trace_id: str) -> str:
+    """`,"session_id":…,"job_id":…,"trace_id":…` with the empty ones left out."""
+    return "".join(
+        f',"{name}":{_json_str(value)}'
+        for name, value in (("session_id", session_id), ("job_id", job_id), ("trace_id", trace_id))
+        if value
+    )
 
 
 def _request_id(ctx: _Ctx, *, always: bool = False) -> dict[str, Any]:
