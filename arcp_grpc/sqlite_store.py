@@ -121,6 +121,7 @@ class SQLiteStore:
         if self._writer is None:
             return
         await self.flush()
+        self._pending += 1  # the connection is the writer thread's until it closes it
         self._queue.put(_STOP)
         await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
         self._writer = None
