@@ -477,6 +477,7 @@ class JobRuntime:
                 summary.SerializeToString(deterministic=True),
                 time.time(),
                 job.last_seq,
+                shared=len(self._active) > 1,  # a lone job's end is written at once
             )
         finally:
             job.status = status

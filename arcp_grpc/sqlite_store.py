@@ -6,8 +6,12 @@ does not undo its neighbours), then reports committed events back to the
 event loop. Events are therefore durable before anyone sees them (§8.3
 resume relies on it) without paying one commit per event. When nothing is
 queued or in flight, a request commits on the event loop directly instead
-(no thread hand-offs); order is kept either way. Reads use a second
-connection on their own thread; WAL lets them run beside the writer.
+(no thread hand-offs); order is kept either way. A job's terminal write, when
+other jobs are running too, waits for the end of the loop's turn and shares
+a transaction with the others finishing then, or with the next request that
+commits inline (a job's creation, which cannot wait: `job.accepted` does).
+Reads use a second connection on their own thread; WAL lets them run beside
+the writer.
 
 WAL checkpoints never run inside a commit: SQLite's automatic one would, now
 and then, copy the log back and fsync inside a commit on the event loop,
@@ -87,6 +91,10 @@ class SQLiteStore:
         self._write_conn: sqlite3.Connection | None = None
         self._failure: BaseException | None = None
         self._commits = 0  # since the last checkpoint was queued
+        # Requests that may wait for the end of the loop's turn (a job's terminal write:
+        # it gates only the terminal frame). They share a transaction with each other or
+        # with the next request that commits inline, whichever comes first.
+        self._deferred: list[_Op] = []
         # Jobs created and not finished, by id, in rowid order: the first is where
         # recovery must start scanning (`_sqlite_schema`). Touched by whichever of
         # the loop or the writer thread holds the connection.
@@ -178,22 +186,38 @@ class SQLiteStore:
         self._pending += 1
         self._queue.put(event)
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _write(self, fn: Callable[[sqlite3.Connection], T], *, defer: bool = False) -> T:
+        """Commit `fn`'s statements. With `defer`, the request may wait for the end of this
+        turn of the loop and share a transaction with others (see `_deferred`)."""
         self._check_healthy()
         assert self._loop is not None, "store is not open"
-        if self._pending == 0:
+        if self._pending == 0 and not defer:
             # Nothing queued or in flight: the writer thread is idle and cannot touch
             # the connection, so commit here and skip two thread hand-offs. Under load
             # requests queue up and share group commits instead.
             return self._commit_inline(fn)
         future: asyncio.Future[T] = self._loop.create_future()
-        self._pending += 1
-        self._queue.put(_Op(fn, future))
+        if self._pending == 0:
+            self._deferred.append(_Op(fn, future))
+            if len(self._deferred) == 1:
+                self._loop.call_soon(self._commit_deferred)
+        else:
+            self._pending += 1
+            self._queue.put(_Op(fn, future))
         return await future
 
     def _commit_inline(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._write_conn
         assert conn is not None, "store is not open"
+        if self._deferred:
+            # Deferred requests ride along in this transaction, each in a savepoint.
+            assert self._loop is not None
+            own: asyncio.Future[T] = self._loop.create_future()
+            ops, self._deferred = [*self._deferred, _Op(fn, own)], []
+            _, results = self._commit_batch(conn, list(ops))
+            self._count_commit()
+            _settle(results)
+            return own.result()
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
@@ -211,6 +235,22 @@ class SQLiteStore:
             raise self._fail(exc) from None
         self._count_commit()
         return value
+
+    def _commit_deferred(self) -> None:
+        ops, self._deferred = self._deferred, []
+        if not ops:
+            return  # an inline commit took them along
+        if self._pending:
+            # The writer thread may be using the connection: queue behind it instead.
+            self._pending += len(ops)
+            for op in ops:
+                self._queue.put(op)
+            return
+        conn = self._write_conn
+        assert conn is not None, "store is not open"
+        _, results = self._commit_batch(conn, list(ops))
+        self._count_commit()
+        _settle(results)
 
     def _fail(self, exc: sqlite3.Error) -> InternalError:
         log.error("store commit failed; the store stops accepting writes", exc_info=exc)
@@ -302,13 +342,7 @@ class SQLiteStore:
         self._count_commit()
         if events:
             self._listener(events)
-        for future, value, error in results:
-            if future.done():
-                continue
-            if error is not None:
-                future.set_exception(error)
-            else:
-                future.set_result(value)
+        _settle(results)
 
     # -- writes ----------------------------------------------------------
 
@@ -371,6 +405,8 @@ class SQLiteStore:
         summary: bytes,
         completed_at: float,
         last_seq: int,
+        *,
+        shared: bool = False,
     ) -> None:
         def op(conn: sqlite3.Connection) -> None:
             conn.execute(
@@ -380,10 +416,13 @@ class SQLiteStore:
             )
             self._unfinished.pop(job_id, None)
 
-        await self._write(op)
+        await self._write(op, defer=shared)
 
     async def flush(self) -> None:
+        deferred = [op.future for op in self._deferred]  # may yet move to the thread
         await self._write(lambda conn: None)
+        if deferred:
+            await asyncio.wait(deferred)
 
     async def mark_revoked(self, credential_id: str) -> None:
         await self._write(
@@ -521,6 +560,16 @@ class SQLiteStore:
             return [CredentialEntry(*r) for r in rows]
 
         return await self._read(fn)
+
+
+def _settle(results: list[_Settled]) -> None:
+    for future, value, error in results:
+        if future.done():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
 
 
 def _checkpoint(conn: sqlite3.Connection) -> None:

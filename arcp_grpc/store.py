@@ -143,8 +143,12 @@ class Store(Protocol):
         summary: bytes,
         completed_at: float,
         last_seq: int,
+        *,
+        shared: bool = False,
     ) -> None:
-        """Record the terminal state; ordered after every event appended before it."""
+        """Record the terminal state; ordered after every event appended before it.
+        `shared`: other jobs are finishing too, so the write may wait for the end of the
+        event loop's turn and share their transaction (group commit)."""
 
     async def flush(self) -> None:
         """Wait until everything queued so far is committed."""
