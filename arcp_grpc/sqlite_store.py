@@ -108,9 +108,7 @@ class SQLiteStore:
         self._loop = asyncio.get_running_loop()
         self._path.parent.mkdir(parents=True, exist_ok=True)
         write_conn = self._connect()
-        write_conn.execute(
-            "PRAGMA wal_autocheckpoint=0"
-        )  # the writer thread's job (see module doc)
+        write_conn.execute("PRAGMA wal_autocheckpoint=0")  # the writer thread checkpoints
         try:
             prepare_schema(write_conn)
         except BaseException:
