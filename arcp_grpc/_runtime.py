@@ -243,7 +243,7 @@ class JobRuntime:
         claimed = Claimed(
             job_id,
             held_fingerprint,
-            self.box.kept(row.accepted, job_id.encode()),
+            self.box.open_any(row.accepted, job_id.encode()),
             row.created_at + self.limits.idempotency_ttl_sec,
         )
         self._replays.put(principal, key, claimed)
@@ -357,8 +357,10 @@ class JobRuntime:
             trace_id=job.trace_id,
             parent_job_id=job.summary.parent_job_id,
             summary=job.summary.SerializeToString(deterministic=True),
-            accepted=self.box.keep(
-                accepted_bytes, job.job_id.encode(), secret=bool(job.credentials)
+            accepted=(
+                self.box.seal(accepted_bytes, job.job_id.encode())
+                if job.credentials  # nothing else in it is secret
+                else SecretBox.plain(accepted_bytes)
             ),
         )
         ledger = self.credentials.entries(job.job_id, job.credentials) if self.credentials else []
@@ -652,7 +654,9 @@ class JobRuntime:
         summary = jobs_pb2.JobSummary.FromString(row.summary)
         summary.status = _status(row.status)
         summary.last_event_seq = row.last_seq
-        accepted = jobs_pb2.JobAccepted.FromString(self.box.kept(row.accepted, row.job_id.encode()))
+        accepted = jobs_pb2.JobAccepted.FromString(
+            self.box.open_any(row.accepted, row.job_id.encode())
+        )
         summary.credentials.extend(accepted.credentials)
         return summary
 

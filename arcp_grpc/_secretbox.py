@@ -5,11 +5,11 @@ use (mode 0600). Each sealed blob is `version byte | 12-byte nonce |
 ciphertext+tag`; the associated data binds a blob to its row so a sealed
 value cannot be moved to another job.
 
-`keep`/`kept` store a blob that holds secrets only sometimes (a job's
-`JobAccepted` carries credentials only when its lease grants them): sealed
-when it does, else as `0x00 | plaintext`, like the events the store keeps in
-the clear. Sealing every acceptance cost a nonce syscall and an encryption
-per job for nothing to hide.
+A blob that holds secrets only sometimes (a job's `JobAccepted` carries
+credentials only when its lease grants them) is sealed when it does, else
+stored as `plain(...)`, `0x00 | plaintext`, like the events the store keeps
+in the clear; `open_any` reads either. Sealing every acceptance cost a nonce
+syscall and an encryption per job for nothing to hide.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from arcp_grpc.errors import InternalError
 __all__ = ["SecretBox"]
 
 _VERSION = b"\x01"
-_PLAIN = b"\x00"  # `keep` of a blob with nothing secret in it
+_PLAIN = b"\x00"  # a blob with nothing secret in it (`plain`)
 
 
 class SecretBox:
@@ -70,10 +70,11 @@ class SecretBox:
                 "sealed blob failed authentication (wrong store key or tampering)"
             ) from None
 
-    def keep(self, plaintext: bytes, context: bytes, *, secret: bool) -> bytes:
-        """`plaintext` as stored: sealed if it holds a secret, else marked plain."""
-        return self.seal(plaintext, context) if secret else _PLAIN + plaintext
+    @staticmethod
+    def plain(plaintext: bytes) -> bytes:
+        """`plaintext` marked as holding nothing secret, for `open_any`."""
+        return _PLAIN + plaintext
 
-    def kept(self, stored: bytes, context: bytes) -> bytes:
-        """The plaintext of a blob stored with `keep` (or sealed before `keep` existed)."""
+    def open_any(self, stored: bytes, context: bytes) -> bytes:
+        """The plaintext of a blob stored `plain` or sealed."""
         return stored[1:] if stored[:1] == _PLAIN else self.open(stored, context)

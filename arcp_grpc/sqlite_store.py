@@ -184,24 +184,35 @@ class SQLiteStore:
         self._pending += 1
         self._queue.put(event)
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], T], *, defer: bool = False) -> T:
-        """Commit `fn`'s statements. With `defer`, the request may wait for the end of this
-        turn of the loop and share a transaction with others (see `_deferred`)."""
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Commit `fn`'s statements before returning."""
         self._check_healthy()
-        assert self._loop is not None, "store is not open"
-        if self._pending == 0 and not defer:
+        if self._pending == 0:
             # Nothing queued or in flight: the writer thread is idle and cannot touch
             # the connection, so commit here and skip two thread hand-offs. Under load
             # requests queue up and share group commits instead.
             return self._commit_inline(fn)
+        return await self._to_writer(fn)
+
+    async def _write_soon(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """As `_write`, but the commit may wait for the end of this turn of the loop and
+        share a transaction with others (see `_deferred`)."""
+        self._check_healthy()
+        if self._pending:
+            return await self._to_writer(fn)
+        assert self._loop is not None, "store is not open"
         future: asyncio.Future[T] = self._loop.create_future()
-        if self._pending == 0:
-            self._deferred.append(_Op(fn, future))
-            if len(self._deferred) == 1:
-                self._loop.call_soon(self._commit_deferred)
-        else:
-            self._pending += 1
-            self._queue.put(_Op(fn, future))
+        self._deferred.append(_Op(fn, future))
+        if len(self._deferred) == 1:
+            self._loop.call_soon(self._commit_deferred)
+        return await future
+
+    async def _to_writer(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Queue behind the writer thread's work, keeping order."""
+        assert self._loop is not None, "store is not open"
+        future: asyncio.Future[T] = self._loop.create_future()
+        self._pending += 1
+        self._queue.put(_Op(fn, future))
         return await future
 
     def _commit_inline(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -414,7 +425,10 @@ class SQLiteStore:
             )
             self._unfinished.pop(job_id, None)
 
-        await self._write(op, defer=shared)
+        if shared:
+            await self._write_soon(op)
+        else:
+            await self._write(op)
 
     async def flush(self) -> None:
         deferred = [op.future for op in self._deferred]  # may yet move to the thread
