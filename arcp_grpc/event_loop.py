@@ -24,7 +24,7 @@ CHOICES: tuple[LoopChoice, ...] = ("auto", "uvloop", "asyncio")
 T = TypeVar("T")
 
 
-def uvloop_available() -> bool:
+def _uvloop_available() -> bool:
     return importlib.util.find_spec("uvloop") is not None
 
 
@@ -34,11 +34,11 @@ def resolve(choice: str) -> Literal["uvloop", "asyncio"]:
     if choice == "asyncio":
         return "asyncio"
     if choice == "uvloop":
-        if not uvloop_available():
+        if not _uvloop_available():
             raise ValueError("uvloop is not installed (pip install uvloop, or choose asyncio)")
         return "uvloop"
     if choice == "auto":
-        return "uvloop" if uvloop_available() else "asyncio"
+        return "uvloop" if _uvloop_available() else "asyncio"
     raise ValueError(f"{choice!r} is not one of {', '.join(CHOICES)}")
 
 
