@@ -3,9 +3,9 @@
 uvloop (libuv) moves socket readiness, transports and timers into C. The
 gateway and the core spend a large share of each job in exactly that code,
 so the embedded default runs on it when it is installed (it is a dependency
-everywhere but Windows): about 5-8 % more jobs/s through the gateway and
-about a third less latency on gRPC `SubmitJob` on our 2-core machines
-(bench/RESULTS.md). `asyncio` is the standard library loop, for platforms
+everywhere but Windows): about 10 % more jobs/s through the gateway and
+about 10 % less latency on gRPC `SubmitJob` on our 2-core machines (A/B
+runs and bench/RESULTS.md). `asyncio` is the standard library loop, for platforms
 without uvloop or to rule it out when debugging.
 """
 
