@@ -1,7 +1,7 @@
 """The SQLite store's schema, its version, and the migrations between versions.
 
 Version 2 dropped the partial index of unfinished jobs. It cost a page write
-in both commits of every job (about 8 % of the server's CPU per job through
+in both commits of every job (5-8 % of the server's CPU per job through
 the gateway) to serve one query, at startup. Recovery instead scans jobs
 from a persisted rowid mark, `recovery_from`, kept at or below the first
 job not known to have finished (see `SQLiteStore`); rowids only grow, since
