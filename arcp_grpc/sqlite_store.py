@@ -1,24 +1,12 @@
 """The embedded store: one SQLite file in WAL mode with group commit.
 
-Writes go through one writer thread that drains its queue into a single
-transaction per batch (each request in its own savepoint, so one failure
-does not undo its neighbours), then reports committed events back to the
-event loop. Events are therefore durable before anyone sees them (§8.3
-resume relies on it) without paying one commit per event. When nothing is
-queued or in flight, a request commits on the event loop directly instead
-(no thread hand-offs); order is kept either way. A job's terminal write, when
-other jobs are running too, waits for the end of the loop's turn and shares
-a transaction with the others finishing then, or with the next request that
-commits inline (a job's creation, which cannot wait: `job.accepted` does).
-Reads use a second connection on their own thread; WAL lets them run beside
-the writer.
-
-WAL checkpoints never run inside a commit: SQLite's automatic one would, now
-and then, copy the log back and fsync inside a commit on the event loop,
-stalling every session for milliseconds (about 10 µs per job on average).
-Every `_CHECKPOINT_EVERY` commits one is queued to the writer thread instead,
-between its transactions; requests arriving meanwhile queue behind it while
-the loop runs on.
+Writes, their ordering, group commit and WAL checkpoints are
+`arcp_grpc._sqlite_writer`'s; the schema and its migrations
+`arcp_grpc._sqlite_schema`'s. This module holds what the store means: the
+statements behind each `Store` operation, the reads, and the recovery mark.
+Reads use a second connection on their own thread (WAL lets them run beside
+the writer); a lookup by key runs on the loop, on the writer's connection,
+while the writer thread is idle.
 """
 
 from __future__ import annotations
@@ -26,18 +14,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-import queue
 import sqlite3
-import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from arcp_grpc._sqlite_schema import prepare as prepare_schema
 from arcp_grpc._sqlite_schema import recovery_mark
-from arcp_grpc.errors import InternalError, InvalidRequest
+from arcp_grpc._sqlite_writer import SQLiteWriter
+from arcp_grpc.errors import InvalidRequest
 from arcp_grpc.store import (
     CredentialEntry,
     EventRow,
@@ -61,40 +47,16 @@ _JOB_COLUMNS = (
 )
 
 
-@dataclass(slots=True)
-class _Op:
-    fn: Callable[[sqlite3.Connection], Any]
-    future: asyncio.Future[Any]
-
-
-#: A request's future with its value or its error, once its transaction ended.
-_Settled = tuple[asyncio.Future[Any], Any, BaseException | None]
-
-_STOP = object()
-_CHECKPOINT = object()  # queued to the writer: checkpoint the log between transactions
-_CHECKPOINT_EVERY = 256  # commits; SQLite's own default is every 1000 log pages (~250 jobs)
-
-
 class SQLiteStore:
     """`Store` on a SQLite file. Safe to reopen: schema creation is idempotent."""
 
     def __init__(self, path: Path, *, batch_limit: int = 2048) -> None:
         self._path = path
         self._batch_limit = batch_limit
-        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
-        self._listener: Callable[[Sequence[EventRow]], None] = lambda _events: None
-        self._pending = 0
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._writer: threading.Thread | None = None
+        self._writer: SQLiteWriter | None = None
         self._reader: ThreadPoolExecutor | None = None
         self._read_conn: sqlite3.Connection | None = None
-        self._write_conn: sqlite3.Connection | None = None
-        self._failure: BaseException | None = None
-        self._commits = 0  # since the last checkpoint was queued
-        # Requests that may wait for the end of the loop's turn (a job's terminal write:
-        # it gates only the terminal frame). They share a transaction with each other or
-        # with the next request that commits inline, whichever comes first.
-        self._deferred: list[_Op] = []
         # Jobs created and not finished, by id, in rowid order: the first is where
         # recovery must start scanning (`_sqlite_schema`). Touched by whichever of
         # the loop or the writer thread holds the connection.
@@ -115,23 +77,17 @@ class SQLiteStore:
             write_conn.close()
             raise
         self._load_unfinished(write_conn)
-        self._write_conn = write_conn
-        self._writer = threading.Thread(
-            target=self._write_loop, args=(write_conn,), name="arcp-store-writer", daemon=True
+        self._writer = SQLiteWriter(
+            write_conn, before_checkpoint=self._save_recovery_mark, batch_limit=self._batch_limit
         )
-        self._writer.start()
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="arcp-store-reader")
         self._read_conn = await self._loop.run_in_executor(self._reader, self._connect)
 
     async def close(self) -> None:
         if self._writer is None:
             return
-        await self.flush()
-        self._pending += 1  # the connection is the writer thread's until it closes it
-        self._queue.put(_STOP)
-        await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
+        await self._writer.stop()
         self._writer = None
-        self._write_conn = None  # closed by the writer thread
         if self._reader is not None and self._read_conn is not None:
             self._reader.submit(self._read_conn.close).result()
             self._reader.shutdown(wait=True)
@@ -174,184 +130,17 @@ class SQLiteStore:
     # -- the writer ------------------------------------------------------
 
     def set_commit_listener(self, listener: Callable[[Sequence[EventRow]], None]) -> None:
-        self._listener = listener
+        self._writes().set_commit_listener(listener)
 
     def pending_writes(self) -> int:
-        return self._pending
+        return self._writes().pending_writes()
 
     def append_event(self, event: EventRow) -> None:
-        self._check_healthy()
-        self._pending += 1
-        self._queue.put(event)
+        self._writes().append_event(event)
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Commit `fn`'s statements before returning."""
-        self._check_healthy()
-        if self._pending == 0:
-            # Nothing queued or in flight: the writer thread is idle and cannot touch
-            # the connection, so commit here and skip two thread hand-offs. Under load
-            # requests queue up and share group commits instead.
-            return self._commit_inline(fn)
-        return await self._to_writer(fn)
-
-    async def _write_soon(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """As `_write`, but the commit may wait for the end of this turn of the loop and
-        share a transaction with others (see `_deferred`)."""
-        self._check_healthy()
-        if self._pending:
-            return await self._to_writer(fn)
-        assert self._loop is not None, "store is not open"
-        future: asyncio.Future[T] = self._loop.create_future()
-        self._deferred.append(_Op(fn, future))
-        if len(self._deferred) == 1:
-            self._loop.call_soon(self._commit_deferred)
-        return await future
-
-    async def _to_writer(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Queue behind the writer thread's work, keeping order."""
-        assert self._loop is not None, "store is not open"
-        future: asyncio.Future[T] = self._loop.create_future()
-        self._pending += 1
-        self._queue.put(_Op(fn, future))
-        return await future
-
-    def _commit_inline(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        conn = self._write_conn
-        assert conn is not None, "store is not open"
-        if self._deferred:
-            # Deferred requests ride along in this transaction, each in a savepoint.
-            assert self._loop is not None
-            own: asyncio.Future[T] = self._loop.create_future()
-            ops, self._deferred = [*self._deferred, _Op(fn, own)], []
-            _, results = self._commit_batch(conn, list(ops))
-            self._count_commit()
-            _settle(results)
-            return own.result()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise self._fail(exc) from None
-        try:
-            value = fn(conn)
-        except BaseException:
-            conn.execute("ROLLBACK")  # the request failed; the store did not
-            raise
-        try:
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise self._fail(exc) from None
-        self._count_commit()
-        return value
-
-    def _commit_deferred(self) -> None:
-        ops, self._deferred = self._deferred, []
-        if not ops:
-            return  # an inline commit took them along
-        if self._pending:
-            # The writer thread may be using the connection: queue behind it instead.
-            self._pending += len(ops)
-            for op in ops:
-                self._queue.put(op)
-            return
-        conn = self._write_conn
-        assert conn is not None, "store is not open"
-        _, results = self._commit_batch(conn, list(ops))
-        self._count_commit()
-        _settle(results)
-
-    def _fail(self, exc: sqlite3.Error) -> InternalError:
-        log.error("store commit failed; the store stops accepting writes", exc_info=exc)
-        self._failure = exc
-        return InternalError("the store could not commit")
-
-    def _check_healthy(self) -> None:
-        if self._failure is not None:
-            raise InternalError("the store failed and accepts no more writes") from None
-
-    def _count_commit(self) -> None:
-        """On the loop, after each transaction: every `_CHECKPOINT_EVERY`, queue a checkpoint."""
-        self._commits += 1
-        if self._commits >= _CHECKPOINT_EVERY:
-            self._commits = 0
-            self._pending += 1
-            self._queue.put(_CHECKPOINT)
-
-    def _write_loop(self, conn: sqlite3.Connection) -> None:
-        while True:
-            first = self._queue.get()
-            if first is _STOP:
-                self._save_recovery_mark(conn)  # a clean stop leaves nothing to scan
-                conn.close()
-                return
-            batch = [first]
-            while len(batch) < self._batch_limit:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    self._queue.put(_STOP)
-                    break
-                batch.append(item)
-            work = [item for item in batch if item is not _CHECKPOINT]
-            events, results = self._commit_batch(conn, work) if work else ([], [])
-            if len(work) < len(batch):
-                self._save_recovery_mark(conn)
-                _checkpoint(conn)
-            assert self._loop is not None
-            self._loop.call_soon_threadsafe(self._deliver, len(batch), events, results)
-
-    def _commit_batch(
-        self, conn: sqlite3.Connection, batch: list[object]
-    ) -> tuple[list[EventRow], list[_Settled]]:
-        events: list[EventRow] = []
-        written = 0  # events[:written] are inserted already
-        results: list[_Settled] = []
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            for item in batch:
-                if isinstance(item, EventRow):
-                    events.append(item)
-                    continue
-                assert isinstance(item, _Op)
-                _insert_events(conn, events[written:])  # keep call order around the op
-                written = len(events)
-                results.append(self._run_op(conn, item))
-            _insert_events(conn, events[written:])
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            failure = self._fail(exc)
-            results = [(item.future, None, failure) for item in batch if isinstance(item, _Op)]
-            events = []
-        return events, results
-
-    @staticmethod
-    def _run_op(conn: sqlite3.Connection, op: _Op) -> _Settled:
-        conn.execute("SAVEPOINT op")
-        try:
-            value = op.fn(conn)
-        except Exception as exc:
-            conn.execute("ROLLBACK TO op")
-            conn.execute("RELEASE op")
-            return op.future, None, exc
-        conn.execute("RELEASE op")
-        return op.future, value, None
-
-    def _deliver(
-        self,
-        count: int,
-        events: list[EventRow],
-        results: list[_Settled],
-    ) -> None:
-        self._pending -= count
-        self._count_commit()
-        if events:
-            self._listener(events)
-        _settle(results)
+    def _writes(self) -> SQLiteWriter:
+        assert self._writer is not None, "store is not open"
+        return self._writer
 
     # -- writes ----------------------------------------------------------
 
@@ -404,7 +193,7 @@ class SQLiteStore:
             self._unfinished[job.job_id] = rowid  # last: only once every statement held
             self._next_rowid = rowid + 1
 
-        await self._write(op)
+        await self._writes().write(op)
 
     async def finish_job(
         self,
@@ -426,18 +215,15 @@ class SQLiteStore:
             self._unfinished.pop(job_id, None)
 
         if shared:
-            await self._write_soon(op)
+            await self._writes().write_soon(op)
         else:
-            await self._write(op)
+            await self._writes().write(op)
 
     async def flush(self) -> None:
-        deferred = [op.future for op in self._deferred]  # may yet move to the thread
-        await self._write(lambda conn: None)
-        if deferred:
-            await asyncio.wait(deferred)
+        await self._writes().flush()
 
     async def mark_revoked(self, credential_id: str) -> None:
-        await self._write(
+        await self._writes().write(
             lambda conn: conn.execute(
                 "UPDATE credentials SET revoked_at = julianday('now') WHERE credential_id = ?",
                 (credential_id,),
@@ -445,7 +231,7 @@ class SQLiteStore:
         )
 
     async def replace_credential(self, entry: CredentialEntry) -> None:
-        await self._write(
+        await self._writes().write(
             lambda conn: conn.execute(
                 "UPDATE credentials SET sealed_value = ? WHERE credential_id = ?",
                 (entry.sealed_value, entry.credential_id),
@@ -456,7 +242,7 @@ class SQLiteStore:
         def op(conn: sqlite3.Connection) -> int:
             return conn.execute("DELETE FROM idempotency WHERE expires_at <= ?", (now,)).rowcount
 
-        return await self._write(op)
+        return await self._writes().write(op)
 
     # -- reads -----------------------------------------------------------
 
@@ -471,8 +257,9 @@ class SQLiteStore:
         """A read of a few rows by key. While the writer thread is idle it runs here, on
         the writer's connection (no transaction is open on it between requests): a few
         microseconds, where `_read`'s two thread hand-offs cost tens. Else as `_read`."""
-        if self._pending == 0 and self._write_conn is not None:
-            return fn(self._write_conn)
+        conn = self._writer.idle_connection() if self._writer is not None else None
+        if conn is not None:
+            return fn(conn)
         return await self._read(fn)
 
     async def find_claim(self, principal: str, key: str, now: float) -> tuple[str, bytes] | None:
@@ -572,48 +359,6 @@ class SQLiteStore:
             return [CredentialEntry(*r) for r in rows]
 
         return await self._read(fn)
-
-
-def _settle(results: list[_Settled]) -> None:
-    for future, value, error in results:
-        if future.done():
-            continue
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(value)
-
-
-def _checkpoint(conn: sqlite3.Connection) -> None:
-    """Copy the log back into the database; with no transaction open on this (the only
-    writing) connection it completes, so the next commit starts the log afresh."""
-    try:
-        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-    except sqlite3.Error:
-        log.warning("WAL checkpoint failed; the next one retries", exc_info=True)
-
-
-_EVENTS_PER_INSERT = 128
-_INSERT_EVENTS = "INSERT INTO events (job_id, seq, blob, sealed) VALUES " + ", ".join(
-    ["(?, ?, ?, ?)"] * _EVENTS_PER_INSERT
-)
-
-
-def _insert_events(conn: sqlite3.Connection, events: Sequence[EventRow]) -> None:
-    """Whole groups in one multi-row statement (one step, so the writer thread takes
-    the GIL back once per group rather than once per row), the rest row by row."""
-    whole = len(events) - len(events) % _EVENTS_PER_INSERT
-    for start in range(0, whole, _EVENTS_PER_INSERT):
-        group = events[start : start + _EVENTS_PER_INSERT]
-        conn.execute(
-            _INSERT_EVENTS,
-            [value for e in group for value in (e.job_id, e.seq, e.blob, int(e.sealed))],
-        )
-    if whole < len(events):
-        conn.executemany(
-            "INSERT INTO events (job_id, seq, blob, sealed) VALUES (?, ?, ?, ?)",
-            [(e.job_id, e.seq, e.blob, int(e.sealed)) for e in events[whole:]],
-        )
 
 
 def _job_values(job: JobRow) -> tuple[Any, ...]:

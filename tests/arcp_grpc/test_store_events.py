@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from arcp_grpc.sqlite_store import _EVENTS_PER_INSERT, SQLiteStore
+from arcp_grpc._sqlite_writer import EVENTS_PER_INSERT
+from arcp_grpc.sqlite_store import SQLiteStore
 from arcp_grpc.store import EventRow, JobRow
 
 
-@pytest.mark.parametrize("count", [1, _EVENTS_PER_INSERT, 2 * _EVENTS_PER_INSERT + 45])
+@pytest.mark.parametrize("count", [1, EVENTS_PER_INSERT, 2 * EVENTS_PER_INSERT + 45])
 async def test_events_read_back_in_order_and_intact(tmp_path: Path, count: int) -> None:
     store = SQLiteStore(tmp_path / "arcp.sqlite3")
     await store.open()
