@@ -12,6 +12,7 @@ the session that submitted the job): no task, no wake-up per batch.
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 
 from arcp_grpc._feed import JobFeed
 from arcp_grpc._sessions import FrameHeader, Session
@@ -42,7 +43,7 @@ class JobDelivery:
         self._chunks_ok = "result_chunk" in features
         self._inline = _Inline(session.limits.max_inline_result_bytes)
 
-    def on_events(self, blobs: list[bytes] | tuple[bytes, ...]) -> None:
+    def on_events(self, blobs: Sequence[bytes]) -> None:
         session, header = self.session, self.header
         for blob in blobs:
             if self._hide_secrets and _ROTATION in blob and _is_rotation(blob):

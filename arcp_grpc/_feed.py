@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -45,7 +45,7 @@ class FeedBatch:
 class FeedListener(Protocol):
     """Told of every committed event of a job, in order, then of its outcome."""
 
-    def on_events(self, blobs: list[bytes]) -> None: ...
+    def on_events(self, blobs: Sequence[bytes]) -> None: ...
 
     def on_outcome(self, outcome: bytes) -> None: ...
 

@@ -518,8 +518,8 @@ class JobRuntime:
 
     def _expire_late(self, job: ActiveJob) -> None:
         """Proactive end of a job whose lease expired without a violating operation."""
-        stamp = job.summary.lease_constraints.expires_at.ToJsonString()
-        job.stop(LeaseExpired(f"the lease expired at {stamp} (§9.5)"))
+        expiry = job.summary.lease_constraints.expires_at.ToJsonString()
+        job.stop(LeaseExpired(f"the lease expired at {expiry} (§9.5)"))
 
     async def backpressure(self) -> None:
         """Make emitters wait while the store's write queue is long."""

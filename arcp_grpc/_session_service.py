@@ -52,8 +52,7 @@ SUPPORTED_FEATURES = (
     "result_chunk",
     "agent_versions",
 )
-_CREDENTIALS_FEATURE = CREDENTIALS_FEATURE
-_ACCEPTANCE_FEATURES = frozenset({_CREDENTIALS_FEATURE, "cost.budget"})  # what JobAccepted may hold
+_ACCEPTANCE_FEATURES = frozenset({CREDENTIALS_FEATURE, "cost.budget"})  # what JobAccepted may hold
 
 # ConnectResponse field numbers (proto/arcp/v1/session_service.proto).
 _FRAMES = 7
@@ -98,7 +97,7 @@ class SessionServiceServicer:
         self._info = runtime_info
         features = list(SUPPORTED_FEATURES)
         if runtime.provisioner is not None:
-            features.append(_CREDENTIALS_FEATURE)  # §14: only with a revoking provisioner
+            features.append(CREDENTIALS_FEATURE)  # §14: only with a revoking provisioner
         self._features = tuple(features)
 
     # -- the stream ------------------------------------------------------------
@@ -437,7 +436,7 @@ class SessionServiceServicer:
 
 def _scrub(summary: jobs_pb2.JobSummary, features: frozenset[str]) -> None:
     """§6.2: no credentials or budgets to a client that did not negotiate them."""
-    if _CREDENTIALS_FEATURE not in features:
+    if CREDENTIALS_FEATURE not in features:
         del summary.credentials[:]
     if "cost.budget" not in features:
         summary.budget.clear()
@@ -451,7 +450,7 @@ def _accepted_for(session: Session, accepted: bytes) -> bytes:
         return accepted
     message = jobs_pb2.JobAccepted.FromString(accepted)
     hidden = False
-    if message.credentials and _CREDENTIALS_FEATURE not in session.features:
+    if message.credentials and CREDENTIALS_FEATURE not in session.features:
         del message.credentials[:]
         hidden = True
     if message.budget and "cost.budget" not in session.features:

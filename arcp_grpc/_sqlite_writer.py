@@ -156,9 +156,7 @@ class SQLiteWriter:
             # Deferred requests ride along in this transaction, each in a savepoint.
             own: asyncio.Future[T] = self._loop.create_future()
             ops, self._deferred = [*self._deferred, _Op(fn, own)], []
-            _, results = self._commit_batch(conn, list(ops))
-            self._count_commit()
-            _settle(results)
+            self._commit_on_loop(conn, ops)
             return own.result()
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -190,7 +188,11 @@ class SQLiteWriter:
             return
         conn = self._conn
         assert conn is not None, "the writer is stopped"
-        _, results = self._commit_batch(conn, list(ops))
+        self._commit_on_loop(conn, ops)
+
+    def _commit_on_loop(self, conn: sqlite3.Connection, ops: Sequence[_Op]) -> None:
+        """Requests in one transaction, each in a savepoint, settled before returning."""
+        _, results = self._commit_batch(conn, ops)
         self._count_commit()
         _settle(results)
 
@@ -236,7 +238,7 @@ class SQLiteWriter:
             self._loop.call_soon_threadsafe(self._deliver, len(batch), events, results)
 
     def _commit_batch(
-        self, conn: sqlite3.Connection, batch: list[object]
+        self, conn: sqlite3.Connection, batch: Sequence[object]
     ) -> tuple[list[EventRow], list[_Settled]]:
         events: list[EventRow] = []
         written = 0  # events[:written] are inserted already

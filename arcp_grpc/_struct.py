@@ -44,8 +44,9 @@ levels. 24 leaves room for the core to wrap the value in its own messages."""
 class FieldError(Exception):
     """A bad field found below the top of a value; ``path`` grows while unwinding.
 
-    Internal to the codec: the public functions turn it into InvalidRequest.
-    Building the path on the way out keeps the success path free of string work.
+    The gateway codec turns it into INVALID_REQUEST, the runtime (an agent's result)
+    into INTERNAL_ERROR. Building the path on the way out keeps the success path
+    free of string work.
     """
 
     def __init__(self, message: str, *segments: str) -> None:

@@ -102,9 +102,9 @@ class SQLiteStore:
             (self._recovery_from,),
         ).fetchall()
         self._unfinished = dict(rows)
-        self._next_rowid = conn.execute("SELECT COALESCE(MAX(rowid), 0) + 1 FROM jobs").fetchone()[
-            0
-        ]
+        (self._next_rowid,) = conn.execute(
+            "SELECT COALESCE(MAX(rowid), 0) + 1 FROM jobs"
+        ).fetchone()
 
     def _save_recovery_mark(self, conn: sqlite3.Connection) -> None:
         """Advance `recovery_from` to the first job not known to have finished (writer only)."""

@@ -14,9 +14,10 @@ encodes in ~8 µs vs ~17 µs for ``MessageToDict`` + ``json.dumps``; a small
   names: it becomes a :class:`BadNumber`, and whoever reads the field raises
   INVALID_REQUEST naming it. A bad number in an ignored field stays harmless.
 * **Free-form values** (`input`, tool args, details) are built into
-  ``Value``/``Struct`` directly, with a nesting limit: protobuf parsers stop
-  at 100 nested messages, about 32 JSON levels inside a frame, and a frame
-  the core cannot parse would break the whole gRPC stream.
+  ``Value``/``Struct`` directly by ``arcp_grpc._struct`` (shared with the
+  runtime), with a nesting limit: protobuf parsers stop at 100 nested
+  messages, about 32 JSON levels inside a frame, and a frame the core cannot
+  parse would break the whole gRPC stream.
 * **Rendering** walks the frame's own small structure by hand and renders
   free-form subtrees with one ``json.dumps`` each, so a decimal budget can be
   written as an exact JSON number token (`5.00`, never `5.0`). Object keys of

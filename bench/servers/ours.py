@@ -7,7 +7,6 @@ gateway reaching the core in process), a data directory for the store, the demo 
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +35,7 @@ async def _serve(args: Any) -> None:
     )
     gateway: Any = None
     try:
-        loop = asyncio.get_running_loop()
-        info: dict[str, Any] = {"grpc": core.grpc_address, "event_loop": type(loop).__module__}
+        info: dict[str, Any] = {"grpc": core.grpc_address}
         if args.gateway:
             # As `arcp-grpc serve` runs it: the embedded gateway reaches the core in process.
             gateway = await start_gateway(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import pytest
 
@@ -15,7 +16,7 @@ class Recorder:
         self.outcome: bytes | None = None
         self.fail_on = fail_on
 
-    def on_events(self, blobs: list[bytes]) -> None:
+    def on_events(self, blobs: Sequence[bytes]) -> None:
         for blob in blobs:
             if blob == self.fail_on:
                 raise RuntimeError("listener bug")
