@@ -37,7 +37,13 @@ from arcp_grpc.logging_setup import bind as bind_log_context
 from arcp_grpc.v1 import jobs_pb2, session_pb2
 from arcp_grpc.v1 import session_service_pb2 as pb
 
-__all__ = ["SERVICE_NAME", "SUPPORTED_FEATURES", "SessionServiceServicer", "session_handler"]
+__all__ = [
+    "SERVICE_NAME",
+    "SUPPORTED_FEATURES",
+    "ConnectStream",
+    "SessionServiceServicer",
+    "session_handler",
+]
 
 SERVICE_NAME = "arcp.v1.SessionService"
 SUPPORTED_FEATURES = (
@@ -81,6 +87,36 @@ class _Connection:
         self.outbound.put_nowait(None)
 
 
+class ConnectStream:
+    """One Connect stream, whoever carries it. gRPC's `Connect` feeds it the frames
+    of the call; the embedded gateway awaits `receive` itself, so a client sending
+    faster than the core handles waits in its own socket buffers, not in a queue."""
+
+    def __init__(self, servicer: SessionServiceServicer) -> None:
+        self._servicer = servicer
+        self._conn = _Connection()
+        self._ending = False
+
+    async def receive(self, request: pb.ConnectRequest) -> bool:
+        """Handle one client frame, in order; False once the stream is ending, after
+        which further frames are ignored (the peer is about to see the end)."""
+        if self._ending:
+            return False
+        if not await self._servicer._receive(request, self._conn):
+            self._ending = True
+        return not self._ending
+
+    def close_input(self) -> None:
+        """The client sent its last frame: the stream ends once the replies are out."""
+        if not self._ending:
+            self._ending = True
+            self._conn.end()
+
+    def frames(self) -> AsyncIterator[bytes]:
+        """Serialized `ConnectResponse` messages until the stream ends; iterate once."""
+        return self._servicer._frames(self._conn)
+
+
 class SessionServiceServicer:
     """Handles every client frame type of ARCP (§6, §7)."""
 
@@ -105,8 +141,51 @@ class SessionServiceServicer:
     async def Connect(
         self, requests: AsyncIterator[pb.ConnectRequest], context: Ctx
     ) -> AsyncIterator[bytes]:
-        conn = _Connection()
-        reader = asyncio.create_task(self._read(requests, conn))
+        stream = self.open_stream()
+        reader = asyncio.create_task(self._read(requests, stream))
+        try:
+            async for frame in stream.frames():
+                yield frame
+        finally:
+            reader.cancel()
+
+    def open_stream(self) -> ConnectStream:
+        """A Connect stream for a caller in this process that hands frames over itself
+        (`gateway.links.LocalLink`); gRPC's `Connect` is the same stream fed by the call."""
+        return ConnectStream(self)
+
+    @staticmethod
+    async def _read(requests: AsyncIterator[pb.ConnectRequest], stream: ConnectStream) -> None:
+        try:
+            async for request in requests:
+                if not await stream.receive(request):
+                    return
+        except (asyncio.CancelledError, grpc.aio.AioRpcError):
+            raise
+        except Exception:
+            log.debug("client stream ended abnormally", exc_info=True)
+        stream.close_input()
+
+    async def _receive(self, request: pb.ConnectRequest, conn: _Connection) -> bool:
+        """Handle one client frame; False once the stream is ending."""
+        if conn.session is not None:
+            conn.session.last_inbound = time.monotonic()
+        try:
+            await self._dispatch(request, conn)
+        except _EndStream:
+            conn.end()
+            return False
+        except ARCPError as error:
+            self._error(conn, error, request.id)
+            if conn.session is None:  # a failed handshake ends the connection
+                conn.end()
+                return False
+        except Exception:
+            log.exception("unexpected failure handling %s", request.WhichOneof("frame"))
+            self._error(conn, InternalError("internal error"), request.id)
+        return True
+
+    async def _frames(self, conn: _Connection) -> AsyncIterator[bytes]:
         heart = asyncio.create_task(self._heartbeat(conn))
         try:
             while True:
@@ -121,34 +200,9 @@ class SessionServiceServicer:
                 if ended:
                     return
         finally:
-            reader.cancel()
             heart.cancel()
             if conn.session is not None:
                 conn.session.detach(conn.outbound)
-
-    async def _read(self, requests: AsyncIterator[pb.ConnectRequest], conn: _Connection) -> None:
-        try:
-            async for request in requests:
-                if conn.session is not None:
-                    conn.session.last_inbound = time.monotonic()
-                try:
-                    await self._dispatch(request, conn)
-                except _EndStream:
-                    conn.end()
-                    return
-                except ARCPError as error:
-                    self._error(conn, error, request.id)
-                    if conn.session is None:  # a failed handshake ends the connection
-                        conn.end()
-                        return
-                except Exception:
-                    log.exception("unexpected failure handling %s", request.WhichOneof("frame"))
-                    self._error(conn, InternalError("internal error"), request.id)
-        except (asyncio.CancelledError, grpc.aio.AioRpcError):
-            raise
-        except Exception:
-            log.debug("client stream ended abnormally", exc_info=True)
-        conn.end()
 
     async def _heartbeat(self, conn: _Connection) -> None:
         """§6.4: two silent intervals end the transport (not the jobs).

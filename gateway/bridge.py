@@ -14,7 +14,6 @@ import contextlib
 import json
 import logging
 from collections import deque
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import grpc
@@ -23,10 +22,10 @@ from websockets.exceptions import ConnectionClosed
 from arcp_grpc._ids import new_ulid
 from arcp_grpc.errors import ARCPError, InternalError, InvalidRequest
 from arcp_grpc.v1 import errors_pb2, session_pb2
-from arcp_grpc.v1.session_service_pb2 import ConnectRequest, ConnectResponse
+from arcp_grpc.v1.session_service_pb2 import ConnectResponse
 from gateway._connection import CoalescingConnection
 from gateway.codec import UNANSWERED_TYPES, Dialect, decode_client_frame, encode_server_frame
-from gateway.links import CoreLink, CoreStream
+from gateway.links import CoreLink, CoreStream, StreamEnded
 
 __all__ = ["CLOSE_INTERNAL", "CLOSE_NORMAL", "CLOSE_POLICY", "Bridge"]
 
@@ -71,16 +70,18 @@ class Bridge:
         self._link = link
         self._max_frame_bytes = max_frame_bytes
         self._state = _State()
-        self._requests: asyncio.Queue[ConnectRequest | None] = asyncio.Queue()
 
     async def run(self) -> None:
-        call = self._link.connect(self._outgoing())
+        call = self._link.connect()
         downstream = asyncio.create_task(self._downstream(call))
-        upstream = asyncio.create_task(self._upstream())
+        upstream = asyncio.create_task(self._upstream(call))
         try:
             await asyncio.wait((downstream, upstream), return_when=asyncio.FIRST_COMPLETED)
+            if upstream.done() and not upstream.cancelled() and upstream.result():
+                # The core is ending the stream (bye, a refused handshake): its last
+                # frames still go out before the socket closes.
+                await asyncio.wait((downstream,))
         finally:
-            self._requests.put_nowait(None)
             upstream.cancel()
             if not downstream.done():
                 call.cancel()  # the client left: the core detaches; jobs keep running
@@ -89,15 +90,10 @@ class Bridge:
             with contextlib.suppress(asyncio.CancelledError):
                 await upstream
 
-    async def _outgoing(self) -> AsyncIterator[ConnectRequest]:
-        while True:
-            request = await self._requests.get()
-            if request is None:
-                return
-            yield request
-
-    async def _upstream(self) -> None:
-        """Client → core."""
+    async def _upstream(self, call: CoreStream) -> bool:
+        """Client → core, one frame at a time: the next is read from the socket only
+        once the core has taken this one. True when the core ended the stream, False
+        when the client did."""
         try:
             async for message in self._ws:
                 if isinstance(message, bytes):
@@ -117,9 +113,12 @@ class Bridge:
                 self._state.dialect = self._state.dialect.learn(frame)
                 if frame.type in UNANSWERED_TYPES:
                     self._state.unanswered.append(frame.request.id)
-                self._requests.put_nowait(frame.request)
+                await call.write(frame.request)
         except ConnectionClosed:
-            return
+            return False
+        except StreamEnded:
+            return True
+        return False
 
     async def _downstream(self, call: CoreStream) -> None:
         """Core → client; when the core ends the stream, close the socket."""

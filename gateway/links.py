@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from typing import Protocol
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -19,21 +19,40 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from arcp_grpc.v1 import session_service_pb2_grpc
 from arcp_grpc.v1.session_service_pb2 import ConnectRequest, ConnectResponse
 
-__all__ = ["CoreLink", "CoreStream", "GrpcLink", "LocalLink", "LocalSessions"]
+__all__ = [
+    "CoreLink",
+    "CoreStream",
+    "GrpcLink",
+    "LocalConnect",
+    "LocalLink",
+    "LocalSessions",
+    "StreamEnded",
+]
 
 
 class CoreStream(Protocol):
-    """One session's frames from the core; `cancel` ends it (the core detaches)."""
+    """One session with the core: iterating yields the core's frames, `write` hands it
+    the client's next frame, `cancel` ends it (the core detaches)."""
 
     def __aiter__(self) -> AsyncIterator[ConnectResponse]: ...
 
+    async def write(self, request: ConnectRequest) -> None:
+        """Returns once the core has taken the frame, so a client that sends faster
+        than the core handles is held back at its socket rather than queued here.
+        Raises `StreamEnded` once the stream is over."""
+        ...
+
     def cancel(self) -> bool: ...
+
+
+class StreamEnded(Exception):
+    """The core's side of the stream is over; it takes no more frames."""
 
 
 class CoreLink(Protocol):
     """Opens Connect streams and reports the core's health."""
 
-    def connect(self, requests: AsyncIterator[ConnectRequest]) -> CoreStream: ...
+    def connect(self) -> CoreStream: ...
 
     async def health(self) -> str:
         """The core's serving status name (`SERVING`, ...), `UNREACHABLE` if unknown."""
@@ -45,11 +64,19 @@ class CoreLink(Protocol):
 class LocalSessions(Protocol):
     """What the in-process link needs of the core's SessionService servicer."""
 
-    def Connect(
-        self, requests: AsyncIterator[ConnectRequest], context: Any
-    ) -> AsyncIterator[bytes]:
-        """The servicer's stream; it does not use `context`, so None is passed."""
+    def open_stream(self) -> LocalConnect:
+        """A Connect stream whose frames this process hands over itself."""
         ...
+
+
+class LocalConnect(Protocol):
+    """The core's side of one in-process Connect stream (`arcp_grpc.ConnectStream`)."""
+
+    async def receive(self, request: ConnectRequest) -> bool:
+        """Handle one frame; False once the stream is ending."""
+        ...
+
+    def frames(self) -> AsyncIterator[bytes]: ...
 
 
 class GrpcLink:
@@ -64,9 +91,8 @@ class GrpcLink:
         self._sessions = session_service_pb2_grpc.SessionServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
 
-    def connect(self, requests: AsyncIterator[ConnectRequest]) -> CoreStream:
-        call: CoreStream = self._sessions.Connect(requests)
-        return call
+    def connect(self) -> CoreStream:
+        return _GrpcStream(self._sessions.Connect())
 
     async def health(self) -> str:
         try:
@@ -89,8 +115,8 @@ class LocalLink:
     def __init__(self, sessions: LocalSessions) -> None:
         self._sessions = sessions
 
-    def connect(self, requests: AsyncIterator[ConnectRequest]) -> CoreStream:
-        return _LocalStream(self._sessions.Connect(requests, None))
+    def connect(self) -> CoreStream:
+        return _LocalStream(self._sessions.open_stream())
 
     async def health(self) -> str:
         return "SERVING"
@@ -99,11 +125,31 @@ class LocalLink:
         return None
 
 
-class _LocalStream:
-    """The servicer's frames, parsed as a gRPC client would parse them."""
+class _GrpcStream:
+    """A Connect call written frame by frame (gRPC's own flow control holds `write`)."""
 
-    def __init__(self, frames: AsyncIterator[bytes]) -> None:
-        self._frames = frames
+    def __init__(self, call: grpc.aio.StreamStreamCall[ConnectRequest, ConnectResponse]) -> None:
+        self._call = call
+
+    def __aiter__(self) -> AsyncIterator[ConnectResponse]:
+        return self._call.__aiter__()
+
+    async def write(self, request: ConnectRequest) -> None:
+        try:
+            await self._call.write(request)
+        except (asyncio.InvalidStateError, grpc.aio.AioRpcError) as exc:
+            raise StreamEnded from exc
+
+    def cancel(self) -> bool:
+        return self._call.cancel()
+
+
+class _LocalStream:
+    """The servicer's stream in this process: frames in by direct call, frames out
+    parsed as a gRPC client would parse them."""
+
+    def __init__(self, stream: LocalConnect) -> None:
+        self._stream = stream
         self._reader: asyncio.Task[object] | None = None
 
     def __aiter__(self) -> AsyncIterator[ConnectResponse]:
@@ -111,8 +157,12 @@ class _LocalStream:
 
     async def _read(self) -> AsyncIterator[ConnectResponse]:
         self._reader = asyncio.current_task()
-        async for frame in self._frames:
+        async for frame in self._stream.frames():
             yield ConnectResponse.FromString(frame)
+
+    async def write(self, request: ConnectRequest) -> None:
+        if not await self._stream.receive(request):
+            raise StreamEnded
 
     def cancel(self) -> bool:
         """Like cancelling a gRPC call: the servicer's stream ends where it waits."""
