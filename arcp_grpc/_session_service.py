@@ -13,7 +13,6 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -73,18 +72,40 @@ class _EndStream(Exception):
     """Raised by a handler to end the stream after its reply was queued."""
 
 
-@dataclass(eq=False)
 class _Connection:
     """One Connect stream: its outbound queue and, after the handshake, its session."""
 
-    outbound: Outbox = field(default_factory=Outbox)
-    session: Session | None = None
+    def __init__(self, max_unsent_bytes: int) -> None:
+        self.outbound = Outbox(max_unsent_bytes, self._overflowed)
+        self.session: Session | None = None
 
     def send(self, frame: pb.ConnectResponse) -> None:
         self.outbound.put_nowait(_with_id(frame))
 
     def end(self) -> None:
-        self.outbound.put_nowait(None)
+        self.outbound.close()
+
+    def _overflowed(self, outbound: Outbox) -> None:
+        """The client stopped reading: drop the transport, keep the session. Its
+        sequenced frames stay buffered for a resume; heartbeat loss is the nearest
+        §12 code and carries the same remedy (§6.3, §13.1)."""
+        unsent = outbound.unsent_bytes
+        error = HeartbeatLost(
+            f"the client is not reading: {unsent} bytes are waiting to be sent; the transport"
+            " is closed and the session kept, resume to continue (§6.3)"
+        )
+        frame = pb.ConnectResponse()
+        session = self.session
+        if session is not None:
+            frame.session_id = session.session_id
+            session.detach(outbound)
+        frame.error.error.CopyFrom(error.to_proto())
+        outbound.close(_with_id(frame))
+        log.warning(
+            "dropped the transport of %s: %d bytes unsent, client not reading",
+            session.session_id if session is not None else "a session being opened",
+            unsent,
+        )
 
 
 class ConnectStream:
@@ -94,13 +115,13 @@ class ConnectStream:
 
     def __init__(self, servicer: SessionServiceServicer) -> None:
         self._servicer = servicer
-        self._conn = _Connection()
+        self._conn = _Connection(servicer.max_unsent_bytes)
         self._ending = False
 
     async def receive(self, request: pb.ConnectRequest) -> bool:
         """Handle one client frame, in order; False once the stream is ending, after
         which further frames are ignored (the peer is about to see the end)."""
-        if self._ending:
+        if self._ending or self._conn.outbound.closed:
             return False
         if not await self._servicer._receive(request, self._conn):
             self._ending = True
@@ -135,6 +156,10 @@ class SessionServiceServicer:
         if runtime.provisioner is not None:
             features.append(CREDENTIALS_FEATURE)  # §14: only with a revoking provisioner
         self._features = tuple(features)
+
+    @property
+    def max_unsent_bytes(self) -> int:
+        return self._sessions.limits.max_unsent_bytes
 
     # -- the stream ------------------------------------------------------------
 
@@ -335,8 +360,7 @@ class SessionServiceServicer:
         session.attach(conn.outbound)
         conn.session = session
         conn.send(self._welcome(request_id, session, token, resumed=True))
-        for frame in missed:
-            conn.outbound.put_nowait(frame)
+        conn.outbound.put_replay(missed)
         log.info("session %s resumed after seq %d", session.session_id, resume.last_event_seq)
 
     def _session_owner(self, session_id: str) -> Principal:

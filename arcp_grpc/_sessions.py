@@ -16,7 +16,7 @@ import hmac
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -41,6 +41,8 @@ class SessionLimits:
     back_pressure_lag: int = 1_000  # unacked frames before a back_pressure status (§6.5)
     max_inline_result_bytes: int = 4 * 1024 * 1024  # results inlined for clients without
     # result_chunk (§6.2); larger ones fail clearly
+    max_unsent_bytes: int = 64 * 1024 * 1024  # queued for a client that does not read; beyond
+    # it the transport is dropped and the session kept for a resume (§6.3)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,16 +95,56 @@ class Outbox:
     The operations of `asyncio.Queue` that a stream needs, without its task
     accounting and getter bookkeeping: every frame of every session goes
     through here, and a chatty job sends tens of thousands a second.
+
+    A client that stops reading must not hold the process's memory hostage:
+    once more than `limit_bytes` wait here, `on_overflow` is told (once) and is
+    expected to `close` the box; frames put after that are dropped. Sequenced
+    frames also sit in their session's buffer, so a resume still finds them.
     """
 
-    __slots__ = ("_frames", "_waiter")
+    __slots__ = ("_bytes", "_closed", "_frames", "_limit", "_on_overflow", "_waiter")
 
-    def __init__(self) -> None:
+    def __init__(
+        self, limit_bytes: int = 0, on_overflow: Callable[[Outbox], None] | None = None
+    ) -> None:
         self._frames: deque[bytes | None] = deque()
         self._waiter: asyncio.Future[None] | None = None
+        self._bytes = 0
+        self._limit = limit_bytes  # 0: unbounded
+        self._on_overflow = on_overflow
+        self._closed = False
 
     def put_nowait(self, frame: bytes | None) -> None:
+        if self._closed:
+            return
+        self._append(frame)
+        if frame is not None and self._limit and self._bytes > self._limit:
+            on_overflow, self._on_overflow = self._on_overflow, None
+            if on_overflow is not None:
+                on_overflow(self)
+
+    def put_replay(self, frames: Sequence[bytes]) -> None:
+        """Queue frames a session buffer holds anyway (a resume's replay), raising
+        this transport's limit by their size: they cost no memory of their own here."""
+        if self._limit:
+            self._limit += sum(len(frame) for frame in frames)
+        for frame in frames:
+            self.put_nowait(frame)
+
+    def close(self, last: bytes | None = None) -> None:
+        """End the stream after what is queued (and `last`, if given), whatever the
+        limit; later puts are dropped."""
+        if self._closed:
+            return
+        if last is not None:
+            self._append(last)
+        self._append(None)
+        self._closed = True
+
+    def _append(self, frame: bytes | None) -> None:
         self._frames.append(frame)
+        if frame is not None:
+            self._bytes += len(frame)
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
@@ -118,16 +160,30 @@ class Outbox:
             finally:
                 if self._waiter is waiter:
                     self._waiter = None
-        return self._frames.popleft()
+        return self._take()
 
     def get_nowait(self) -> bytes | None:
         """The next frame; raises `asyncio.QueueEmpty` when there is none."""
         if not self._frames:
             raise asyncio.QueueEmpty
-        return self._frames.popleft()
+        return self._take()
+
+    def _take(self) -> bytes | None:
+        frame = self._frames.popleft()
+        if frame is not None:
+            self._bytes -= len(frame)
+        return frame
 
     def empty(self) -> bool:
         return not self._frames
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def unsent_bytes(self) -> int:
+        return self._bytes
 
 
 @dataclass(eq=False)
@@ -185,7 +241,7 @@ class Session:
 
     def attach(self, outbound: Outbox) -> None:
         if self.outbound is not None:
-            self.outbound.put_nowait(None)  # a newer transport takes over
+            self.outbound.close()  # a newer transport takes over
         self.outbound = outbound
         self.detached_at = None
         self.last_inbound = time.monotonic()
@@ -279,7 +335,7 @@ class SessionRegistry:
         for session in self._sessions.values():
             session.close_pumps()
             if session.outbound is not None:
-                session.outbound.put_nowait(None)
+                session.outbound.close()
 
     async def _sweep(self, on_expire: Callable[[Session], None]) -> None:
         interval = max(0.2, min(5.0, self.limits.resume_window_sec / 10))

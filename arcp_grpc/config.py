@@ -127,6 +127,7 @@ class SessionSettings:
     max_buffered_frames: int = 100_000
     back_pressure_lag: int = 1_000
     max_inline_result_bytes: int = 4 * _MiB
+    max_unsent_bytes: int = 64 * _MiB
 
 
 @dataclass(frozen=True)

@@ -37,3 +37,53 @@ async def test_a_cancelled_wait_leaves_the_queue_usable() -> None:
         await getter
     box.put_nowait(b"y")  # no stale waiter to trip over
     assert await asyncio.wait_for(box.get(), 1.0) == b"y"
+
+
+async def test_more_than_the_limit_unsent_is_reported_once_and_the_box_can_be_closed() -> None:
+    overflows: list[int] = []
+
+    def overflowed(box: Outbox) -> None:
+        overflows.append(box.unsent_bytes)
+        box.close(b"bye")
+
+    box = Outbox(limit_bytes=10, on_overflow=overflowed)
+    box.put_nowait(b"12345")
+    box.put_nowait(b"67890")  # exactly at the limit: still fine
+    assert overflows == []
+    box.put_nowait(b"!")
+    assert overflows == [11]
+    box.put_nowait(b"dropped")  # after close: nothing more goes in
+    assert box.closed
+    frames = [box.get_nowait() for _ in range(5)]
+    assert frames == [b"12345", b"67890", b"!", b"bye", None]
+    assert box.unsent_bytes == 0
+    assert box.empty()
+
+
+async def test_taking_frames_out_makes_room_again() -> None:
+    overflows: list[int] = []
+    box = Outbox(limit_bytes=4, on_overflow=lambda b: overflows.append(b.unsent_bytes))
+    for _ in range(10):
+        box.put_nowait(b"abc")
+        assert await box.get() == b"abc"
+    assert overflows == []
+    assert box.unsent_bytes == 0
+
+
+async def test_close_ends_the_stream_once() -> None:
+    box = Outbox()
+    box.close()
+    box.close(b"late")
+    box.put_nowait(b"late too")
+    assert box.get_nowait() is None
+    assert box.empty()
+
+
+async def test_a_replay_raises_the_limit_by_its_own_size() -> None:
+    overflows: list[int] = []
+    box = Outbox(limit_bytes=4, on_overflow=lambda b: overflows.append(b.unsent_bytes))
+    box.put_replay([b"buffered", b"frames"])  # 14 bytes the session buffer holds anyway
+    box.put_nowait(b"live")
+    assert overflows == []
+    box.put_nowait(b"!")
+    assert overflows == [19]

@@ -1,28 +1,36 @@
-"""A client that sends faster than the core handles is held back at its socket.
+"""Clients that send faster than the core handles, or read slower than it sends.
 
-The gateway hands the core one frame at a time and reads the next from the socket
-only once the core has taken it, so a flood waits in TCP buffers (bounded by the
-kernel) instead of piling up in the gateway's memory. Nothing is lost: once the
+A flood is held back at the client's socket: the gateway hands the core one frame
+at a time and reads the next from the socket only once the core has taken it, so
+a flood waits in TCP buffers (bounded by the kernel) instead of piling up in the
+gateway's memory. Nothing is lost: once the
 core catches up every frame is answered, in order (§6.1 frames on a session are
 handled in the order sent).
+
+A client that stops reading cannot make the core queue its output without bound:
+past `sessions.max_unsent_bytes` its transport is dropped and the session kept,
+so a resume (§6.3) still delivers every event.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from websockets.asyncio.client import connect
 
 from arcp_grpc._ids import new_ulid
+from arcp_grpc._sessions import SessionLimits
 from arcp_grpc.credentials import CredentialRequest, DevProvisioner
 from arcp_grpc.server import CoreConfig, RunningCore, start_core
 from arcp_grpc.v1 import lease_pb2
 from gateway.links import LocalLink
 from gateway.server import GatewayConfig, RunningGateway, start_gateway
-from tests.gateway.conftest import SAFETY, TOKENS, RawClient, open_raw
+from tests.gateway.conftest import SAFETY, TOKENS, RawClient, StackFactory, open_raw
 
 FRAME_INPUT_BYTES = 256 * 1024
 FLOOD_FRAMES = 512  # 128 MiB in all: far beyond every socket and stream buffer on the path
@@ -120,3 +128,50 @@ async def test_a_flood_waits_in_the_socket_while_the_core_is_busy_and_all_of_it_
         assert refused == [frame_id for frame_id, _ in frames]  # every one, in order
     finally:
         await client.close()
+
+
+async def _open_slow_reader(url: str) -> RawClient:
+    """A client whose socket takes 4 KiB at a time and that reads nothing it is not asked to."""
+    host, port = url.split("//", 1)[1].split("/", 1)[0].split(":")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+    ws = await connect(url, sock=sock, open_timeout=SAFETY, max_size=None, max_queue=1)
+    return RawClient(ws)
+
+
+async def test_a_client_that_stops_reading_loses_its_transport_not_its_events(
+    make_stack: StackFactory,
+) -> None:
+    limit = 256 * 1024
+    stack = await make_stack(session_limits=SessionLimits(max_unsent_bytes=limit))
+    size = 24 * 1024 * 1024  # more than the socket and stream buffers and the limit together
+    slow = await _open_slow_reader(stack.url)
+    resumed: RawClient | None = None
+    try:
+        assert (await slow.hello("tok-alice"))["type"] == "session.welcome"
+        accepted = await slow.submit("report", {"bytes": size, "sections": 0})
+        job_id = accepted["payload"]["job_id"]
+
+        # The core gives up on the transport instead of queueing the job's output.
+        async with asyncio.timeout(SAFETY):
+            while stack.core.sessions.attached_count() > 0:  # noqa: ASYNC110 (no event to wait on)
+                await asyncio.sleep(0.05)
+
+        resumed = await open_raw(stack.url)
+        welcome = await resumed.hello(resume=slow.resume_block())
+        assert welcome["type"] == "session.welcome", welcome
+        frames = await resumed.until_terminal(job_id)
+        chunks = [
+            f["payload"]["body"] for f in frames if f["payload"].get("kind") == "result_chunk"
+        ]
+        assert sum(len(chunk["data"]) for chunk in chunks) == size  # every byte, once
+        assert [chunk["chunk_seq"] for chunk in chunks] == list(range(len(chunks)))
+        seqs = [f["event_seq"] for f in frames]
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+        assert frames[-1]["type"] == "job.result"
+    finally:
+        slow.ws.transport.abort()  # it reads nothing, so a closing handshake would only wait
+        if resumed is not None:
+            await resumed.close()
