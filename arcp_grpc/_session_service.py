@@ -31,6 +31,7 @@ from arcp_grpc.errors import (
     InvalidRequest,
     JobNotFound,
     PermissionDenied,
+    Unauthenticated,
 )
 from arcp_grpc.logging_setup import bind as bind_log_context
 from arcp_grpc.v1 import jobs_pb2, session_pb2
@@ -212,6 +213,9 @@ class SessionServiceServicer:
 
     async def _frames(self, conn: _Connection) -> AsyncIterator[bytes]:
         heart = asyncio.create_task(self._heartbeat(conn))
+        deadline = asyncio.get_running_loop().call_later(
+            self._sessions.limits.hello_timeout_sec, self._hello_overdue, conn
+        )
         try:
             while True:
                 frame = await conn.outbound.get()
@@ -226,8 +230,17 @@ class SessionServiceServicer:
                     return
         finally:
             heart.cancel()
+            deadline.cancel()
             if conn.session is not None:
                 conn.session.detach(conn.outbound)
+
+    def _hello_overdue(self, conn: _Connection) -> None:
+        """A connection that never authenticates must not hold a socket for ever; the
+        heartbeat (§6.4) only starts with a session."""
+        if conn.session is None and not conn.outbound.closed:
+            timeout = self._sessions.limits.hello_timeout_sec
+            self._error(conn, Unauthenticated(f"no session.hello within {timeout:g} s (§6.1)"))
+            conn.end()
 
     async def _heartbeat(self, conn: _Connection) -> None:
         """§6.4: two silent intervals end the transport (not the jobs).

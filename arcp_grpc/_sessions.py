@@ -37,6 +37,7 @@ class SessionLimits:
 
     resume_window_sec: int = 600  # §6.3
     heartbeat_interval_sec: int = 30  # §6.4
+    hello_timeout_sec: float = 10.0  # a connection without a session after this is closed
     max_buffered_frames: int = 100_000  # beyond this the oldest frames are evicted (§6.5)
     back_pressure_lag: int = 1_000  # unacked frames before a back_pressure status (§6.5)
     max_inline_result_bytes: int = 4 * 1024 * 1024  # results inlined for clients without

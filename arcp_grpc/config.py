@@ -124,6 +124,7 @@ class SessionSettings:
 
     resume_window_sec: int = 600
     heartbeat_interval_sec: int = 30
+    hello_timeout_sec: float = 10.0
     max_buffered_frames: int = 100_000
     back_pressure_lag: int = 1_000
     max_inline_result_bytes: int = 4 * _MiB

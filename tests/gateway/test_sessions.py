@@ -358,6 +358,33 @@ async def test_heartbeat_loss_closes_transport_but_not_job(make_stack: StackFact
         await back.close()
 
 
+async def test_a_connection_that_never_says_hello_is_closed(make_stack: StackFactory) -> None:
+    """Heartbeats (§6.4) start with a session; before it, `hello_timeout_sec` bounds the wait."""
+    stack = await make_stack(session_limits=SessionLimits(hello_timeout_sec=0.3))
+    silent = await open_raw(stack.url)
+    code, frames = await silent.closed()
+    assert [(f["type"], f["payload"]["code"]) for f in frames] == [
+        ("session.error", "UNAUTHENTICATED")
+    ]
+    assert "session.hello" in frames[0]["payload"]["message"]
+    assert code == 1008
+
+
+async def test_the_hello_deadline_spares_a_session_opened_in_time(
+    make_stack: StackFactory,
+) -> None:
+    stack = await make_stack(session_limits=SessionLimits(hello_timeout_sec=0.3))
+    client = await open_raw(stack.url)
+    try:
+        assert (await client.hello())["type"] == "session.welcome"
+        await asyncio.sleep(0.6)  # well past the deadline
+        frames = await client.run("echo", {"still": "here"})
+        assert frames[-1]["type"] == "job.result"
+        assert not [f for f in client.received if f["type"] == "session.error"]
+    finally:
+        await client.close()
+
+
 async def test_pings_answered_keep_the_session_alive(make_stack: StackFactory) -> None:
     stack = await make_stack(session_limits=SessionLimits(heartbeat_interval_sec=1))
     client = await open_raw(stack.url)
