@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import grpc
@@ -134,7 +134,7 @@ class ConnectStream:
             self._ending = True
             self._conn.end()
 
-    def frames(self) -> AsyncIterator[bytes]:
+    def frames(self) -> AsyncGenerator[bytes, None]:
         """Serialized `ConnectResponse` messages until the stream ends; iterate once."""
         return self._servicer._frames(self._conn)
 
@@ -211,7 +211,7 @@ class SessionServiceServicer:
             self._error(conn, InternalError("internal error"), request.id)
         return True
 
-    async def _frames(self, conn: _Connection) -> AsyncIterator[bytes]:
+    async def _frames(self, conn: _Connection) -> AsyncGenerator[bytes, None]:
         heart = asyncio.create_task(self._heartbeat(conn))
         deadline = asyncio.get_running_loop().call_later(
             self._sessions.limits.hello_timeout_sec, self._hello_overdue, conn
@@ -233,6 +233,7 @@ class SessionServiceServicer:
             deadline.cancel()
             if conn.session is not None:
                 conn.session.detach(conn.outbound)
+            conn.end()  # also when cancelled: later frames are dropped, not queued
 
     def _hello_overdue(self, conn: _Connection) -> None:
         """A connection that never authenticates must not hold a socket for ever; the

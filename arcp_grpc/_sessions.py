@@ -141,6 +141,7 @@ class Outbox:
             self._append(last)
         self._append(None)
         self._closed = True
+        self._on_overflow = None  # it usually refers back to the owner of this box
 
     def _append(self, frame: bytes | None) -> None:
         self._frames.append(frame)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 
 import pytest
 
@@ -87,3 +89,26 @@ async def test_a_replay_raises_the_limit_by_its_own_size() -> None:
     assert overflows == []
     box.put_nowait(b"!")
     assert overflows == [19]
+
+
+async def test_close_lets_go_of_the_overflow_callback() -> None:
+    """The callback usually belongs to the box's owner: holding it after the stream
+    ended would make a reference cycle that only the cyclic collector frees, and each
+    ended connection's session buffer with it."""
+
+    class Owner:
+        def __init__(self) -> None:
+            self.box = Outbox(limit_bytes=1, on_overflow=self.overflowed)
+
+        def overflowed(self, box: Outbox) -> None:
+            box.close()
+
+    owner = Owner()
+    gone = weakref.ref(owner)
+    owner.box.close()
+    gc.disable()
+    try:
+        del owner
+        assert gone() is None  # freed by reference counting alone
+    finally:
+        gc.enable()
