@@ -12,16 +12,16 @@ the session that submitted the job): no task, no wake-up per batch.
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from arcp_grpc._feed import JobFeed
-from arcp_grpc._sessions import FrameHeader, Session
+from arcp_grpc._sessions import Follower, FrameHeader, Session
 from arcp_grpc._stamps import stamp
 from arcp_grpc._wire import only_field
 from arcp_grpc.errors import InternalError
 from arcp_grpc.v1 import events_pb2, jobs_pb2
 
-__all__ = ["CREDENTIALS_FEATURE", "JobDelivery", "LiveDelivery"]
+__all__ = ["CREDENTIALS_FEATURE", "Fallback", "JobDelivery", "LiveDelivery"]
 
 CREDENTIALS_FEATURE = "provisioned_credentials"
 
@@ -43,15 +43,20 @@ class JobDelivery:
         self._chunks_ok = "result_chunk" in features
         self._inline = _Inline(session.limits.max_inline_result_bytes)
 
-    def on_events(self, blobs: Sequence[bytes]) -> None:
+    def deliver(self, blobs: Sequence[bytes]) -> int:
+        """Deliver `blobs` in order, stopping before the first one the client has no
+        room for (`Session.has_room`). Returns how many were handled."""
         session, header = self.session, self.header
-        for blob in blobs:
+        for index, blob in enumerate(blobs):
+            if not session.has_room():
+                return index
             if self._hide_secrets and _ROTATION in blob and _is_rotation(blob):
                 continue  # §6.2: credentials only to clients that negotiated them
             if self._filtering and not self._keep(blob):
                 continue
             session.deliver(header, _EVENT, blob)
             self._maybe_back_pressure()
+        return len(blobs)
 
     def on_outcome(self, outcome: bytes) -> None:
         field_number, body = _terminal(outcome, self._inline, self._chunks_ok)
@@ -85,18 +90,37 @@ class JobDelivery:
         session.deliver(self.header, _EVENT, event.SerializeToString())
 
 
-class LiveDelivery(JobDelivery):
-    """A delivery the job's feed calls as events commit, from the job's first event."""
+#: Starts a pump that goes on from `job_seq` with the given delivery (its filters and
+#: partial state carry over); returns what now follows the job for the session.
+Fallback = Callable[[int, JobDelivery], Follower]
 
-    def __init__(self, session: Session, job_id: str, trace_id: str, feed: JobFeed) -> None:
-        super().__init__(session, job_id, trace_id)
+
+class LiveDelivery:
+    """Feeds a `JobDelivery` straight from the job's feed as events commit, from the
+    job's first event, for as long as the client keeps up. Once its transport is half
+    full or gone, the rest comes from a pump (`fallback`, given the same delivery) that
+    reads the store at the client's pace: a job may produce faster than its client
+    reads without either queueing without bound or losing the client's place (§6.5)."""
+
+    def __init__(self, delivery: JobDelivery, feed: JobFeed, fallback: Fallback) -> None:
+        self._delivery = delivery
         self._feed = feed
+        self._fallback = fallback
+        self._seq = feed.committed_seq  # job_seq of the last event handed to us
         feed.listen(self)
-        session.pumps[job_id] = self
+        delivery.session.pumps[delivery.header.job_id] = self
+
+    def on_events(self, blobs: Sequence[bytes]) -> None:
+        handled = self._delivery.deliver(blobs)
+        self._seq += handled
+        if handled < len(blobs):
+            self._feed.unlisten(self)  # the pump reads the rest of this batch on
+            session, job_id = self._delivery.session, self._delivery.header.job_id
+            session.pumps[job_id] = self._fallback(self._seq, self._delivery)
 
     def on_outcome(self, outcome: bytes) -> None:
         self._forget()
-        super().on_outcome(outcome)
+        self._delivery.on_outcome(outcome)
 
     def cancel(self) -> bool:
         """Stop delivering (the session expired or is closing its followers)."""
@@ -105,9 +129,9 @@ class LiveDelivery(JobDelivery):
         return True
 
     def _forget(self) -> None:
-        pumps = self.session.pumps
-        if pumps.get(self.header.job_id) is self:
-            del pumps[self.header.job_id]
+        pumps = self._delivery.session.pumps
+        if pumps.get(self._delivery.header.job_id) is self:
+            del pumps[self._delivery.header.job_id]
 
 
 def _is_rotation(blob: bytes) -> bool:

@@ -84,6 +84,8 @@ class _Connection:
         self.outbound.put_nowait(_with_id(frame))
 
     def end(self) -> None:
+        if self.session is not None:
+            self.session.detach(self.outbound)  # from now on its frames only buffer
         self.outbound.close()
 
     def _overflowed(self, outbound: Outbox) -> None:
@@ -231,9 +233,7 @@ class SessionServiceServicer:
         finally:
             heart.cancel()
             deadline.cancel()
-            if conn.session is not None:
-                conn.session.detach(conn.outbound)
-            conn.end()  # also when cancelled: later frames are dropped, not queued
+            conn.end()  # also when cancelled: detached, and later frames are not queued
 
     def _hello_overdue(self, conn: _Connection) -> None:
         """A connection that never authenticates must not hold a socket for ever; the
@@ -420,7 +420,11 @@ class SessionServiceServicer:
         if live is not None:
             # The common case: a new job, followed from its first event by its feed.
             feed, trace_id = live
-            LiveDelivery(session, job_id, trace_id, feed)
+            LiveDelivery(
+                JobDelivery(session, job_id, trace_id),
+                feed,
+                lambda seq, delivery: self._start_pump(session, job_id, seq, delivery),
+            )
             return
         # A replay attaches to the original job from now on (§7.2).
         after = await self._runtime.committed_seq(job_id) if submission.replay else 0
@@ -510,20 +514,37 @@ class SessionServiceServicer:
 
     # -- event pumps -----------------------------------------------------------------
 
-    def _start_pump(self, session: Session, job_id: str, after_seq: int) -> None:
+    def _start_pump(
+        self,
+        session: Session,
+        job_id: str,
+        after_seq: int,
+        delivery: JobDelivery | None = None,
+    ) -> asyncio.Task[None]:
         task = asyncio.create_task(
-            self._pump(session, job_id, after_seq), name=f"pump {session.session_id} {job_id}"
+            self._pump(session, job_id, after_seq, delivery),
+            name=f"pump {session.session_id} {job_id}",
         )
         session.pumps[job_id] = task
         task.add_done_callback(lambda _t: _forget(session, job_id, task))
+        return task
 
-    async def _pump(self, session: Session, job_id: str, after_seq: int) -> None:
-        """Follow a job from the store and its feed (§7.6 subscriptions, §7.2 replays)."""
-        delivery = JobDelivery(session, job_id, await self._runtime.trace_id(job_id))
+    async def _pump(
+        self, session: Session, job_id: str, after_seq: int, delivery: JobDelivery | None
+    ) -> None:
+        """Follow a job from the store and its feed (§7.6 subscriptions, §7.2 replays,
+        and a submitter that fell behind its job), at the client's pace."""
+        if delivery is None:
+            delivery = JobDelivery(session, job_id, await self._runtime.trace_id(job_id))
         async for batch in self._runtime.watch(session.principal, job_id, after_seq):
-            delivery.on_events(batch.events)
+            events = batch.events
+            while events:  # a long history goes out as fast as the client takes it
+                events = events[delivery.deliver(events) :]
+                if events:
+                    await session.room()
             if batch.outcome is not None:
                 delivery.on_outcome(batch.outcome)
+            await session.room()
 
 
 def _scrub(summary: jobs_pb2.JobSummary, features: frozenset[str]) -> None:

@@ -103,7 +103,7 @@ class Outbox:
     frames also sit in their session's buffer, so a resume still finds them.
     """
 
-    __slots__ = ("_bytes", "_closed", "_frames", "_limit", "_on_overflow", "_waiter")
+    __slots__ = ("_bytes", "_closed", "_frames", "_limit", "_on_overflow", "_room", "_waiter")
 
     def __init__(
         self, limit_bytes: int = 0, on_overflow: Callable[[Outbox], None] | None = None
@@ -114,12 +114,14 @@ class Outbox:
         self._limit = limit_bytes  # 0: unbounded
         self._on_overflow = on_overflow
         self._closed = False
+        self._room: list[asyncio.Future[None]] = []  # producers waiting in `wait_for_room`
 
     def put_nowait(self, frame: bytes | None) -> None:
         if self._closed:
             return
         self._append(frame)
-        if frame is not None and self._limit and self._bytes > self._limit:
+        # One frame always fits, however large: the limit bounds a backlog, not a frame.
+        if frame is not None and self._limit and self._bytes > self._limit > len(frame):
             on_overflow, self._on_overflow = self._on_overflow, None
             if on_overflow is not None:
                 on_overflow(self)
@@ -142,6 +144,7 @@ class Outbox:
         self._append(None)
         self._closed = True
         self._on_overflow = None  # it usually refers back to the owner of this box
+        self._wake_producers()
 
     def _append(self, frame: bytes | None) -> None:
         self._frames.append(frame)
@@ -174,7 +177,31 @@ class Outbox:
         frame = self._frames.popleft()
         if frame is not None:
             self._bytes -= len(frame)
+            if self._room and self._bytes <= self._limit // 2:
+                self._wake_producers()
         return frame
+
+    def has_room(self) -> bool:
+        """At most half the limit unsent (always, when unbounded)."""
+        return not self._limit or self._bytes <= self._limit // 2
+
+    async def wait_for_room(self) -> None:
+        """Return once at most half the limit is unsent (at once when unbounded), or
+        the box is closed: for producers that can wait, such as a job's history."""
+        while not self._closed and not self.has_room():
+            waiter = asyncio.get_running_loop().create_future()
+            self._room.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter in self._room:
+                    self._room.remove(waiter)
+
+    def _wake_producers(self) -> None:
+        waiters, self._room = self._room, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def empty(self) -> bool:
         return not self._frames
@@ -205,6 +232,7 @@ class Session:
     submitted: set[str] = field(default_factory=set)
     pumps: dict[str, Follower] = field(default_factory=dict)  # by job id
     back_pressure_signalled: bool = False
+    attached: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     last_inbound: float = field(default_factory=time.monotonic)
     last_outbound: float = field(default_factory=time.monotonic)
 
@@ -247,11 +275,32 @@ class Session:
         self.outbound = outbound
         self.detached_at = None
         self.last_inbound = time.monotonic()
+        self.attached.set()
 
     def detach(self, outbound: Outbox) -> None:
         if self.outbound is outbound:
             self.outbound = None
             self.detached_at = time.monotonic()
+            self.attached.clear()
+
+    def has_room(self) -> bool:
+        """A transport is attached and at most half full."""
+        outbound = self.outbound
+        return outbound is not None and not outbound.closed and outbound.has_room()
+
+    async def room(self) -> None:
+        """Wait until a transport is attached and at most half full: what follows a
+        job's stored history goes at the client's pace, not the store's (§6.5)."""
+        while True:
+            outbound = self.outbound
+            if outbound is None:
+                await self.attached.wait()
+                continue
+            await outbound.wait_for_room()
+            if not outbound.closed:
+                return
+            # Whoever closes a session's transport detaches it first (or attaches another).
+            assert self.outbound is not outbound, "a closed transport is still attached"
 
     def replay_after(self, last_event_seq: int) -> list[bytes]:
         """Frames with `event_seq > last_event_seq`, or RESUME_WINDOW_EXPIRED (§6.3)."""
@@ -292,7 +341,12 @@ class SessionRegistry:
         return len(self._sessions)
 
     def attached_count(self) -> int:
-        return sum(1 for s in self._sessions.values() if s.outbound is not None)
+        return sum(1 for s in list(self._sessions.values()) if s.outbound is not None)
+
+    def unsent_bytes(self) -> int:
+        """Frames queued for attached clients and not yet taken by their transports."""
+        boxes = [s.outbound for s in list(self._sessions.values())]
+        return sum(box.unsent_bytes for box in boxes if box is not None)
 
     def create(self, principal: Principal, features: frozenset[str]) -> Session:
         session = Session(new_id("sess"), principal, features, self.limits)
@@ -336,8 +390,10 @@ class SessionRegistry:
             self._sweeper.cancel()
         for session in self._sessions.values():
             session.close_pumps()
-            if session.outbound is not None:
-                session.outbound.close()
+            outbound = session.outbound
+            if outbound is not None:
+                session.detach(outbound)
+                outbound.close()
 
     async def _sweep(self, on_expire: Callable[[Session], None]) -> None:
         interval = max(0.2, min(5.0, self.limits.resume_window_sec / 10))

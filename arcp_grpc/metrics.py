@@ -16,6 +16,7 @@ read from the session registry at scrape time, so nothing is stale.
 | `arcp_events_total` | counter | job events written; `rate()` gives events/s |
 | `arcp_sessions_open` | gauge | ARCP sessions held by the core (attached or resumable) |
 | `arcp_sessions_attached` | gauge | sessions with a live transport |
+| `arcp_sessions_unsent_bytes` | gauge | frames queued for attached clients, not yet sent |
 """
 
 from __future__ import annotations
@@ -66,11 +67,17 @@ class Metrics(RuntimeObserver):
         self._sessions_attached = Gauge(
             "arcp_sessions_attached", "ARCP sessions with a live transport.", registry=r
         )
+        self._sessions_unsent = Gauge(
+            "arcp_sessions_unsent_bytes",
+            "Frames queued for attached ARCP clients, not yet sent.",
+            registry=r,
+        )
 
     def watch_sessions(self, sessions: SessionRegistry) -> None:
         """Read the session gauges from `sessions` at scrape time."""
         self._sessions_open.set_function(lambda: float(len(sessions)))
         self._sessions_attached.set_function(lambda: float(sessions.attached_count()))
+        self._sessions_unsent.set_function(lambda: float(sessions.unsent_bytes()))
 
     # -- RuntimeObserver ---------------------------------------------------------
 

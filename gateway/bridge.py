@@ -77,10 +77,6 @@ class Bridge:
         upstream = asyncio.create_task(self._upstream(call))
         try:
             await asyncio.wait((downstream, upstream), return_when=asyncio.FIRST_COMPLETED)
-            if upstream.done() and not upstream.cancelled() and upstream.result():
-                # The core is ending the stream (bye, a refused handshake): its last
-                # frames still go out before the socket closes.
-                await asyncio.wait((downstream,))
         finally:
             upstream.cancel()
             if not downstream.done():
@@ -90,12 +86,16 @@ class Bridge:
             with contextlib.suppress(asyncio.CancelledError):
                 await upstream
 
-    async def _upstream(self, call: CoreStream) -> bool:
+    async def _upstream(self, call: CoreStream) -> None:
         """Client → core, one frame at a time: the next is read from the socket only
-        once the core has taken this one. True when the core ended the stream, False
-        when the client did."""
+        once the core has taken this one. Once the core has ended the stream, whatever
+        the client still sends is read and dropped until the socket closes, so its
+        closing handshake is not stuck behind unread frames."""
+        ended = False
         try:
             async for message in self._ws:
+                if ended:
+                    continue
                 if isinstance(message, bytes):
                     await self._reject(
                         InvalidRequest(
@@ -113,12 +113,12 @@ class Bridge:
                 self._state.dialect = self._state.dialect.learn(frame)
                 if frame.type in UNANSWERED_TYPES:
                     self._state.unanswered.append(frame.request.id)
-                await call.write(frame.request)
+                try:
+                    await call.write(frame.request)
+                except StreamEnded:
+                    ended = True  # the core's last frames and the close are on their way
         except ConnectionClosed:
-            return False
-        except StreamEnded:
-            return True
-        return False
+            return
 
     async def _downstream(self, call: CoreStream) -> None:
         """Core → client; when the core ends the stream, close the socket."""

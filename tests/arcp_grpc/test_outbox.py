@@ -112,3 +112,12 @@ async def test_close_lets_go_of_the_overflow_callback() -> None:
         assert gone() is None  # freed by reference counting alone
     finally:
         gc.enable()
+
+
+async def test_one_frame_larger_than_the_limit_still_fits() -> None:
+    overflows: list[int] = []
+    box = Outbox(limit_bytes=4, on_overflow=lambda b: overflows.append(b.unsent_bytes))
+    box.put_nowait(b"a frame of many bytes")
+    assert overflows == []
+    box.put_nowait(b"x")
+    assert overflows == [22]

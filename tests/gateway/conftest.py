@@ -24,6 +24,7 @@ from websockets.exceptions import ConnectionClosed
 from arcp_grpc._ids import new_ulid
 from arcp_grpc._sessions import SessionLimits
 from arcp_grpc.agents import AgentRegistry
+from arcp_grpc.auth import Principal
 from arcp_grpc.server import CoreConfig, RunningCore, start_core
 from gateway.links import LocalLink
 from gateway.server import GatewayConfig, RunningGateway, start_gateway
@@ -37,6 +38,7 @@ __all__ = [
     "Stack",
     "StackFactory",
     "open_raw",
+    "wait_until_finished",
 ]
 
 # alice and bob are on the spec profile; sdk and sdk2 on the compatibility one.
@@ -57,6 +59,13 @@ ALL_FEATURES = (
     "agent_versions",
 )
 TERMINAL = ("job.result", "job.error")
+
+
+async def wait_until_finished(core: RunningCore, principal: str, job_id: str) -> None:
+    """Return once `job_id` has an outcome (whoever is or is not reading its events)."""
+    async with asyncio.timeout(SAFETY):
+        while (await core.runtime.get(Principal(principal), job_id))[1] is None:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
 
 
 @dataclass

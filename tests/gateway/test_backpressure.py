@@ -7,9 +7,11 @@ gateway's memory. Nothing is lost: once the
 core catches up every frame is answered, in order (§6.1 frames on a session are
 handled in the order sent).
 
-A client that stops reading cannot make the core queue its output without bound:
-past `sessions.max_unsent_bytes` its transport is dropped and the session kept,
-so a resume (§6.3) still delivers every event.
+A client that reads slower than its jobs write, or not at all, gets their output at
+its own pace: the core reads the rest from the store as the client takes it, with
+no more than half of `sessions.max_unsent_bytes` waiting in memory. Frames that
+cannot wait (replies to a flood of requests nobody reads) are bounded by dropping
+the transport past the limit; the session stays resumable (§6.3).
 """
 
 from __future__ import annotations
@@ -30,7 +32,14 @@ from arcp_grpc.server import CoreConfig, RunningCore, start_core
 from arcp_grpc.v1 import lease_pb2
 from gateway.links import LocalLink
 from gateway.server import GatewayConfig, RunningGateway, start_gateway
-from tests.gateway.conftest import SAFETY, TOKENS, RawClient, StackFactory, open_raw
+from tests.gateway.conftest import (
+    SAFETY,
+    TOKENS,
+    RawClient,
+    StackFactory,
+    open_raw,
+    wait_until_finished,
+)
 
 FRAME_INPUT_BYTES = 256 * 1024
 FLOOD_FRAMES = 512  # 128 MiB in all: far beyond every socket and stream buffer on the path
@@ -141,37 +150,94 @@ async def _open_slow_reader(url: str) -> RawClient:
     return RawClient(ws)
 
 
-async def test_a_client_that_stops_reading_loses_its_transport_not_its_events(
+async def test_a_client_that_stops_reading_holds_its_jobs_output_at_the_limit(
     make_stack: StackFactory,
 ) -> None:
-    limit = 256 * 1024
+    """The job writes on (its events are durable); what waits for the client in memory
+    stays under the limit, and once it reads again every byte arrives, in order."""
+    limit = 2 * 1024 * 1024  # eight result-chunk frames
     stack = await make_stack(session_limits=SessionLimits(max_unsent_bytes=limit))
     size = 24 * 1024 * 1024  # more than the socket and stream buffers and the limit together
     slow = await _open_slow_reader(stack.url)
-    resumed: RawClient | None = None
     try:
         assert (await slow.hello("tok-alice"))["type"] == "session.welcome"
         accepted = await slow.submit("report", {"bytes": size, "sections": 0})
         job_id = accepted["payload"]["job_id"]
+        await wait_until_finished(stack.core, "alice", job_id)  # without the client reading
+        assert 0 < stack.core.sessions.unsent_bytes() <= limit
+        assert stack.core.sessions.attached_count() == 1  # not dropped either
 
-        # The core gives up on the transport instead of queueing the job's output.
-        async with asyncio.timeout(SAFETY):
-            while stack.core.sessions.attached_count() > 0:  # noqa: ASYNC110 (no event to wait on)
-                await asyncio.sleep(0.05)
-
-        resumed = await open_raw(stack.url)
-        welcome = await resumed.hello(resume=slow.resume_block())
-        assert welcome["type"] == "session.welcome", welcome
-        frames = await resumed.until_terminal(job_id)
+        frames = await slow.until_terminal(job_id)
         chunks = [
             f["payload"]["body"] for f in frames if f["payload"].get("kind") == "result_chunk"
         ]
         assert sum(len(chunk["data"]) for chunk in chunks) == size  # every byte, once
         assert [chunk["chunk_seq"] for chunk in chunks] == list(range(len(chunks)))
-        seqs = [f["event_seq"] for f in frames]
+        seqs = [f["event_seq"] for f in frames if "event_seq" in f]
         assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
         assert frames[-1]["type"] == "job.result"
     finally:
-        slow.ws.transport.abort()  # it reads nothing, so a closing handshake would only wait
+        slow.ws.transport.abort()
+
+
+async def test_a_ping_flood_that_is_never_read_costs_the_transport_not_the_session(
+    make_stack: StackFactory,
+) -> None:
+    """Replies cannot wait for the client the way job output does: past the limit the
+    transport is dropped with HEARTBEAT_LOST and the session kept for a resume (§6.3)."""
+    limit = 256 * 1024
+    stack = await make_stack(session_limits=SessionLimits(max_unsent_bytes=limit))
+    flooder = await _open_slow_reader(stack.url)
+    resumed: RawClient | None = None
+    try:
+        assert (await flooder.hello("tok-alice"))["type"] == "session.welcome"
+        frames = await flooder.run("echo", {"before": "the flood"})
+        job_id = frames[0]["payload"]["job_id"]
+
+        async def flood() -> None:
+            for index in range(200_000):  # far more pongs than the buffers and the limit hold
+                await flooder.send("session.ping", {"nonce": f"n{index}"})
+
+        sender = asyncio.create_task(flood())
+        async with asyncio.timeout(SAFETY):
+            while stack.core.sessions.attached_count() > 0:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        sender.cancel()
+        await asyncio.gather(sender, return_exceptions=True)
+
+        resumed = await open_raw(stack.url)
+        welcome = await resumed.hello(resume=flooder.resume_block())
+        assert welcome["type"] == "session.welcome", welcome
+        assert welcome["payload"]["session_id"] == flooder.session_id
+        again = await resumed.submit("echo", {"after": "the flood"})
+        assert again["type"] == "job.accepted"
+        assert again["payload"]["job_id"] != job_id
+    finally:
+        flooder.ws.transport.abort()
         if resumed is not None:
             await resumed.close()
+
+
+async def test_a_long_history_goes_at_the_subscribers_pace(make_stack: StackFactory) -> None:
+    """§7.6 history is read from the store only as fast as the client takes it, so a
+    subscriber that pauses is neither dropped nor the cause of a growing queue."""
+    limit = 256 * 1024
+    stack = await make_stack(session_limits=SessionLimits(max_unsent_bytes=limit))
+    events = 30_000  # ~7 MiB of frames, many times the limit
+    submitter = await open_raw(stack.url)
+    reader = await _open_slow_reader(stack.url)
+    try:
+        await submitter.hello("tok-alice")
+        frames = await submitter.run("chatty", {"events": events})
+        job_id = frames[0]["payload"]["job_id"]
+        await reader.hello("tok-alice")
+        await reader.send("job.subscribe", {"job_id": job_id, "history": True})
+        await asyncio.sleep(1.0)  # reads nothing while the history would pour out
+        assert stack.core.sessions.attached_count() == 2  # nobody was dropped
+        history = await reader.until_terminal(job_id)
+        logs = [f for f in history if f["payload"].get("kind") == "log"]
+        assert len(logs) == events
+        assert [f["payload"]["job_seq"] for f in logs] == list(range(1, events + 1))
+    finally:
+        await submitter.close()
+        await reader.close()

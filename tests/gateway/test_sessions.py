@@ -18,6 +18,7 @@ from tests.gateway.conftest import (
     RawFactory,
     StackFactory,
     open_raw,
+    wait_until_finished,
 )
 
 Frame = dict[str, Any]
@@ -332,6 +333,32 @@ async def test_jobs_run_while_disconnected_and_everything_arrives_on_resume(
     frames = await back.until_terminal(job_id)
     assert seqs(frames) == list(range(4, 33))
     assert frames[-1]["payload"]["result"] == {"count": 30}
+
+
+async def test_a_resume_gets_events_beyond_the_buffer_from_the_store(
+    make_stack: StackFactory,
+) -> None:
+    """While a session is away its jobs' events wait in the store, not in the session
+    buffer: a resume gets every one, however many more than `max_buffered_frames`."""
+    stack = await make_stack(session_limits=SessionLimits(max_buffered_frames=20))
+    client = await open_raw(stack.url)
+    await client.hello()
+    accepted = await client.submit("counter", {"steps": 200, "interval": 0.005})
+    job_id = accepted["payload"]["job_id"]
+    await client.recv_until(lambda f: f.get("payload", {}).get("job_seq") == 5)
+    client.ws.transport.abort()  # gone without a word, mid-job
+    await wait_until_finished(stack.core, "alice", job_id)
+    back = await open_raw(stack.url)
+    try:
+        welcome = await back.hello(resume=client.resume_block())
+        assert welcome["type"] == "session.welcome", welcome
+        rest = await back.until_terminal(job_id)
+        job_seqs = [f["payload"]["job_seq"] for f in rest if f["type"] == "job.event"]
+        assert job_seqs == list(range(6, 202))  # 196 events for a 20-frame buffer
+        assert rest[-1]["payload"]["result"] == {"count": 200}
+        assert seqs(rest) == list(range(client.last_seq + 1, client.last_seq + 1 + len(rest)))
+    finally:
+        await back.close()
 
 
 async def test_heartbeat_loss_closes_transport_but_not_job(make_stack: StackFactory) -> None:
