@@ -89,9 +89,10 @@ class _Connection:
         self.outbound.close()
 
     def _overflowed(self, outbound: Outbox) -> None:
-        """The client stopped reading: drop the transport, keep the session. Its
-        sequenced frames stay buffered for a resume; heartbeat loss is the nearest
-        §12 code and carries the same remedy (§6.3, §13.1)."""
+        """More than the limit waits for a client that is not reading (job output holds
+        at half, so this is replies to requests it keeps sending): drop the transport,
+        keep the session. Heartbeat loss is the nearest §12 code and carries the same
+        remedy, a resume (§6.3, §13.1)."""
         unsent = outbound.unsent_bytes
         error = HeartbeatLost(
             f"the client is not reading: {unsent} bytes are waiting to be sent; the transport"

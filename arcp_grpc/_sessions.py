@@ -42,8 +42,8 @@ class SessionLimits:
     back_pressure_lag: int = 1_000  # unacked frames before a back_pressure status (§6.5)
     max_inline_result_bytes: int = 4 * 1024 * 1024  # results inlined for clients without
     # result_chunk (§6.2); larger ones fail clearly
-    max_unsent_bytes: int = 64 * 1024 * 1024  # queued for a client that does not read; beyond
-    # it the transport is dropped and the session kept for a resume (§6.3)
+    max_unsent_bytes: int = 64 * 1024 * 1024  # queued for one client: job output waits past
+    # half of it; past all of it (replies nobody reads) the transport is dropped, the session kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,10 +97,11 @@ class Outbox:
     accounting and getter bookkeeping: every frame of every session goes
     through here, and a chatty job sends tens of thousands a second.
 
-    A client that stops reading must not hold the process's memory hostage:
-    once more than `limit_bytes` wait here, `on_overflow` is told (once) and is
-    expected to `close` the box; frames put after that are dropped. Sequenced
-    frames also sit in their session's buffer, so a resume still finds them.
+    A client that reads slowly must not hold the process's memory hostage.
+    Producers that can wait (a job's events) check `has_room` or await
+    `wait_for_room`, which hold them at half of `limit_bytes`; if more than the
+    whole limit piles up anyway (replies to requests nobody reads), `on_overflow`
+    is told, once, and is expected to `close` the box; later puts are dropped.
     """
 
     __slots__ = ("_bytes", "_closed", "_frames", "_limit", "_on_overflow", "_room", "_waiter")
