@@ -3,9 +3,8 @@
 A flood is held back at the client's socket: the gateway hands the core one frame
 at a time and reads the next from the socket only once the core has taken it, so
 a flood waits in TCP buffers (bounded by the kernel) instead of piling up in the
-gateway's memory. Nothing is lost: once the
-core catches up every frame is answered, in order (§6.1 frames on a session are
-handled in the order sent).
+gateway's memory. Nothing is lost: once the core catches up every frame is
+answered, in the order sent.
 
 A client that reads slower than its jobs write, or not at all, gets their output at
 its own pace: the core reads the rest from the store as the client takes it, with
@@ -80,16 +79,15 @@ async def slow_stack(
         await core.stop(grace=0.5)
 
 
-def _big_submit(client: RawClient) -> tuple[str, str]:
+def _big_submit(client: RawClient, frame_id: str) -> str:
     """A valid submit the core refuses cheaply (no such agent): nothing is stored."""
-    frame_id = new_ulid()
     envelope = client.envelope(
         "job.submit",
         {"agent": "no-such-agent", "input": {"blob": "x" * FRAME_INPUT_BYTES}},
         session_id=client.session_id,
     )
     envelope["id"] = frame_id
-    return frame_id, json.dumps(envelope)
+    return json.dumps(envelope)
 
 
 async def test_a_flood_waits_in_the_socket_while_the_core_is_busy_and_all_of_it_is_answered(
@@ -107,13 +105,13 @@ async def test_a_flood_waits_in_the_socket_while_the_core_is_busy_and_all_of_it_
         )
         await asyncio.wait_for(provisioner.asked.wait(), SAFETY)
 
-        frames = [_big_submit(client) for _ in range(FLOOD_FRAMES)]
+        frame_ids = [new_ulid() for _ in range(FLOOD_FRAMES)]
         taken = 0
 
         async def flood() -> None:
             nonlocal taken
-            for _, text in frames:
-                await client.ws.send(text)
+            for frame_id in frame_ids:
+                await client.ws.send(_big_submit(client, frame_id))
                 taken += 1
 
         sender = asyncio.create_task(flood())
@@ -130,11 +128,11 @@ async def test_a_flood_waits_in_the_socket_while_the_core_is_busy_and_all_of_it_
         accepted = await client.reply_to(held)
         assert accepted["type"] == "job.accepted"
         refused = []
-        for _ in frames:
+        for _ in frame_ids:
             reply, _ = await client.recv_until(lambda f: f["type"] == "session.error")
             assert reply["payload"]["code"] == "AGENT_NOT_AVAILABLE", reply
             refused.append(reply["payload"]["request_id"])
-        assert refused == [frame_id for frame_id, _ in frames]  # every one, in order
+        assert refused == frame_ids  # every one, in order
     finally:
         await client.close()
 
