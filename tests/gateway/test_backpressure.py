@@ -239,3 +239,19 @@ async def test_a_long_history_goes_at_the_subscribers_pace(make_stack: StackFact
     finally:
         await submitter.close()
         await reader.close()
+
+
+async def test_frames_sent_after_bye_do_not_hold_up_the_close(make_stack: StackFactory) -> None:
+    """Once the core has ended the stream the gateway still reads (and drops) what the
+    client sends, so the client's closing frame is not stuck behind unread ones and the
+    socket is let go well within the closing handshake's 10 s timeout."""
+    stack = await make_stack()
+    client = await open_raw(stack.url)
+    await client.hello()
+    await client.send("session.bye", {"reason": "done"})
+    for index in range(200):  # far more than the WebSocket library queues unread
+        await client.send("session.ping", {"nonce": f"late-{index}"})
+    # Stuck, the close would complete only when the gateway's 10 s handshake timeout aborts it.
+    code, frames = await client.closed(within=5.0)
+    assert code == 1000
+    assert [f["type"] for f in frames if f["type"] != "session.ping"][-1:] == ["session.bye"]
