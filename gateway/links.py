@@ -126,18 +126,36 @@ class LocalLink:
 
 
 class _GrpcStream:
-    """A Connect call written frame by frame (gRPC's own flow control holds `write`)."""
+    """A Connect call written frame by frame (gRPC's own flow control holds `write`).
+
+    The core may end the stream (a refused handshake, heartbeat loss) while a client
+    frame is on its way. grpc.aio then fails that write with `INTERNAL` and gives the
+    whole call that status in place of the core's `OK`; the reader must not take it
+    for a failing core, which never ends a Connect stream with `INTERNAL` (its errors
+    travel in-band as frames)."""
 
     def __init__(self, call: grpc.aio.StreamStreamCall[ConnectRequest, ConnectResponse]) -> None:
         self._call = call
+        self._write_raced_end = False
 
     def __aiter__(self) -> AsyncIterator[ConnectResponse]:
-        return self._call.__aiter__()
+        return self._read()
+
+    async def _read(self) -> AsyncIterator[ConnectResponse]:
+        try:
+            async for response in self._call:
+                yield response
+        except grpc.aio.AioRpcError as exc:
+            if not (self._write_raced_end and exc.code() == grpc.StatusCode.INTERNAL):
+                raise
 
     async def write(self, request: ConnectRequest) -> None:
         try:
             await self._call.write(request)
-        except (asyncio.InvalidStateError, grpc.aio.AioRpcError) as exc:
+        except asyncio.InvalidStateError as exc:
+            raise StreamEnded from exc
+        except grpc.aio.AioRpcError as exc:
+            self._write_raced_end = exc.code() == grpc.StatusCode.INTERNAL
             raise StreamEnded from exc
 
     def cancel(self) -> bool:

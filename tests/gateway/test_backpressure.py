@@ -255,3 +255,23 @@ async def test_frames_sent_after_bye_do_not_hold_up_the_close(make_stack: StackF
     code, frames = await client.closed(within=5.0)
     assert code == 1000
     assert [f["type"] for f in frames if f["type"] != "session.ping"][-1:] == ["session.bye"]
+
+
+async def test_frames_sent_after_a_refused_hello_do_not_turn_the_refusal_into_a_fault(
+    make_stack: StackFactory,
+) -> None:
+    """The core ends the stream after refusing a handshake; frames the client sent on
+    regardless must not make that look like a core failure (1011) instead of a refusal."""
+    stack = await make_stack()
+    client = await open_raw(stack.url)
+    await client.send(
+        "session.hello",
+        {"client": {"name": "t", "version": "1"}, "auth": {"scheme": "bearer", "token": "nope"}},
+    )
+    for index in range(50):
+        await client.send("session.ping", {"nonce": f"late-{index}"})
+    code, frames = await client.closed()
+    assert [(f["type"], f["payload"]["code"]) for f in frames] == [
+        ("session.error", "UNAUTHENTICATED")
+    ]
+    assert code == 1008
