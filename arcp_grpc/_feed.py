@@ -29,6 +29,7 @@ __all__ = ["EventHistory", "FeedBatch", "FeedListener", "JobFeed", "follow"]
 log = logging.getLogger("arcp_grpc.runtime")
 
 _TAIL = 4096
+_TAIL_BYTES = 4 * 1024 * 1024  # a job streaming a large result keeps only its last chunks
 _STORE_PAGE = 512
 
 
@@ -51,11 +52,14 @@ class FeedListener(Protocol):
 
 
 class JobFeed:
-    """The committed tail of one running job's log."""
+    """The committed tail of one running job's log: its last `_TAIL` events, at most
+    `_TAIL_BYTES` of them, so a follower close behind never waits on the store and a
+    large result is not held in memory twice."""
 
     def __init__(self, job_id: str, last_seq: int = 0) -> None:
         self.job_id = job_id
-        self._tail: deque[tuple[int, bytes]] = deque(maxlen=_TAIL)
+        self._tail: deque[tuple[int, bytes]] = deque()
+        self._tail_bytes = 0
         self.committed_seq = last_seq
         self.outcome: bytes | None = None
         self._changed = asyncio.Event()
@@ -71,7 +75,11 @@ class JobFeed:
 
     def on_commit(self, rows: list[tuple[int, bytes]]) -> None:
         """One commit's events of this job, in order: followers wake once for all."""
-        self._tail.extend(rows)
+        tail = self._tail
+        tail.extend(rows)
+        self._tail_bytes += sum(len(blob) for _, blob in rows)
+        while len(tail) > _TAIL or self._tail_bytes > _TAIL_BYTES:
+            self._tail_bytes -= len(tail.popleft()[1])  # older events: from the store
         self.committed_seq = rows[-1][0]
         if self._listeners:
             blobs = [blob for _, blob in rows]

@@ -82,6 +82,7 @@ class RuntimeLimits:
     idempotency_ttl_sec: float = 24 * 3600.0  # §7.2: how long a key replays
     lease_grace_sec: float = 1.0  # §14: bounded grace before an expired job is ended
     max_pending_writes: int = 8192  # back-pressure: emitters wait beyond this
+    max_pending_event_bytes: int = 16 * 1024 * 1024  # or beyond this many bytes of events
     revoke_attempts: int = 5  # §9.8.2: tries before a revocation waits for the next sweep
     shutdown_grace_sec: float = 10.0  # how long running jobs get to finish on stop
     replay_cache_entries: int = 10_000  # idempotency claims kept in memory for fast replay
@@ -522,9 +523,13 @@ class JobRuntime:
         job.stop(LeaseExpired(f"the lease expired at {expiry} (§9.5)"))
 
     async def backpressure(self) -> None:
-        """Make emitters wait while the store's write queue is long."""
-        if self.store.pending_writes() > self.limits.max_pending_writes:
-            await self.store.flush()
+        """Make emitters wait while the store's write queue is long or heavy."""
+        store, limits = self.store, self.limits
+        if (
+            store.pending_writes() > limits.max_pending_writes
+            or store.pending_event_bytes() > limits.max_pending_event_bytes
+        ):
+            await store.flush()
 
     def _on_commit(self, events: Sequence[EventRow]) -> None:
         self.observer.events_committed(len(events))

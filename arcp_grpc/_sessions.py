@@ -39,6 +39,7 @@ class SessionLimits:
     heartbeat_interval_sec: int = 30  # §6.4
     hello_timeout_sec: float = 10.0  # a connection without a session after this is closed
     max_buffered_frames: int = 100_000  # beyond this the oldest frames are evicted (§6.5)
+    max_buffered_bytes: int = 64 * 1024 * 1024  # and beyond this many bytes of them
     back_pressure_lag: int = 1_000  # unacked frames before a back_pressure status (§6.5)
     max_inline_result_bytes: int = 4 * 1024 * 1024  # results inlined for clients without
     # result_chunk (§6.2); larger ones fail clearly
@@ -227,6 +228,7 @@ class Session:
     token_digest: bytes = b""
     next_seq: int = 1
     buffer: deque[tuple[int, bytes]] = field(default_factory=deque)
+    buffered_bytes: int = 0
     acked: int = 0
     outbound: Outbox | None = None
     detached_at: float | None = None
@@ -244,9 +246,14 @@ class Session:
         seq = self.next_seq
         self.next_seq = seq + 1
         frame = frame_bytes(header, field_number, body, seq)
-        self.buffer.append((seq, frame))
-        if len(self.buffer) > self.limits.max_buffered_frames:
-            self.buffer.popleft()  # §6.5: eviction forced by the buffer limit
+        buffer, limits = self.buffer, self.limits
+        buffer.append((seq, frame))
+        self.buffered_bytes += len(frame)
+        while (
+            len(buffer) > limits.max_buffered_frames
+            or self.buffered_bytes > limits.max_buffered_bytes
+        ) and len(buffer) > 1:
+            self.buffered_bytes -= len(buffer.popleft()[1])  # §6.5: forced by the limits
         self.send(frame)
         return seq
 
@@ -264,7 +271,7 @@ class Session:
         if last_processed_seq > self.acked:
             self.acked = min(last_processed_seq, self.next_seq - 1)
         while self.buffer and self.buffer[0][0] <= self.acked:
-            self.buffer.popleft()
+            self.buffered_bytes -= len(self.buffer.popleft()[1])
         if self.lag() < self.limits.back_pressure_lag // 2:
             self.back_pressure_signalled = False
 

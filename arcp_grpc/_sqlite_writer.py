@@ -78,6 +78,7 @@ class SQLiteWriter:
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._listener: Callable[[Sequence[EventRow]], None] = lambda _events: None
         self._pending = 0  # requests queued to, or in flight on, the writer thread
+        self._pending_event_bytes = 0  # of the events among them
         self._loop = asyncio.get_running_loop()
         self._failure: BaseException | None = None
         self._commits = 0  # since the last checkpoint was queued
@@ -115,9 +116,13 @@ class SQLiteWriter:
     def pending_writes(self) -> int:
         return self._pending
 
+    def pending_event_bytes(self) -> int:
+        return self._pending_event_bytes
+
     def append_event(self, event: EventRow) -> None:
         self._check_healthy()
         self._pending += 1
+        self._pending_event_bytes += len(event.blob)
         self._queue.put(event)
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -235,7 +240,8 @@ class SQLiteWriter:
             if len(work) < len(batch):
                 self._before_checkpoint(conn)
                 _checkpoint(conn)
-            self._loop.call_soon_threadsafe(self._deliver, len(batch), events, results)
+            event_bytes = sum(len(item.blob) for item in batch if isinstance(item, EventRow))
+            self._loop.call_soon_threadsafe(self._deliver, len(batch), event_bytes, events, results)
 
     def _commit_batch(
         self, conn: sqlite3.Connection, batch: Sequence[object]
@@ -278,10 +284,12 @@ class SQLiteWriter:
     def _deliver(
         self,
         count: int,
+        event_bytes: int,
         events: list[EventRow],
         results: list[_Settled],
     ) -> None:
         self._pending -= count
+        self._pending_event_bytes -= event_bytes
         self._count_commit()
         if events:
             self._listener(events)

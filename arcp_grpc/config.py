@@ -112,6 +112,7 @@ class RuntimeSettings:
     max_result_bytes: int = 256 * _MiB
     lease_grace_sec: float = 1.0
     max_pending_writes: int = 8192
+    max_pending_event_bytes: int = 16 * _MiB
     revoke_attempts: int = 5
     shutdown_grace_sec: float = 10.0
     replay_cache_entries: int = 10_000
@@ -126,6 +127,7 @@ class SessionSettings:
     heartbeat_interval_sec: int = 30
     hello_timeout_sec: float = 10.0
     max_buffered_frames: int = 100_000
+    max_buffered_bytes: int = 64 * _MiB
     back_pressure_lag: int = 1_000
     max_inline_result_bytes: int = 4 * _MiB
     max_unsent_bytes: int = 64 * _MiB
@@ -347,6 +349,7 @@ def _validate(settings: Settings, sources: Mapping[str, str]) -> None:
             "runtime.revoke_attempts",
             "sessions.resume_window_sec",
             "sessions.heartbeat_interval_sec",
+            "sessions.hello_timeout_sec",
             "sessions.max_buffered_frames",
             "sessions.back_pressure_lag",
             "runtime.idempotency_ttl_sec",

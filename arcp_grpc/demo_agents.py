@@ -27,6 +27,7 @@ __all__ = ["demo_registry"]
 _MAX_STEPS = 100_000
 _MAX_EVENTS = 1_000_000
 _MAX_REPORT = 256 * 1024 * 1024
+_REPORT_PIECE = 3 * 1024 * 1024  # 16 chunks of 192 KiB, 49,152 lines of 64 bytes
 
 
 def _int(input_value: Any, key: str, default: int, upper: int) -> int:
@@ -72,8 +73,11 @@ async def report(ctx: JobContext, input_value: Any) -> Any:
     stream = ctx.open_result("utf8")
     if size:
         line = ("arcp report line " * 4)[:63] + "\n"
-        body = (line * (size // len(line) + 1))[:size]
-        await stream.write_all(body)
+        # Written a piece at a time, so a large report is never whole in memory. A piece
+        # is whole lines and whole default chunks: the stream is what one write would be.
+        block = line * (_REPORT_PIECE // len(line))
+        for start in range(0, size, _REPORT_PIECE):
+            await stream.write_all(block[: min(_REPORT_PIECE, size - start)])
     for index in range(sections):
         await stream.write(f"## Section {index + 1}\n\nFindings for section {index + 1}.\n\n")
     await stream.close()

@@ -135,6 +135,9 @@ class SQLiteStore:
     def pending_writes(self) -> int:
         return self._writes().pending_writes()
 
+    def pending_event_bytes(self) -> int:
+        return self._writes().pending_event_bytes()
+
     def append_event(self, event: EventRow) -> None:
         self._writes().append_event(event)
 

@@ -135,6 +135,10 @@ class Store(Protocol):
     def pending_writes(self) -> int:
         """Writes queued and not yet committed (for back-pressure)."""
 
+    def pending_event_bytes(self) -> int:
+        """Bytes of the events among them (for back-pressure: a few large result chunks
+        weigh more than thousands of log lines)."""
+
     async def finish_job(
         self,
         job_id: str,
