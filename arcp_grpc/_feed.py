@@ -109,6 +109,11 @@ class JobFeed:
     async def changed(self) -> None:
         await self._changed.wait()
 
+    @property
+    def held_bytes(self) -> int:
+        """What the feed keeps in memory: its tail of events and the outcome."""
+        return self._tail_bytes + len(self.outcome or b"")
+
     def tail_covers(self, after_seq: int) -> bool:
         """Whether every committed event after `after_seq` is still in memory."""
         if after_seq >= self.committed_seq:

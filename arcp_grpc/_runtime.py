@@ -496,7 +496,11 @@ class JobRuntime:
             self._spawn(self.credentials.revoke_all(job.credentials))
 
     def _remember(self, job: ActiveJob) -> None:
-        if job.last_seq > _RECENT_MAX_EVENTS or self.limits.recent_jobs <= 0:
+        if (
+            job.last_seq > _RECENT_MAX_EVENTS
+            or job.feed.held_bytes > _RECENT_MAX_BYTES
+            or self.limits.recent_jobs <= 0
+        ):
             return
         job.task = None  # keep the state followers read, drop what ran it
         job.children = []
@@ -782,6 +786,7 @@ _MAX_JOB_ID = 128
 _LIVE = frozenset({jobs_pb2.JOB_STATUS_PENDING, jobs_pb2.JOB_STATUS_RUNNING})
 _LIST_READS = 5  # store pages read at most to fill one page filtered on live statuses
 _RECENT_MAX_EVENTS = 64  # only jobs this small are remembered after their end
+_RECENT_MAX_BYTES = 64 * 1024  # events and outcome together (a big result is the store's)
 
 
 def _replay_of(claimed: Claimed, fingerprint: bytes) -> Submission:

@@ -83,3 +83,28 @@ async def test_a_large_streamed_result_waits_for_the_store_instead_of_queueing(
         assert max(seen) <= limit + CHUNK  # at most the chunk that crossed the line
     finally:
         await core.stop(grace=0.5)
+
+
+async def test_only_small_finished_jobs_stay_in_memory(tmp_path: Path) -> None:
+    """Recently finished jobs are kept for the follower that comes next, but one with a
+    large result is the store's alone; both read back the same."""
+    config = CoreConfig(data_dir=tmp_path / "core", tokens=TOKENS)
+    core = await start_core(config)
+    alice = Principal("alice")
+    try:
+        outcomes = {}
+        for name, text in (("small", "hi"), ("large", "x" * (256 * 1024))):
+            submit = jobs_pb2.JobSubmit(agent="echo")
+            submit.input.struct_value.fields["text"].string_value = text
+            submission = await core.runtime.submit(alice, submit)
+            async with asyncio.timeout(20):
+                while (await core.runtime.get(alice, submission.job_id))[1] is None:  # noqa: ASYNC110
+                    await asyncio.sleep(0.02)
+            outcomes[name] = submission.job_id
+        assert core.runtime.feed(outcomes["small"]) is not None  # still in memory
+        assert core.runtime.feed(outcomes["large"]) is None  # only in the store
+        _, large = await core.runtime.get(alice, outcomes["large"])
+        assert large is not None
+        assert large.result.value.struct_value.fields["text"].string_value == "x" * (256 * 1024)
+    finally:
+        await core.stop(grace=0.5)
