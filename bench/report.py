@@ -351,7 +351,8 @@ def render(result: RunResult, opts: Options, machine: dict[str, str], vers: dict
         f"{scale.sessions} sessions × {scale.jobs_per_session} jobs, {scale.idempotent_pairs} "
         f"idempotent pairs, {scale.events:,} events, {scale.chunk_bytes / 2**20:g} MiB result in "
         f"48 KiB chunks (base64 on the JSON wire), {scale.rss_rounds} memory rounds of "
-        f"{scale.rss_jobs_per_round} jobs + {scale.rss_events_per_round} events.",
+        f"{scale.rss_jobs_per_round} jobs + {scale.rss_events_per_round} events + one streamed "
+        f"result of {scale.rss_report_bytes_per_round / 2**20:g} MiB.",
         "",
         "## Results",
         "",

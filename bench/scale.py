@@ -21,6 +21,7 @@ class Scale:
     rss_rounds: int
     rss_jobs_per_round: int
     rss_events_per_round: int
+    rss_report_bytes_per_round: int
     scenario_timeout_s: float
     run_deadline_s: float
 
@@ -37,6 +38,7 @@ FULL = Scale(
     rss_rounds=5,
     rss_jobs_per_round=1200,
     rss_events_per_round=2000,
+    rss_report_bytes_per_round=8 * 1024 * 1024,
     scenario_timeout_s=120.0,
     run_deadline_s=570.0,
 )
@@ -53,6 +55,7 @@ QUICK = Scale(
     rss_rounds=5,
     rss_jobs_per_round=100,
     rss_events_per_round=300,
+    rss_report_bytes_per_round=1024 * 1024,
     scenario_timeout_s=20.0,
     run_deadline_s=55.0,
 )

@@ -151,8 +151,9 @@ async def chunked(driver: Driver, scale: Scale) -> Figures:
 async def rss_rounds(driver: Driver, scale: Scale, pid: int) -> Figures:
     """g. Server RSS after each of ``scale.rss_rounds`` identical rounds: flat or growing?
 
-    A round is ``rss_jobs_per_round`` echo jobs over 4 sessions plus one chatty job; RSS is
-    read from ``/proc/<pid>/status`` after each round settles.
+    A round is ``rss_jobs_per_round`` echo jobs over 4 sessions, one chatty job and one
+    streamed result of ``rss_report_bytes_per_round`` (what a large result leaves behind
+    counts too); RSS is read from ``/proc/<pid>/status`` after each round settles.
     """
     figures: Figures = {"rss_start_mib": rss_mib(pid)}
     sessions = 4
@@ -161,6 +162,7 @@ async def rss_rounds(driver: Driver, scale: Scale, pid: int) -> Figures:
         conn = await driver.connect()
         try:
             await conn.run_chatty(scale.rss_events_per_round)
+            await conn.run_report(scale.rss_report_bytes_per_round)
         finally:
             await conn.close()
         await asyncio.sleep(0.3)
