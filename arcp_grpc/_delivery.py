@@ -61,6 +61,9 @@ class JobDelivery:
     def on_outcome(self, outcome: bytes) -> None:
         field_number, body = _terminal(outcome, self._inline, self._chunks_ok)
         self.session.deliver(self.header, field_number, body)
+        # Only running jobs need to be told apart by who submitted them (to cancel one);
+        # a session that lives for days must not remember every job it ever ran.
+        self.session.submitted.discard(self.header.job_id)
 
     def _keep(self, blob: bytes) -> bool:
         """§6.2: never send a feature the client did not negotiate."""

@@ -433,14 +433,17 @@ class SessionServiceServicer:
 
     async def _cancel(self, request: pb.ConnectRequest, session: Session) -> None:
         job_id = request.cancel.job_id
-        if job_id not in session.submitted:
+        if job_id not in session.submitted:  # which holds only this session's running jobs
             owner = await self._runtime.owner(job_id)
-            if owner == session.principal.name:
+            if owner != session.principal.name:
+                raise JobNotFound(f"job {job_id!r} not found", details={"job_id": job_id})
+            _, outcome = await self._runtime.get(session.principal, job_id)
+            if outcome is None:
                 raise PermissionDenied(
                     "only the session that submitted a job may cancel it (§7.4, §7.6)",
                     details={"job_id": job_id},
                 )
-            raise JobNotFound(f"job {job_id!r} not found", details={"job_id": job_id})
+            # An ended job: the runtime answers as for any cancel that came too late.
         await self._runtime.cancel(session.principal, job_id, request.cancel.reason)
         reply = pb.ConnectResponse(
             session_id=session.session_id, request_id=request.id, job_id=job_id

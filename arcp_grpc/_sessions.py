@@ -232,7 +232,7 @@ class Session:
     acked: int = 0
     outbound: Outbox | None = None
     detached_at: float | None = None
-    submitted: set[str] = field(default_factory=set)
+    submitted: set[str] = field(default_factory=set)  # its jobs still running
     pumps: dict[str, Follower] = field(default_factory=dict)  # by job id
     back_pressure_signalled: bool = False
     attached: asyncio.Event = field(default_factory=asyncio.Event, repr=False)

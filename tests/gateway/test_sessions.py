@@ -16,6 +16,7 @@ from tests.gateway.conftest import (
     TERMINAL,
     RawClient,
     RawFactory,
+    Stack,
     StackFactory,
     open_raw,
     wait_until_finished,
@@ -162,6 +163,22 @@ async def test_cancel_after_resume_keeps_authority(raw: RawFactory) -> None:
     await second.send("job.cancel", {"job_id": job_id})
     frames = await second.until_terminal(job_id)
     assert frames[-1]["payload"]["final_status"] == "cancelled"
+
+
+async def test_a_long_lived_session_forgets_the_jobs_it_ran(stack: Stack, raw: RawFactory) -> None:
+    """Cancel authority needs only the session's running jobs; a session that runs jobs
+    for days must not keep every job id (and a late cancel still reads as one, §7.4)."""
+    client = await raw()
+    job_ids = []
+    for index in range(30):
+        frames = await client.run("echo", {"index": index})
+        job_ids.append(frames[0]["payload"]["job_id"])
+    session = stack.core.sessions._sessions[client.session_id]
+    assert session.submitted == set()
+    request_id = await client.send("job.cancel", {"job_id": job_ids[-1]})
+    late = await client.reply_to(request_id)
+    assert late["payload"]["code"] == "INVALID_REQUEST"
+    assert "already ended" in late["payload"]["message"]
 
 
 # -- principals (§6.6, §7.6, §14) -----------------------------------------------
