@@ -482,6 +482,14 @@ class JobRuntime:
                 job.last_seq,
                 shared=len(self._active) > 1,  # a lone job's end is written at once
             )
+        except InternalError as failure:
+            # The store failed: this end is not recorded, and the next start ends the job
+            # as interrupted (a retryable INTERNAL_ERROR). Followers are told that now,
+            # not an outcome the store will never show.
+            log.error("the end of job %s could not be recorded: %s", job.job_id, failure)
+            outcome = _failure(job.job_id, InternalError("the job's end could not be recorded"))
+            status = summary.status = outcome.error.final_status
+            outcome_bytes = outcome.SerializeToString(deterministic=True)
         finally:
             job.status = status
             job.outcome = outcome

@@ -136,7 +136,7 @@ async def run(
             gw = gateway_config(settings, address)
             # Embedded: the gateway reaches the core in process (same frames, same
             # servicer, no HTTP/2 hop); `serve gateway` talks gRPC to a remote core.
-            link = LocalLink(core.session_service) if core is not None else None
+            link = LocalLink(core) if core is not None else None
             gateway = await _bind("gateway", gw.host, gw.port, start_gateway(gw, link=link))
         info = _addresses(settings, core, gateway, metrics_server)
         _banner(out, info, settings, role)

@@ -77,6 +77,7 @@ class SQLiteWriter:
         self._batch_limit = batch_limit
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._listener: Callable[[Sequence[EventRow]], None] = lambda _events: None
+        self._on_failure: Callable[[], None] = lambda: None
         self._pending = 0  # requests queued to, or in flight on, the writer thread
         self._pending_event_bytes = 0  # of the events among them
         self._loop = asyncio.get_running_loop()
@@ -106,10 +107,20 @@ class SQLiteWriter:
     def set_commit_listener(self, listener: Callable[[Sequence[EventRow]], None]) -> None:
         self._listener = listener
 
+    def set_failure_listener(self, listener: Callable[[], None]) -> None:
+        self._on_failure = listener
+
     async def flush(self) -> None:
-        """Wait until everything requested so far is committed."""
+        """Wait until everything requested so far is committed, or never can be: once
+        the store has failed (logged, and recovered at the next start) there is nothing
+        to wait for."""
+        if self._failure is not None:
+            return
         deferred = [op.future for op in self._deferred]  # may yet move to the thread
-        await self.write(lambda conn: None)
+        try:
+            await self.write(lambda conn: None)
+        except InternalError:
+            return  # it failed meanwhile
         if deferred:
             await asyncio.wait(deferred)
 
@@ -169,6 +180,12 @@ class SQLiteWriter:
             raise self._fail(exc) from None
         try:
             value = fn(conn)
+        except sqlite3.Error as exc:
+            # The store failed, not the request. SQLite may have rolled back already
+            # (a full disk does), so only an open transaction is rolled back.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise self._fail(exc) from None
         except BaseException:
             conn.execute("ROLLBACK")  # the request failed; the store did not
             raise
@@ -202,8 +219,11 @@ class SQLiteWriter:
         _settle(results)
 
     def _fail(self, exc: sqlite3.Error) -> InternalError:
+        """From the loop or the writer thread: the first failure is told on the loop."""
         log.error("store commit failed; the store stops accepting writes", exc_info=exc)
-        self._failure = exc
+        if self._failure is None:
+            self._failure = exc
+            self._loop.call_soon_threadsafe(self._on_failure)
         return InternalError("the store could not commit")
 
     def _check_healthy(self) -> None:
@@ -274,6 +294,8 @@ class SQLiteWriter:
         conn.execute("SAVEPOINT op")
         try:
             value = op.fn(conn)
+        except sqlite3.Error:
+            raise  # the store failed, not the request: the whole transaction fails
         except Exception as exc:
             conn.execute("ROLLBACK TO op")
             conn.execute("RELEASE op")

@@ -6,6 +6,7 @@ benchmarks alike: store, secret box, provisioner, agents, runtime, servicers.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -67,14 +68,34 @@ class RunningCore:
     health: health.aio.HealthServicer
     sessions: SessionRegistry
     session_service: SessionServiceServicer  # for an in-process gateway (gateway.links)
+    serving: bool = True
+    _failing: asyncio.Future[None] | None = field(default=None, repr=False)
 
     @property
     def grpc_address(self) -> str:
         return f"{self.host}:{self.port}"
 
+    def serving_status(self) -> str:
+        """What the gRPC health service reports for every service, by name."""
+        return "SERVING" if self.serving else "NOT_SERVING"
+
+    async def not_serving(self) -> None:
+        """Health turns NOT_SERVING: balancers and supervisors stop sending work here."""
+        self.serving = False
+        for service in _SERVICES:
+            await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    def _store_failed(self) -> None:
+        log.critical(
+            "the store failed (see the error above): the core reports NOT_SERVING and refuses"
+            " new work; restart it once the cause (a full disk?) is fixed"
+        )
+        self._failing = asyncio.ensure_future(self.not_serving())
+
     async def stop(self, grace: float | None = None) -> None:
         """Graceful: refuse new calls, let running jobs finish within `grace`, end the
         rest with a retryable INTERNAL_ERROR, then close the store cleanly."""
+        self.serving = False
         await self.health.enter_graceful_shutdown()
         await self.sessions.stop()
         await self.runtime.stop(grace)
@@ -138,9 +159,14 @@ async def start_core(
         await store.close()
         raise OSError(f"could not bind gRPC to {config.grpc_host}:{config.grpc_port}")
     await server.start()
-    for service in ("", JOB_SERVICE, SESSION_SERVICE):
+    for service in _SERVICES:
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     log.info("core serving gRPC on %s:%d", config.grpc_host, port)
-    return RunningCore(
+    core = RunningCore(
         server, runtime, store, port, config.grpc_host, health_servicer, sessions, session_service
     )
+    store.set_failure_listener(core._store_failed)
+    return core
+
+
+_SERVICES = ("", JOB_SERVICE, SESSION_SERVICE)  # as the gRPC health service names them

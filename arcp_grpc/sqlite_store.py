@@ -132,6 +132,9 @@ class SQLiteStore:
     def set_commit_listener(self, listener: Callable[[Sequence[EventRow]], None]) -> None:
         self._writes().set_commit_listener(listener)
 
+    def set_failure_listener(self, listener: Callable[[], None]) -> None:
+        self._writes().set_failure_listener(listener)
+
     def pending_writes(self) -> int:
         return self._writes().pending_writes()
 

@@ -129,6 +129,10 @@ class Store(Protocol):
     def set_commit_listener(self, listener: Callable[[Sequence[EventRow]], None]) -> None:
         """Call `listener` on the event loop with each batch of events once committed."""
 
+    def set_failure_listener(self, listener: Callable[[], None]) -> None:
+        """Call `listener` on the event loop, once, when a write fails and the store
+        stops accepting writes (a full disk, an I/O error)."""
+
     def append_event(self, event: EventRow) -> None:
         """Queue an event for the next group commit; the commit listener reports it."""
 

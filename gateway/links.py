@@ -24,6 +24,7 @@ __all__ = [
     "CoreStream",
     "GrpcLink",
     "LocalConnect",
+    "LocalCore",
     "LocalLink",
     "LocalSessions",
     "StreamEnded",
@@ -59,6 +60,18 @@ class CoreLink(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class LocalCore(Protocol):
+    """What the in-process link needs of a core running in this process
+    (`arcp_grpc.server.RunningCore`)."""
+
+    @property
+    def session_service(self) -> LocalSessions: ...
+
+    def serving_status(self) -> str:
+        """`SERVING`, or `NOT_SERVING` once it stops or its store has failed."""
+        ...
 
 
 class LocalSessions(Protocol):
@@ -112,14 +125,14 @@ class GrpcLink:
 class LocalLink:
     """Connect to the servicer of a core in this process (the embedded default)."""
 
-    def __init__(self, sessions: LocalSessions) -> None:
-        self._sessions = sessions
+    def __init__(self, core: LocalCore) -> None:
+        self._core = core
 
     def connect(self) -> CoreStream:
-        return _LocalStream(self._sessions.open_stream())
+        return _LocalStream(self._core.session_service.open_stream())
 
     async def health(self) -> str:
-        return "SERVING"
+        return self._core.serving_status()
 
     async def close(self) -> None:
         return None

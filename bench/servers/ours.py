@@ -40,7 +40,7 @@ async def _serve(args: Any) -> None:
             # As `arcp-grpc serve` runs it: the embedded gateway reaches the core in process.
             gateway = await start_gateway(
                 GatewayConfig(core_address=core.grpc_address, port=0),
-                link=LocalLink(core.session_service),
+                link=LocalLink(core),
             )
             info["url"] = gateway.url
         write_ready(args.port_file, info)

@@ -105,7 +105,7 @@ class StackFactory:
     ) -> RunningGateway:
         gateway = await start_gateway(
             GatewayConfig(core_address=core.grpc_address, port=0, **overrides),
-            link=LocalLink(core.session_service) if local else None,
+            link=LocalLink(core) if local else None,
         )
         stopped = False
         original = gateway.stop

@@ -69,7 +69,7 @@ async def slow_stack(
     )
     gateway = await start_gateway(
         GatewayConfig(core_address=core.grpc_address, port=0),
-        link=LocalLink(core.session_service) if request.param == "local" else None,
+        link=LocalLink(core) if request.param == "local" else None,
     )
     try:
         yield core, gateway, provisioner

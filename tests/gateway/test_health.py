@@ -7,7 +7,10 @@ import json
 import urllib.error
 import urllib.request
 
-from tests.gateway.conftest import Stack, StackFactory
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tests.gateway.conftest import RawFactory, Stack, StackFactory
 
 
 def _get(port: int, path: str) -> tuple[int, str]:
@@ -37,3 +40,37 @@ async def test_health_is_503_when_a_remote_core_is_gone(make_stack: StackFactory
     status, body = await asyncio.to_thread(_get, remote.port, "/healthz")
     assert status == 503
     assert json.loads(body)["core"] in {"UNREACHABLE", "NOT_SERVING"}
+
+
+async def test_a_failed_store_turns_health_not_serving(stack: Stack, raw: RawFactory) -> None:
+    """A store that can no longer commit (here a real SQLITE_FULL: the database may not
+    grow) refuses all new work; health says so, on gRPC and at the gateway, so a
+    supervisor restarts the core instead of a balancer feeding it."""
+    client = await raw()
+    await client.run("echo", {"before": "the disk filled"})
+    conn = stack.core.store._writer.idle_connection()  # type: ignore[union-attr]
+    assert conn is not None
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count = {pages}")
+    refused = None
+    for index in range(2000):  # until a commit needs a page the file may not add
+        reply = await client.submit("echo", {"filler": "x" * 2000, "index": index})
+        if reply["type"] == "session.error":
+            refused = reply
+            break
+    assert refused is not None, "the store never filled up"
+    assert refused["payload"]["code"] == "INTERNAL_ERROR"
+    async with asyncio.timeout(10):
+        while stack.core.serving_status() != "NOT_SERVING":  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+    channel = grpc.aio.insecure_channel(stack.core.grpc_address)
+    try:
+        check = health_pb2_grpc.HealthStub(channel).Check
+        for service in ("", "arcp.v1.JobService", "arcp.v1.SessionService"):
+            answer = await check(health_pb2.HealthCheckRequest(service=service))
+            assert answer.status == health_pb2.HealthCheckResponse.NOT_SERVING
+    finally:
+        await channel.close()
+    status, body = await asyncio.to_thread(_get, stack.gateway.port, "/healthz")
+    assert status == 503
+    assert json.loads(body) == {"gateway": "ok", "core": "NOT_SERVING"}
