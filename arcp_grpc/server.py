@@ -79,18 +79,18 @@ class RunningCore:
         """What the gRPC health service reports for every service, by name."""
         return "SERVING" if self.serving else "NOT_SERVING"
 
-    async def not_serving(self) -> None:
-        """Health turns NOT_SERVING: balancers and supervisors stop sending work here."""
-        self.serving = False
-        for service in _SERVICES:
-            await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
-
     def _store_failed(self) -> None:
+        """Health turns NOT_SERVING: balancers and supervisors stop sending work here."""
         log.critical(
             "the store failed (see the error above): the core reports NOT_SERVING and refuses"
             " new work; restart it once the cause (a full disk?) is fixed"
         )
-        self._failing = asyncio.ensure_future(self.not_serving())
+        self.serving = False
+        self._failing = asyncio.ensure_future(self._publish_not_serving())
+
+    async def _publish_not_serving(self) -> None:
+        for service in _SERVICES:
+            await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
 
     async def stop(self, grace: float | None = None) -> None:
         """Graceful: refuse new calls, let running jobs finish within `grace`, end the
