@@ -29,6 +29,7 @@ CREDENTIALS_FEATURE = "provisioned_credentials"
 _EVENT, _RESULT, _JOB_ERROR = 23, 24, 25
 _OUTCOME_ERROR = 2  # JobOutcome.error (proto/arcp/v1/jobs.proto)
 _ROTATION = b"credential_rotated"
+_FRAME_HEAD = 128  # about what a frame adds to its event's bytes (ids, seq): room is approximate
 
 
 class JobDelivery:
@@ -45,18 +46,21 @@ class JobDelivery:
 
     def deliver(self, blobs: Sequence[bytes]) -> int:
         """Deliver `blobs` in order, stopping before the first one the client has no
-        room for (`Session.has_room`). Returns how many were handled."""
+        room for (`Session.room_bytes`). Returns how many were handled."""
         session, header = self.session, self.header
-        for index, blob in enumerate(blobs):
-            if not session.has_room():
-                return index
+        count = len(blobs)
+        room = session.room_bytes()
+        if room < sum(map(len, blobs)) + count * _FRAME_HEAD:  # rare: close to the limit
+            count = _fitting(blobs, room)
+            blobs = blobs[:count]
+        for blob in blobs:
             if self._hide_secrets and _ROTATION in blob and _is_rotation(blob):
                 continue  # §6.2: credentials only to clients that negotiated them
             if self._filtering and not self._keep(blob):
                 continue
             session.deliver(header, _EVENT, blob)
             self._maybe_back_pressure()
-        return len(blobs)
+        return count
 
     def on_outcome(self, outcome: bytes) -> None:
         field_number, body = _terminal(outcome, self._inline, self._chunks_ok)
@@ -135,6 +139,15 @@ class LiveDelivery:
         pumps = self._delivery.session.pumps
         if pumps.get(self._delivery.header.job_id) is self:
             del pumps[self._delivery.header.job_id]
+
+
+def _fitting(blobs: Sequence[bytes], room: int) -> int:
+    """How many of `blobs`, from the first, may go out while `room` lasts."""
+    for index, blob in enumerate(blobs):
+        if room < 0:
+            return index
+        room -= len(blob) + _FRAME_HEAD
+    return len(blobs)
 
 
 def _is_rotation(blob: bytes) -> bool:

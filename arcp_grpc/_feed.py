@@ -75,14 +75,14 @@ class JobFeed:
 
     def on_commit(self, rows: list[tuple[int, bytes]]) -> None:
         """One commit's events of this job, in order: followers wake once for all."""
+        blobs = [blob for _, blob in rows]
         tail = self._tail
         tail.extend(rows)
-        self._tail_bytes += sum(len(blob) for _, blob in rows)
+        self._tail_bytes += sum(map(len, blobs))
         while len(tail) > _TAIL or self._tail_bytes > _TAIL_BYTES:
             self._tail_bytes -= len(tail.popleft()[1])  # older events: from the store
         self.committed_seq = rows[-1][0]
         if self._listeners:
-            blobs = [blob for _, blob in rows]
             for listener in list(self._listeners):
                 self._tell(listener, listener.on_events, blobs)
         self._wake()

@@ -536,12 +536,10 @@ class JobRuntime:
 
     async def backpressure(self) -> None:
         """Make emitters wait while the store's write queue is long or heavy."""
-        store, limits = self.store, self.limits
-        if (
-            store.pending_writes() > limits.max_pending_writes
-            or store.pending_event_bytes() > limits.max_pending_event_bytes
-        ):
-            await store.flush()
+        writes, event_bytes = self.store.write_backlog()
+        limits = self.limits
+        if writes > limits.max_pending_writes or event_bytes > limits.max_pending_event_bytes:
+            await self.store.flush()
 
     def _on_commit(self, events: Sequence[EventRow]) -> None:
         self.observer.events_committed(len(events))

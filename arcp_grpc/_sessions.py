@@ -14,6 +14,7 @@ import asyncio
 import hashlib
 import hmac
 import secrets
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -121,9 +122,18 @@ class Outbox:
     def put_nowait(self, frame: bytes | None) -> None:
         if self._closed:
             return
-        self._append(frame)
+        self._frames.append(frame)  # `_append`, inlined: every frame of every session
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+        if frame is None:
+            return
+        size = len(frame)
+        self._bytes += size
         # One frame always fits, however large: the limit bounds a backlog, not a frame.
-        if frame is not None and self._limit and self._bytes > self._limit > len(frame):
+        if self._limit and self._bytes > self._limit > size:
             on_overflow, self._on_overflow = self._on_overflow, None
             if on_overflow is not None:
                 on_overflow(self)
@@ -167,15 +177,12 @@ class Outbox:
             finally:
                 if self._waiter is waiter:
                     self._waiter = None
-        return self._take()
+        return self.get_nowait()
 
     def get_nowait(self) -> bytes | None:
         """The next frame; raises `asyncio.QueueEmpty` when there is none."""
         if not self._frames:
             raise asyncio.QueueEmpty
-        return self._take()
-
-    def _take(self) -> bytes | None:
         frame = self._frames.popleft()
         if frame is not None:
             self._bytes -= len(frame)
@@ -186,6 +193,11 @@ class Outbox:
     def has_room(self) -> bool:
         """At most half the limit unsent (always, when unbounded)."""
         return not self._limit or self._bytes <= self._limit // 2
+
+    def room_bytes(self) -> int:
+        """How much more may be queued before it is over half the limit (negative when
+        it is already; `sys.maxsize` when unbounded)."""
+        return self._limit // 2 - self._bytes if self._limit else sys.maxsize
 
     async def wait_for_room(self) -> None:
         """Return once at most half the limit is unsent (at once when unbounded), or
@@ -249,13 +261,22 @@ class Session:
         buffer, limits = self.buffer, self.limits
         buffer.append((seq, frame))
         self.buffered_bytes += len(frame)
-        while (
+        if (
             len(buffer) > limits.max_buffered_frames
             or self.buffered_bytes > limits.max_buffered_bytes
-        ) and len(buffer) > 1:
-            self.buffered_bytes -= len(buffer.popleft()[1])  # §6.5: forced by the limits
+        ):
+            self._evict()
         self.send(frame)
         return seq
+
+    def _evict(self) -> None:
+        """§6.5: eviction forced by the buffer limits (the newest frame always stays)."""
+        buffer, limits = self.buffer, self.limits
+        while len(buffer) > 1 and (
+            len(buffer) > limits.max_buffered_frames
+            or self.buffered_bytes > limits.max_buffered_bytes
+        ):
+            self.buffered_bytes -= len(buffer.popleft()[1])
 
     def send(self, frame: bytes) -> None:
         """Send an unsequenced frame (replies, pings) if a transport is attached."""
@@ -293,8 +314,15 @@ class Session:
 
     def has_room(self) -> bool:
         """A transport is attached and at most half full."""
+        return self.room_bytes() >= 0
+
+    def room_bytes(self) -> int:
+        """What may still be queued to the attached transport before it is half full;
+        negative when there is none, or it is over."""
         outbound = self.outbound
-        return outbound is not None and not outbound.closed and outbound.has_room()
+        if outbound is None or outbound.closed:
+            return -1
+        return outbound.room_bytes()
 
     async def room(self) -> None:
         """Wait until a transport is attached and at most half full: what follows a

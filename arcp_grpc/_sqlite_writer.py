@@ -124,11 +124,9 @@ class SQLiteWriter:
         if deferred:
             await asyncio.wait(deferred)
 
-    def pending_writes(self) -> int:
-        return self._pending
-
-    def pending_event_bytes(self) -> int:
-        return self._pending_event_bytes
+    def backlog(self) -> tuple[int, int]:
+        """Requests and events queued or in flight, and the bytes of those events."""
+        return self._pending, self._pending_event_bytes
 
     def append_event(self, event: EventRow) -> None:
         self._check_healthy()
@@ -246,6 +244,7 @@ class SQLiteWriter:
                 conn.close()
                 return
             batch = [first]
+            event_bytes = len(first.blob) if type(first) is EventRow else 0
             while len(batch) < self._batch_limit:
                 try:
                     item = self._queue.get_nowait()
@@ -255,12 +254,13 @@ class SQLiteWriter:
                     self._queue.put(_STOP)
                     break
                 batch.append(item)
+                if type(item) is EventRow:
+                    event_bytes += len(item.blob)
             work = [item for item in batch if item is not _CHECKPOINT]
             events, results = self._commit_batch(conn, work) if work else ([], [])
             if len(work) < len(batch):
                 self._before_checkpoint(conn)
                 _checkpoint(conn)
-            event_bytes = sum(len(item.blob) for item in batch if isinstance(item, EventRow))
             self._loop.call_soon_threadsafe(self._deliver, len(batch), event_bytes, events, results)
 
     def _commit_batch(

@@ -135,11 +135,8 @@ class SQLiteStore:
     def set_failure_listener(self, listener: Callable[[], None]) -> None:
         self._writes().set_failure_listener(listener)
 
-    def pending_writes(self) -> int:
-        return self._writes().pending_writes()
-
-    def pending_event_bytes(self) -> int:
-        return self._writes().pending_event_bytes()
+    def write_backlog(self) -> tuple[int, int]:
+        return self._writes().backlog()
 
     def append_event(self, event: EventRow) -> None:
         self._writes().append_event(event)

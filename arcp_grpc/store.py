@@ -136,12 +136,9 @@ class Store(Protocol):
     def append_event(self, event: EventRow) -> None:
         """Queue an event for the next group commit; the commit listener reports it."""
 
-    def pending_writes(self) -> int:
-        """Writes queued and not yet committed (for back-pressure)."""
-
-    def pending_event_bytes(self) -> int:
-        """Bytes of the events among them (for back-pressure: a few large result chunks
-        weigh more than thousands of log lines)."""
+    def write_backlog(self) -> tuple[int, int]:
+        """Writes queued and not yet committed, and the bytes of the events among them
+        (for back-pressure: a few large result chunks weigh more than many log lines)."""
 
     async def finish_job(
         self,

@@ -61,7 +61,7 @@ async def test_a_large_streamed_result_waits_for_the_store_instead_of_queueing(
         stream = ctx.open_result("base64")
         for _ in range(64):  # 16 MiB, sixteen times the limit
             await stream.write(b"r" * CHUNK)
-            seen.append(holder["store"].pending_event_bytes())
+            seen.append(holder["store"].write_backlog()[1])
         await stream.close()
 
     agents = AgentRegistry()
