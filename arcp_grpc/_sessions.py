@@ -270,7 +270,9 @@ class Session:
         return seq
 
     def _evict(self) -> None:
-        """§6.5: eviction forced by the buffer limits (the newest frame always stays)."""
+        """§6.5: eviction forced by the buffer limits (the newest frame always stays).
+        A client that never acks (the published SDK's default) keeps its buffer full,
+        so this runs for every frame: usually one out for one in."""
         buffer, limits = self.buffer, self.limits
         while len(buffer) > 1 and (
             len(buffer) > limits.max_buffered_frames
