@@ -15,7 +15,7 @@ import base64
 from collections.abc import Callable, Sequence
 
 from arcp_grpc._feed import JobFeed
-from arcp_grpc._sessions import Follower, FrameHeader, Session
+from arcp_grpc._sessions import FrameHeader, Session
 from arcp_grpc._stamps import stamp
 from arcp_grpc._wire import only_field
 from arcp_grpc.errors import InternalError
@@ -97,9 +97,9 @@ class JobDelivery:
         session.deliver(self.header, _EVENT, event.SerializeToString())
 
 
-#: Starts a pump that goes on from `job_seq` with the given delivery (its filters and
-#: partial state carry over); returns what now follows the job for the session.
-Fallback = Callable[[int, JobDelivery], Follower]
+#: Starts a pump that goes on after `job_seq` with the given delivery (its filters and
+#: partial state carry over) and takes this delivery's place in the session's pumps.
+Fallback = Callable[[int, JobDelivery], None]
 
 
 class LiveDelivery:
@@ -122,8 +122,7 @@ class LiveDelivery:
         self._seq += handled
         if handled < len(blobs):
             self._feed.unlisten(self)  # the pump reads the rest of this batch on
-            session, job_id = self._delivery.session, self._delivery.header.job_id
-            session.pumps[job_id] = self._fallback(self._seq, self._delivery)
+            self._fallback(self._seq, self._delivery)
 
     def on_outcome(self, outcome: bytes) -> None:
         self._forget()

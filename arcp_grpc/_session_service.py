@@ -83,10 +83,11 @@ class _Connection:
     def send(self, frame: pb.ConnectResponse) -> None:
         self.outbound.put_nowait(_with_id(frame))
 
-    def end(self) -> None:
+    def end(self, last: bytes | None = None) -> None:
+        """End the stream after what is queued (and `last`)."""
         if self.session is not None:
             self.session.detach(self.outbound)  # from now on its frames only buffer
-        self.outbound.close()
+        self.outbound.close(last)
 
     def _overflowed(self, outbound: Outbox) -> None:
         """More than the limit waits for a client that is not reading (job output holds
@@ -102,9 +103,8 @@ class _Connection:
         session = self.session
         if session is not None:
             frame.session_id = session.session_id
-            session.detach(outbound)
         frame.error.error.CopyFrom(error.to_proto())
-        outbound.close(_with_id(frame))
+        self.end(_with_id(frame))
         log.warning(
             "dropped the transport of %s: %d bytes unsent, client not reading",
             session.session_id if session is not None else "a session being opened",
@@ -120,22 +120,17 @@ class ConnectStream:
     def __init__(self, servicer: SessionServiceServicer) -> None:
         self._servicer = servicer
         self._conn = _Connection(servicer.max_unsent_bytes)
-        self._ending = False
 
     async def receive(self, request: pb.ConnectRequest) -> bool:
-        """Handle one client frame, in order; False once the stream is ending, after
-        which further frames are ignored (the peer is about to see the end)."""
-        if self._ending or self._conn.outbound.closed:
+        """Handle one client frame, in order; False once the stream is ending (its
+        outbound queue is closed), after which further frames are ignored."""
+        if self._conn.outbound.closed:
             return False
-        if not await self._servicer._receive(request, self._conn):
-            self._ending = True
-        return not self._ending
+        return await self._servicer._receive(request, self._conn)
 
     def close_input(self) -> None:
         """The client sent its last frame: the stream ends once the replies are out."""
-        if not self._ending:
-            self._ending = True
-            self._conn.end()
+        self._conn.end()
 
     def frames(self) -> AsyncGenerator[bytes, None]:
         """Serialized `ConnectResponse` messages until the stream ends; iterate once."""
@@ -524,14 +519,13 @@ class SessionServiceServicer:
         job_id: str,
         after_seq: int,
         delivery: JobDelivery | None = None,
-    ) -> asyncio.Task[None]:
+    ) -> None:
         task = asyncio.create_task(
             self._pump(session, job_id, after_seq, delivery),
             name=f"pump {session.session_id} {job_id}",
         )
         session.pumps[job_id] = task
         task.add_done_callback(lambda _t: _forget(session, job_id, task))
-        return task
 
     async def _pump(
         self, session: Session, job_id: str, after_seq: int, delivery: JobDelivery | None
@@ -548,7 +542,6 @@ class SessionServiceServicer:
                     await session.room()
             if batch.outcome is not None:
                 delivery.on_outcome(batch.outcome)
-            await session.room()
 
 
 def _scrub(summary: jobs_pb2.JobSummary, features: frozenset[str]) -> None:

@@ -100,7 +100,7 @@ class Outbox:
     through here, and a chatty job sends tens of thousands a second.
 
     A client that reads slowly must not hold the process's memory hostage.
-    Producers that can wait (a job's events) check `has_room` or await
+    Producers that can wait (a job's events) check `room_bytes` or await
     `wait_for_room`, which hold them at half of `limit_bytes`; if more than the
     whole limit piles up anyway (replies to requests nobody reads), `on_overflow`
     is told, once, and is expected to `close` the box; later puts are dropped.
@@ -122,18 +122,9 @@ class Outbox:
     def put_nowait(self, frame: bytes | None) -> None:
         if self._closed:
             return
-        self._frames.append(frame)  # `_append`, inlined: every frame of every session
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
-        if frame is None:
-            return
-        size = len(frame)
-        self._bytes += size
+        self._append(frame)
         # One frame always fits, however large: the limit bounds a backlog, not a frame.
-        if self._limit and self._bytes > self._limit > size:
+        if frame is not None and self._limit and self._bytes > self._limit > len(frame):
             on_overflow, self._on_overflow = self._on_overflow, None
             if on_overflow is not None:
                 on_overflow(self)
@@ -186,13 +177,9 @@ class Outbox:
         frame = self._frames.popleft()
         if frame is not None:
             self._bytes -= len(frame)
-            if self._room and self._bytes <= self._limit // 2:
+            if self._room and self.room_bytes() >= 0:
                 self._wake_producers()
         return frame
-
-    def has_room(self) -> bool:
-        """At most half the limit unsent (always, when unbounded)."""
-        return not self._limit or self._bytes <= self._limit // 2
 
     def room_bytes(self) -> int:
         """How much more may be queued before it is over half the limit (negative when
@@ -202,7 +189,7 @@ class Outbox:
     async def wait_for_room(self) -> None:
         """Return once at most half the limit is unsent (at once when unbounded), or
         the box is closed: for producers that can wait, such as a job's history."""
-        while not self._closed and not self.has_room():
+        while not self._closed and self.room_bytes() < 0:
             waiter = asyncio.get_running_loop().create_future()
             self._room.append(waiter)
             try:
@@ -258,21 +245,16 @@ class Session:
         seq = self.next_seq
         self.next_seq = seq + 1
         frame = frame_bytes(header, field_number, body, seq)
-        buffer, limits = self.buffer, self.limits
-        buffer.append((seq, frame))
+        self.buffer.append((seq, frame))
         self.buffered_bytes += len(frame)
-        if (
-            len(buffer) > limits.max_buffered_frames
-            or self.buffered_bytes > limits.max_buffered_bytes
-        ):
-            self._evict()
+        self._evict()
         self.send(frame)
         return seq
 
     def _evict(self) -> None:
         """§6.5: eviction forced by the buffer limits (the newest frame always stays).
-        A client that never acks (the published SDK's default) keeps its buffer full,
-        so this runs for every frame: usually one out for one in."""
+        A client that never acks (the published SDK's default) keeps its buffer full:
+        then one frame goes out for each that comes in."""
         buffer, limits = self.buffer, self.limits
         while len(buffer) > 1 and (
             len(buffer) > limits.max_buffered_frames
@@ -313,10 +295,6 @@ class Session:
             self.outbound = None
             self.detached_at = time.monotonic()
             self.attached.clear()
-
-    def has_room(self) -> bool:
-        """A transport is attached and at most half full."""
-        return self.room_bytes() >= 0
 
     def room_bytes(self) -> int:
         """What may still be queued to the attached transport before it is half full;

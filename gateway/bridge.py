@@ -37,7 +37,6 @@ CLOSE_INTERNAL = 1011  # the core is unreachable or failed
 
 _NOTED = frozenset({"welcome", "error"})  # frames the bridge learns from (or may drop)
 
-_LAST_TYPES = frozenset({"session.bye", "session.close"})  # §6.7: nothing follows them
 _POLICY_CODES = {
     errors_pb2.ERROR_CODE_UNAUTHENTICATED,
     errors_pb2.ERROR_CODE_INVALID_REQUEST,
@@ -118,10 +117,6 @@ class Bridge:
                     await call.write(frame.request)
                 except StreamEnded:
                     ended = True  # the core's last frames and the close are on their way
-                if frame.type in _LAST_TYPES:
-                    # The core ends the stream after these. Writing more would race its
-                    # end, and over gRPC a write that loses that race fails the whole call.
-                    ended = True
         except ConnectionClosed:
             return
 
