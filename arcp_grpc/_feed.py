@@ -7,6 +7,10 @@ the tail when they catch up, so a follower that lags far behind costs the
 store a read, not the job memory. A finished job's feed is dropped; its
 events stay in the store only.
 
+A job running on another node of a cluster has no feed here: its follower
+reads the store by sequence and sleeps on the store's notifications between
+reads (`EventHistory.changes`), polling in case one is lost.
+
 A follower that is there from the job's first event (the session that
 submitted it) can instead be a `FeedListener`: called with each commit's
 events and then the outcome, on the event loop, with no task of its own.
@@ -22,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from arcp_grpc.errors import InternalError
-from arcp_grpc.store import EventRow
+from arcp_grpc.store import EventRow, JobChanges
 
 __all__ = ["EventHistory", "FeedBatch", "FeedListener", "JobFeed", "follow"]
 
@@ -31,6 +35,7 @@ log = logging.getLogger("arcp_grpc.runtime")
 _TAIL = 4096
 _TAIL_BYTES = 4 * 1024 * 1024  # a job streaming a large result keeps only its last chunks
 _STORE_PAGE = 512
+REMOTE_POLL_SEC = 1.0  # the longest a lost notification delays a follower of a remote job
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +146,10 @@ class EventHistory(Protocol):
         """The `JobEvent` bytes of a stored row (opening sealed rows)."""
         ...
 
+    def changes(self, job_id: str) -> JobChanges | None:
+        """Wake-ups for a job that may run on another node; None without a cluster."""
+        ...
+
 
 async def follow(
     history: EventHistory, job_id: str, after_seq: int, *, batch: int = 256
@@ -149,31 +158,42 @@ async def follow(
     then the outcome. Works across the job's end and for long-finished jobs.
     The caller has checked that the job exists and is visible to it."""
     misses = 0
-    while True:
-        feed = history.feed(job_id)
-        if feed is None or not feed.tail_covers(after_seq):
-            rows = await history.read(job_id, after_seq, _STORE_PAGE)
-            if rows:
-                after_seq = rows[-1].seq
-                yield FeedBatch(tuple(history.plain(r) for r in rows), after_seq)
+    changes: JobChanges | None = None
+    try:
+        while True:
+            feed = history.feed(job_id)
+            if feed is None or not feed.tail_covers(after_seq):
+                rows = await history.read(job_id, after_seq, _STORE_PAGE)
+                if rows:
+                    after_seq = rows[-1].seq
+                    yield FeedBatch(tuple(history.plain(r) for r in rows), after_seq)
+                    continue
+                if feed is None:
+                    outcome = await history.outcome(job_id)
+                    if outcome is not None:
+                        yield FeedBatch((), after_seq, outcome)
+                        return
+                    if changes is not None:
+                        await changes.wait(REMOTE_POLL_SEC)  # it runs on another node
+                        continue
+                    changes = history.changes(job_id)
+                    if changes is not None:
+                        continue  # subscribed: read once more, so no commit slips between
+                    # A job between creation and registration: look again, briefly.
+                    misses += 1
+                    if misses > 500:
+                        raise InternalError(f"job {job_id} has neither a live feed nor an outcome")
+                    await asyncio.sleep(0.01)
+                    continue
+            events = feed.after(after_seq, batch)
+            if events:
+                after_seq = events[-1][0]
+                yield FeedBatch(tuple(blob for _, blob in events), after_seq)
                 continue
-            if feed is None:
-                outcome = await history.outcome(job_id)
-                if outcome is not None:
-                    yield FeedBatch((), after_seq, outcome)
-                    return
-                # A job between creation and registration: look again, briefly.
-                misses += 1
-                if misses > 500:
-                    raise InternalError(f"job {job_id} has neither a live feed nor an outcome")
-                await asyncio.sleep(0.01)
-                continue
-        events = feed.after(after_seq, batch)
-        if events:
-            after_seq = events[-1][0]
-            yield FeedBatch(tuple(blob for _, blob in events), after_seq)
-            continue
-        if feed.outcome is not None and after_seq >= feed.committed_seq:
-            yield FeedBatch((), after_seq, feed.outcome)
-            return
-        await feed.changed()
+            if feed.outcome is not None and after_seq >= feed.committed_seq:
+                yield FeedBatch((), after_seq, feed.outcome)
+                return
+            await feed.changed()
+    finally:
+        if changes is not None:
+            changes.close()

@@ -19,13 +19,14 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from arcp_grpc._agentref import parse_agent_ref
 from arcp_grpc._budget import BudgetCounters
+from arcp_grpc._cluster import ClusterLimits, ClusterMember
 from arcp_grpc._credential_ledger import CredentialLedger
 from arcp_grpc._feed import FeedBatch, JobFeed, follow
 from arcp_grpc._fingerprint import submit_fingerprint
@@ -53,12 +54,15 @@ from arcp_grpc.errors import (
 )
 from arcp_grpc.logging_setup import bind as bind_log_context
 from arcp_grpc.store import (
+    ClusterStore,
     EventRow,
     IdempotencyClaim,
     IdempotencyConflict,
+    JobChanges,
     JobQuery,
     JobRow,
     Store,
+    StoreUnavailable,
 )
 from arcp_grpc.v1 import events_pb2, jobs_pb2, lease_pb2
 
@@ -109,8 +113,14 @@ class JobRuntime:
         *,
         provisioner: CredentialProvisioner | None = None,
         limits: RuntimeLimits | None = None,
+        cluster_limits: ClusterLimits | None = None,
     ) -> None:
         self.store = store
+        # Set when other nodes share the store: jobs may run, and be cancelled, elsewhere.
+        self.cluster: ClusterStore | None = store if isinstance(store, ClusterStore) else None
+        self.cluster_limits = cluster_limits or ClusterLimits()
+        self._member: asyncio.Task[None] | None = None
+        self.on_fenced: Callable[[], None] = lambda: None
         self.registry = registry
         self.box = box
         self.provisioner = provisioner
@@ -136,9 +146,32 @@ class JobRuntime:
     async def start(self) -> None:
         """Recover from a previous process, then serve (§9.8.2 revocation retries)."""
         self.store.set_commit_listener(self._on_commit)
+        await self._check_key()
         await self._recover_interrupted()
         await self._sweep_credentials()
         self._purger = asyncio.create_task(self._purge_loop(), name="arcp-idempotency-purge")
+        if self.cluster is not None:
+            self.cluster.set_cancel_listener(self._cancel_here)
+            member = ClusterMember(
+                self.cluster,
+                self.cluster_limits,
+                end_orphans=self._end_orphans,
+                cancel_local=self._cancel_here,
+                fenced=self._fenced,
+            )
+            self._member = asyncio.create_task(member.run(), name="arcp-cluster-member")
+
+    async def _check_key(self) -> None:
+        """Refuse a store whose sealed rows this node's key cannot open (a cluster's
+        nodes must share one key): better no start than unreadable replays."""
+        stored = await self.store.key_check(self.box.seal(_KEY_CHECK, _KEY_CHECK))
+        try:
+            self.box.open(stored, _KEY_CHECK)
+        except InternalError:
+            raise StoreUnavailable(
+                "the store's sealed rows were written with another key: give every node the"
+                " same store key (store.key_file, or core.store_key)"
+            ) from None
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting, give running jobs `grace` seconds, then end the rest."""
@@ -157,9 +190,14 @@ class JobRuntime:
                 await asyncio.wait_for(job.done.wait(), timeout=5.0)
         if self._purger is not None:
             self._purger.cancel()
+        if self._member is not None:
+            self._member.cancel()
         if self._background:
             await asyncio.wait(self._background, timeout=5.0)
         await self.store.flush()
+        if self.cluster is not None:
+            with contextlib.suppress(InternalError):
+                await self.cluster.leave()
 
     # -- submission --------------------------------------------------------------
 
@@ -562,7 +600,13 @@ class JobRuntime:
         if known is not None and known.principal.name == principal.name:
             final = known.status
         else:
-            final = _status((await self._visible_row(principal, job_id)).status)
+            row = await self._visible_row(principal, job_id)
+            if row.completed_at is None and self.cluster is not None:
+                # Running on another node: a durable request its owner acts on.
+                if await self.cluster.request_cancel(job_id, reason):
+                    return
+                row = await self._visible_row(principal, job_id)  # it ended meanwhile
+            final = _status(row.status)
         if final == jobs_pb2.JOB_STATUS_CANCELLED:
             return  # CancelJob is idempotent
         status = jobs_pb2.JobStatus.Name(final).removeprefix("JOB_STATUS_").lower()
@@ -576,6 +620,8 @@ class JobRuntime:
             return job.view(with_credentials=True), job.outcome
         row = await self._visible_row(principal, job_id)
         summary = self._summary_of(row)
+        if row.completed_at is None:
+            summary.last_event_seq = await self.store.last_seq(job_id)
         outcome = jobs_pb2.JobOutcome.FromString(row.outcome) if row.outcome else None
         return summary, outcome
 
@@ -651,7 +697,9 @@ class JobRuntime:
         if job is not None:
             return job.feed.committed_seq
         row = await self.store.get_job(job_id)
-        return row.last_seq if row is not None else 0
+        if row is None:
+            return 0
+        return row.last_seq if row.completed_at is not None else await self.store.last_seq(job_id)
 
     def agents(self) -> list[jobs_pb2.AgentInfo]:
         return self.registry.inventory()
@@ -668,6 +716,8 @@ class JobRuntime:
     def _summary_of(self, row: JobRow) -> jobs_pb2.JobSummary:
         summary = jobs_pb2.JobSummary.FromString(row.summary)
         summary.status = _status(row.status)
+        if row.completed_at is None and self.cluster is not None:
+            summary.status = jobs_pb2.JOB_STATUS_RUNNING  # on another node (it starts at once)
         summary.last_event_seq = row.last_seq
         accepted = jobs_pb2.JobAccepted.FromString(
             self.box.open_any(row.accepted, row.job_id.encode())
@@ -687,6 +737,9 @@ class JobRuntime:
     def feed(self, job_id: str) -> JobFeed | None:
         job = self._known(job_id)
         return job.feed if job is not None else None
+
+    def changes(self, job_id: str) -> JobChanges | None:
+        return self.cluster.changes(job_id) if self.cluster is not None else None
 
     def plain(self, row: EventRow) -> bytes:
         return self.box.open(row.blob, row.job_id.encode()) if row.sealed else row.blob
@@ -722,24 +775,52 @@ class JobRuntime:
     async def _recover_interrupted(self) -> None:
         """Jobs a dead process left running end with a retryable INTERNAL_ERROR."""
         for row in await self.store.interrupted_jobs():
-            error = InternalError("the runtime stopped while the job was running")
-            outcome = _failure(row.job_id, error)
-            summary = jobs_pb2.JobSummary.FromString(row.summary)
-            summary.status = jobs_pb2.JOB_STATUS_ERROR
-            stamp(summary.completed_at)
-            last_seq = await self.store.last_seq(row.job_id)
-            summary.last_event_seq = last_seq
-            await self.store.finish_job(
-                row.job_id,
-                jobs_pb2.JOB_STATUS_ERROR,
-                outcome.SerializeToString(deterministic=True),
-                summary.SerializeToString(deterministic=True),
-                time.time(),
-                last_seq,
-            )
+            await self._end_interrupted(row, "the runtime stopped while the job was running")
             log.warning(
                 "job %s was interrupted by a restart; it ended with INTERNAL_ERROR", row.job_id
             )
+
+    async def _end_orphans(self, node: str, rows: Sequence[JobRow]) -> None:
+        """End the running jobs of a node declared dead (now this node's to end), then
+        revoke their credentials (§9.8.2, §14)."""
+        for row in rows:
+            await self._end_interrupted(
+                row, f"the node running the job ({node}) stopped; resubmit with a new key"
+            )
+            log.warning("job %s of dead node %s ended with INTERNAL_ERROR", row.job_id, node)
+        if rows:
+            await self._sweep_credentials()
+
+    def _cancel_here(self, job_id: str, reason: str) -> None:
+        """Another node relayed a cancel for a job running here (§7.4)."""
+        job = self._active.get(job_id)
+        if job is not None:
+            job.stop(Cancelled(reason or "cancelled by the submitter"))
+
+    def _fenced(self) -> None:
+        """This node was declared dead: its jobs were ended elsewhere, so stop them here
+        (their late end is not recorded) and refuse new work."""
+        self._accepting = False
+        for job in list(self._active.values()):
+            job.stop(InternalError("this node was declared dead by the cluster"))
+        self.on_fenced()
+
+    async def _end_interrupted(self, row: JobRow, message: str) -> None:
+        """Record the end of a job no process runs any more: a retryable INTERNAL_ERROR."""
+        outcome = _failure(row.job_id, InternalError(message))
+        summary = jobs_pb2.JobSummary.FromString(row.summary)
+        summary.status = jobs_pb2.JOB_STATUS_ERROR
+        stamp(summary.completed_at)
+        last_seq = await self.store.last_seq(row.job_id)
+        summary.last_event_seq = last_seq
+        await self.store.finish_job(
+            row.job_id,
+            jobs_pb2.JOB_STATUS_ERROR,
+            outcome.SerializeToString(deterministic=True),
+            summary.SerializeToString(deterministic=True),
+            time.time(),
+            last_seq,
+        )
 
     async def _purge_loop(self) -> None:
         interval = min(60.0, max(1.0, self.limits.idempotency_ttl_sec / 4))
@@ -789,6 +870,7 @@ def _failure(job_id: str, error: ARCPError) -> jobs_pb2.JobOutcome:
 
 
 _MAX_JOB_ID = 128
+_KEY_CHECK = b"arcp-grpc store key check"
 _LIVE = frozenset({jobs_pb2.JOB_STATUS_PENDING, jobs_pb2.JOB_STATUS_RUNNING})
 _LIST_READS = 5  # store pages read at most to fill one page filtered on live statuses
 _RECENT_MAX_EVENTS = 64  # only jobs this small are remembered after their end

@@ -25,12 +25,15 @@ from typing import Literal, TextIO, TypeVar
 import grpc
 
 from arcp_grpc import __version__, logging_setup
+from arcp_grpc._cluster import ClusterLimits
 from arcp_grpc._runtime import RuntimeLimits
 from arcp_grpc._sessions import SessionLimits
+from arcp_grpc._store_url import describe as describe_store
 from arcp_grpc.agents import AgentRegistry
 from arcp_grpc.config import DEV_TOKEN_FILE, ConfigError, Settings, read_or_create_dev_token
 from arcp_grpc.metrics import Metrics, MetricsServer, serve_metrics
 from arcp_grpc.server import CoreConfig, RunningCore, start_core
+from arcp_grpc.store import StoreUnavailable
 from gateway.links import LocalLink
 from gateway.server import GatewayConfig, RunningGateway, start_gateway
 
@@ -71,6 +74,9 @@ def core_config(settings: Settings) -> CoreConfig:
         demo_agents=settings.agents.demo,
         provision_credentials=core.provision_credentials,
         store_key=core.store_key or None,
+        store_key_file=Path(settings.store.key_file) if settings.store.key_file else None,
+        store_url=settings.store.url,
+        cluster=ClusterLimits(**asdict(settings.cluster)),
         max_message_bytes=core.max_message_bytes,
         limits=RuntimeLimits(**asdict(settings.runtime)),
         session_limits=SessionLimits(**asdict(settings.sessions)),
@@ -123,9 +129,16 @@ async def run(
     try:
         if role != "gateway":
             config = core_config(settings)
-            core = await _bind(
-                "gRPC", settings.core.host, settings.core.port, start_core(config, agents=agents)
-            )
+            try:
+                core = await _bind(
+                    "gRPC",
+                    settings.core.host,
+                    settings.core.port,
+                    start_core(config, agents=agents),
+                )
+            except StoreUnavailable as exc:
+                where = describe_store(settings.store.url, settings.data_dir)
+                raise StartupError(f"store {where}: {exc}") from None
             metrics = Metrics()
             core.runtime.observer = metrics
             metrics.watch_sessions(core.sessions)
@@ -192,6 +205,7 @@ def _addresses(
         info["grpc"] = core.grpc_address
         info["grpc_tls"] = bool(settings.core.tls_cert)
         info["data_dir"] = str(settings.data_dir.resolve())
+        info["store"] = describe_store(settings.store.url, settings.data_dir.resolve())
         if settings.auth.dev_token:
             info["token_file"] = str((settings.data_dir / DEV_TOKEN_FILE).resolve())
     if gateway is not None:
@@ -215,6 +229,8 @@ def _banner(out: TextIO, info: dict[str, object], settings: Settings, role: Role
         lines.append(f"  Prometheus metrics:                  {info['metrics']}")
     if "data_dir" in info:
         lines.append(f"  data directory:                      {info['data_dir']}")
+    if "store" in info:
+        lines.append(f"  store:                               {info['store']}")
     if "token_file" in info:
         token_file = info["token_file"]
         grpc_address = info["grpc"]

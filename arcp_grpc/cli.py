@@ -29,6 +29,8 @@ __all__ = ["build_parser", "main"]
 # serve flag -> configuration key; `--set KEY=VALUE` reaches every other knob.
 _SERVE_FLAGS: dict[str, str] = {
     "data_dir": "data_dir",
+    "store": "store.url",
+    "store_key_file": "store.key_file",
     "grpc_host": "core.host",
     "grpc_port": "core.port",
     "gateway_host": "gateway.host",
@@ -104,6 +106,12 @@ def _serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     )
     serve.add_argument("--config", type=Path, help="TOML configuration file (ARCP_CONFIG)")
     serve.add_argument("--data-dir", help="SQLite, key file and dev token (./data)")
+    serve.add_argument(
+        "--store", help="sqlite:///PATH or postgresql://USER@HOST:PORT/DB (ARCP_STORE_URL)"
+    )
+    serve.add_argument(
+        "--store-key-file", help="sealing key shared by a cluster's nodes (ARCP_STORE_KEY_FILE)"
+    )
     serve.add_argument("--grpc-host", help="core bind address (127.0.0.1)")
     serve.add_argument("--grpc-port", help="core gRPC port (7400; 0 = any free port)")
     serve.add_argument("--gateway-host", help="gateway bind address (127.0.0.1)")

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from arcp_grpc._store_url import postgres_dsn
 from arcp_grpc.agents import AgentRegistry
 from arcp_grpc.event_loop import resolve as resolve_event_loop
 
@@ -30,6 +31,7 @@ __all__ = [
     "DEV_TOKEN_FILE",
     "AgentsSettings",
     "AuthSettings",
+    "ClusterSettings",
     "ConfigError",
     "CoreSettings",
     "GatewaySettings",
@@ -38,6 +40,7 @@ __all__ = [
     "RuntimeSettings",
     "SessionSettings",
     "Settings",
+    "StoreSettings",
     "env_name",
     "knob_names",
     "load_agents",
@@ -64,6 +67,23 @@ class CoreSettings:
     tls_key: str = ""
     store_key: str = ""  # base64 AES-256 key; empty: <data_dir>/store.key (created once)
     provision_credentials: bool = True
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """`[store]`: where the core keeps its state (`arcp_grpc._store_url`)."""
+
+    url: str = ""  # sqlite:///PATH or postgresql://USER@HOST:PORT/DB; empty: DATA_DIR/arcp.sqlite3
+    key_file: str = ""  # base64 AES-256 sealing key every node shares; empty: DATA_DIR/store.key
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """`[cluster]`: several nodes on one PostgreSQL store (`arcp_grpc._cluster`)."""
+
+    node_timeout_sec: float = 15.0
+    heartbeat_sec: float = 3.0
+    node_name: str = ""  # shown in logs and the nodes table; default: HOST:PID
 
 
 @dataclass(frozen=True)
@@ -156,6 +176,8 @@ class Settings:
     data_dir: Path = Path("data")
     event_loop: str = "auto"  # auto (uvloop when installed), uvloop or asyncio
     core: CoreSettings = field(default_factory=CoreSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
@@ -391,6 +413,21 @@ def _validate(settings: Settings, sources: Mapping[str, str]) -> None:
     ca = settings.gateway.core_tls_ca
     if ca and (problem := _unreadable(ca)):
         raise fail("gateway.core_tls_ca", problem)
+    url = settings.store.url
+    if url and not url.startswith("sqlite:///"):
+        try:
+            postgres_dsn(url)
+        except ValueError as exc:
+            raise fail("store.url", str(exc)) from None
+    key_file = settings.store.key_file
+    if key_file and (problem := _unreadable(key_file)):
+        raise fail("store.key_file", problem)
+    cluster = settings.cluster
+    check(
+        "cluster.heartbeat_sec",
+        0 < cluster.heartbeat_sec < cluster.node_timeout_sec,
+        f"must be above 0 and below cluster.node_timeout_sec ({cluster.node_timeout_sec:g})",
+    )
 
 
 def _value(settings: Settings, key: str) -> Any:

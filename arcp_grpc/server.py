@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +19,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from arcp_grpc import __version__
+from arcp_grpc._cluster import ClusterLimits
+from arcp_grpc._ids import new_id
 from arcp_grpc._job_service import SERVICE_NAME as JOB_SERVICE
 from arcp_grpc._job_service import JobServiceServicer, job_service_handler
 from arcp_grpc._runtime import JobRuntime, RuntimeLimits
@@ -24,11 +28,14 @@ from arcp_grpc._secretbox import SecretBox
 from arcp_grpc._session_service import SERVICE_NAME as SESSION_SERVICE
 from arcp_grpc._session_service import SessionServiceServicer, session_handler
 from arcp_grpc._sessions import SessionLimits, SessionRegistry
+from arcp_grpc._store_url import postgres_dsn, sqlite_path
 from arcp_grpc.agents import AgentRegistry
 from arcp_grpc.auth import Authenticator
 from arcp_grpc.credentials import CredentialProvisioner, DevProvisioner
 from arcp_grpc.demo_agents import demo_registry
+from arcp_grpc.postgres_store import PostgresStore
 from arcp_grpc.sqlite_store import SQLiteStore
+from arcp_grpc.store import Store
 from arcp_grpc.v1 import session_pb2
 
 __all__ = ["CoreConfig", "RunningCore", "start_core"]
@@ -49,7 +56,10 @@ class CoreConfig:
     compat_principals: frozenset[str] = frozenset()  # principals on the SDK wire profile
     demo_agents: bool = True
     provision_credentials: bool = True  # the built-in development provisioner (§9.8)
-    store_key: str | None = None  # base64 AES-256 key; default: <data_dir>/store.key
+    store_key: str | None = None  # base64 AES-256 key; default: store_key_file
+    store_key_file: Path | None = None  # default: <data_dir>/store.key (created once)
+    store_url: str = ""  # sqlite:///PATH or postgresql://…; empty: <data_dir>/arcp.sqlite3
+    cluster: ClusterLimits = field(default_factory=ClusterLimits)
     max_message_bytes: int = 64 * _MiB
     tls: grpc.ServerCredentials | None = None  # gRPC over TLS when set
     limits: RuntimeLimits = field(default_factory=RuntimeLimits)
@@ -62,13 +72,14 @@ class RunningCore:
 
     server: grpc.aio.Server
     runtime: JobRuntime
-    store: SQLiteStore
+    store: Store
     port: int
     host: str
     health: health.aio.HealthServicer
     sessions: SessionRegistry
     session_service: SessionServiceServicer  # for an in-process gateway (gateway.links)
     serving: bool = True
+    stopped: bool = False
     _failing: asyncio.Future[None] | None = field(default=None, repr=False)
 
     @property
@@ -85,6 +96,9 @@ class RunningCore:
             "the store failed (see the error above): the core reports NOT_SERVING and refuses"
             " new work; restart it once the cause (a full disk?) is fixed"
         )
+        self._not_serving()
+
+    def _not_serving(self) -> None:
         self.serving = False
         self._failing = asyncio.ensure_future(self._publish_not_serving())
 
@@ -95,6 +109,7 @@ class RunningCore:
     async def stop(self, grace: float | None = None) -> None:
         """Graceful: refuse new calls, let running jobs finish within `grace`, end the
         rest with a retryable INTERNAL_ERROR, then close the store cleanly."""
+        self.stopped = True
         self.serving = False
         await self.health.enter_graceful_shutdown()
         await self.sessions.stop()
@@ -118,12 +133,24 @@ async def start_core(
     box = (
         SecretBox.from_text(config.store_key)
         if config.store_key
-        else SecretBox.from_key_file(config.data_dir / "store.key")
+        else SecretBox.from_key_file(config.store_key_file or config.data_dir / "store.key")
     )
-    store = SQLiteStore(config.data_dir / "arcp.sqlite3")
+    label = config.cluster.node_name or f"{socket.gethostname()}:{os.getpid()}"
+    store = open_store(config.store_url, config.data_dir, node_id=new_id("node"), label=label)
     await store.open()
-    runtime = JobRuntime(store, registry, box, provisioner=provisioner, limits=config.limits)
-    await runtime.start()
+    runtime = JobRuntime(
+        store,
+        registry,
+        box,
+        provisioner=provisioner,
+        limits=config.limits,
+        cluster_limits=config.cluster,
+    )
+    try:
+        await runtime.start()
+    except BaseException:
+        await store.close()
+        raise
     auth = Authenticator.from_tokens(
         config.tokens,
         dict.fromkeys(config.compat_principals, session_pb2.WIRE_PROFILE_SDK_COMPAT),
@@ -166,7 +193,16 @@ async def start_core(
         server, runtime, store, port, config.grpc_host, health_servicer, sessions, session_service
     )
     store.set_failure_listener(core._store_failed)
+    runtime.on_fenced = core._not_serving
     return core
+
+
+def open_store(url: str, data_dir: Path, *, node_id: str, label: str) -> Store:
+    """The (unopened) store `url` names (`arcp_grpc._store_url`)."""
+    path = sqlite_path(url, data_dir)
+    if path is not None:
+        return SQLiteStore(path)
+    return PostgresStore(postgres_dsn(url), node_id=node_id, label=label)
 
 
 _SERVICES = ("", JOB_SERVICE, SESSION_SERVICE)  # as the gRPC health service names them

@@ -12,7 +12,6 @@ while the writer thread is idle.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -23,7 +22,7 @@ from typing import Any, TypeVar
 from arcp_grpc._sqlite_schema import prepare as prepare_schema
 from arcp_grpc._sqlite_schema import recovery_mark
 from arcp_grpc._sqlite_writer import SQLiteWriter
-from arcp_grpc.errors import InvalidRequest
+from arcp_grpc._store_rows import JOB_COLUMNS, decode_cursor, encode_cursor, job_values
 from arcp_grpc.store import (
     CredentialEntry,
     EventRow,
@@ -39,12 +38,6 @@ __all__ = ["SQLiteStore"]
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-_JOB_COLUMNS = (
-    "job_id, principal, agent, status, created_at, trace_id, parent_job_id, summary, accepted,"
-    " last_seq, completed_at, outcome"
-)
 
 
 class SQLiteStore:
@@ -147,6 +140,16 @@ class SQLiteStore:
 
     # -- writes ----------------------------------------------------------
 
+    async def key_check(self, sealed: bytes) -> bytes:
+        def op(conn: sqlite3.Connection) -> bytes:
+            conn.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('key_check', ?)", (sealed.hex(),)
+            )
+            stored = conn.execute("SELECT value FROM meta WHERE key = 'key_check'").fetchone()
+            return bytes.fromhex(stored[0])
+
+        return await self._writes().write(op)
+
     async def create_job(
         self,
         job: JobRow,
@@ -180,8 +183,8 @@ class SQLiteStore:
                     ).fetchone()
                     raise IdempotencyConflict(holder[0], holder[1]) from None
             rowid = conn.execute(
-                f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                _job_values(job),
+                f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                job_values(job),
             ).lastrowid
             if credentials:
                 conn.executemany(
@@ -279,7 +282,7 @@ class SQLiteStore:
     async def get_job(self, job_id: str) -> JobRow | None:
         def fn(conn: sqlite3.Connection) -> JobRow | None:
             row = conn.execute(
-                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE job_id = ?", (job_id,)
+                f"SELECT {JOB_COLUMNS} FROM jobs WHERE job_id = ?", (job_id,)
             ).fetchone()
             return None if row is None else JobRow(*row)
 
@@ -302,11 +305,11 @@ class SQLiteStore:
             where.append("created_at > ?")
             args.append(query.created_after)
         if query.cursor:
-            created_at, job_id = _decode_cursor(query.cursor)
+            created_at, job_id = decode_cursor(query.cursor)
             where.append("(created_at, job_id) < (?, ?)")
             args.extend([created_at, job_id])
         sql = (
-            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE {' AND '.join(where)}"
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE {' AND '.join(where)}"
             " ORDER BY created_at DESC, job_id DESC LIMIT ?"
         )
         args.append(query.limit + 1)
@@ -315,7 +318,7 @@ class SQLiteStore:
             rows = [JobRow(*r) for r in conn.execute(sql, args).fetchall()]
             more = len(rows) > query.limit
             rows = rows[: query.limit]
-            cursor = _encode_cursor(rows[-1]) if more and rows else ""
+            cursor = encode_cursor(rows[-1]) if more and rows else ""
             return JobPage(tuple(rows), cursor)
 
         return await self._read(fn)
@@ -336,7 +339,7 @@ class SQLiteStore:
 
         def fn(conn: sqlite3.Connection) -> list[JobRow]:
             rows = conn.execute(
-                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE rowid >= ? AND completed_at IS NULL"
+                f"SELECT {JOB_COLUMNS} FROM jobs WHERE rowid >= ? AND completed_at IS NULL"
                 " ORDER BY created_at",
                 (start,),
             ).fetchall()
@@ -362,36 +365,3 @@ class SQLiteStore:
             return [CredentialEntry(*r) for r in rows]
 
         return await self._read(fn)
-
-
-def _job_values(job: JobRow) -> tuple[Any, ...]:
-    return (
-        job.job_id,
-        job.principal,
-        job.agent,
-        job.status,
-        job.created_at,
-        job.trace_id,
-        job.parent_job_id,
-        job.summary,
-        job.accepted,
-        job.last_seq,
-        job.completed_at,
-        job.outcome,
-    )
-
-
-def _encode_cursor(row: JobRow) -> str:
-    raw = f"{row.created_at!r}|{row.job_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[float, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created_at, job_id = raw.split("|", 1)
-        return float(created_at), job_id
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidRequest(
-            "cursor is not one this runtime issued", details={"field": "cursor"}
-        ) from None

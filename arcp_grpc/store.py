@@ -10,17 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 __all__ = [
+    "ClusterStore",
     "CredentialEntry",
     "EventRow",
     "IdempotencyClaim",
     "IdempotencyConflict",
+    "JobChanges",
     "JobPage",
     "JobQuery",
     "JobRow",
     "Store",
+    "StoreUnavailable",
 ]
 
 
@@ -109,6 +112,11 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
+    async def key_check(self, sealed: bytes) -> bytes:
+        """Keep `sealed` (a known plaintext sealed with this node's key) unless the store
+        holds one already; return the one it holds. A node whose key cannot open it must
+        not start: it could neither read the sealed rows nor write ones the others read."""
+
     async def create_job(
         self,
         job: JobRow,
@@ -179,3 +187,50 @@ class Store(Protocol):
 
     async def purge_claims(self, now: float) -> int:
         """Delete expired idempotency claims; returns how many."""
+
+
+class JobChanges(Protocol):
+    """A follower's subscription to one job's commits on any node. Commits after it was
+    made are not missed; a lost notification costs at most the poll interval."""
+
+    async def wait(self, poll_sec: float) -> None:
+        """Return once the job may have changed since the last `wait`, or after `poll_sec`."""
+
+    def close(self) -> None: ...
+
+
+class StoreUnavailable(Exception):
+    """This node cannot use the configured store: unreachable, written with another
+    sealing key, or of a newer schema. `serve` exits 2 with the message."""
+
+
+@runtime_checkable
+class ClusterStore(Store, Protocol):
+    """A store several nodes share (PostgreSQL): what a node needs beyond `Store` to
+    follow, cancel and outlive jobs that run on the others (DESIGN.md, scale-out)."""
+
+    node_id: str
+
+    def changes(self, job_id: str) -> JobChanges:
+        """Wake-ups for a follower of `job_id`, which may run on another node."""
+
+    def set_cancel_listener(self, listener: Callable[[str, str], None]) -> None:
+        """Call `listener(job_id, reason)` when another node asks this one to cancel."""
+
+    async def request_cancel(self, job_id: str, reason: str) -> bool:
+        """Record a cancel for the node running `job_id`; False if it is not running."""
+
+    async def cancel_requests(self) -> list[tuple[str, str]]:
+        """(job_id, reason) of this node's running jobs someone asked to cancel."""
+
+    async def heartbeat(self) -> bool:
+        """Record this node alive; False once a survivor declared it dead."""
+
+    async def take_over(self, timeout_sec: float) -> list[tuple[str, list[JobRow]]]:
+        """Declare nodes silent for `timeout_sec` dead and take their running jobs."""
+
+    async def leave(self) -> None:
+        """Leave the cluster cleanly (at a graceful stop)."""
+
+    async def nodes(self) -> list[tuple[str, str, str, float]]:
+        """(node_id, label, state, seconds since its heartbeat) of every known node."""

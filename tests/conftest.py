@@ -205,7 +205,7 @@ async def make_core(core_config: CoreConfig) -> AsyncIterator[CoreFactory]:
             )
 
             async def stop() -> None:
-                if running.store._writer is not None:  # not stopped by the test itself
+                if not running.stopped:  # not stopped by the test itself
                     await running.stop(grace=0.5)
 
             stack.push_async_callback(stop)

@@ -44,16 +44,20 @@ PUBLIC: dict[str, set[str]] = {
     },
     "arcp_grpc.grpc_status": {"ERROR_DOMAIN", "GRPC_CODES", "from_rpc_error", "to_status"},
     "arcp_grpc.server": {"CoreConfig", "RunningCore", "start_core"},
+    "arcp_grpc.postgres_store": {"PostgresStore"},
     "arcp_grpc.sqlite_store": {"SQLiteStore"},
     "arcp_grpc.store": {
+        "ClusterStore",
         "CredentialEntry",
         "EventRow",
         "IdempotencyClaim",
         "IdempotencyConflict",
+        "JobChanges",
         "JobPage",
         "JobQuery",
         "JobRow",
         "Store",
+        "StoreUnavailable",
     },
 }
 

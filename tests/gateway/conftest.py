@@ -137,7 +137,7 @@ class StackFactory:
         core = await start_core(config, agents=agents)
 
         async def stop_core() -> None:
-            if core.store._writer is not None:  # not stopped by the test itself
+            if not core.stopped:  # not stopped by the test itself
                 await core.stop(grace=0.5)
 
         self.stack.push_async_callback(stop_core)

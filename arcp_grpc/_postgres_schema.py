@@ -1,0 +1,94 @@
+"""The PostgreSQL store's schema, its recorded version, and the migrations.
+
+Several nodes may start at once against an empty database, so the schema is
+prepared under a transaction-scoped advisory lock: the first creates it, the
+others find it made. The version lives in `arcp_meta`; a database written by
+a newer runtime is refused rather than guessed at.
+
+Beside what the SQLite schema holds, a cluster needs ownership made explicit
+(DESIGN.md, "Storage and scale-out"): `jobs.owner_node` names the node that
+runs a job, `jobs.cancel_reason` is a durable cancel request for its owner,
+and `nodes` holds each node's heartbeat and whether a survivor has declared it
+dead (which fences it: a fenced node may no longer finish or heartbeat).
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+from arcp_grpc.store import StoreUnavailable
+
+__all__ = ["SCHEMA_VERSION", "prepare"]
+
+SCHEMA_VERSION = "1"
+_LOCK = 0x41524350  # "ARCP": serialises schema preparation across nodes
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS arcp_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id TEXT PRIMARY KEY,
+    principal TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
+    completed_at DOUBLE PRECISION,
+    trace_id TEXT NOT NULL,
+    parent_job_id TEXT NOT NULL,
+    summary BYTEA NOT NULL,
+    accepted BYTEA NOT NULL,
+    outcome BYTEA,
+    last_seq INTEGER NOT NULL DEFAULT 0,
+    owner_node TEXT NOT NULL,
+    cancel_reason TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_by_principal ON jobs (principal, created_at DESC, job_id DESC);
+CREATE INDEX IF NOT EXISTS jobs_running ON jobs (owner_node) WHERE completed_at IS NULL;
+CREATE TABLE IF NOT EXISTS events (
+    job_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    blob BYTEA NOT NULL,
+    sealed BOOLEAN NOT NULL DEFAULT FALSE,
+    PRIMARY KEY (job_id, seq)
+);
+CREATE TABLE IF NOT EXISTS idempotency (
+    principal TEXT NOT NULL,
+    key TEXT NOT NULL,
+    fingerprint BYTEA NOT NULL,
+    job_id TEXT NOT NULL,
+    expires_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (principal, key)
+);
+CREATE TABLE IF NOT EXISTS credentials (
+    credential_id TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    provisioner TEXT NOT NULL,
+    sealed_value BYTEA NOT NULL,
+    revoked_at DOUBLE PRECISION
+);
+CREATE INDEX IF NOT EXISTS credentials_live ON credentials (job_id) WHERE revoked_at IS NULL;
+CREATE TABLE IF NOT EXISTS nodes (
+    node_id TEXT PRIMARY KEY,
+    label TEXT NOT NULL,
+    started_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    heartbeat_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    state TEXT NOT NULL DEFAULT 'alive' CHECK (state IN ('alive', 'left', 'dead'))
+);
+"""
+
+
+async def prepare(conn: asyncpg.Connection) -> None:
+    """Create the schema, or check that an existing one is this runtime's version."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
+        await conn.execute(_SCHEMA)
+        await conn.execute(
+            "INSERT INTO arcp_meta (key, value) VALUES ('schema_version', $1)"
+            " ON CONFLICT (key) DO NOTHING",
+            SCHEMA_VERSION,
+        )
+        version = await conn.fetchval("SELECT value FROM arcp_meta WHERE key = 'schema_version'")
+    if version != SCHEMA_VERSION:
+        raise StoreUnavailable(
+            f"the PostgreSQL store has schema version {version}; this runtime knows"
+            f" {SCHEMA_VERSION} (upgrade the runtime on every node)"
+        )

@@ -1,0 +1,477 @@
+"""The cluster store: PostgreSQL shared by several core nodes (DESIGN.md, scale-out).
+
+The same `Store` operations as `SQLiteStore`, plus what a cluster needs:
+- a job row names the node that runs it (`owner_node`); a node finishes only
+  the jobs it owns, so once a survivor has taken a dead node's jobs the dead
+  node (if it was only slow) cannot overwrite their end;
+- events are read by sequence from the database; `LISTEN arcp_events` wakes
+  followers of jobs running on other nodes early (`wait_job`), and a poll
+  bounds the wait when a notification is lost;
+- a cancel for a job running elsewhere is a durable request on the job row
+  plus a notification to its owner, which also polls for requests;
+- each node heartbeats in `nodes`; a survivor declares a node dead with one
+  conditional update and takes its running jobs in the same transaction, so
+  exactly one survivor ends each.
+
+Writes and group commit are `arcp_grpc._postgres_writer`'s; reads use a small
+connection pool beside the writer's connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import asyncpg
+
+from arcp_grpc._postgres_schema import prepare as prepare_schema
+from arcp_grpc._postgres_writer import EVENTS_CHANNEL, PostgresWriter
+from arcp_grpc._store_rows import JOB_COLUMNS, decode_cursor, encode_cursor, job_values
+from arcp_grpc.store import (
+    CredentialEntry,
+    EventRow,
+    IdempotencyClaim,
+    IdempotencyConflict,
+    JobChanges,
+    JobPage,
+    JobQuery,
+    JobRow,
+    StoreUnavailable,
+)
+
+__all__ = ["PostgresStore"]
+
+log = logging.getLogger("arcp_grpc.postgres_store")
+
+CANCEL_CHANNEL = "arcp_cancel"
+_REASON_IN_NOTICE = 2000  # characters; the row holds the whole reason for the poll
+
+
+class PostgresStore:
+    """`Store` on a PostgreSQL database shared by the nodes of a cluster."""
+
+    shared = True  # other nodes run jobs in this store too
+
+    def __init__(self, dsn: str, *, node_id: str, label: str = "", batch_limit: int = 2048) -> None:
+        self._dsn = dsn
+        self.node_id = node_id
+        self._label = label or node_id
+        self._batch_limit = batch_limit
+        self._writer: PostgresWriter | None = None
+        self._write_conn: asyncpg.Connection | None = None
+        self._listen_conn: asyncpg.Connection | None = None
+        self._pool: asyncpg.Pool | None = None
+        self._followers: dict[str, set[_JobChanges]] = {}
+        self._on_cancel: Callable[[str, str], None] = lambda _job_id, _reason: None
+
+    # -- lifecycle -------------------------------------------------------
+
+    async def open(self) -> None:
+        try:
+            self._write_conn = await asyncpg.connect(self._dsn)
+            await prepare_schema(self._write_conn)
+            self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=4)
+            self._listen_conn = await asyncpg.connect(self._dsn)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            await self._close_connections()
+            raise StoreUnavailable(f"cannot use the PostgreSQL store: {exc}") from None
+        await self._listen_conn.add_listener(EVENTS_CHANNEL, self._on_events_notified)
+        await self._listen_conn.add_listener(CANCEL_CHANNEL, self._on_cancel_notified)
+        await self._write_conn.execute(
+            "INSERT INTO nodes (node_id, label) VALUES ($1, $2)", self.node_id, self._label
+        )
+        self._writer = PostgresWriter(self._write_conn, batch_limit=self._batch_limit)
+
+    async def close(self) -> None:
+        if self._writer is None:
+            return
+        await self._writer.stop()
+        self._writer = None
+        await self._close_connections()
+        for followers in list(self._followers.values()):
+            for follower in list(followers):
+                follower.notify()
+
+    async def _close_connections(self) -> None:
+        for conn in (self._write_conn, self._listen_conn):
+            if conn is not None and not conn.is_closed():
+                await conn.close()
+        if self._pool is not None:
+            await self._pool.close()
+
+    # -- the writer ------------------------------------------------------
+
+    def set_commit_listener(self, listener: Callable[[Sequence[EventRow]], None]) -> None:
+        self._writes().set_commit_listener(listener)
+
+    def set_failure_listener(self, listener: Callable[[], None]) -> None:
+        self._writes().set_failure_listener(listener)
+
+    def write_backlog(self) -> tuple[int, int]:
+        return self._writes().backlog()
+
+    def append_event(self, event: EventRow) -> None:
+        self._writes().append_event(event)
+
+    def _writes(self) -> PostgresWriter:
+        assert self._writer is not None, "store is not open"
+        return self._writer
+
+    async def flush(self) -> None:
+        await self._writes().flush()
+
+    # -- writes ----------------------------------------------------------
+
+    async def key_check(self, sealed: bytes) -> bytes:
+        async def op(conn: asyncpg.Connection) -> bytes:
+            await conn.execute(
+                "INSERT INTO arcp_meta (key, value) VALUES ('key_check', $1)"
+                " ON CONFLICT (key) DO NOTHING",
+                sealed.hex(),
+            )
+            stored = await conn.fetchval("SELECT value FROM arcp_meta WHERE key = 'key_check'")
+            return bytes.fromhex(stored)
+
+        result: bytes = await self._writes().write(op)
+        return result
+
+    async def create_job(
+        self,
+        job: JobRow,
+        claim: IdempotencyClaim | None,
+        credentials: Sequence[CredentialEntry],
+        now: float,
+    ) -> None:
+        node = self.node_id
+
+        async def op(conn: asyncpg.Connection) -> None:
+            if claim is not None:
+                await conn.execute(
+                    "DELETE FROM idempotency WHERE principal = $1 AND key = $2"
+                    " AND expires_at <= $3",
+                    claim.principal,
+                    claim.key,
+                    now,
+                )
+                # The unique key decides between concurrent submits on any node (§7.2):
+                # a second inserter waits for the first's commit, then finds the row.
+                won = await conn.fetchval(
+                    "INSERT INTO idempotency (principal, key, fingerprint, job_id, expires_at)"
+                    " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING job_id",
+                    claim.principal,
+                    claim.key,
+                    claim.fingerprint,
+                    job.job_id,
+                    claim.expires_at,
+                )
+                if won is None:
+                    holder = await conn.fetchrow(
+                        "SELECT job_id, fingerprint FROM idempotency"
+                        " WHERE principal = $1 AND key = $2",
+                        claim.principal,
+                        claim.key,
+                    )
+                    assert holder is not None
+                    raise IdempotencyConflict(holder["job_id"], holder["fingerprint"])
+            await conn.execute(
+                f"INSERT INTO jobs ({JOB_COLUMNS}, owner_node)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                *job_values(job),
+                node,
+            )
+            if credentials:
+                await conn.executemany(
+                    "INSERT INTO credentials (credential_id, job_id, provisioner, sealed_value)"
+                    " VALUES ($1, $2, $3, $4)",
+                    [
+                        (c.credential_id, c.job_id, c.provisioner, c.sealed_value)
+                        for c in credentials
+                    ],
+                )
+
+        await self._writes().write(op)
+
+    async def finish_job(
+        self,
+        job_id: str,
+        status: int,
+        outcome: bytes,
+        summary: bytes,
+        completed_at: float,
+        last_seq: int,
+        *,
+        shared: bool = False,
+    ) -> None:
+        """Only the owner finishes a job: once a survivor took it over, a fenced node's
+        late end is dropped (the survivor's stands). `shared` needs nothing here: the
+        writer groups whatever arrives while a commit is in flight."""
+        node = self.node_id
+
+        async def op(conn: asyncpg.Connection) -> None:
+            await conn.execute(
+                "UPDATE jobs SET status = $1, outcome = $2, summary = $3, completed_at = $4,"
+                " last_seq = $5 WHERE job_id = $6 AND owner_node = $7 AND completed_at IS NULL",
+                status,
+                outcome,
+                summary,
+                completed_at,
+                last_seq,
+                job_id,
+                node,
+            )
+
+        await self._writes().write(op, touches=job_id)
+
+    async def mark_revoked(self, credential_id: str) -> None:
+        async def op(conn: asyncpg.Connection) -> None:
+            await conn.execute(
+                "UPDATE credentials SET revoked_at = extract(epoch FROM now())"
+                " WHERE credential_id = $1",
+                credential_id,
+            )
+
+        await self._writes().write(op)
+
+    async def replace_credential(self, entry: CredentialEntry) -> None:
+        async def op(conn: asyncpg.Connection) -> None:
+            await conn.execute(
+                "UPDATE credentials SET sealed_value = $1 WHERE credential_id = $2",
+                entry.sealed_value,
+                entry.credential_id,
+            )
+
+        await self._writes().write(op)
+
+    async def purge_claims(self, now: float) -> int:
+        async def op(conn: asyncpg.Connection) -> int:
+            status = await conn.execute("DELETE FROM idempotency WHERE expires_at <= $1", now)
+            return int(status.split()[-1])
+
+        purged: int = await self._writes().write(op)
+        return purged
+
+    # -- reads -----------------------------------------------------------
+
+    def _reads(self) -> asyncpg.Pool:
+        assert self._pool is not None, "store is not open"
+        return self._pool
+
+    async def find_claim(self, principal: str, key: str, now: float) -> tuple[str, bytes] | None:
+        row = await self._reads().fetchrow(
+            "SELECT job_id, fingerprint FROM idempotency"
+            " WHERE principal = $1 AND key = $2 AND expires_at > $3",
+            principal,
+            key,
+            now,
+        )
+        return None if row is None else (row["job_id"], row["fingerprint"])
+
+    async def get_job(self, job_id: str) -> JobRow | None:
+        row = await self._reads().fetchrow(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE job_id = $1", job_id
+        )
+        return None if row is None else JobRow(*row)
+
+    async def list_jobs(self, query: JobQuery) -> JobPage:
+        where = ["principal = $1"]
+        args: list[Any] = [query.principal]
+
+        def arg(value: Any) -> str:
+            args.append(value)
+            return f"${len(args)}"
+
+        if query.statuses:
+            where.append(f"status = ANY({arg(list(query.statuses))}::int[])")
+        if query.agent:
+            if "@" in query.agent:
+                where.append(f"agent = {arg(query.agent)}")
+            else:
+                where.append(f"starts_with(agent, {arg(query.agent + '@')})")
+        if query.created_after is not None:
+            where.append(f"created_at > {arg(query.created_after)}")
+        if query.cursor:
+            created_at, job_id = decode_cursor(query.cursor)
+            where.append(f"(created_at, job_id) < ({arg(created_at)}, {arg(job_id)})")
+        sql = (
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE {' AND '.join(where)}"
+            f" ORDER BY created_at DESC, job_id DESC LIMIT {arg(query.limit + 1)}"
+        )
+        rows = [JobRow(*r) for r in await self._reads().fetch(sql, *args)]
+        more = len(rows) > query.limit
+        rows = rows[: query.limit]
+        cursor = encode_cursor(rows[-1]) if more and rows else ""
+        return JobPage(tuple(rows), cursor)
+
+    async def read_events(self, job_id: str, after_seq: int, limit: int) -> list[EventRow]:
+        rows = await self._reads().fetch(
+            "SELECT seq, blob, sealed FROM events WHERE job_id = $1 AND seq > $2"
+            " ORDER BY seq LIMIT $3",
+            job_id,
+            after_seq,
+            limit,
+        )
+        return [EventRow(job_id, r["seq"], r["blob"], r["sealed"]) for r in rows]
+
+    async def interrupted_jobs(self) -> list[JobRow]:
+        """A node's id is new with each process, so a restart finds nothing of its own:
+        a dead process's jobs are ended by whichever node takes it over (`take_over`)."""
+        rows = await self._reads().fetch(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE owner_node = $1 AND completed_at IS NULL",
+            self.node_id,
+        )
+        return [JobRow(*r) for r in rows]
+
+    async def last_seq(self, job_id: str) -> int:
+        value = await self._reads().fetchval(
+            "SELECT COALESCE(MAX(seq), 0) FROM events WHERE job_id = $1", job_id
+        )
+        return int(value)
+
+    async def live_credentials(self) -> list[CredentialEntry]:
+        """Credentials of this node's jobs and of finished jobs not yet revoked: a running
+        job elsewhere still uses its own."""
+        rows = await self._reads().fetch(
+            "SELECT c.credential_id, c.job_id, c.provisioner, c.sealed_value FROM credentials c"
+            " JOIN jobs j ON j.job_id = c.job_id WHERE c.revoked_at IS NULL"
+            " AND (j.completed_at IS NOT NULL OR j.owner_node = $1)",
+            self.node_id,
+        )
+        return [CredentialEntry(*r) for r in rows]
+
+    # -- the cluster -----------------------------------------------------
+
+    def changes(self, job_id: str) -> JobChanges:
+        """Wake-ups for one follower of `job_id`: registered now, so a commit between
+        now and its next `wait` is not missed."""
+        return _JobChanges(self._followers, job_id)
+
+    def _on_events_notified(self, _conn: Any, _pid: int, _channel: str, payload: object) -> None:
+        for job_id in str(payload).split(","):
+            for follower in self._followers.get(job_id, ()):
+                follower.notify()
+
+    def set_cancel_listener(self, listener: Callable[[str, str], None]) -> None:
+        """Call `listener(job_id, reason)` when another node asks this one to cancel."""
+        self._on_cancel = listener
+
+    def _on_cancel_notified(self, _conn: Any, _pid: int, _channel: str, payload: object) -> None:
+        node, _, rest = str(payload).partition(" ")
+        job_id, _, reason = rest.partition(" ")
+        if node == self.node_id:
+            self._on_cancel(job_id, reason)
+
+    async def request_cancel(self, job_id: str, reason: str) -> bool:
+        """Ask the node running `job_id` to cancel it; False if the job is not running."""
+
+        async def op(conn: asyncpg.Connection) -> str | None:
+            owner: str | None = await conn.fetchval(
+                "UPDATE jobs SET cancel_reason = $2 WHERE job_id = $1 AND completed_at IS NULL"
+                " RETURNING owner_node",
+                job_id,
+                reason,
+            )
+            if owner is not None:
+                notice = f"{owner} {job_id} {reason[:_REASON_IN_NOTICE]}"
+                await conn.execute("SELECT pg_notify($1, $2)", CANCEL_CHANNEL, notice)
+            return owner
+
+        owner = await self._writes().write(op)
+        return owner is not None
+
+    async def cancel_requests(self) -> list[tuple[str, str]]:
+        """(job_id, reason) of this node's running jobs that someone asked to cancel."""
+        rows = await self._reads().fetch(
+            "SELECT job_id, cancel_reason FROM jobs WHERE owner_node = $1"
+            " AND completed_at IS NULL AND cancel_reason IS NOT NULL",
+            self.node_id,
+        )
+        return [(r["job_id"], r["cancel_reason"]) for r in rows]
+
+    async def heartbeat(self) -> bool:
+        """Record that this node is alive; False once a survivor declared it dead (then
+        it must stop running jobs: they were ended and may not be finished twice)."""
+
+        async def op(conn: asyncpg.Connection) -> bool:
+            alive = await conn.fetchval(
+                "UPDATE nodes SET heartbeat_at = now() WHERE node_id = $1 AND state = 'alive'"
+                " RETURNING true",
+                self.node_id,
+            )
+            return bool(alive)
+
+        beating: bool = await self._writes().write(op)
+        return beating
+
+    async def take_over(self, timeout_sec: float) -> list[tuple[str, list[JobRow]]]:
+        """Declare dead every node silent for `timeout_sec` and take its running jobs.
+        One conditional update per node decides which survivor does it."""
+
+        async def op(conn: asyncpg.Connection) -> list[tuple[str, list[JobRow]]]:
+            dead = await conn.fetch(
+                "UPDATE nodes SET state = 'dead' WHERE state = 'alive' AND node_id <> $1"
+                " AND heartbeat_at < now() - make_interval(secs => $2) RETURNING node_id",
+                self.node_id,
+                timeout_sec,
+            )
+            taken: list[tuple[str, list[JobRow]]] = []
+            for record in dead:
+                rows = await conn.fetch(
+                    f"UPDATE jobs SET owner_node = $1 WHERE owner_node = $2"
+                    f" AND completed_at IS NULL RETURNING {JOB_COLUMNS}",
+                    self.node_id,
+                    record["node_id"],
+                )
+                taken.append((record["node_id"], [JobRow(*r) for r in rows]))
+            return taken
+
+        taken: list[tuple[str, list[JobRow]]] = await self._writes().write(op)
+        return taken
+
+    async def leave(self) -> None:
+        """A clean stop: this node's jobs are finished; it is no longer a member."""
+
+        async def op(conn: asyncpg.Connection) -> None:
+            await conn.execute(
+                "UPDATE nodes SET state = 'left' WHERE node_id = $1 AND state = 'alive'",
+                self.node_id,
+            )
+
+        await self._writes().write(op)
+
+    async def nodes(self) -> list[tuple[str, str, str, float]]:
+        """(node_id, label, state, seconds since its heartbeat) of every known node."""
+        rows = await self._reads().fetch(
+            "SELECT node_id, label, state, extract(epoch FROM now() - heartbeat_at) AS silent"
+            " FROM nodes ORDER BY started_at"
+        )
+        return [(r["node_id"], r["label"], r["state"], float(r["silent"])) for r in rows]
+
+
+class _JobChanges:
+    """One follower's wake-ups for one job: set by notifications, cleared by `wait`."""
+
+    __slots__ = ("_event", "_followers", "_job_id")
+
+    def __init__(self, followers: dict[str, set[_JobChanges]], job_id: str) -> None:
+        self._event = asyncio.Event()
+        self._followers = followers
+        self._job_id = job_id
+        followers.setdefault(job_id, set()).add(self)
+
+    def notify(self) -> None:
+        self._event.set()
+
+    async def wait(self, poll_sec: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._event.wait(), poll_sec)
+        self._event.clear()
+
+    def close(self) -> None:
+        followers = self._followers.get(self._job_id)
+        if followers is not None:
+            followers.discard(self)
+            if not followers:
+                del self._followers[self._job_id]
