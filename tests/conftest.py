@@ -1,4 +1,7 @@
-"""Shared fixtures: a real core (gRPC on 127.0.0.1, SQLite file in tmp_path).
+"""Shared fixtures: a real core (gRPC on 127.0.0.1) on each store: a SQLite file in
+tmp_path, and a schema of its own in a real PostgreSQL server (the one named by
+ARCP_TEST_POSTGRES_URL, else a throwaway cluster started for the session by
+scripts/test-postgres). No test is skipped for want of PostgreSQL.
 
 Helpers build `SubmitJob` requests, watch a job to its outcome and read the
 ARCP code of a failed call, so each test states only what it checks.
@@ -7,22 +10,30 @@ ARCP code of a failed call, so each test states only what it checks.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+import contextlib
+import os
+import secrets
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import asyncpg
 import grpc
 import pytest
 from google.protobuf import json_format
 
+from arcp_grpc._ids import new_id
 from arcp_grpc.agents import AgentRegistry
 from arcp_grpc.credentials import CredentialProvisioner
 from arcp_grpc.errors import ARCPError
 from arcp_grpc.grpc_status import from_rpc_error
-from arcp_grpc.server import CoreConfig, RunningCore, start_core
+from arcp_grpc.server import CoreConfig, RunningCore, open_store, start_core
+from arcp_grpc.store import Store
 from arcp_grpc.v1 import errors_pb2, events_pb2, job_service_pb2, job_service_pb2_grpc, jobs_pb2
 
 if TYPE_CHECKING:
@@ -30,14 +41,18 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SAFETY",
+    "STORES",
     "TOKENS",
     "CoreFactory",
+    "StoreFactory",
     "Watched",
     "arcp_error",
     "bearer",
     "error_code",
     "event_kind",
     "new_stub",
+    "postgres_schema",
+    "stored_bytes",
     "submit_request",
     "wait_for_seq",
     "watch_all",
@@ -172,11 +187,101 @@ async def wait_for_seq(
 
 
 CoreFactory = Callable[..., Awaitable[RunningCore]]
+STORES = ("sqlite", "postgres")
+_REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """The URL of a real PostgreSQL server for the whole session."""
+    given = os.environ.get("ARCP_TEST_POSTGRES_URL")
+    if given:
+        yield given
+        return
+    base = Path(tempfile.mkdtemp(prefix="arcp-pg."))
+    base.chmod(0o755)  # the server may run as the `postgres` user
+    script = str(_REPO / "scripts" / "test-postgres")
+    started = subprocess.run(
+        [script, "start", str(base / "pg")], capture_output=True, text=True, check=False
+    )
+    assert started.returncode == 0, f"could not start PostgreSQL: {started.stderr}"
+    try:
+        yield started.stdout.strip()
+    finally:
+        subprocess.run([script, "stop", str(base / "pg")], check=False)
+        base.rmdir()
+
+
+@contextlib.asynccontextmanager
+async def postgres_schema(server: str) -> AsyncIterator[str]:
+    """A store URL on a fresh schema of `server`, dropped afterwards: each test sees an
+    empty database, however many ran before it."""
+    schema = "t_" + secrets.token_hex(6)
+    conn = await asyncpg.connect(server)
+    try:
+        await conn.execute(f"CREATE SCHEMA {schema}")
+        separator = "&" if "?" in server else "?"
+        yield f"{server}{separator}search_path={schema}"
+    finally:
+        await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        await conn.close()
+
+
+async def stored_bytes(config: CoreConfig) -> bytes:
+    """Everything the core's store holds, as bytes at rest: the SQLite file and its WAL,
+    or every value of every row of the PostgreSQL schema (what a stolen disk or dump
+    would show)."""
+    if not config.store_url:
+        return b"".join(p.read_bytes() for p in sorted(config.data_dir.glob("arcp.sqlite3*")))
+    conn = await asyncpg.connect(config.store_url)
+    try:
+        tables = await conn.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+        )
+        parts: list[bytes] = []
+        for table in tables:
+            for row in await conn.fetch(f'SELECT * FROM "{table["tablename"]}"'):
+                parts.extend(v if isinstance(v, bytes) else str(v).encode() for v in row.values())
+        return b"\n".join(parts)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=STORES)
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """Each core test runs on both stores (`CoreConfig.store_url`)."""
+    if request.param == "sqlite":
+        yield ""  # the embedded default: DATA_DIR/arcp.sqlite3
+        return
+    async with postgres_schema(request.getfixturevalue("postgres_server")) as url:
+        yield url
+
+
+StoreFactory = Callable[[], Awaitable[Store]]
 
 
 @pytest.fixture
-def core_config(tmp_path: Path) -> CoreConfig:
-    return CoreConfig(data_dir=tmp_path / "data", tokens=TOKENS)
+async def make_store(store_url: str, tmp_path: Path) -> AsyncIterator[StoreFactory]:
+    """Open stores on this test's backend; on PostgreSQL each is another node of one
+    cluster (same schema). Every store still open at teardown is closed."""
+    opened: list[Store] = []
+
+    async def factory() -> Store:
+        store = open_store(store_url, tmp_path, node_id=new_id("node"), label="test")
+        await store.open()
+        opened.append(store)
+        return store
+
+    try:
+        yield factory
+    finally:
+        for store in opened:
+            await store.close()
+
+
+@pytest.fixture
+def core_config(tmp_path: Path, store_url: str) -> CoreConfig:
+    return CoreConfig(data_dir=tmp_path / "data", tokens=TOKENS, store_url=store_url)
 
 
 @pytest.fixture

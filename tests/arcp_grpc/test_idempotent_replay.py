@@ -23,7 +23,7 @@ from arcp_grpc._runtime import RuntimeLimits
 from arcp_grpc.agents import AgentRegistry
 from arcp_grpc.context import JobContext
 from arcp_grpc.credentials import DevProvisioner
-from arcp_grpc.server import RunningCore
+from arcp_grpc.server import CoreConfig, RunningCore
 from arcp_grpc.v1 import job_service_pb2 as pb
 from arcp_grpc.v1 import jobs_pb2
 from tests.conftest import (
@@ -33,6 +33,7 @@ from tests.conftest import (
     arcp_error,
     bearer,
     new_stub,
+    stored_bytes,
     submit_request,
     wait_for_seq,
     watch_all,
@@ -322,13 +323,12 @@ async def test_replay_of_a_finished_job_gets_the_outcome_at_once(env: Env) -> No
     assert tail.outcome == done.outcome
 
 
-def _store_bytes(data_dir: Path) -> bytes:
-    return b"".join(p.read_bytes() for p in sorted(data_dir.glob("arcp.sqlite3*")))
-
-
-async def test_the_database_file_holds_no_credential_in_clear(env: Env, tmp_path: Path) -> None:
+async def test_the_database_file_holds_no_credential_in_clear(
+    env: Env, core_config: CoreConfig
+) -> None:
     """§7.2, §14: credential values in cached bytes, the ledger and rotation events
-    are encrypted at rest: `grep` of the SQLite file and its WAL finds none."""
+    are encrypted at rest: `grep` of the SQLite file and its WAL, or of every row of
+    the PostgreSQL schema, finds none."""
     first = await raw_submit(env.channel, submit_request("rotator", key="K-secret", lease=SPENDING))
     stub = new_stub(env.channel)
     rotated = await wait_for_seq(
@@ -338,15 +338,14 @@ async def test_the_database_file_holds_no_credential_in_clear(env: Env, tmp_path
     values = [first.accepted.credentials[0].value, rotated.status.credential.value]
     assert all(values)
     await env.core.store.flush()
-    data_dir = tmp_path / "data"
-    live = _store_bytes(data_dir)
+    live = await stored_bytes(core_config)
     assert b"sk-dev-" not in live
     for value in values:
         assert value.encode() not in live
     env.gate.open.set()
     await watch_all(stub, first.accepted.job_id)
     await env.core.stop(grace=1.0)
-    stopped = _store_bytes(data_dir)
+    stopped = await stored_bytes(core_config)
     assert first.accepted.job_id.encode() in stopped  # the file is the real one
     for value in values:
         assert value.encode() not in stopped

@@ -1,24 +1,23 @@
-"""Events are stored in order and intact however a commit groups them (§8.3):
-whole groups of rows go in one multi-row statement, the rest one by one."""
+"""Events are stored in order and intact however a commit groups them (§8.3), on
+both stores: on SQLite whole groups of rows go in one multi-row statement, the rest
+one by one; on PostgreSQL a batch is one pipelined insert."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import time
-from pathlib import Path
 
 import pytest
 
 from arcp_grpc._sqlite_writer import EVENTS_PER_INSERT
-from arcp_grpc.sqlite_store import SQLiteStore
 from arcp_grpc.store import EventRow, JobRow
+from tests.conftest import StoreFactory
 
 
 @pytest.mark.parametrize("count", [1, EVENTS_PER_INSERT, 2 * EVENTS_PER_INSERT + 45])
-async def test_events_read_back_in_order_and_intact(tmp_path: Path, count: int) -> None:
-    store = SQLiteStore(tmp_path / "arcp.sqlite3")
-    await store.open()
+async def test_events_read_back_in_order_and_intact(make_store: StoreFactory, count: int) -> None:
+    store = await make_store()
     committed: list[EventRow] = []
     store.set_commit_listener(committed.extend)
     try:
@@ -35,11 +34,10 @@ async def test_events_read_back_in_order_and_intact(tmp_path: Path, count: int) 
         await store.close()
 
 
-async def test_shared_terminal_writes_all_land(tmp_path: Path) -> None:
+async def test_shared_terminal_writes_all_land(make_store: StoreFactory) -> None:
     """Terminal writes of concurrent jobs share transactions (with each other, or with the
     next job's creation); each lands once, and `flush` waits for the ones still pending."""
-    store = SQLiteStore(tmp_path / "arcp.sqlite3")
-    await store.open()
+    store = await make_store()
     try:
         ids = [f"job_{i:03d}" for i in range(40)]
         for job_id in ids:

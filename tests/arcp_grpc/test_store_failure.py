@@ -1,4 +1,5 @@
-"""When SQLite can no longer commit (here a real SQLITE_FULL: the file may not grow).
+"""When the store can no longer commit: on SQLite a real SQLITE_FULL (the file may not
+grow), on PostgreSQL the server ending the node's writing connection.
 
 The store stops accepting writes; what it could not record is never shown as if it
 had been, and the core says it is not serving.
@@ -9,23 +10,37 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import asyncpg
+
 from arcp_grpc.agents import AgentRegistry
 from arcp_grpc.auth import Principal
 from arcp_grpc.context import JobContext
+from arcp_grpc.server import CoreConfig
+from arcp_grpc.sqlite_store import SQLiteStore
 from arcp_grpc.v1 import errors_pb2, jobs_pb2
 from tests.conftest import CoreFactory
 
 
-def _fill_up(core: Any) -> None:
-    """No page may be added to the database file from now on."""
-    conn = core.store._writer.idle_connection()
-    assert conn is not None
-    pages = conn.execute("PRAGMA page_count").fetchone()[0]
-    conn.execute(f"PRAGMA max_page_count = {pages}")
+async def _break_store(core: Any, config: CoreConfig) -> None:
+    if isinstance(core.store, SQLiteStore):
+        # No page may be added to the database file from now on.
+        writer = core.store._writer
+        assert writer is not None
+        conn = writer.idle_connection()
+        assert conn is not None
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        conn.execute(f"PRAGMA max_page_count = {pages}")
+        return
+    admin = await asyncpg.connect(config.store_url)
+    try:
+        pid = core.store._write_conn.get_server_pid()
+        await admin.execute("SELECT pg_terminate_backend($1)", pid)
+    finally:
+        await admin.close()
 
 
 async def test_a_job_whose_end_cannot_be_recorded_is_reported_as_failed(
-    make_core: CoreFactory,
+    make_core: CoreFactory, core_config: CoreConfig
 ) -> None:
     release = asyncio.Event()
 
@@ -39,7 +54,7 @@ async def test_a_job_whose_end_cannot_be_recorded_is_reported_as_failed(
     alice = Principal("alice")
     submission = await core.runtime.submit(alice, jobs_pb2.JobSubmit(agent="large"))
     watch = core.runtime.watch(alice, submission.job_id, 0)
-    _fill_up(core)
+    await _break_store(core, core_config)
     release.set()
     async with asyncio.timeout(10):
         async for batch in watch:

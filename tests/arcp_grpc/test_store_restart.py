@@ -1,6 +1,8 @@
-"""The SQLite store across restarts: finished jobs and their event logs stay
-readable, jobs a dead process left running end with a retryable INTERNAL_ERROR,
-and credentials left live are revoked by the next process (§9.8.2, §14)."""
+"""Both stores across restarts: finished jobs and their event logs stay readable,
+jobs a dead process left running end with a retryable INTERNAL_ERROR, and
+credentials left live are revoked by the next process (§9.8.2, §14). On
+PostgreSQL the next process is a new node: it ends the dead one's jobs once that
+node's heartbeat is older than `cluster.node_timeout_sec`."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import grpc
 
+from arcp_grpc._cluster import ClusterLimits
 from arcp_grpc._runtime import RuntimeLimits
 from arcp_grpc.credentials import DevProvisioner
 from arcp_grpc.server import CoreConfig
@@ -32,6 +35,7 @@ from tests.conftest import (
 )
 
 _REPO = Path(__file__).resolve().parents[2]
+_QUICK_TAKEOVER = ClusterLimits(node_timeout_sec=1.0, heartbeat_sec=0.2)
 _CHILD = textwrap.dedent(
     """
     import asyncio, sys
@@ -39,7 +43,9 @@ _CHILD = textwrap.dedent(
     from arcp_grpc.server import CoreConfig, start_core
 
     async def main() -> None:
-        core = await start_core(CoreConfig(data_dir=Path(sys.argv[1]), tokens={tokens!r}))
+        core = await start_core(
+            CoreConfig(data_dir=Path(sys.argv[1]), tokens={tokens!r}, store_url=sys.argv[2])
+        )
         print("PORT", core.port, flush=True)
         await asyncio.Event().wait()
 
@@ -93,7 +99,13 @@ async def test_a_job_running_when_the_process_died_ends_internal_error(
     data_dir = core_config.data_dir
     env = {**os.environ, "PYTHONPATH": str(_REPO)}
     child = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", _CHILD, str(data_dir), stdout=asyncio.subprocess.PIPE, env=env
+        sys.executable,
+        "-c",
+        _CHILD,
+        str(data_dir),
+        core_config.store_url,
+        stdout=asyncio.subprocess.PIPE,
+        env=env,
     )
     try:
         assert child.stdout is not None
@@ -115,9 +127,10 @@ async def test_a_job_running_when_the_process_died_ends_internal_error(
             child.kill()
             await child.wait()
 
-    core = await make_core()
+    core = await make_core(cluster=_QUICK_TAKEOVER)
     async with grpc.aio.insecure_channel(core.grpc_address) as channel:
         stub = new_stub(channel)
+        await watch_all(stub, accepted.job_id)  # at once on SQLite; after the takeover else
         got = await stub.GetJob(pb.GetJobRequest(job_id=accepted.job_id), metadata=bearer())
         assert got.job.status == jobs_pb2.JOB_STATUS_ERROR
         assert got.outcome.error.final_status == jobs_pb2.JOB_STATUS_ERROR
