@@ -1,0 +1,191 @@
+"""Two `serve` processes on one PostgreSQL database: a cluster of two nodes, each with
+its core and its gateway, everything over real sockets (DESIGN.md, scale-out).
+
+Any node serves any job: a subscriber on B follows a job running on A to its
+terminal frame (§7.6), a cancel through B stops a job on A (§7.4), identical
+keyed submits spread over both nodes make one job with byte-identical replies
+(§7.2), and when A is killed with SIGKILL, B ends A's running jobs with a
+retryable INTERNAL_ERROR within `cluster.node_timeout_sec` while it keeps
+serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+
+from arcp_grpc.v1 import job_service_pb2 as pb
+from arcp_grpc.v1 import jobs_pb2
+from tests.conftest import (
+    bearer,
+    error_code,
+    new_stub,
+    postgres_schema,
+    submit_request,
+    wait_for_seq,
+    watch_all,
+)
+from tests.gateway.conftest import SAFETY, open_raw
+from tests.serve_process import ServeProcess
+
+_SUBMIT = "/arcp.v1.JobService/SubmitJob"  # called raw: the reply bytes are compared
+_TIMEOUT = 2.0  # cluster.node_timeout_sec for these nodes: a kill is noticed quickly
+
+
+@dataclass
+class Cluster:
+    a: ServeProcess
+    b: ServeProcess
+
+    def grpc(self, node: ServeProcess) -> grpc.aio.Channel:
+        return grpc.aio.insecure_channel(node.info["grpc"])
+
+
+@pytest.fixture
+async def store_url(postgres_server: str) -> AsyncIterator[str]:
+    async with postgres_schema(postgres_server) as url:
+        yield url
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, store_url: str) -> Iterator[Cluster]:
+    key_file = tmp_path / "cluster.key"
+    key_file.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
+    config = tmp_path / "cluster.toml"
+    config.write_text(
+        f"""
+[auth]
+dev_token = false
+tokens = {{ "tok-alice" = "alice", "tok-bob" = "bob" }}
+[store]
+url = "{store_url}"
+key_file = "{key_file}"
+[cluster]
+node_timeout_sec = {_TIMEOUT}
+heartbeat_sec = 0.25
+"""
+    )
+    nodes = []
+    for name in ("a", "b"):
+        workdir = tmp_path / name
+        workdir.mkdir()
+        node = ServeProcess(
+            workdir,
+            "--config",
+            str(config),
+            "--grpc-port",
+            "0",
+            "--gateway-port",
+            "0",
+            "--no-metrics",
+            "--set",
+            f"cluster.node_name=node-{name}",
+        )
+        nodes.append(node)
+    try:
+        for node in nodes:
+            node.start()
+        yield Cluster(*nodes)
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def _cancel(job_id: str, reason: str = "") -> pb.CancelJobRequest:
+    return pb.CancelJobRequest(cancel=jobs_pb2.JobCancel(job_id=job_id, reason=reason))
+
+
+async def test_a_subscriber_on_b_follows_a_job_running_on_a(cluster: Cluster) -> None:
+    client_a = await open_raw(cluster.a.info["gateway"])
+    client_b = await open_raw(cluster.b.info["gateway"])
+    try:
+        assert (await client_a.hello())["type"] == "session.welcome"
+        assert (await client_b.hello())["type"] == "session.welcome"
+        accepted = await client_a.submit("counter", {"steps": 12, "interval": 0.05})
+        job_id = accepted["payload"]["job_id"]
+        request_id = await client_b.send(
+            "job.subscribe", {"job_id": job_id, "history": True, "from_event_seq": 0}
+        )
+        subscribed = await client_b.reply_to(request_id)
+        assert subscribed["type"] == "job.subscribed", subscribed
+        on_b = await client_b.until_terminal(job_id)
+        on_a = await client_a.until_terminal(job_id)
+    finally:
+        await client_a.close()
+        await client_b.close()
+    assert on_b[-1]["type"] == "job.result"
+    assert on_b[-1]["payload"]["result"] == {"count": 12}
+    events_b = [f["payload"]["job_seq"] for f in on_b if f["type"] == "job.event"]
+    events_a = [f["payload"]["job_seq"] for f in on_a if f["type"] == "job.event"]
+    assert events_b == events_a == list(range(1, len(events_a) + 1))  # in order, each once
+    seqs = [f["event_seq"] for f in on_b]
+    assert seqs == sorted(set(seqs))  # B's own session numbering: gap-free, increasing
+
+
+async def test_a_cancel_through_b_stops_a_job_on_a(cluster: Cluster) -> None:
+    async with cluster.grpc(cluster.a) as chan_a, cluster.grpc(cluster.b) as chan_b:
+        stub_a, stub_b = new_stub(chan_a), new_stub(chan_b)
+        request = submit_request("counter", {"steps": 10_000, "interval": 0.02})
+        job_id = (await stub_a.SubmitJob(request, metadata=bearer())).accepted.job_id
+        await wait_for_seq(stub_a, job_id, lambda e: e.job_seq >= 2)
+        with pytest.raises(grpc.aio.AioRpcError) as foreign:  # §6.6: not bob's to see
+            await stub_b.CancelJob(_cancel(job_id), metadata=bearer("tok-bob"))
+        assert foreign.value.code() == grpc.StatusCode.NOT_FOUND
+        await stub_b.CancelJob(_cancel(job_id, "from b"), metadata=bearer())
+        watched = await watch_all(stub_b, job_id)
+    assert watched.outcome is not None
+    assert watched.outcome.error.final_status == jobs_pb2.JOB_STATUS_CANCELLED
+    assert "from b" in watched.outcome.error.error.message
+
+
+async def test_identical_keyed_submits_over_both_nodes_make_one_job(cluster: Cluster) -> None:
+    """§7.2 across nodes: 50 concurrent submits, 25 through each node, one job, and every
+    `SubmitJob` reply byte-identical (the cached acceptance, never rebuilt)."""
+    async with cluster.grpc(cluster.a) as chan_a, cluster.grpc(cluster.b) as chan_b:
+        raw_a: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = chan_a.unary_unary(_SUBMIT)
+        raw_b: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = chan_b.unary_unary(_SUBMIT)
+        body = submit_request(
+            "counter", {"steps": 3}, key="K-cluster", lease={"model.use": ["tier-fast/*"]}
+        ).SerializeToString()
+        replies = await asyncio.gather(
+            *((raw_a if i % 2 else raw_b)(body, metadata=bearer()) for i in range(50))
+        )
+        listed = await new_stub(chan_b).ListJobs(pb.ListJobsRequest(), metadata=bearer())
+    assert len(set(replies)) == 1
+    accepted = pb.SubmitJobResponse.FromString(replies[0]).accepted
+    assert accepted.credentials  # provisioned once, replayed everywhere with the same value
+    assert [job.job_id for job in listed.jobs] == [accepted.job_id]
+
+
+async def test_b_ends_a_killed_nodes_jobs_and_keeps_serving(cluster: Cluster) -> None:
+    async with cluster.grpc(cluster.a) as chan_a:
+        stub_a = new_stub(chan_a)
+        request = submit_request("counter", {"steps": 100_000, "interval": 0.01})
+        job_id = (await stub_a.SubmitJob(request, metadata=bearer())).accepted.job_id
+        seen = await wait_for_seq(stub_a, job_id, lambda e: e.job_seq >= 3)
+    assert cluster.a.process is not None
+    cluster.a.process.kill()  # SIGKILL: no goodbye, no last heartbeat
+    cluster.a.process.wait(timeout=SAFETY)
+    async with cluster.grpc(cluster.b) as chan_b:
+        stub_b = new_stub(chan_b)
+        watched = await asyncio.wait_for(watch_all(stub_b, job_id), 5 * _TIMEOUT + SAFETY)
+        assert watched.outcome is not None
+        assert error_code(watched.outcome.error) == "INTERNAL_ERROR"
+        assert watched.outcome.error.error.retryable is True
+        assert watched.seqs[: seen.job_seq] == list(range(1, seen.job_seq + 1))
+        got = await stub_b.GetJob(pb.GetJobRequest(job_id=job_id), metadata=bearer())
+        assert got.job.status == jobs_pb2.JOB_STATUS_ERROR
+        # B serves on: a new job runs to its end.
+        fresh = (
+            await stub_b.SubmitJob(submit_request("echo", {"still": "here"}), metadata=bearer())
+        ).accepted
+        after = await watch_all(stub_b, fresh.job_id)
+    assert after.outcome is not None
+    assert after.outcome.result.final_status == jobs_pb2.JOB_STATUS_SUCCESS
