@@ -1,6 +1,8 @@
 """How the gateway reaches the core's `SessionService.Connect`: over gRPC, or in process.
 
-A split deployment (`serve gateway --core HOST:PORT`) talks gRPC. The embedded
+A split deployment (`serve gateway --core HOST:PORT`) talks gRPC; in front of a
+cluster (`--core HOST:PORT,HOST:PORT`) a `FailoverLink` spreads new sessions
+over the cores and leaves out one whose stream just failed. The embedded
 default runs core and gateway in one process; there the same frames go
 straight to the same servicer, skipping HTTP/2 framing, a second
 serialisation pass and the gRPC threads on every frame. Either way the bridge
@@ -10,7 +12,9 @@ sees the same thing: a stream of `ConnectResponse` messages it can cancel.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Protocol
 
 import grpc
@@ -22,6 +26,7 @@ from arcp_grpc.v1.session_service_pb2 import ConnectRequest, ConnectResponse
 __all__ = [
     "CoreLink",
     "CoreStream",
+    "FailoverLink",
     "GrpcLink",
     "LocalConnect",
     "LocalCore",
@@ -44,6 +49,9 @@ class CoreStream(Protocol):
         ...
 
     def cancel(self) -> bool: ...
+
+
+log = logging.getLogger("gateway.links")
 
 
 class StreamEnded(Exception):
@@ -120,6 +128,80 @@ class GrpcLink:
 
     async def close(self) -> None:
         await self._channel.close()
+
+
+class FailoverLink:
+    """Several cores of one cluster (they share the store, so any can serve any session
+    or job). New streams go round-robin over the cores not known to be failing; a core
+    whose stream failed (unreachable, stopped) is left out for `retry_after_sec`, then
+    tried again. A client whose core dies sees its socket close and resumes: its next
+    socket reaches a live core."""
+
+    def __init__(self, links: Mapping[str, CoreLink], *, retry_after_sec: float = 5.0) -> None:
+        if not links:
+            raise ValueError("a failover link needs at least one core")
+        self._names = list(links)
+        self._links = list(links.values())
+        self._retry_after = retry_after_sec
+        self._failed_at = [0.0] * len(links)
+        self._next = 0
+
+    def connect(self) -> CoreStream:
+        index = self._pick()
+        return _ReportingStream(self._links[index].connect(), lambda: self._failed(index))
+
+    def _pick(self) -> int:
+        now = time.monotonic()
+        count = len(self._links)
+        for step in range(count):
+            index = (self._next + step) % count
+            if now - self._failed_at[index] >= self._retry_after:
+                self._next = index + 1
+                return index
+        # Every core failed lately: try the one that failed longest ago.
+        return min(range(count), key=self._failed_at.__getitem__)
+
+    def _failed(self, index: int) -> None:
+        if time.monotonic() - self._failed_at[index] >= self._retry_after:
+            log.warning(
+                "core %d of %d failed; new sessions go to the others", index + 1, len(self._links)
+            )
+        self._failed_at[index] = time.monotonic()
+
+    async def health(self) -> str:
+        """`SERVING` when any core is; else the first core's status."""
+        statuses = [await link.health() for link in self._links]
+        return "SERVING" if "SERVING" in statuses else statuses[0]
+
+    async def close(self) -> None:
+        for link in self._links:
+            await link.close()
+
+
+class _ReportingStream:
+    """A stream that tells its link when the core failed it (not when it was cancelled)."""
+
+    def __init__(self, stream: CoreStream, on_failure: Callable[[], None]) -> None:
+        self._stream = stream
+        self._on_failure = on_failure
+
+    def __aiter__(self) -> AsyncIterator[ConnectResponse]:
+        return self._read()
+
+    async def _read(self) -> AsyncIterator[ConnectResponse]:
+        try:
+            async for response in self._stream:
+                yield response
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.CANCELLED:
+                self._on_failure()
+            raise
+
+    async def write(self, request: ConnectRequest) -> None:
+        await self._stream.write(request)
+
+    def cancel(self) -> bool:
+        return self._stream.cancel()
 
 
 class LocalLink:

@@ -18,7 +18,7 @@ from websockets.http11 import Request, Response
 
 from gateway._connection import CoalescingConnection
 from gateway.bridge import Bridge
-from gateway.links import CoreLink, GrpcLink
+from gateway.links import CoreLink, FailoverLink, GrpcLink
 
 __all__ = ["GatewayConfig", "RunningGateway", "start_gateway"]
 
@@ -31,7 +31,7 @@ _MiB = 1024 * 1024
 class GatewayConfig:
     """Gateway knobs; each is documented in docs/configuration.md."""
 
-    core_address: str  # host:port of the core's gRPC server
+    core_address: str  # the core's gRPC host:port; several (comma-separated) fail over
     host: str = "127.0.0.1"
     port: int = 0
     path: str = "/arcp"
@@ -68,7 +68,7 @@ async def start_gateway(config: GatewayConfig, *, link: CoreLink | None = None) 
     """Serve ARCP over WebSocket. Frames reach the core over gRPC at
     `config.core_address`, or through `link` (a `LocalLink` when the core runs in
     this process: the embedded default)."""
-    core = link or GrpcLink(config.core_address, config.core_ssl)
+    core = link or _grpc_link(config)
 
     async def handler(ws: ServerConnection) -> None:
         assert isinstance(ws, CoalescingConnection)  # serve(create_connection=...) below
@@ -95,6 +95,15 @@ async def start_gateway(config: GatewayConfig, *, link: CoreLink | None = None) 
     port = server.sockets[0].getsockname()[1] if server.sockets else config.port
     log.info("gateway serving ARCP on %s:%d%s", config.host, port, config.path)
     return RunningGateway(server, core, port, config)
+
+
+def _grpc_link(config: GatewayConfig) -> CoreLink:
+    """One core, or a cluster's cores (`HOST:PORT,HOST:PORT`) with failover."""
+    addresses = [a.strip() for a in config.core_address.split(",") if a.strip()]
+    if len(addresses) == 1:
+        return GrpcLink(addresses[0], config.core_ssl)
+    links: dict[str, CoreLink] = {a: GrpcLink(a, config.core_ssl) for a in addresses}
+    return FailoverLink(links)
 
 
 def _health(ws: ServerConnection, core: str) -> Response:

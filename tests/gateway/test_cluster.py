@@ -55,7 +55,8 @@ async def store_url(postgres_server: str) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-def cluster(tmp_path: Path, store_url: str) -> Iterator[Cluster]:
+def cluster_config(tmp_path: Path, store_url: str) -> Path:
+    """One configuration for every node: the store, its shared key, the tokens."""
     key_file = tmp_path / "cluster.key"
     key_file.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
     config = tmp_path / "cluster.toml"
@@ -72,23 +73,30 @@ node_timeout_sec = {_TIMEOUT}
 heartbeat_sec = 0.25
 """
     )
-    nodes = []
-    for name in ("a", "b"):
-        workdir = tmp_path / name
-        workdir.mkdir()
-        node = ServeProcess(
-            workdir,
-            "--config",
-            str(config),
-            "--grpc-port",
-            "0",
-            "--gateway-port",
-            "0",
-            "--no-metrics",
-            "--set",
-            f"cluster.node_name=node-{name}",
-        )
-        nodes.append(node)
+    return config
+
+
+def _node(tmp_path: Path, config: Path, name: str, *role: str) -> ServeProcess:
+    workdir = tmp_path / name
+    workdir.mkdir()
+    return ServeProcess(
+        workdir,
+        *role,
+        "--config",
+        str(config),
+        "--grpc-port",
+        "0",
+        "--gateway-port",
+        "0",
+        "--no-metrics",
+        "--set",
+        f"cluster.node_name=node-{name}",
+    )
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, cluster_config: Path) -> Iterator[Cluster]:
+    nodes = [_node(tmp_path, cluster_config, name) for name in ("a", "b")]
     try:
         for node in nodes:
             node.start()
@@ -189,3 +197,50 @@ async def test_b_ends_a_killed_nodes_jobs_and_keeps_serving(cluster: Cluster) ->
         after = await watch_all(stub_b, fresh.job_id)
     assert after.outcome is not None
     assert after.outcome.result.final_status == jobs_pb2.JOB_STATUS_SUCCESS
+
+
+async def test_a_gateway_in_front_of_two_cores_fails_over(
+    tmp_path: Path, cluster_config: Path
+) -> None:
+    """`serve gateway --core A,B`: when A dies its client's socket closes; the client's
+    next socket through the same gateway reaches B, where A's job is seen ending."""
+    cores = [_node(tmp_path, cluster_config, name, "core") for name in ("a", "b")]
+    started: list[ServeProcess] = []
+    try:
+        for core in cores:
+            core.start()
+            started.append(core)
+        addresses = ",".join(core.info["grpc"] for core in cores)
+        gateway = _node(tmp_path, cluster_config, "gw", "gateway", "--core", addresses)
+        gateway.start()
+        started.append(gateway)
+        client = await open_raw(gateway.info["gateway"])
+        assert (await client.hello())["type"] == "session.welcome"
+        accepted = await client.submit("counter", {"steps": 100_000, "interval": 0.01})
+        job_id = accepted["payload"]["job_id"]
+        await client.recv_until(lambda f: f.get("type") == "job.event")
+        first = cores[0].process
+        assert first is not None
+        first.kill()  # the round-robin's first core served the first session
+        first.wait(timeout=SAFETY)
+        code, _ = await client.closed()
+        assert code == 1011  # the core is gone: the socket drops, the client reconnects
+
+        again = await open_raw(gateway.info["gateway"])
+        try:
+            assert (await again.hello())["type"] == "session.welcome"
+            request_id = await again.send("job.subscribe", {"job_id": job_id})
+            subscribed = await again.reply_to(request_id)
+            assert subscribed["type"] == "job.subscribed", subscribed
+            frames = await again.until_terminal(job_id, within=5 * _TIMEOUT + SAFETY)
+            ended = frames[-1]
+            assert ended["type"] == "job.error"
+            assert ended["payload"]["code"] == "INTERNAL_ERROR"
+            assert ended["payload"]["retryable"] is True
+            fresh = await again.run("echo", {"on": "b"})
+            assert fresh[-1]["payload"]["result"] == {"on": "b"}
+        finally:
+            await again.close()
+    finally:
+        for process in started:
+            process.stop()
