@@ -43,28 +43,31 @@ class JobDelivery:
         self._hide_secrets = CREDENTIALS_FEATURE not in features
         self._chunks_ok = "result_chunk" in features
         self._inline = _Inline(session.limits.max_inline_result_bytes)
+        self.job_seq = 0  # of the last event handled
 
-    def deliver(self, blobs: Sequence[bytes]) -> int:
-        """Deliver `blobs` in order, stopping before the first one the client has no
-        room for (`Session.room_bytes`). Returns how many were handled."""
+    def deliver(self, blobs: Sequence[bytes], first_seq: int) -> int:
+        """Deliver `blobs` (consecutive events from `job_seq` `first_seq`) in order,
+        stopping before the first one the client has no room for (`Session.room_bytes`).
+        Returns how many were handled."""
         session, header = self.session, self.header
         count = len(blobs)
         room = session.room_bytes()
         if room < sum(map(len, blobs)) + count * _FRAME_HEAD:  # rare: close to the limit
             count = _fitting(blobs, room)
             blobs = blobs[:count]
-        for blob in blobs:
+        for job_seq, blob in enumerate(blobs, first_seq):
+            self.job_seq = job_seq
             if self._hide_secrets and _ROTATION in blob and _is_rotation(blob):
                 continue  # §6.2: credentials only to clients that negotiated them
             if self._filtering and not self._keep(blob):
                 continue
-            session.deliver(header, _EVENT, blob)
+            session.deliver(header, _EVENT, blob, job_seq)
             self._maybe_back_pressure()
         return count
 
     def on_outcome(self, outcome: bytes) -> None:
         field_number, body = _terminal(outcome, self._inline, self._chunks_ok)
-        self.session.deliver(self.header, field_number, body)
+        self.session.deliver(self.header, field_number, body, self.job_seq, terminal=True)
         # Only running jobs need to be told apart by who submitted them (to cancel one);
         # a session that lives for days must not remember every job it ever ran.
         self.session.submitted.discard(self.header.job_id)
@@ -94,7 +97,7 @@ class JobDelivery:
         stamp(event.ts)
         event.status.phase = "back_pressure"
         event.status.message = f"{session.lag()} events are not acknowledged"
-        session.deliver(self.header, _EVENT, event.SerializeToString())
+        session.deliver(self.header, _EVENT, event.SerializeToString(), self.job_seq)
 
 
 #: Starts a pump that goes on after `job_seq` with the given delivery (its filters and
@@ -118,7 +121,7 @@ class LiveDelivery:
         delivery.session.pumps[delivery.header.job_id] = self
 
     def on_events(self, blobs: Sequence[bytes]) -> None:
-        handled = self._delivery.deliver(blobs)
+        handled = self._delivery.deliver(blobs, self._seq + 1)
         self._seq += handled
         if handled < len(blobs):
             self._feed.unlisten(self)  # the pump reads the rest of this batch on

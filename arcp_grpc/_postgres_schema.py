@@ -10,6 +10,10 @@ Beside what the SQLite schema holds, a cluster needs ownership made explicit
 runs a job, `jobs.cancel_reason` is a durable cancel request for its owner,
 and `nodes` holds each node's heartbeat and whether a survivor has declared it
 dead (which fences it: a fenced node may no longer finish or heartbeat).
+Sessions live here too, so any node can resume one: `sessions` (token digest,
+features, the attach generation and the node holding the transport),
+`session_frames` (each sequenced frame, recorded before it is sent) and
+`session_jobs` (the jobs a session follows and has not seen end).
 """
 
 from __future__ import annotations
@@ -66,6 +70,37 @@ CREATE TABLE IF NOT EXISTS credentials (
     revoked_at DOUBLE PRECISION
 );
 CREATE INDEX IF NOT EXISTS credentials_live ON credentials (job_id) WHERE revoked_at IS NULL;
+CREATE TABLE IF NOT EXISTS sessions (
+    session_id TEXT PRIMARY KEY,
+    principal TEXT NOT NULL,
+    profile INTEGER NOT NULL,
+    features TEXT NOT NULL,
+    token_digest BYTEA NOT NULL,
+    generation INTEGER NOT NULL,
+    node_id TEXT NOT NULL,
+    last_seq INTEGER NOT NULL DEFAULT 0,
+    detached_at DOUBLE PRECISION,
+    created_at DOUBLE PRECISION NOT NULL DEFAULT extract(epoch FROM now())
+);
+CREATE INDEX IF NOT EXISTS sessions_detached ON sessions (detached_at)
+    WHERE detached_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS sessions_by_node ON sessions (node_id);
+CREATE TABLE IF NOT EXISTS session_frames (
+    session_id TEXT NOT NULL REFERENCES sessions ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    job_id TEXT NOT NULL,
+    job_seq INTEGER NOT NULL,
+    frame BYTEA NOT NULL,
+    PRIMARY KEY (session_id, seq)
+);
+CREATE TABLE IF NOT EXISTS session_jobs (
+    session_id TEXT NOT NULL REFERENCES sessions ON DELETE CASCADE,
+    job_id TEXT NOT NULL,
+    submitted BOOLEAN NOT NULL,
+    after_seq INTEGER NOT NULL,
+    done BOOLEAN NOT NULL DEFAULT FALSE,
+    PRIMARY KEY (session_id, job_id)
+);
 CREATE TABLE IF NOT EXISTS nodes (
     node_id TEXT PRIMARY KEY,
     label TEXT NOT NULL,

@@ -12,6 +12,12 @@ a follower on another node that wakes on it always finds the rows; one that
 misses it finds them on its next poll (a lost notification costs latency,
 never an event).
 
+Session frames (a session's sequenced frames, recorded before they are sent)
+ride in the same batches. They are recorded only for sessions this node still
+holds: the batch first stamps each session's last seq with a conditional
+update on `node_id`, which also locks the row against a concurrent takeover,
+so a node that lost a session can record nothing more for it.
+
 A request that fails on its own (bad data for a column) is rolled back to its
 savepoint and raised to its caller; anything else (the connection lost, the
 server gone) fails the store, as a full disk fails the SQLite one.
@@ -28,7 +34,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from arcp_grpc.errors import InternalError, InvalidRequest
-from arcp_grpc.store import EventRow
+from arcp_grpc.store import EventRow, SessionFrame
 
 __all__ = ["EVENTS_CHANNEL", "PostgresWriter", "request_error"]
 
@@ -36,6 +42,7 @@ log = logging.getLogger("arcp_grpc.postgres_store")
 
 T = TypeVar("T")
 Op = Callable[[asyncpg.Connection], Awaitable[Any]]
+FrameListener = Callable[[Sequence[SessionFrame], frozenset[str]], None]
 
 EVENTS_CHANNEL = "arcp_events"
 _NOTIFY_BYTES = 7000  # PostgreSQL caps a payload below 8000 bytes
@@ -59,14 +66,16 @@ def request_error(exc: BaseException) -> Exception | None:
 class PostgresWriter:
     """Every write of one node, in order, committed before its caller resumes."""
 
-    def __init__(self, conn: asyncpg.Connection, *, batch_limit: int = 2048) -> None:
+    def __init__(self, conn: asyncpg.Connection, node_id: str, *, batch_limit: int = 2048) -> None:
         self._conn = conn
+        self._node_id = node_id
         self._batch_limit = batch_limit
-        self._queue: list[EventRow | _Request] = []
+        self._queue: list[EventRow | SessionFrame | _Request] = []
         self._wake = asyncio.Event()
         self._pending = 0
         self._pending_event_bytes = 0
         self._listener: Callable[[Sequence[EventRow]], None] = lambda _events: None
+        self._frame_listener: FrameListener = lambda _frames, _lost: None
         self._on_failure: Callable[[], None] = lambda: None
         self._failure: BaseException | None = None
         self._stopping = False
@@ -78,6 +87,9 @@ class PostgresWriter:
     def set_failure_listener(self, listener: Callable[[], None]) -> None:
         self._on_failure = listener
 
+    def set_frame_listener(self, listener: FrameListener) -> None:
+        self._frame_listener = listener
+
     def backlog(self) -> tuple[int, int]:
         return self._pending, self._pending_event_bytes
 
@@ -88,14 +100,26 @@ class PostgresWriter:
         self._queue.append(event)
         self._wake.set()
 
+    def append_frame(self, frame: SessionFrame) -> None:
+        self._check_healthy()
+        self._pending += 1
+        self._pending_event_bytes += len(frame.frame)
+        self._queue.append(frame)
+        self._wake.set()
+
     async def write(self, fn: Op, *, touches: str = "") -> Any:
         """Commit `fn`'s statements (with everything queued before) before returning."""
+        return await self.submit(fn, touches=touches)
+
+    def submit(self, fn: Op, *, touches: str = "") -> asyncio.Future[Any]:
+        """Queue `fn` now, in call order with everything else; the future settles once
+        it is committed (for callers that must not yield before it is queued)."""
         self._check_healthy()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending += 1
         self._queue.append(_Request(fn, future, touches))
         self._wake.set()
-        return await future
+        return future
 
     async def flush(self) -> None:
         """Wait until everything queued so far is committed (at once if the store failed)."""
@@ -130,8 +154,11 @@ class PostgresWriter:
                 self._wake.set()
             await self._commit(batch)
 
-    async def _commit(self, batch: list[EventRow | _Request]) -> None:
+    async def _commit(self, batch: list[EventRow | SessionFrame | _Request]) -> None:
         events: list[EventRow] = []
+        frames = [item for item in batch if isinstance(item, SessionFrame)]
+        recorded: list[SessionFrame] = []
+        lost: frozenset[str] = frozenset()
         written = 0
         settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         touched: dict[str, None] = {}
@@ -140,6 +167,8 @@ class PostgresWriter:
         try:
             async with conn.transaction():
                 for item in batch:
+                    if isinstance(item, SessionFrame):
+                        continue  # recorded at the end of the batch, after its requests
                     if isinstance(item, EventRow):
                         events.append(item)
                         touched[item.job_id] = None
@@ -150,6 +179,8 @@ class PostgresWriter:
                     if item.touches:
                         touched[item.touches] = None
                 await _insert_events(conn, events[written:])
+                if frames:
+                    recorded, lost = await _record_frames(conn, frames, self._node_id)
                 await _notify(conn, touched)
         except Exception as exc:
             own = request_error(exc) if alone and settled == [] else None
@@ -160,10 +191,17 @@ class PostgresWriter:
                 failure = self._fail(exc)
                 settled = [(i.future, None, failure) for i in batch if isinstance(i, _Request)]
                 events = []
+                recorded, lost = [], frozenset()
         self._pending -= len(batch)
-        self._pending_event_bytes -= sum(len(i.blob) for i in batch if isinstance(i, EventRow))
+        self._pending_event_bytes -= sum(
+            len(i.blob) if isinstance(i, EventRow) else len(i.frame)
+            for i in batch
+            if not isinstance(i, _Request)
+        )
         if events:
             self._listener(events)
+        if frames:
+            self._frame_listener(recorded, lost)
         for future, value, error in settled:
             if future.done():
                 continue
@@ -211,6 +249,41 @@ async def _insert_events(conn: asyncpg.Connection, events: Sequence[EventRow]) -
             "INSERT INTO events (job_id, seq, blob, sealed) VALUES ($1, $2, $3, $4)",
             [(e.job_id, e.seq, e.blob, e.sealed) for e in events],
         )
+
+
+async def _record_frames(
+    conn: asyncpg.Connection, frames: Sequence[SessionFrame], node_id: str
+) -> tuple[list[SessionFrame], frozenset[str]]:
+    """Record the frames of the sessions this node still holds; returns them, and the
+    sessions it lost to another node."""
+    last: dict[str, int] = {}
+    for frame in frames:
+        last[frame.session_id] = frame.seq
+    held = {
+        record["session_id"]
+        for record in await conn.fetch(
+            "UPDATE sessions AS s SET last_seq = v.last"
+            " FROM unnest($1::text[], $2::int[]) AS v(id, last)"
+            " WHERE s.session_id = v.id AND s.node_id = $3 RETURNING s.session_id",
+            list(last),
+            list(last.values()),
+            node_id,
+        )
+    }
+    recorded = [f for f in frames if f.session_id in held]
+    if recorded:
+        await conn.executemany(
+            "INSERT INTO session_frames (session_id, seq, job_id, job_seq, frame)"
+            " VALUES ($1, $2, $3, $4, $5)",
+            [(f.session_id, f.seq, f.job_id, f.job_seq, f.frame) for f in recorded],
+        )
+        ended = [(f.session_id, f.job_id) for f in recorded if f.terminal]
+        if ended:
+            await conn.executemany(
+                "UPDATE session_jobs SET done = TRUE WHERE session_id = $1 AND job_id = $2",
+                ended,
+            )
+    return recorded, frozenset(last) - held
 
 
 async def _notify(conn: asyncpg.Connection, touched: dict[str, None]) -> None:

@@ -20,6 +20,7 @@ import grpc
 from arcp_grpc._delivery import CREDENTIALS_FEATURE, JobDelivery, LiveDelivery
 from arcp_grpc._ids import new_ulid
 from arcp_grpc._runtime import JobRuntime, job_query
+from arcp_grpc._session_journal import SessionJournal
 from arcp_grpc._sessions import FrameHeader, Outbox, Session, SessionRegistry, frame_bytes
 from arcp_grpc._stamps import stamp
 from arcp_grpc._wire import varint
@@ -146,10 +147,12 @@ class SessionServiceServicer:
         auth: Authenticator,
         sessions: SessionRegistry,
         runtime_info: session_pb2.PeerInfo,
+        journal: SessionJournal | None = None,
     ) -> None:
         self._runtime = runtime
         self._auth = auth
         self._sessions = sessions
+        self._journal = journal  # a cluster's: sessions live in the store
         self._info = runtime_info
         features = list(SUPPORTED_FEATURES)
         if runtime.provisioner is not None:
@@ -282,10 +285,10 @@ class SessionServiceServicer:
         session = conn.session
         if session is None:
             if kind == "hello":
-                self._hello(request, conn)
+                await self._hello(request, conn)
                 return
             if kind == "resume":
-                self._resume(request.id, request.resume, None, conn)
+                await self._resume(request.id, request.resume, None, conn)
                 return
             raise InvalidRequest(
                 f"the first frame must be session.hello, not {kind or 'empty'} (§6.2)"
@@ -319,6 +322,8 @@ class SessionServiceServicer:
             if not session.pumps:
                 # Nothing in flight: nothing to resume, so free the buffer now.
                 self._sessions.discard(session)
+                if self._journal is not None:
+                    self._journal.closed(session)
             raise _EndStream  # §6.7: in-flight jobs continue and stay resumable
         else:
             raise InvalidRequest("the frame has no recognised type")
@@ -330,22 +335,24 @@ class SessionServiceServicer:
 
     # -- handshake ---------------------------------------------------------------
 
-    def _hello(self, request: pb.ConnectRequest, conn: _Connection) -> None:
+    async def _hello(self, request: pb.ConnectRequest, conn: _Connection) -> None:
         hello = request.hello
         principal = self._auth.authenticate(hello.auth.token)
         if hello.HasField("resume"):
-            self._resume(request.id, hello.resume, principal, conn)
+            await self._resume(request.id, hello.resume, principal, conn)
             return
         offered = set(hello.capabilities.features)
         features = frozenset(f for f in self._features if f in offered)
         session = self._sessions.create(principal, features)
         token = session.rotate_token()
+        if self._journal is not None:
+            await self._journal.opened(session)  # resumable anywhere from its welcome on
         session.attach(conn.outbound)
         conn.session = session
         conn.send(self._welcome(request.id, session, token, resumed=False))
         log.info("session %s opened for %s", session.session_id, principal.name)
 
-    def _resume(
+    async def _resume(
         self,
         request_id: str,
         resume: session_pb2.SessionResume,
@@ -355,6 +362,9 @@ class SessionServiceServicer:
         """§6.3: replay `seq > last_event_seq`, rotate the token, take over the session."""
         if principal is None and resume.HasField("auth"):
             principal = self._auth.authenticate(resume.auth.token)
+        if self._journal is not None:
+            await self._resume_stored(request_id, resume, principal, conn, self._journal)
+            return
         session = self._sessions.resume(
             principal or self._session_owner(resume.session_id),
             resume.session_id,
@@ -371,6 +381,31 @@ class SessionServiceServicer:
         conn.session = session
         conn.send(self._welcome(request_id, session, token, resumed=True))
         conn.outbound.put_replay(missed)
+        log.info("session %s resumed after seq %d", session.session_id, resume.last_event_seq)
+
+    async def _resume_stored(
+        self,
+        request_id: str,
+        resume: session_pb2.SessionResume,
+        principal: Principal | None,
+        conn: _Connection,
+        journal: SessionJournal,
+    ) -> None:
+        """A cluster's resume, on any node: the session comes from the store, its missed
+        frames too, and the jobs it follows go on from where its frames left them."""
+        if principal is None:
+            principal = await journal.owner(resume.session_id)
+        resumed, token = await journal.resume(
+            principal, resume.session_id, resume.resume_token, resume.last_event_seq
+        )
+        session = resumed.session
+        # No await from here on: replayed frames precede every live one.
+        session.attach(conn.outbound)
+        conn.session = session
+        conn.send(self._welcome(request_id, session, token, resumed=True))
+        conn.outbound.put_replay(resumed.replay)
+        for follow in resumed.follows:
+            self._start_pump(session, follow.job_id, follow.after_seq)
         log.info("session %s resumed after seq %d", session.session_id, resume.last_event_seq)
 
     def _session_owner(self, session_id: str) -> Principal:
@@ -414,6 +449,8 @@ class SessionServiceServicer:
             return
         live = None if submission.replay else self._runtime.live_feed(job_id)
         if live is not None:
+            if self._journal is not None:
+                self._journal.follow(session, job_id, submitted=True, after=0)
             # The common case: a new job, followed from its first event by its feed.
             feed, trace_id = live
             LiveDelivery(
@@ -424,6 +461,8 @@ class SessionServiceServicer:
             return
         # A replay attaches to the original job from now on (§7.2).
         after = await self._runtime.committed_seq(job_id) if submission.replay else 0
+        if self._journal is not None:
+            self._journal.follow(session, job_id, submitted=True, after=after)
         self._start_pump(session, job_id, after)
 
     async def _cancel(self, request: pb.ConnectRequest, session: Session) -> None:
@@ -489,6 +528,8 @@ class SessionServiceServicer:
         session.send(_with_id(reply))
         log.info("subscribe: %s to job %s", session.principal.name, sub.job_id)
         if sub.job_id not in session.pumps:
+            if self._journal is not None:
+                self._journal.follow(session, sub.job_id, submitted=False, after=start)
             self._start_pump(session, sub.job_id, start)
 
     def _unsubscribe(self, request: pb.ConnectRequest, session: Session) -> None:
@@ -499,6 +540,8 @@ class SessionServiceServicer:
         if task is None:
             raise InvalidRequest(f"not subscribed to job {job_id!r}", details={"job_id": job_id})
         task.cancel()
+        if self._journal is not None:
+            self._journal.unfollow(session, job_id)
 
     async def _list_jobs(self, request: pb.ConnectRequest, session: Session) -> None:
         listing = request.list_jobs
@@ -536,8 +579,10 @@ class SessionServiceServicer:
             delivery = JobDelivery(session, job_id, await self._runtime.trace_id(job_id))
         async for batch in self._runtime.watch(session.principal, job_id, after_seq):
             events = batch.events
+            first = batch.last_seq - len(events) + 1
             while events:  # a long history goes out as fast as the client takes it
-                events = events[delivery.deliver(events) :]
+                handled = delivery.deliver(events, first)
+                events, first = events[handled:], first + handled
                 if events:
                     await session.room()
             if batch.outcome is not None:

@@ -6,6 +6,10 @@ pumps keep assigning `event_seq` and buffering, so a resume replays exactly
 what was missed, terminal frames included (§6.3, §8.3). `event_seq` is
 assigned in one place (`Session.deliver`), on the event loop, so it is
 strictly increasing and gap-free across all of a session's jobs.
+
+In a cluster a session also lives in the store (`arcp_grpc._session_journal`):
+each sequenced frame is recorded there before it is sent (`FrameJournal`),
+so any node can take the session over and replay what the client missed.
 """
 
 from __future__ import annotations
@@ -26,7 +30,16 @@ from arcp_grpc._wire import length_delimited, varint
 from arcp_grpc.auth import Principal
 from arcp_grpc.errors import ResumeWindowExpired, Unauthenticated
 
-__all__ = ["FrameHeader", "Outbox", "Session", "SessionLimits", "SessionRegistry", "frame_bytes"]
+__all__ = [
+    "FrameHeader",
+    "FrameJournal",
+    "Outbox",
+    "Session",
+    "SessionLimits",
+    "SessionRegistry",
+    "digest",
+    "frame_bytes",
+]
 
 # ConnectResponse field numbers (proto/arcp/v1/session_service.proto).
 _ID, _SESSION_ID, _REQUEST_ID, _EVENT_SEQ, _JOB_ID, _TRACE_ID = 1, 2, 3, 4, 5, 6
@@ -84,6 +97,21 @@ def frame_bytes(header: FrameHeader, field_number: int, body: bytes, event_seq: 
             (_ID_HEAD, new_ulid().encode(), header.encoded, _SEQ_TAG, varint(event_seq), member)
         )
     return b"".join((_ID_HEAD, new_ulid().encode(), header.encoded, member))
+
+
+class FrameJournal(Protocol):
+    """Where a cluster records a session's frames before they go out (the journal sends
+    each once it is recorded)."""
+
+    def record(
+        self, session: Session, seq: int, job_id: str, job_seq: int, terminal: bool, frame: bytes
+    ) -> None: ...
+
+    def trimmed(self, session: Session, upto: int) -> None:
+        """Frames up to `upto` left the session's buffer: the store need not keep them."""
+
+    def detached(self, session: Session) -> None:
+        """The session's transport left: its resume window starts, on every node."""
 
 
 class Follower(Protocol):
@@ -237,18 +265,35 @@ class Session:
     attached: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     last_inbound: float = field(default_factory=time.monotonic)
     last_outbound: float = field(default_factory=time.monotonic)
+    journal: FrameJournal | None = None  # set in a cluster: frames are recorded, then sent
+    evicted: int = 0  # frames evicted since the journal was last told
+    recording_bytes: int = 0  # of frames handed to the journal and not yet recorded
+    _recording: asyncio.Future[None] | None = field(default=None, repr=False)
 
     # -- delivery ------------------------------------------------------------
 
-    def deliver(self, header: FrameHeader, field_number: int, body: bytes) -> int:
-        """Assign the next `event_seq`, buffer the frame, send it if attached."""
+    def deliver(
+        self,
+        header: FrameHeader,
+        field_number: int,
+        body: bytes,
+        job_seq: int = 0,
+        terminal: bool = False,
+    ) -> int:
+        """Assign the next `event_seq`, buffer the frame, send it if attached (in a
+        cluster, once the store has recorded it). `job_seq`: the job's event this frame
+        carries or follows; `terminal`: the job's last frame."""
         seq = self.next_seq
         self.next_seq = seq + 1
         frame = frame_bytes(header, field_number, body, seq)
         self.buffer.append((seq, frame))
         self.buffered_bytes += len(frame)
         self._evict()
-        self.send(frame)
+        if self.journal is None:
+            self.send(frame)
+        else:
+            self.recording_bytes += len(frame)
+            self.journal.record(self, seq, header.job_id, job_seq, terminal, frame)
         return seq
 
     def _evict(self) -> None:
@@ -261,6 +306,10 @@ class Session:
             or self.buffered_bytes > limits.max_buffered_bytes
         ):
             self.buffered_bytes -= len(buffer.popleft()[1])
+            self.evicted += 1
+        if self.evicted >= _TRIM_EVERY and self.journal is not None:
+            self.evicted = 0
+            self.journal.trimmed(self, buffer[0][0] - 1)
 
     def send(self, frame: bytes) -> None:
         """Send an unsequenced frame (replies, pings) if a transport is attached."""
@@ -279,6 +328,8 @@ class Session:
             self.buffered_bytes -= len(self.buffer.popleft()[1])
         if self.lag() < self.limits.back_pressure_lag // 2:
             self.back_pressure_signalled = False
+        if self.journal is not None:
+            self.journal.trimmed(self, self.acked)
 
     # -- transport -------------------------------------------------------------
 
@@ -295,14 +346,24 @@ class Session:
             self.outbound = None
             self.detached_at = time.monotonic()
             self.attached.clear()
+            if self.journal is not None:
+                self.journal.detached(self)
 
     def room_bytes(self) -> int:
         """What may still be queued to the attached transport before it is half full;
-        negative when there is none, or it is over."""
+        negative when there is none, or it is over. Frames the store is still recording
+        (a cluster's) count as queued: they go out as soon as they are recorded."""
         outbound = self.outbound
         if outbound is None or outbound.closed:
             return -1
-        return outbound.room_bytes()
+        return outbound.room_bytes() - self.recording_bytes
+
+    def recorded(self, size: int) -> None:
+        """The journal recorded (or dropped) `size` bytes of this session's frames."""
+        self.recording_bytes -= size
+        waiter, self._recording = self._recording, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def room(self) -> None:
         """Wait until a transport is attached and at most half full: what follows a
@@ -313,10 +374,14 @@ class Session:
                 await self.attached.wait()
                 continue
             await outbound.wait_for_room()
-            if not outbound.closed:
+            if outbound.closed:
+                # Whoever closes a session's transport detaches it first (or attaches another).
+                assert self.outbound is not outbound, "a closed transport is still attached"
+                continue
+            if self.room_bytes() >= 0 or not self.recording_bytes:
                 return
-            # Whoever closes a session's transport detaches it first (or attaches another).
-            assert self.outbound is not outbound, "a closed transport is still attached"
+            self._recording = self._recording or asyncio.get_running_loop().create_future()
+            await self._recording
 
     def replay_after(self, last_event_seq: int) -> list[bytes]:
         """Frames with `event_seq > last_event_seq`, or RESUME_WINDOW_EXPIRED (§6.3)."""
@@ -333,11 +398,11 @@ class Session:
     def rotate_token(self) -> str:
         """A fresh resume token (≥128 bits); only its digest is kept (§6.3)."""
         token = "rt_" + secrets.token_urlsafe(32)
-        self.token_digest = _digest(token)
+        self.token_digest = digest(token)
         return token
 
     def token_matches(self, token: str) -> bool:
-        return bool(self.token_digest) and hmac.compare_digest(self.token_digest, _digest(token))
+        return bool(self.token_digest) and hmac.compare_digest(self.token_digest, digest(token))
 
     def close_pumps(self) -> None:
         for follower in list(self.pumps.values()):
@@ -350,6 +415,7 @@ class SessionRegistry:
 
     def __init__(self, limits: SessionLimits) -> None:
         self.limits = limits
+        self.journal: FrameJournal | None = None  # set in a cluster (`_session_journal`)
         self._sessions: dict[str, Session] = {}
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -360,13 +426,34 @@ class SessionRegistry:
         return sum(1 for s in list(self._sessions.values()) if s.outbound is not None)
 
     def unsent_bytes(self) -> int:
-        """Frames queued for attached clients and not yet taken by their transports."""
-        boxes = [s.outbound for s in list(self._sessions.values())]
-        return sum(box.unsent_bytes for box in boxes if box is not None)
+        """Frames queued for attached clients and not yet taken by their transports,
+        with those a cluster's store is still recording before they go out."""
+        sessions = list(self._sessions.values())
+        queued = sum(s.outbound.unsent_bytes for s in sessions if s.outbound is not None)
+        return queued + sum(s.recording_bytes for s in sessions)
 
     def create(self, principal: Principal, features: frozenset[str]) -> Session:
-        session = Session(new_id("sess"), principal, features, self.limits)
+        session = Session(new_id("sess"), principal, features, self.limits, journal=self.journal)
         self._sessions[session.session_id] = session
+        return session
+
+    def get(self, session_id: str) -> Session | None:
+        return self._sessions.get(session_id)
+
+    def adopt(self, session: Session) -> None:
+        """Hold a session rebuilt from the store (a cluster's resume)."""
+        self._sessions[session.session_id] = session
+
+    def drop(self, session_id: str) -> Session | None:
+        """Let go of a session another node now holds (or this node rebuilds): its
+        followers stop and its transport, if any, ends. Returns what was held."""
+        session = self._sessions.pop(session_id, None)
+        if session is not None:
+            session.close_pumps()
+            outbound = session.outbound
+            if outbound is not None:
+                session.detach(outbound)
+                outbound.close()
         return session
 
     def resume(self, principal: Principal, session_id: str, token: str) -> Session:
@@ -424,5 +511,8 @@ class SessionRegistry:
                     on_expire(session)
 
 
-def _digest(token: str) -> bytes:
+_TRIM_EVERY = 1024  # evictions between trims of a session's recorded frames
+
+
+def digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()

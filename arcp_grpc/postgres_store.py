@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import asyncpg
@@ -39,6 +39,9 @@ from arcp_grpc.store import (
     JobPage,
     JobQuery,
     JobRow,
+    SessionFollow,
+    SessionFrame,
+    SessionRow,
     StoreUnavailable,
 )
 
@@ -47,6 +50,7 @@ __all__ = ["PostgresStore"]
 log = logging.getLogger("arcp_grpc.postgres_store")
 
 CANCEL_CHANNEL = "arcp_cancel"
+SESSIONS_CHANNEL = "arcp_sessions"  # "NODE SESSION_ID": NODE lost the session to another
 _REASON_IN_NOTICE = 2000  # characters; the row holds the whole reason for the poll
 
 
@@ -66,6 +70,7 @@ class PostgresStore:
         self._pool: asyncpg.Pool | None = None
         self._followers: dict[str, set[_JobChanges]] = {}
         self._on_cancel: Callable[[str, str], None] = lambda _job_id, _reason: None
+        self._on_session_lost: Callable[[str], None] = lambda _session_id: None
 
     # -- lifecycle -------------------------------------------------------
 
@@ -83,7 +88,8 @@ class PostgresStore:
         await self._write_conn.execute(
             "INSERT INTO nodes (node_id, label) VALUES ($1, $2)", self.node_id, self._label
         )
-        self._writer = PostgresWriter(self._write_conn, batch_limit=self._batch_limit)
+        await self._listen_conn.add_listener(SESSIONS_CHANNEL, self._on_session_notified)
+        self._writer = PostgresWriter(self._write_conn, self.node_id, batch_limit=self._batch_limit)
 
     async def close(self) -> None:
         if self._writer is None:
@@ -418,6 +424,12 @@ class PostgresStore:
             )
             taken: list[tuple[str, list[JobRow]]] = []
             for record in dead:
+                # Its sessions' resume windows start now: any node may resume them.
+                await conn.execute(
+                    "UPDATE sessions SET detached_at = extract(epoch FROM now())"
+                    " WHERE node_id = $1 AND detached_at IS NULL",
+                    record["node_id"],
+                )
                 rows = await conn.fetch(
                     f"UPDATE jobs SET owner_node = $1 WHERE owner_node = $2"
                     f" AND completed_at IS NULL RETURNING {JOB_COLUMNS}",
@@ -438,8 +450,181 @@ class PostgresStore:
                 "UPDATE nodes SET state = 'left' WHERE node_id = $1 AND state = 'alive'",
                 self.node_id,
             )
+            await conn.execute(
+                "UPDATE sessions SET detached_at = extract(epoch FROM now())"
+                " WHERE node_id = $1 AND detached_at IS NULL",
+                self.node_id,
+            )
 
         await self._writes().write(op)
+
+    # -- sessions ----------------------------------------------------------
+
+    async def create_session(self, row: SessionRow) -> None:
+        async def op(conn: asyncpg.Connection) -> None:
+            await conn.execute(
+                "INSERT INTO sessions (session_id, principal, profile, features, token_digest,"
+                " generation, node_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                row.session_id,
+                row.principal,
+                row.profile,
+                ",".join(row.features),
+                row.token_digest,
+                row.generation,
+                self.node_id,
+            )
+
+        await self._writes().write(op)
+
+    async def load_session(self, session_id: str) -> SessionRow | None:
+        record = await self._reads().fetchrow(
+            "SELECT session_id, principal, profile, features, token_digest, generation, node_id"
+            " FROM sessions WHERE session_id = $1",
+            session_id,
+        )
+        if record is None:
+            return None
+        features = tuple(f for f in record["features"].split(",") if f)
+        return SessionRow(
+            record["session_id"],
+            record["principal"],
+            record["profile"],
+            features,
+            record["token_digest"],
+            record["generation"],
+            record["node_id"],
+        )
+
+    async def claim_session(self, row: SessionRow, token_digest: bytes) -> int | None:
+        node = self.node_id
+
+        async def op(conn: asyncpg.Connection) -> int | None:
+            generation: int | None = await conn.fetchval(
+                "UPDATE sessions SET generation = generation + 1, node_id = $1,"
+                " token_digest = $2, detached_at = NULL"
+                " WHERE session_id = $3 AND generation = $4 AND token_digest = $5"
+                " RETURNING generation",
+                node,
+                token_digest,
+                row.session_id,
+                row.generation,
+                row.token_digest,
+            )
+            if generation is not None and row.node_id != node:
+                await conn.execute(
+                    "SELECT pg_notify($1, $2)", SESSIONS_CHANNEL, f"{row.node_id} {row.session_id}"
+                )
+            return generation
+
+        claimed: int | None = await self._writes().write(op)
+        return claimed
+
+    def set_session_listener(self, listener: Callable[[str], None]) -> None:
+        self._on_session_lost = listener
+
+    def _on_session_notified(self, _conn: Any, _pid: int, _channel: str, payload: object) -> None:
+        node, _, session_id = str(payload).partition(" ")
+        if node == self.node_id:
+            self._on_session_lost(session_id)
+
+    def append_session_frame(self, frame: SessionFrame) -> None:
+        self._writes().append_frame(frame)
+
+    def set_frame_listener(
+        self, listener: Callable[[Sequence[SessionFrame], frozenset[str]], None]
+    ) -> None:
+        self._writes().set_frame_listener(listener)
+
+    async def session_frames(self, session_id: str, after_seq: int) -> list[tuple[int, bytes]]:
+        rows = await self._reads().fetch(
+            "SELECT seq, frame FROM session_frames WHERE session_id = $1 AND seq > $2 ORDER BY seq",
+            session_id,
+            after_seq,
+        )
+        return [(r["seq"], r["frame"]) for r in rows]
+
+    async def last_session_seq(self, session_id: str) -> int:
+        value = await self._reads().fetchval(
+            "SELECT last_seq FROM sessions WHERE session_id = $1", session_id
+        )
+        return int(value or 0)
+
+    def follow_job(
+        self, session_id: str, job_id: str, submitted: bool, after: int
+    ) -> Awaitable[None]:
+        async def op(conn: asyncpg.Connection) -> None:
+            await conn.execute(
+                "INSERT INTO session_jobs (session_id, job_id, submitted, after_seq)"
+                " VALUES ($1, $2, $3, $4) ON CONFLICT (session_id, job_id) DO UPDATE"
+                " SET submitted = session_jobs.submitted OR EXCLUDED.submitted, done = FALSE",
+                session_id,
+                job_id,
+                submitted,
+                after,
+            )
+
+        return self._writes().submit(op)
+
+    async def unfollow_job(self, session_id: str, job_id: str) -> None:
+        async def op(conn: asyncpg.Connection) -> None:
+            await conn.execute(
+                "UPDATE session_jobs SET done = TRUE WHERE session_id = $1 AND job_id = $2",
+                session_id,
+                job_id,
+            )
+
+        await self._writes().write(op)
+
+    async def session_follows(self, session_id: str) -> list[SessionFollow]:
+        rows = await self._reads().fetch(
+            "SELECT j.job_id, j.submitted, GREATEST(j.after_seq, COALESCE(MAX(f.job_seq), 0))"
+            " AS after_seq FROM session_jobs j LEFT JOIN session_frames f"
+            " ON f.session_id = j.session_id AND f.job_id = j.job_id"
+            " WHERE j.session_id = $1 AND NOT j.done"
+            " GROUP BY j.job_id, j.submitted, j.after_seq ORDER BY j.job_id",
+            session_id,
+        )
+        return [SessionFollow(r["job_id"], r["submitted"], r["after_seq"]) for r in rows]
+
+    async def ack_session(self, session_id: str, seq: int) -> None:
+        async def op(conn: asyncpg.Connection) -> None:
+            await conn.execute(
+                "DELETE FROM session_frames WHERE session_id = $1 AND seq <= $2", session_id, seq
+            )
+
+        await self._writes().write(op)
+
+    async def detach_session(self, session_id: str) -> None:
+        async def op(conn: asyncpg.Connection) -> None:
+            await conn.execute(
+                "UPDATE sessions SET detached_at = extract(epoch FROM now())"
+                " WHERE session_id = $1 AND node_id = $2",
+                session_id,
+                self.node_id,
+            )
+
+        await self._writes().write(op)
+
+    async def delete_session(self, session_id: str) -> None:
+        async def op(conn: asyncpg.Connection) -> None:
+            await conn.execute(
+                "DELETE FROM sessions WHERE session_id = $1 AND node_id = $2",
+                session_id,
+                self.node_id,
+            )
+
+        await self._writes().write(op)
+
+    async def expire_sessions(self, window_sec: float) -> int:
+        async def op(conn: asyncpg.Connection) -> int:
+            status = await conn.execute(
+                "DELETE FROM sessions WHERE detached_at < extract(epoch FROM now()) - $1",
+                window_sec,
+            )
+            return int(status.split()[-1])
+
+        expired: int = await self._writes().write(op)
+        return expired
 
     async def nodes(self) -> list[tuple[str, str, str, float]]:
         """(node_id, label, state, seconds since its heartbeat) of every known node."""

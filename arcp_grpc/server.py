@@ -25,6 +25,7 @@ from arcp_grpc._job_service import SERVICE_NAME as JOB_SERVICE
 from arcp_grpc._job_service import JobServiceServicer, job_service_handler
 from arcp_grpc._runtime import JobRuntime, RuntimeLimits
 from arcp_grpc._secretbox import SecretBox
+from arcp_grpc._session_journal import SessionJournal
 from arcp_grpc._session_service import SERVICE_NAME as SESSION_SERVICE
 from arcp_grpc._session_service import SessionServiceServicer, session_handler
 from arcp_grpc._sessions import SessionLimits, SessionRegistry
@@ -80,6 +81,7 @@ class RunningCore:
     session_service: SessionServiceServicer  # for an in-process gateway (gateway.links)
     serving: bool = True
     stopped: bool = False
+    _sweeper: asyncio.Task[None] | None = field(default=None, repr=False)
     _failing: asyncio.Future[None] | None = field(default=None, repr=False)
 
     @property
@@ -111,6 +113,8 @@ class RunningCore:
         rest with a retryable INTERNAL_ERROR, then close the store cleanly."""
         self.stopped = True
         self.serving = False
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         await self.health.enter_graceful_shutdown()
         await self.sessions.stop()
         await self.runtime.stop(grace)
@@ -163,8 +167,9 @@ async def start_core(
     server = grpc.aio.server(options=options)
     sessions = SessionRegistry(config.session_limits)
     sessions.start(lambda s: log.info("session %s expired", s.session_id))
+    journal = SessionJournal(runtime.cluster, sessions) if runtime.cluster is not None else None
     info = session_pb2.PeerInfo(name="arcp-grpc", version=__version__)
-    session_service = SessionServiceServicer(runtime, auth, sessions, info)
+    session_service = SessionServiceServicer(runtime, auth, sessions, info, journal)
     server.add_generic_rpc_handlers(
         (
             job_service_handler(JobServiceServicer(runtime, auth)),
@@ -192,6 +197,8 @@ async def start_core(
     core = RunningCore(
         server, runtime, store, port, config.grpc_host, health_servicer, sessions, session_service
     )
+    if journal is not None:
+        core._sweeper = asyncio.create_task(journal.sweep(), name="arcp-session-expiry")
     store.set_failure_listener(core._store_failed)
     runtime.on_fenced = core._not_serving
     return core

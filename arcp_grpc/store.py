@@ -8,7 +8,7 @@ one implements the same protocol.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -22,6 +22,9 @@ __all__ = [
     "JobPage",
     "JobQuery",
     "JobRow",
+    "SessionFollow",
+    "SessionFrame",
+    "SessionRow",
     "Store",
     "StoreUnavailable",
 ]
@@ -189,6 +192,44 @@ class Store(Protocol):
         """Delete expired idempotency claims; returns how many."""
 
 
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    """A session as a cluster stores it (§6): enough for any node to take it over.
+    `generation` counts attaches; `node_id` is the node holding its transport."""
+
+    session_id: str
+    principal: str
+    profile: int
+    features: tuple[str, ...]
+    token_digest: bytes
+    generation: int
+    node_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionFrame:
+    """One sequenced frame of a session (§8.3), recorded before it is sent: the
+    `ConnectResponse` bytes, and which job (and `job_seq`) it carries, so another node
+    can go on following that job from there. `terminal`: the job's last frame."""
+
+    session_id: str
+    seq: int
+    job_id: str
+    job_seq: int
+    terminal: bool
+    frame: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SessionFollow:
+    """A job a session follows and has not seen end: whether the session submitted it,
+    and the `job_seq` after which its next frame comes."""
+
+    job_id: str
+    submitted: bool
+    after_seq: int
+
+
 class JobChanges(Protocol):
     """A follower's subscription to one job's commits on any node. Commits after it was
     made are not missed; a lost notification costs at most the poll interval."""
@@ -234,3 +275,58 @@ class ClusterStore(Store, Protocol):
 
     async def nodes(self) -> list[tuple[str, str, str, float]]:
         """(node_id, label, state, seconds since its heartbeat) of every known node."""
+
+    # -- sessions (DESIGN.md: sessions live in the store) ------------------------
+
+    async def create_session(self, row: SessionRow) -> None:
+        """Record a new session, attached to this node."""
+
+    async def load_session(self, session_id: str) -> SessionRow | None:
+        """The session, unless it is unknown or expired."""
+
+    async def claim_session(self, row: SessionRow, token_digest: bytes) -> int | None:
+        """Attach the session to this node if it is still as `row` shows (same generation
+        and token): the new token digest is stored and the next generation returned. From
+        then on the node that held it can record no frame. None if it changed meanwhile."""
+
+    def set_session_listener(self, listener: Callable[[str], None]) -> None:
+        """Call `listener(session_id)` when another node takes over a session held here."""
+
+    def append_session_frame(self, frame: SessionFrame) -> None:
+        """Queue a frame for the next group commit; recorded only while this node holds
+        the session. The frame listener reports which were recorded."""
+
+    def set_frame_listener(
+        self, listener: Callable[[Sequence[SessionFrame], frozenset[str]], None]
+    ) -> None:
+        """Call `listener(recorded, lost_sessions)` after each commit with session frames:
+        the frames recorded, in order, and the sessions another node took meanwhile."""
+
+    async def session_frames(self, session_id: str, after_seq: int) -> list[tuple[int, bytes]]:
+        """(seq, frame) of the session's recorded frames after `after_seq`, in order (the
+        oldest may have been dropped once acknowledged or past the session's limits)."""
+
+    async def last_session_seq(self, session_id: str) -> int:
+        """The highest seq ever recorded for the session."""
+
+    def follow_job(
+        self, session_id: str, job_id: str, submitted: bool, after: int
+    ) -> Awaitable[None]:
+        """Record that the session follows `job_id` from `after` (its submit, a subscribe);
+        queued at once, ahead of any frame of that job, so a caller need not wait."""
+
+    async def unfollow_job(self, session_id: str, job_id: str) -> None: ...
+
+    async def session_follows(self, session_id: str) -> list[SessionFollow]:
+        """The jobs the session follows whose terminal frame it has not been sent."""
+
+    async def ack_session(self, session_id: str, seq: int) -> None:
+        """The client processed frames up to `seq` (§6.5): they need not be kept."""
+
+    async def detach_session(self, session_id: str) -> None:
+        """The session's transport left this node; its resume window starts now."""
+
+    async def delete_session(self, session_id: str) -> None: ...
+
+    async def expire_sessions(self, window_sec: float) -> int:
+        """Delete sessions detached for longer than `window_sec`; returns how many."""

@@ -32,7 +32,9 @@ from arcp_grpc.agents import AgentRegistry
 from arcp_grpc.credentials import CredentialProvisioner
 from arcp_grpc.errors import ARCPError
 from arcp_grpc.grpc_status import from_rpc_error
+from arcp_grpc.postgres_store import PostgresStore
 from arcp_grpc.server import CoreConfig, RunningCore, open_store, start_core
+from arcp_grpc.sqlite_store import SQLiteStore
 from arcp_grpc.store import Store
 from arcp_grpc.v1 import errors_pb2, events_pb2, job_service_pb2, job_service_pb2_grpc, jobs_pb2
 
@@ -48,6 +50,7 @@ __all__ = [
     "Watched",
     "arcp_error",
     "bearer",
+    "break_store",
     "error_code",
     "event_kind",
     "new_stub",
@@ -225,6 +228,28 @@ async def postgres_schema(server: str) -> AsyncIterator[str]:
     finally:
         await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         await conn.close()
+
+
+async def break_store(core: RunningCore) -> None:
+    """Make the core's store unable to commit from now on, for real: SQLite may not add
+    a page to its file (SQLITE_FULL at the next commit that needs one); PostgreSQL ends
+    the node's writing connection."""
+    store = core.store
+    if isinstance(store, SQLiteStore):
+        writer = store._writer
+        assert writer is not None
+        conn = writer.idle_connection()
+        assert conn is not None
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        conn.execute(f"PRAGMA max_page_count = {pages}")
+        return
+    assert isinstance(store, PostgresStore)
+    assert store._write_conn is not None
+    admin = await asyncpg.connect(store._dsn)
+    try:
+        await admin.execute("SELECT pg_terminate_backend($1)", store._write_conn.get_server_pid())
+    finally:
+        await admin.close()
 
 
 async def stored_bytes(config: CoreConfig) -> bytes:

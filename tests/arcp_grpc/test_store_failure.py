@@ -10,37 +10,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import asyncpg
-
 from arcp_grpc.agents import AgentRegistry
 from arcp_grpc.auth import Principal
 from arcp_grpc.context import JobContext
-from arcp_grpc.server import CoreConfig
-from arcp_grpc.sqlite_store import SQLiteStore
 from arcp_grpc.v1 import errors_pb2, jobs_pb2
-from tests.conftest import CoreFactory
-
-
-async def _break_store(core: Any, config: CoreConfig) -> None:
-    if isinstance(core.store, SQLiteStore):
-        # No page may be added to the database file from now on.
-        writer = core.store._writer
-        assert writer is not None
-        conn = writer.idle_connection()
-        assert conn is not None
-        pages = conn.execute("PRAGMA page_count").fetchone()[0]
-        conn.execute(f"PRAGMA max_page_count = {pages}")
-        return
-    admin = await asyncpg.connect(config.store_url)
-    try:
-        pid = core.store._write_conn.get_server_pid()
-        await admin.execute("SELECT pg_terminate_backend($1)", pid)
-    finally:
-        await admin.close()
+from tests.conftest import CoreFactory, break_store
 
 
 async def test_a_job_whose_end_cannot_be_recorded_is_reported_as_failed(
-    make_core: CoreFactory, core_config: CoreConfig
+    make_core: CoreFactory,
 ) -> None:
     release = asyncio.Event()
 
@@ -54,7 +32,7 @@ async def test_a_job_whose_end_cannot_be_recorded_is_reported_as_failed(
     alice = Principal("alice")
     submission = await core.runtime.submit(alice, jobs_pb2.JobSubmit(agent="large"))
     watch = core.runtime.watch(alice, submission.job_id, 0)
-    await _break_store(core, core_config)
+    await break_store(core)
     release.set()
     async with asyncio.timeout(10):
         async for batch in watch:

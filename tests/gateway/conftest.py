@@ -28,6 +28,7 @@ from arcp_grpc.auth import Principal
 from arcp_grpc.server import CoreConfig, RunningCore, start_core
 from gateway.links import LocalLink
 from gateway.server import GatewayConfig, RunningGateway, start_gateway
+from tests.conftest import postgres_schema
 
 __all__ = [
     "ALL_FEATURES",
@@ -98,6 +99,7 @@ class StackFactory:
     tmp_path: Path
     stack: AsyncExitStack
     link: str = "grpc"  # how a stack's first gateway reaches its core: "grpc" or "local"
+    postgres: str = ""  # a PostgreSQL server: each core gets a fresh schema (a cluster store)
     _count: int = 0
 
     async def gateway(
@@ -128,11 +130,15 @@ class StackFactory:
         **gateway_overrides: Any,
     ) -> Stack:
         self._count += 1
+        store_url = ""
+        if self.postgres:
+            store_url = await self.stack.enter_async_context(postgres_schema(self.postgres))
         config = CoreConfig(
             data_dir=self.tmp_path / f"core{self._count}",
             tokens=TOKENS,
             compat_principals=COMPAT_PRINCIPALS,
             session_limits=session_limits or SessionLimits(),
+            store_url=store_url,
         )
         core = await start_core(config, agents=agents)
 
@@ -145,12 +151,15 @@ class StackFactory:
         return Stack(core, [gateway], self)
 
 
-@pytest.fixture(params=["grpc", "local"])
+@pytest.fixture(params=["grpc", "local", "postgres"])
 async def make_stack(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[StackFactory]:
-    """Every gateway test runs twice: the gateway reaching the core over gRPC (split
-    deployments) and in process (the embedded default, `gateway.links.LocalLink`)."""
+    """Every gateway test runs three times: the gateway reaching the core over gRPC (split
+    deployments) and in process (the embedded default, `gateway.links.LocalLink`), both on
+    SQLite; and over gRPC to a core on PostgreSQL, where sessions live in the store."""
+    postgres = request.getfixturevalue("postgres_server") if request.param == "postgres" else ""
+    link = "grpc" if request.param == "postgres" else request.param
     async with AsyncExitStack() as stack:
-        yield StackFactory(tmp_path, stack, link=request.param)
+        yield StackFactory(tmp_path, stack, link=link, postgres=postgres)
 
 
 @pytest.fixture

@@ -1,12 +1,13 @@
 """Two `serve` processes on one PostgreSQL database: a cluster of two nodes, each with
 its core and its gateway, everything over real sockets (DESIGN.md, scale-out).
 
-Any node serves any job: a subscriber on B follows a job running on A to its
-terminal frame (§7.6), a cancel through B stops a job on A (§7.4), identical
-keyed submits spread over both nodes make one job with byte-identical replies
-(§7.2), and when A is killed with SIGKILL, B ends A's running jobs with a
-retryable INTERNAL_ERROR within `cluster.node_timeout_sec` while it keeps
-serving.
+Any node serves any job and any session: a client that drops its socket on A
+resumes through B and gets every event exactly once (§6.3, §8.3), a subscriber on
+B follows a job running on A to its terminal frame (§7.6), a cancel through B
+stops a job on A (§7.4), identical keyed submits spread over both nodes make
+one job with byte-identical replies (§7.2), and when A is killed with SIGKILL,
+B ends A's running jobs with a retryable INTERNAL_ERROR within
+`cluster.node_timeout_sec` while it keeps serving, and A's sessions resume on B.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -108,6 +110,72 @@ def cluster(tmp_path: Path, cluster_config: Path) -> Iterator[Cluster]:
 
 def _cancel(job_id: str, reason: str = "") -> pb.CancelJobRequest:
     return pb.CancelJobRequest(cancel=jobs_pb2.JobCancel(job_id=job_id, reason=reason))
+
+
+def _job_seqs(frames: list[dict[str, Any]]) -> list[int]:
+    return [f["payload"]["job_seq"] for f in frames if f["type"] == "job.event"]
+
+
+async def test_a_session_dropped_on_a_resumes_through_b_with_every_event_once(
+    cluster: Cluster,
+) -> None:
+    client = await open_raw(cluster.a.info["gateway"])
+    assert (await client.hello())["type"] == "session.welcome"
+    accepted = await client.submit("counter", {"steps": 40, "interval": 0.03})
+    job_id = accepted["payload"]["job_id"]
+    await client.recv_until(lambda f: f.get("payload", {}).get("job_seq") == 5)
+    seen_on_a = [f for f in client.received if f.get("event_seq")]
+    await client.close()  # the socket drops mid-job; the job runs on, on A
+
+    again = await open_raw(cluster.b.info["gateway"])
+    try:
+        welcome = await again.hello(resume=client.resume_block())
+        assert welcome["type"] == "session.welcome", welcome
+        assert welcome["payload"]["session_id"] == client.session_id
+        rest = await again.until_terminal(job_id)
+    finally:
+        await again.close()
+    frames = seen_on_a + rest
+    assert rest[-1]["type"] == "job.result"
+    assert rest[-1]["payload"]["result"] == {"count": 40}
+    # Every event exactly once, in order, across the two nodes; the session's numbering
+    # goes on where A left it, gap-free (§8.3).
+    assert _job_seqs(frames) == list(range(1, len(_job_seqs(frames)) + 1))
+    seqs = [f["event_seq"] for f in frames]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+
+
+async def test_a_session_of_a_killed_node_resumes_through_b(cluster: Cluster) -> None:
+    """SIGKILL of A: its client resumes through B, receives what it missed and its job's
+    end (a retryable INTERNAL_ERROR once B has taken A's jobs), then works on there."""
+    client = await open_raw(cluster.a.info["gateway"])
+    assert (await client.hello())["type"] == "session.welcome"
+    accepted = await client.submit("counter", {"steps": 100_000, "interval": 0.01})
+    job_id = accepted["payload"]["job_id"]
+    await client.recv_until(lambda f: f.get("payload", {}).get("job_seq") == 3)
+    seen_on_a = [f for f in client.received if f.get("event_seq")]
+    assert cluster.a.process is not None
+    cluster.a.process.kill()
+    cluster.a.process.wait(timeout=SAFETY)
+    await client.closed()
+
+    again = await open_raw(cluster.b.info["gateway"])
+    try:
+        welcome = await again.hello(resume=client.resume_block())
+        assert welcome["type"] == "session.welcome", welcome
+        rest = await again.until_terminal(job_id, within=5 * _TIMEOUT + SAFETY)
+        ended = rest[-1]
+        assert ended["type"] == "job.error"
+        assert ended["payload"]["code"] == "INTERNAL_ERROR"
+        assert ended["payload"]["retryable"] is True
+        fresh = await again.run("echo", {"on": "b"})
+        assert fresh[-1]["payload"]["result"] == {"on": "b"}
+    finally:
+        await again.close()
+    frames = seen_on_a + rest
+    assert _job_seqs(frames) == list(range(1, len(_job_seqs(frames)) + 1))
+    seqs = [f["event_seq"] for f in frames]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
 
 
 async def test_a_subscriber_on_b_follows_a_job_running_on_a(cluster: Cluster) -> None:

@@ -10,6 +10,7 @@ import urllib.request
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tests.conftest import break_store
 from tests.gateway.conftest import RawFactory, Stack, StackFactory
 
 
@@ -43,15 +44,13 @@ async def test_health_is_503_when_a_remote_core_is_gone(make_stack: StackFactory
 
 
 async def test_a_failed_store_turns_health_not_serving(stack: Stack, raw: RawFactory) -> None:
-    """A store that can no longer commit (here a real SQLITE_FULL: the database may not
-    grow) refuses all new work; health says so, on gRPC and at the gateway, so a
-    supervisor restarts the core instead of a balancer feeding it."""
+    """A store that can no longer commit (a real SQLITE_FULL: the database may not grow;
+    or PostgreSQL ending the node's connection) refuses all new work; health says so, on
+    gRPC and at the gateway, so a supervisor restarts the core instead of a balancer
+    feeding it."""
     client = await raw()
     await client.run("echo", {"before": "the disk filled"})
-    conn = stack.core.store._writer.idle_connection()  # type: ignore[union-attr]
-    assert conn is not None
-    pages = conn.execute("PRAGMA page_count").fetchone()[0]
-    conn.execute(f"PRAGMA max_page_count = {pages}")
+    await break_store(stack.core)
     refused = None
     for index in range(2000):  # until a commit needs a page the file may not add
         reply = await client.submit("echo", {"filler": "x" * 2000, "index": index})
