@@ -26,33 +26,28 @@ from arcp_grpc.store import (
     JobRow,
     StoreUnavailable,
 )
-from tests.conftest import SAFETY, postgres_schema
+from tests.conftest import SAFETY, StoreFactory, postgres_schema
 
 Nodes = Callable[[], Awaitable[PostgresStore]]
 
 
 @pytest.fixture
-async def schema_url(postgres_server: str) -> AsyncIterator[str]:
+async def store_url(postgres_server: str) -> AsyncIterator[str]:
+    """Only PostgreSQL: these are a shared store's guarantees."""
     async with postgres_schema(postgres_server) as url:
         yield url
 
 
 @pytest.fixture
-async def node(schema_url: str) -> AsyncIterator[Nodes]:
-    """Open another node on the test's schema; all are closed at teardown."""
-    opened: list[PostgresStore] = []
+def node(make_store: StoreFactory) -> Nodes:
+    """Open another node on the test's schema (closed at teardown by `make_store`)."""
 
     async def factory() -> PostgresStore:
-        store = PostgresStore(schema_url, node_id=new_id("node"), label="test")
-        await store.open()
-        opened.append(store)
+        store = await make_store()
+        assert isinstance(store, PostgresStore)
         return store
 
-    try:
-        yield factory
-    finally:
-        for store in opened:
-            await store.close()
+    return factory
 
 
 def _job(job_id: str) -> JobRow:
@@ -95,13 +90,13 @@ async def test_concurrent_claims_on_two_nodes_create_one_job(node: Nodes) -> Non
 
 
 async def test_one_survivor_takes_a_dead_nodes_jobs_and_fences_it(
-    node: Nodes, schema_url: str
+    node: Nodes, store_url: str
 ) -> None:
     dead, survivor, other = await node(), await node(), await node()
     await dead.create_job(_job("job_orphan"), None, [], time.time())
     await dead.create_job(_job("job_done"), None, [], time.time())
     await dead.finish_job("job_done", 3, b"out", b"s", time.time(), 0)
-    await _age(schema_url, dead, 60)
+    await _age(store_url, dead, 60)
 
     taken = await survivor.take_over(timeout_sec=30)
     assert [(n, [r.job_id for r in rows]) for n, rows in taken] == [(dead.node_id, ["job_orphan"])]
@@ -165,9 +160,9 @@ async def test_nul_in_a_text_field_is_the_requests_error_not_the_stores(node: No
     assert await store.get_job("job_fine") is not None
 
 
-async def test_a_newer_schema_is_refused(node: Nodes, schema_url: str) -> None:
+async def test_a_newer_schema_is_refused(node: Nodes, store_url: str) -> None:
     await node()  # creates the schema
-    conn = await asyncpg.connect(schema_url)
+    conn = await asyncpg.connect(store_url)
     try:
         newer = str(int(SCHEMA_VERSION) + 1)
         await conn.execute("UPDATE arcp_meta SET value = $1 WHERE key = 'schema_version'", newer)

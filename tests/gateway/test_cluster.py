@@ -34,7 +34,7 @@ from tests.conftest import (
     wait_for_seq,
     watch_all,
 )
-from tests.gateway.conftest import SAFETY, open_raw
+from tests.gateway.conftest import SAFETY, RawClient, open_raw
 from tests.serve_process import ServeProcess
 
 _SUBMIT = "/arcp.v1.JobService/SubmitJob"  # called raw: the reply bytes are compared
@@ -112,6 +112,19 @@ def _cancel(job_id: str, reason: str = "") -> pb.CancelJobRequest:
     return pb.CancelJobRequest(cancel=jobs_pb2.JobCancel(job_id=job_id, reason=reason))
 
 
+async def _ended_retryably_then_serves(client: RawClient, job_id: str) -> list[dict[str, Any]]:
+    """Read `job_id` to its end, a retryable INTERNAL_ERROR once a survivor took its dead
+    node's jobs; then run a job on the survivor. Returns the frames up to that end."""
+    frames = await client.until_terminal(job_id, within=5 * _TIMEOUT + SAFETY)
+    ended = frames[-1]
+    assert ended["type"] == "job.error"
+    assert ended["payload"]["code"] == "INTERNAL_ERROR"
+    assert ended["payload"]["retryable"] is True
+    fresh = await client.run("echo", {"on": "b"})
+    assert fresh[-1]["payload"]["result"] == {"on": "b"}
+    return frames
+
+
 def _job_seqs(frames: list[dict[str, Any]]) -> list[int]:
     return [f["payload"]["job_seq"] for f in frames if f["type"] == "job.event"]
 
@@ -163,13 +176,7 @@ async def test_a_session_of_a_killed_node_resumes_through_b(cluster: Cluster) ->
     try:
         welcome = await again.hello(resume=client.resume_block())
         assert welcome["type"] == "session.welcome", welcome
-        rest = await again.until_terminal(job_id, within=5 * _TIMEOUT + SAFETY)
-        ended = rest[-1]
-        assert ended["type"] == "job.error"
-        assert ended["payload"]["code"] == "INTERNAL_ERROR"
-        assert ended["payload"]["retryable"] is True
-        fresh = await again.run("echo", {"on": "b"})
-        assert fresh[-1]["payload"]["result"] == {"on": "b"}
+        rest = await _ended_retryably_then_serves(again, job_id)
     finally:
         await again.close()
     frames = seen_on_a + rest
@@ -300,13 +307,7 @@ async def test_a_gateway_in_front_of_two_cores_fails_over(
             request_id = await again.send("job.subscribe", {"job_id": job_id})
             subscribed = await again.reply_to(request_id)
             assert subscribed["type"] == "job.subscribed", subscribed
-            frames = await again.until_terminal(job_id, within=5 * _TIMEOUT + SAFETY)
-            ended = frames[-1]
-            assert ended["type"] == "job.error"
-            assert ended["payload"]["code"] == "INTERNAL_ERROR"
-            assert ended["payload"]["retryable"] is True
-            fresh = await again.run("echo", {"on": "b"})
-            assert fresh[-1]["payload"]["result"] == {"on": "b"}
+            await _ended_retryably_then_serves(again, job_id)
         finally:
             await again.close()
     finally:
