@@ -42,7 +42,13 @@ PUBLIC: dict[str, set[str]] = {
         "Unauthenticated",
         "error_class",
     },
-    "arcp_grpc.grpc_status": {"ERROR_DOMAIN", "GRPC_CODES", "from_rpc_error", "to_status"},
+    "arcp_grpc.grpc_status": {
+        "ERROR_DOMAIN",
+        "GRPC_CODES",
+        "from_rpc_error",
+        "rich_status",
+        "to_status",
+    },
     "arcp_grpc.server": {"CoreConfig", "RunningCore", "start_core"},
     "arcp_grpc.sqlite_store": {"SQLiteStore"},
     "arcp_grpc.store": {
