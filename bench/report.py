@@ -74,7 +74,12 @@ _ROWS: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("rss_last_mib", "g. server RSS after last round, MiB", (), ()),
     ("rss_growth_pct", "g. RSS growth round 1→last, %", (), ()),
     ("run_accepted_ms", "h. RunJob submit→accepted (1st message) p50, ms", (), ("grpc_unary_ms",)),
-    ("run_result_ms", "h. RunJob submit→result p50 (one call), ms", (), ("grpc_unary_ms",)),
+    (
+        "run_result_ms",
+        "h. RunJob submit→result p50 (one call), ms",
+        (),
+        ("grpc_unary_ms", "grpc_stream2_ms"),
+    ),
     ("run_jobs_per_s", "h. RunJob sequential jobs/s, 1 channel", (), ("grpc_unary_per_s",)),
     ("run_cpu_us", "h. server CPU per RunJob job, µs", (), ("grpc_unary_cpu_us",)),
     (
@@ -107,6 +112,7 @@ _CEILING_NOTES = {
     "ws_rtt_cpu_us": "server CPU per sequential round trip, µs",
     "ws_rtt_conc_cpu_us": "server CPU per round trip, 8 connections, µs",
     "grpc_unary_cpu_us": "server CPU per sequential unary call, µs",
+    "grpc_stream2_ms": "one call streaming two messages (RunJob's shape: acceptance, outcome), p50",
     "grpc_unary_conc_cpu_us": "server CPU per unary call, 8 channels, µs",
 }
 

@@ -204,6 +204,13 @@ async def grpc_ceilings(address: str, scale: Scale, parts: set[str], cpu: Server
             figures["grpc_unary_per_s"] = scale.sequential_jobs / (time.perf_counter() - start)
             figures["grpc_unary_ms"] = statistics.median(latencies) * 1e3
             figures["grpc_unary_cpu_us"] = (cpu() - since) / scale.sequential_jobs * 1e6
+            # RunJob's floor: one call whose stream carries two messages (acceptance, outcome).
+            streams = []
+            for _ in range(scale.sequential_jobs):
+                start = time.perf_counter()
+                await _stream_count(channel, "/bench.Raw/Events", "2:1")
+                streams.append(time.perf_counter() - start)
+            figures["grpc_stream2_ms"] = statistics.median(streams) * 1e3
         if "events" in parts:
             await _stream_count(channel, "/bench.Raw/Events", "100:1")
             start = time.perf_counter()
