@@ -156,7 +156,7 @@ class JobServiceServicer:
             principal = self._principal(context)
             submission = await self._runtime.submit(principal, _submission_of(request))
             first = length_delimited(3, submission.accepted)  # RunJobResponse.accepted
-            yield first + _REPLAY_TRUE if submission.replay else first
+            yield (first + _REPLAY_TRUE) if submission.replay else first
             async for batch in self._runtime.watch(principal, submission.job_id, 0):
                 # RunJobResponse.events and .outcome are numbered as WatchJobResponse's.
                 for frame in _frames(batch.events, batch.outcome):
@@ -220,7 +220,8 @@ class _SubmitStream:
             self._ready.put_nowait(None)
 
     async def _answer(self, request: pb.SubmitJobsRequest) -> None:
-        head = length_delimited(1, request.correlation_id.encode())  # .correlation_id
+        correlation = request.correlation_id.encode()
+        head = length_delimited(1, correlation) if correlation else b""  # .correlation_id
         try:
             submitted = await self._runtime.submit(self._principal, _submission_of(request))
         except Exception as exc:
@@ -228,7 +229,7 @@ class _SubmitStream:
             self._ready.put_nowait(head + length_delimited(3, status))  # .error
             return
         answer = head + length_delimited(2, submitted.accepted)  # .accepted
-        self._ready.put_nowait(answer + _REPLAY_TRUE if submitted.replay else answer)
+        self._ready.put_nowait((answer + _REPLAY_TRUE) if submitted.replay else answer)
 
 
 def _frames(events: Sequence[bytes], outcome: bytes | None) -> Iterator[bytes]:
