@@ -347,3 +347,25 @@ async def test_submit_jobs_keys_are_scoped_per_principal(env: Env) -> None:
     assert not alice.replay
     assert not bob.replay
     assert alice.accepted.job_id != bob.accepted.job_id
+
+
+async def test_a_client_leaving_mid_stream_leaves_no_half_done_submission(env: Env) -> None:
+    """A SubmitJobs caller that cancels after its first answers: every job the server
+    accepted still runs to its end, and the service goes on serving (no wedged stream)."""
+    stub = new_stub(env.channel)
+    items = [_item(str(i), submit_request("steps", {"n": 3})) for i in range(SUBMIT_WINDOW)]
+    call = stub.SubmitJobs(iter(items), metadata=bearer())
+    first = await asyncio.wait_for(call.read(), SAFETY)
+    assert isinstance(first, pb.SubmitJobsResponse)
+    assert first.WhichOneof("result") == "accepted"
+    call.cancel()
+
+    listed = await stub.ListJobs(pb.ListJobsRequest(page_size=1000), metadata=bearer())
+    assert first.accepted.job_id in {j.job_id for j in listed.jobs}
+    for job in listed.jobs:
+        watched = await watch_all(stub, job.job_id)
+        assert watched.outcome is not None
+        assert watched.outcome.result.final_status == jobs_pb2.JOB_STATUS_SUCCESS
+        assert watched.seqs == [1, 2, 3]
+    after = await raw_submit_many(env.channel, [_item("after", submit_request("echo"))])
+    assert pb.SubmitJobsResponse.FromString(after[0]).WhichOneof("result") == "accepted"
