@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequen
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from arcp_grpc._runtime import JobRuntime, job_query
 from arcp_grpc._wire import length_delimited, varint
@@ -165,7 +166,7 @@ class JobServiceServicer:
             await _abort(context, exc, "RunJob")
 
     async def SubmitJobs(
-        self, requests: AsyncIterator[pb.SubmitJobsRequest], context: Ctx
+        self, requests: AsyncIterator[bytes], context: Ctx
     ) -> AsyncIterator[bytes]:
         try:
             principal = self._principal(context)
@@ -182,7 +183,8 @@ class _SubmitStream:
 
     A window slot is taken when an item is read and given back once its answer has been
     written, so memory per stream is bounded whatever the client does. Per-item failures
-    become answers; only a failure to read the stream ends it.
+    become answers, an item that does not even decode included (it is parsed here, not by
+    grpc, whose failure would end the stream); only a failure to read the stream ends it.
     """
 
     def __init__(
@@ -194,7 +196,7 @@ class _SubmitStream:
         self._window = asyncio.Semaphore(SUBMIT_WINDOW)
         self._ready: asyncio.Queue[bytes | Exception | None] = asyncio.Queue()
 
-    async def answers(self, requests: AsyncIterator[pb.SubmitJobsRequest]) -> AsyncIterator[bytes]:
+    async def answers(self, requests: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         reader = asyncio.create_task(self._read(requests))
         try:
             while (answer := await self._ready.get()) is not None:
@@ -205,10 +207,17 @@ class _SubmitStream:
         finally:
             reader.cancel()
 
-    async def _read(self, requests: AsyncIterator[pb.SubmitJobsRequest]) -> None:
+    async def _read(self, requests: AsyncIterator[bytes]) -> None:
         try:
-            async for request in requests:
+            async for raw in requests:
                 await self._window.acquire()
+                try:
+                    request = pb.SubmitJobsRequest.FromString(raw)
+                except DecodeError:
+                    # No correlation id can be read from it: answered with none.
+                    undecodable = InvalidRequest("the item is not a SubmitJobsRequest")
+                    self._ready.put_nowait(_refusal(b"", undecodable))
+                    continue
                 item = asyncio.create_task(self._answer(request))
                 self._items.add(item)
                 item.add_done_callback(self._items.discard)
@@ -225,11 +234,16 @@ class _SubmitStream:
         try:
             submitted = await self._runtime.submit(self._principal, _submission_of(request))
         except Exception as exc:
-            status = rich_status(_arcp_error(exc, "SubmitJobs")).SerializeToString()
-            self._ready.put_nowait(head + length_delimited(3, status))  # .error
+            self._ready.put_nowait(_refusal(head, _arcp_error(exc, "SubmitJobs")))
             return
         answer = head + length_delimited(2, submitted.accepted)  # .accepted
         self._ready.put_nowait((answer + _REPLAY_TRUE) if submitted.replay else answer)
+
+
+def _refusal(head: bytes, error: ARCPError) -> bytes:
+    """A `SubmitJobsResponse` refusing one item: its correlation id field, then the error."""
+    status = rich_status(error).SerializeToString()
+    return head + length_delimited(3, status)  # SubmitJobsResponse.error
 
 
 def _frames(events: Sequence[bytes], outcome: bytes | None) -> Iterator[bytes]:
@@ -295,7 +309,7 @@ def job_service_handler(servicer: JobServiceServicer) -> grpc.GenericRpcHandler:
         ),
         "SubmitJobs": grpc.stream_stream_rpc_method_handler(
             servicer.SubmitJobs,
-            request_deserializer=pb.SubmitJobsRequest.FromString,
+            request_deserializer=_raw,  # parsed per item, so a bad item is only refused
             response_serializer=_raw,
         ),
     }

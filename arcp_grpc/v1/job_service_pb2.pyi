@@ -442,7 +442,9 @@ class SubmitJobsResponse(_message.Message):
     ERROR_FIELD_NUMBER: _builtins.int
     REPLAY_FIELD_NUMBER: _builtins.int
     correlation_id: _builtins.str
-    """The `correlation_id` of the request this answers."""
+    """The `correlation_id` of the request this answers; empty for an item
+    that did not decode (its id could not be read).
+    """
     replay: _builtins.bool
     """True when `accepted` is an idempotent replay of an earlier submission."""
     @_builtins.property

@@ -74,10 +74,12 @@ class JobServiceStub:
     one request, carrying that id and either the item's JobAccepted (for an
     idempotent replay the original bytes, §7.2) or the item's error. Items
     are processed concurrently, so responses come in completion order, not
-    request order. A refused item never ends the stream; only a failed
-    authentication (checked once, when the stream opens) or a transport
-    fault does. The server answers every item read before the client
-    half-closes, then ends the stream with OK.
+    request order. A refused item never ends the stream, not even one that
+    does not decode as a SubmitJobsRequest (it is answered INVALID_REQUEST
+    with an empty `correlation_id`); only a failed authentication (checked
+    once, when the stream opens) or a transport fault does. The server
+    answers every item read before the client half-closes, then ends the
+    stream with OK.
     """
 
 @_typing.type_check_only
@@ -126,10 +128,12 @@ class JobServiceAsyncStub(JobServiceStub):
     one request, carrying that id and either the item's JobAccepted (for an
     idempotent replay the original bytes, §7.2) or the item's error. Items
     are processed concurrently, so responses come in completion order, not
-    request order. A refused item never ends the stream; only a failed
-    authentication (checked once, when the stream opens) or a transport
-    fault does. The server answers every item read before the client
-    half-closes, then ends the stream with OK.
+    request order. A refused item never ends the stream, not even one that
+    does not decode as a SubmitJobsRequest (it is answered INVALID_REQUEST
+    with an empty `correlation_id`); only a failed authentication (checked
+    once, when the stream opens) or a transport fault does. The server
+    answers every item read before the client half-closes, then ends the
+    stream with OK.
     """
 
 class JobServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -223,10 +227,12 @@ class JobServiceServicer(metaclass=_abc_1.ABCMeta):
         one request, carrying that id and either the item's JobAccepted (for an
         idempotent replay the original bytes, §7.2) or the item's error. Items
         are processed concurrently, so responses come in completion order, not
-        request order. A refused item never ends the stream; only a failed
-        authentication (checked once, when the stream opens) or a transport
-        fault does. The server answers every item read before the client
-        half-closes, then ends the stream with OK.
+        request order. A refused item never ends the stream, not even one that
+        does not decode as a SubmitJobsRequest (it is answered INVALID_REQUEST
+        with an empty `correlation_id`); only a failed authentication (checked
+        once, when the stream opens) or a transport fault does. The server
+        answers every item read before the client half-closes, then ends the
+        stream with OK.
         """
 
 def add_JobServiceServicer_to_server(servicer: JobServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

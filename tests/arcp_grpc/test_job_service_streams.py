@@ -100,17 +100,21 @@ async def raw_run(channel: grpc.aio.Channel, request: pb.RunJobRequest) -> list[
 
 
 async def raw_submit_many(
-    channel: grpc.aio.Channel, requests: Iterable[pb.SubmitJobsRequest], token: str = "tok-alice"
+    channel: grpc.aio.Channel,
+    requests: Iterable[pb.SubmitJobsRequest | bytes],
+    token: str = "tok-alice",
 ) -> list[bytes]:
-    """Every SubmitJobs answer as it crossed the wire, in the order they came."""
+    """Every SubmitJobs answer as it crossed the wire, in the order they came; a `bytes`
+    item is sent as it is."""
     method = channel.stream_stream(
         SUBMIT_MANY,
-        request_serializer=pb.SubmitJobsRequest.SerializeToString,
+        request_serializer=lambda body: body,
         response_deserializer=lambda body: body,
     )
+    items = [r if isinstance(r, bytes) else r.SerializeToString() for r in requests]
 
     async def read() -> list[bytes]:
-        return [answer async for answer in method(iter(requests), metadata=bearer(token))]
+        return [answer async for answer in method(iter(items), metadata=bearer(token))]
 
     return await asyncio.wait_for(read(), SAFETY)
 
@@ -269,9 +273,18 @@ async def test_submit_jobs_answers_each_item_and_bad_items_do_not_end_the_stream
         _item("conflict", submit_request("echo", {"v": 99}, key="K-held")),
         _item("long-key", submit_request("echo", key="k" * 300)),
     ]
-    interleaved = [good[0], *bad[:2], good[1], good[2], *bad[2:], *good[3:]]
+    undecodable = b"\xff\xff\xff"  # not a SubmitJobsRequest at all: answered with no id
+    interleaved: list[pb.SubmitJobsRequest | bytes] = [
+        good[0],
+        *bad[:2],
+        good[1],
+        undecodable,
+        good[2],
+        *bad[2:],
+        *good[3:],
+    ]
     answers = _by_id(await raw_submit_many(env.channel, interleaved))
-    assert set(answers) == {i.correlation_id for i in interleaved}
+    assert set(answers) == {i.correlation_id for i in [*good, *bad]} | {""}
 
     expected = {
         "unknown-agent": (code_pb2.NOT_FOUND, "AGENT_NOT_AVAILABLE"),
@@ -279,6 +292,7 @@ async def test_submit_jobs_answers_each_item_and_bad_items_do_not_end_the_stream
         "no-submit": (code_pb2.INVALID_ARGUMENT, "INVALID_REQUEST"),
         "conflict": (code_pb2.ALREADY_EXISTS, "DUPLICATE_KEY"),
         "long-key": (code_pb2.INVALID_ARGUMENT, "INVALID_REQUEST"),
+        "": (code_pb2.INVALID_ARGUMENT, "INVALID_REQUEST"),
     }
     for correlation_id, (code, reason) in expected.items():
         status_code, info = _error_of(answers[correlation_id])
