@@ -1,32 +1,47 @@
 """`arcp.v1.JobService` over grpc.aio: an adapter from RPCs to `JobRuntime`.
 
-Errors are mapped here and only here (`arcp_grpc.grpc_status`). SubmitJob and
-WatchJob responses are framed by hand around bytes serialised once (the
-cached `JobAccepted`, the stored `JobEvent`s), so a replay is the original
-on the wire, byte for byte (§7.2).
+Errors are mapped here and only here (`arcp_grpc.grpc_status`): a failed call
+aborts with the rich status, a refused `SubmitJobs` item carries the same
+status in its answer. Responses that hold a `JobAccepted` or `JobEvent`s
+(SubmitJob, RunJob, SubmitJobs, WatchJob) are framed by hand around bytes
+serialised once (the cached `JobAccepted`, the stored `JobEvent`s), so a
+replay is the original on the wire, byte for byte (§7.2).
+
+`RunJob` is `submit` then `watch` on one stream, so a backend pays one call
+per job; `SubmitJobs` runs up to `SUBMIT_WINDOW` submissions of one stream at
+once and answers each as it completes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from arcp_grpc._runtime import JobRuntime, job_query
-from arcp_grpc._wire import length_delimited
+from arcp_grpc._wire import length_delimited, varint
 from arcp_grpc.auth import Authenticator, Principal
 from arcp_grpc.errors import ARCPError, InternalError, InvalidRequest
-from arcp_grpc.grpc_status import to_status
+from arcp_grpc.grpc_status import rich_status, to_status
 from arcp_grpc.v1 import job_service_pb2 as pb
+from arcp_grpc.v1 import jobs_pb2
 
 __all__ = ["SERVICE_NAME", "JobServiceServicer", "job_service_handler"]
 
 SERVICE_NAME = "arcp.v1.JobService"
 REPLAY_TRAILER = "arcp-replay"
 FRAME_BYTES = 1024 * 1024  # soft cap on one WatchJob response; one event may exceed it
+# SubmitJobs items of one stream submitted but not yet answered on the wire. Enough to keep
+# the store's commits and the event loop busy; beyond it the stream stops reading, so a
+# client that sends faster than it reads is held back by HTTP/2 flow control.
+SUBMIT_WINDOW = 64
+# `replay: true`, field 4 of both RunJobResponse and SubmitJobsResponse (a varint field).
+_REPLAY_TRUE = varint(4 << 3) + varint(1)
 
 log = logging.getLogger("arcp_grpc.job_service")
 
@@ -49,12 +64,26 @@ def _unary_edge(
     return wrapper
 
 
+def _arcp_error(exc: Exception, rpc: str) -> ARCPError:
+    """An ARCP error as raised, or INTERNAL_ERROR (logged) for anything else."""
+    if isinstance(exc, ARCPError):
+        return exc
+    log.exception("unexpected failure in %s", rpc)
+    return InternalError("internal error")
+
+
 async def _abort(context: Ctx, exc: Exception, rpc: str) -> None:
     """The one mapping of a failure to a gRPC status (AIP-193); never a stack trace."""
-    if not isinstance(exc, ARCPError):
-        log.exception("unexpected failure in %s", rpc)
-        exc = InternalError("internal error")
-    await context.abort_with_status(to_status(exc))
+    await context.abort_with_status(to_status(_arcp_error(exc, rpc)))
+
+
+def _submission_of(
+    request: pb.SubmitJobRequest | pb.RunJobRequest | pb.SubmitJobsRequest,
+) -> jobs_pb2.JobSubmit:
+    """The request's `JobSubmit`, which every submitting RPC requires."""
+    if not request.HasField("submit"):
+        raise InvalidRequest("submit is required", details={"field": "submit"})
+    return request.submit
 
 
 class JobServiceServicer:
@@ -63,6 +92,9 @@ class JobServiceServicer:
     def __init__(self, runtime: JobRuntime, auth: Authenticator) -> None:
         self._runtime = runtime
         self._auth = auth
+        # SubmitJobs items in flight, held here so that a stream that ends early (the
+        # client went away) never leaves a submission half done or its task unreferenced.
+        self._items: set[asyncio.Task[None]] = set()
 
     def _principal(self, context: Ctx) -> Principal:
         header = None
@@ -75,9 +107,7 @@ class JobServiceServicer:
     @_unary_edge
     async def SubmitJob(self, request: pb.SubmitJobRequest, context: Ctx) -> bytes:
         principal = self._principal(context)
-        if not request.HasField("submit"):
-            raise InvalidRequest("submit is required", details={"field": "submit"})
-        submission = await self._runtime.submit(principal, request.submit)
+        submission = await self._runtime.submit(principal, _submission_of(request))
         # In the trailers: sending initial metadata on its own costs an extra write and a
         # wait, which measured as ~0.25 ms on a ~0.7 ms call.
         context.set_trailing_metadata(((REPLAY_TRAILER, "true" if submission.replay else "false"),))
@@ -121,6 +151,99 @@ class JobServiceServicer:
                     yield frame
         except Exception as exc:
             await _abort(context, exc, "WatchJob")
+
+    async def RunJob(self, request: pb.RunJobRequest, context: Ctx) -> AsyncIterator[bytes]:
+        try:
+            principal = self._principal(context)
+            submission = await self._runtime.submit(principal, _submission_of(request))
+            first = length_delimited(3, submission.accepted)  # RunJobResponse.accepted
+            yield (first + _REPLAY_TRUE) if submission.replay else first
+            async for batch in self._runtime.watch(principal, submission.job_id, 0):
+                # RunJobResponse.events and .outcome are numbered as WatchJobResponse's.
+                for frame in _frames(batch.events, batch.outcome):
+                    yield frame
+        except Exception as exc:
+            await _abort(context, exc, "RunJob")
+
+    async def SubmitJobs(
+        self, requests: AsyncIterator[bytes], context: Ctx
+    ) -> AsyncIterator[bytes]:
+        try:
+            principal = self._principal(context)
+            stream = _SubmitStream(self._runtime, principal, self._items)
+            async for answer in stream.answers(requests):
+                yield answer
+        except Exception as exc:
+            await _abort(context, exc, "SubmitJobs")
+
+
+class _SubmitStream:
+    """One SubmitJobs stream: reads items, submits up to `SUBMIT_WINDOW` at once, and
+    hands back each item's `SubmitJobsResponse` bytes in completion order.
+
+    A window slot is taken when an item is read and given back once its answer has been
+    written, so memory per stream is bounded whatever the client does. Per-item failures
+    become answers, an item that does not even decode included (it is parsed here, not by
+    grpc, whose failure would end the stream); only a failure to read the stream ends it.
+    """
+
+    def __init__(
+        self, runtime: JobRuntime, principal: Principal, items: set[asyncio.Task[None]]
+    ) -> None:
+        self._runtime = runtime
+        self._principal = principal
+        self._items = items
+        self._window = asyncio.Semaphore(SUBMIT_WINDOW)
+        self._ready: asyncio.Queue[bytes | Exception | None] = asyncio.Queue()
+
+    async def answers(self, requests: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        reader = asyncio.create_task(self._read(requests))
+        try:
+            while (answer := await self._ready.get()) is not None:
+                if isinstance(answer, Exception):
+                    raise answer
+                yield answer
+                self._window.release()
+        finally:
+            reader.cancel()
+
+    async def _read(self, requests: AsyncIterator[bytes]) -> None:
+        try:
+            async for raw in requests:
+                await self._window.acquire()
+                try:
+                    request = pb.SubmitJobsRequest.FromString(raw)
+                except DecodeError:
+                    # No correlation id can be read from it: answered with none.
+                    undecodable = InvalidRequest("the item is not a SubmitJobsRequest")
+                    self._ready.put_nowait(_refusal(b"", undecodable))
+                    continue
+                item = asyncio.create_task(self._answer(request))
+                self._items.add(item)
+                item.add_done_callback(self._items.discard)
+            for _ in range(SUBMIT_WINDOW):  # every slot back: every answer written
+                await self._window.acquire()
+        except Exception as exc:
+            self._ready.put_nowait(exc)
+        else:
+            self._ready.put_nowait(None)
+
+    async def _answer(self, request: pb.SubmitJobsRequest) -> None:
+        correlation = request.correlation_id.encode()
+        head = length_delimited(1, correlation) if correlation else b""  # .correlation_id
+        try:
+            submitted = await self._runtime.submit(self._principal, _submission_of(request))
+        except Exception as exc:
+            self._ready.put_nowait(_refusal(head, _arcp_error(exc, "SubmitJobs")))
+            return
+        answer = head + length_delimited(2, submitted.accepted)  # .accepted
+        self._ready.put_nowait((answer + _REPLAY_TRUE) if submitted.replay else answer)
+
+
+def _refusal(head: bytes, error: ARCPError) -> bytes:
+    """A `SubmitJobsResponse` refusing one item: its correlation id field, then the error."""
+    status = rich_status(error).SerializeToString()
+    return head + length_delimited(3, status)  # SubmitJobsResponse.error
 
 
 def _frames(events: Sequence[bytes], outcome: bytes | None) -> Iterator[bytes]:
@@ -178,6 +301,16 @@ def job_service_handler(servicer: JobServiceServicer) -> grpc.GenericRpcHandler:
             servicer.ListAgents,
             request_deserializer=pb.ListAgentsRequest.FromString,
             response_serializer=pb.ListAgentsResponse.SerializeToString,
+        ),
+        "RunJob": grpc.unary_stream_rpc_method_handler(
+            servicer.RunJob,
+            request_deserializer=pb.RunJobRequest.FromString,
+            response_serializer=_raw,
+        ),
+        "SubmitJobs": grpc.stream_stream_rpc_method_handler(
+            servicer.SubmitJobs,
+            request_deserializer=_raw,  # parsed per item, so a bad item is only refused
+            response_serializer=_raw,
         ),
     }
     return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)

@@ -18,7 +18,7 @@ from grpc_status import rpc_status
 
 from arcp_grpc.errors import ARCPError, InternalError, error_class
 
-__all__ = ["ERROR_DOMAIN", "GRPC_CODES", "from_rpc_error", "to_status"]
+__all__ = ["ERROR_DOMAIN", "GRPC_CODES", "from_rpc_error", "rich_status", "to_status"]
 
 ERROR_DOMAIN = "arcp.dev"
 
@@ -41,8 +41,9 @@ GRPC_CODES: dict[str, grpc.StatusCode] = {
 }
 
 
-def to_status(error: ARCPError) -> grpc.Status:
-    """The rich gRPC status for an ARCP error, for ``context.abort_with_status``."""
+def rich_status(error: ARCPError) -> status_pb2.Status:
+    """The ``google.rpc.Status`` of an ARCP error: what a failed call carries, and what a
+    streamed item's answer (`SubmitJobsResponse.error`) carries in place of a failed call."""
     info = error_details_pb2.ErrorInfo(
         reason=error.code,
         domain=ERROR_DOMAIN,
@@ -50,12 +51,16 @@ def to_status(error: ARCPError) -> grpc.Status:
     )
     packed = any_pb2.Any()
     packed.Pack(info)
-    status = status_pb2.Status(
+    return status_pb2.Status(
         code=getattr(code_pb2, GRPC_CODES[error.code].name),
         message=error.message,
         details=[packed],
     )
-    converted: grpc.Status = rpc_status.to_status(status)
+
+
+def to_status(error: ARCPError) -> grpc.Status:
+    """The rich gRPC status for an ARCP error, for ``context.abort_with_status``."""
+    converted: grpc.Status = rpc_status.to_status(rich_status(error))
     return converted
 
 

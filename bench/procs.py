@@ -35,10 +35,31 @@ def rss_mib(pid: int) -> float:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds ``pid`` has used (``/proc/<pid>/stat`` fields 14 and 15)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+    """User + system CPU seconds the server ``pid`` has used, its child processes included:
+    ``/proc/<pid>/stat`` fields 14–17 (utime, stime, and those of reaped children) of ``pid``
+    and of every live descendant, so a server that forks workers is charged for them too."""
+    total = 0
+    for member in _process_tree(pid):
+        try:
+            stat = Path(f"/proc/{member}/stat").read_text()
+        except FileNotFoundError:  # a child that exited between listing and reading
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        total += sum(int(f) for f in fields[11:15])
+    return total / _CLOCK_TICKS
+
+
+def _process_tree(pid: int) -> list[int]:
+    """``pid`` and its live descendants (``/proc/<pid>/task/*/children``), bounded."""
+    tree, index = [pid], 0
+    while index < len(tree) and len(tree) < 256:
+        for children in Path(f"/proc/{tree[index]}/task").glob("*/children"):
+            try:
+                tree.extend(int(child) for child in children.read_text().split())
+            except FileNotFoundError:
+                continue
+        index += 1
+    return tree
 
 
 @dataclass(frozen=True)

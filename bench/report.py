@@ -32,35 +32,64 @@ _PACKAGES = (
     "uvloop",
 )
 
-#: (metric, row label, WebSocket ceiling metric(s), gRPC ceiling metric(s)).
+#: (metric, row label, WebSocket ceiling metric(s), gRPC ceiling metric(s)). Every latency
+#: and rate is followed by the server CPU its scenario cost per unit of work.
 _ROWS: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("handshake_ms", "a. session handshake, ms", ("ws_connect_ms",), ("grpc_connect_ms",)),
+    ("handshake_cpu_us", "a. server CPU per handshake, µs", (), ()),
     ("accepted_ms", "b. submit→accepted p50, ms", ("ws_rtt_ms",), ("grpc_unary_ms",)),
     ("result_ms", "b. submit→result p50, ms", ("ws_rtt_ms",), ("grpc_unary_ms",)),
     ("seq_jobs_per_s", "b. sequential jobs/s, 1 session", ("ws_rtt_per_s",), ("grpc_unary_per_s",)),
+    ("seq_cpu_us", "b. server CPU per job, µs", ("ws_rtt_cpu_us",), ("grpc_unary_cpu_us",)),
     (
         "conc_jobs_per_s",
         "c. concurrent jobs/s, {sessions}",
         ("ws_rtt_conc_per_s", "ws_pipelined_msgs_per_s"),
         ("grpc_unary_conc_per_s",),
     ),
+    (
+        "conc_cpu_us",
+        "c. server CPU per job, µs",
+        ("ws_rtt_conc_cpu_us",),
+        ("grpc_unary_conc_cpu_us",),
+    ),
     ("first_submit_ms", "d. first keyed submit→accepted, ms", ("ws_rtt_ms",), ("grpc_unary_ms",)),
     ("replay_ms", "d. idempotent replay→accepted, ms", ("ws_rtt_ms",), ("grpc_unary_ms",)),
     ("replay_speedup", "d. replay speed-up over first submit, ×", (), ()),
+    ("idem_cpu_us", "d. server CPU per keyed job and its replay, µs", (), ()),
     (
         "events_per_s",
         "e. events/s, one job of {events} events",
         ("ws_push_msgs_per_s", "ws_push_msgs_per_s_nodeflate"),
         ("grpc_stream_msgs_per_s", "grpc_stream_batched_events_per_s"),
     ),
+    ("events_cpu_us", "e. server CPU per event, µs", (), ()),
     (
         "chunk_mb_per_s",
         "f. chunked result MiB/s, {mib} MiB",
         ("ws_push_mb_per_s", "ws_push_mb_per_s_nodeflate"),
         ("grpc_stream_mb_per_s",),
     ),
+    ("chunk_cpu_us", "f. server CPU per MiB of result, µs", (), ()),
     ("rss_last_mib", "g. server RSS after last round, MiB", (), ()),
     ("rss_growth_pct", "g. RSS growth round 1→last, %", (), ()),
+    ("run_accepted_ms", "h. RunJob submit→accepted (1st message) p50, ms", (), ("grpc_unary_ms",)),
+    (
+        "run_result_ms",
+        "h. RunJob submit→result p50 (one call), ms",
+        (),
+        ("grpc_unary_ms", "grpc_stream2_ms"),
+    ),
+    ("run_jobs_per_s", "h. RunJob sequential jobs/s, 1 channel", (), ("grpc_unary_per_s",)),
+    ("run_cpu_us", "h. server CPU per RunJob job, µs", (), ("grpc_unary_cpu_us",)),
+    (
+        "streamed_jobs_per_s",
+        "i. SubmitJobs streamed submits/s, {jobs} jobs on one stream",
+        (),
+        ("grpc_unary_conc_per_s",),
+    ),
+    ("streamed_done_jobs_per_s", "i. SubmitJobs jobs/s until all {jobs} finished", (), ()),
+    ("streamed_cpu_us", "i. server CPU per streamed job (to its end), µs", (), ()),
 )
 
 _CEILING_NOTES = {
@@ -80,6 +109,11 @@ _CEILING_NOTES = {
     "grpc_stream_msgs_per_s": "server stream, 1 event per message, events/s",
     "grpc_stream_batched_events_per_s": "server stream, 32 events per message, events/s",
     "grpc_stream_mb_per_s": "server stream of 48 KiB result_chunk messages, MiB/s",
+    "ws_rtt_cpu_us": "server CPU per sequential round trip, µs",
+    "ws_rtt_conc_cpu_us": "server CPU per round trip, 8 connections, µs",
+    "grpc_unary_cpu_us": "server CPU per sequential unary call, µs",
+    "grpc_stream2_ms": "one call streaming two messages (RunJob's shape: acceptance, outcome), p50",
+    "grpc_unary_conc_cpu_us": "server CPU per unary call, 8 channels, µs",
 }
 
 
@@ -199,6 +233,7 @@ def _main_table(result: RunResult, opts: Options, keys: list[str]) -> list[str]:
             continue
         title = label.format(
             sessions=f"{scale.sessions} sessions × {scale.jobs_per_session} jobs",
+            jobs=f"{scale.sessions * scale.jobs_per_session:,}",
             events=f"{scale.events:,}",
             mib=f"{scale.chunk_bytes / 2**20:g}",
         )
@@ -227,7 +262,17 @@ def _rss_table(result: RunResult, opts: Options, keys: list[str]) -> list[str]:
 
 
 def _cpu_table(result: RunResult, keys: list[str]) -> list[str]:
-    scenarios = ["sequential", "concurrent", "events", "chunked", "ceilings"]
+    scenarios = [
+        "handshake",
+        "sequential",
+        "concurrent",
+        "idempotent",
+        "events",
+        "chunked",
+        "runjob",
+        "streamed",
+        "ceilings",
+    ]
     present = [s for s in scenarios if any(s in result.cpu.get(k, {}) for k in keys)]
     if not present:
         return []
@@ -310,6 +355,86 @@ def _goals(result: RunResult) -> list[str]:
     return lines
 
 
+#: Issue 14's goals: (figure, goal text, ours (key, metric), against (key, metric), how the
+#: two compare, the bound). "ratio" is ours / against (met when ≤ bound: latency or CPU over
+#: a ceiling or the reference); "better" is ``better_ratio`` (met when ≥ bound: > 1 is better).
+_JOB_PATH_GOALS: tuple[tuple[str, str, tuple[str, str], tuple[str, str], str, float], ...] = (
+    (
+        "JobService SubmitJob p50 / grpc.aio unary ceiling",
+        "≤ 1.2×",
+        ("grpc", "accepted_ms"),
+        ("grpc-raw", "grpc_unary_ms"),
+        "ratio",
+        1.2,
+    ),
+    (
+        "JobService submit→result p50 (one call, RunJob) / unary ceiling",
+        "≤ 1.5×",
+        ("grpc", "run_result_ms"),
+        ("grpc-raw", "grpc_unary_ms"),
+        "ratio",
+        1.5,
+    ),
+    (
+        "JobService streamed submits jobs/s vs the reference's concurrent jobs/s (lean client)",
+        "≥ 1.0×",
+        ("grpc", "streamed_jobs_per_s"),
+        ("ref-lean", "conc_jobs_per_s"),
+        "better",
+        1.0,
+    ),
+    (
+        "gateway submit→accepted p50 vs reference (published client)",
+        "≥ 1.0×",
+        ("gw-client", "accepted_ms"),
+        ("ref-client", "accepted_ms"),
+        "better",
+        1.0,
+    ),
+    (
+        "gateway concurrent jobs/s (8×500) vs reference (published client)",
+        "≥ 1.0×",
+        ("gw-client", "conc_jobs_per_s"),
+        ("ref-client", "conc_jobs_per_s"),
+        "better",
+        1.0,
+    ),
+    (
+        "server CPU per echo job vs reference (scenario c, lean client)",
+        "≤ 1.0×",
+        ("gw-lean", "conc_cpu_us"),
+        ("ref-lean", "conc_cpu_us"),
+        "ratio",
+        1.0,
+    ),
+)
+
+
+def _job_path_goals(result: RunResult) -> list[str]:
+    """Issue 14 goals as a table, each computed from this run's medians, or "not measured"
+    when a figure it needs was not part of the run."""
+    lines = [
+        "| figure | goal | measured | verdict |",
+        "|---|---|---|---|",
+    ]
+    for figure, goal, (key, metric), (other, other_metric), how, bound in _JOB_PATH_GOALS:
+        ours, against = _summary(result, key, metric), _summary(result, other, other_metric)
+        if ours is None or against is None:
+            lines.append(f"| {figure} | {goal} | not measured in this run | — |")
+            continue
+        if how == "ratio":
+            value = ours.median / against.median
+            met = value <= bound
+        else:
+            value = better_ratio(
+                ours.median, against.median, lower_is_better=metric in LOWER_IS_BETTER
+            )
+            met = value >= bound
+        measured = f"{_fmt(value)}× ({_fmt(ours.median)} vs {_fmt(against.median)})"
+        lines.append(f"| {figure} | {goal} | {measured} | {'met' if met else 'not met'} |")
+    return lines
+
+
 def render(result: RunResult, opts: Options, machine: dict[str, str], vers: dict[str, str]) -> str:
     """The whole ``RESULTS.md`` for one run."""
     keys = [k for k in result.labels if k not in ("ws-raw", "grpc-raw")]
@@ -386,6 +511,7 @@ def render(result: RunResult, opts: Options, machine: dict[str, str], vers: dict
             "",
         ]
     out += ["## Issue 7 goals", "", *_goals(result), ""]
+    out += ["## Issue 14 goals", "", *_job_path_goals(result), ""]
     if result.errors:
         out += ["## Failures and skips", ""]
         for key, messages in result.errors.items():

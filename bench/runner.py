@@ -19,7 +19,7 @@ from typing import Any
 
 from bench.procs import cpu_seconds, running_server
 from bench.scale import Scale
-from bench.scenarios import SCENARIOS, Figures, rss_rounds
+from bench.scenarios import JOB_API_SCENARIOS, SCENARIOS, Figures, ServerCpu, rss_rounds
 from bench.targets import Column
 from bench.targets.ceilings import CEILING_SCENARIOS, CEILINGS, Ceiling
 from bench.targets.ours import columns as ours_columns
@@ -131,15 +131,21 @@ async def _measured(
     _log(f"{key} {scenario}: " + ", ".join(f"{k}={v:.4g}" for k, v in figures.items()))
 
 
-def _bind(scenario: str, driver: Any, scale: Scale) -> Callable[[], Awaitable[Figures]]:
-    return lambda: SCENARIOS[scenario](driver, scale)
+def _bind(scenario: str, driver: Any, scale: Scale, pid: int) -> Callable[[], Awaitable[Figures]]:
+    return lambda: SCENARIOS[scenario](driver, scale, _server_cpu(pid))
+
+
+def _server_cpu(pid: int) -> ServerCpu:
+    return lambda: cpu_seconds(pid)
 
 
 async def _run_column(
     column: Column, opts: Options, workdir: Path, result: RunResult, clock: _Clock
 ) -> None:
     lifetime = opts.scale.run_deadline_s + 120
-    scenarios = [s for s in opts.only if s in SCENARIOS]
+    scenarios = [
+        s for s in opts.only if s in SCENARIOS and (column.job_api or s not in JOB_API_SCENARIOS)
+    ]
     if scenarios:
         try:
             async with running_server(
@@ -157,7 +163,7 @@ async def _run_column(
                         scenario,
                         server.pid,
                         clock,
-                        _bind(scenario, driver, opts.scale),
+                        _bind(scenario, driver, opts.scale, server.pid),
                     )
         except Exception as exc:  # a server that cannot start is a finding, not a crash
             result.fail(column.key, f"server: {type(exc).__name__}: {exc}")
@@ -204,7 +210,7 @@ async def _run_ceiling(
                 "ceilings",
                 pid,
                 clock,
-                lambda: ceiling.measure(info, opts.scale, parts),
+                lambda: ceiling.measure(info, opts.scale, parts, _server_cpu(pid)),
             )
     except Exception as exc:
         result.fail(ceiling.key, f"server: {type(exc).__name__}: {exc}")

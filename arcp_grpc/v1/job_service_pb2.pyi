@@ -6,6 +6,7 @@ isort:skip_file
 from arcp_grpc.v1 import events_pb2 as _events_pb2
 from arcp_grpc.v1 import jobs_pb2 as _jobs_pb2
 from collections import abc as _abc
+from google.protobuf import any_pb2 as _any_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
@@ -326,3 +327,188 @@ class ListAgentsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListAgentsResponse: _TypeAlias = ListAgentsResponse  # noqa: Y015
+
+@_typing.final
+class RunJobRequest(_message.Message):
+    """RunJobRequest is the request of JobService.RunJob."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBMIT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def submit(self) -> _jobs_pb2.JobSubmit:
+        """The submission (§7.1)."""
+
+    def __init__(
+        self,
+        *,
+        submit: _jobs_pb2.JobSubmit | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["submit", b"submit"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["submit", b"submit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunJobRequest: _TypeAlias = RunJobRequest  # noqa: Y015
+
+@_typing.final
+class RunJobResponse(_message.Message):
+    """RunJobResponse is one message of the RunJob stream. Fields 1 and 2 have
+    the numbers and meaning of WatchJobResponse's, so every message after the
+    first also decodes as a WatchJobResponse.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENTS_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    ACCEPTED_FIELD_NUMBER: _builtins.int
+    REPLAY_FIELD_NUMBER: _builtins.int
+    replay: _builtins.bool
+    """Set on the first message only: true when `accepted` is an idempotent
+    replay of an earlier submission (what SubmitJob reports in its
+    `arcp-replay` trailer).
+    """
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[_events_pb2.JobEvent]:
+        """Consecutive events in `job_seq` order; empty on the first message."""
+
+    @_builtins.property
+    def outcome(self) -> _jobs_pb2.JobOutcome:
+        """Set on the last message of the stream, once the job has ended."""
+
+    @_builtins.property
+    def accepted(self) -> _jobs_pb2.JobAccepted:
+        """Set on the first message only: the acceptance; for an idempotent
+        replay, the original bytes (§7.2).
+        """
+
+    def __init__(
+        self,
+        *,
+        events: _abc.Iterable[_events_pb2.JobEvent] | None = ...,
+        outcome: _jobs_pb2.JobOutcome | None = ...,
+        accepted: _jobs_pb2.JobAccepted | None = ...,
+        replay: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "outcome", b"outcome"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "events", b"events", "outcome", b"outcome", "replay", b"replay"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunJobResponse: _TypeAlias = RunJobResponse  # noqa: Y015
+
+@_typing.final
+class SubmitJobsRequest(_message.Message):
+    """SubmitJobsRequest is one submission on the SubmitJobs stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CORRELATION_ID_FIELD_NUMBER: _builtins.int
+    SUBMIT_FIELD_NUMBER: _builtins.int
+    correlation_id: _builtins.str
+    """The caller's id for this item, echoed on its response so the caller can
+    match answers that arrive in completion order. Opaque to the server;
+    keep it unique among the items in flight.
+    """
+    @_builtins.property
+    def submit(self) -> _jobs_pb2.JobSubmit:
+        """The submission (§7.1)."""
+
+    def __init__(
+        self,
+        *,
+        correlation_id: _builtins.str = ...,
+        submit: _jobs_pb2.JobSubmit | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["submit", b"submit"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["correlation_id", b"correlation_id", "submit", b"submit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitJobsRequest: _TypeAlias = SubmitJobsRequest  # noqa: Y015
+
+@_typing.final
+class SubmitJobsResponse(_message.Message):
+    """SubmitJobsResponse answers one SubmitJobsRequest."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CORRELATION_ID_FIELD_NUMBER: _builtins.int
+    ACCEPTED_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    REPLAY_FIELD_NUMBER: _builtins.int
+    correlation_id: _builtins.str
+    """The `correlation_id` of the request this answers; empty for an item
+    that did not decode (its id could not be read).
+    """
+    replay: _builtins.bool
+    """True when `accepted` is an idempotent replay of an earlier submission."""
+    @_builtins.property
+    def accepted(self) -> _jobs_pb2.JobAccepted:
+        """The acceptance; for an idempotent replay, the original bytes (§7.2)."""
+
+    @_builtins.property
+    def error(self) -> Global___RpcStatus:
+        """Why the item was refused, as the unary calls' error status: the gRPC
+        code, a message and exactly one google.rpc.ErrorInfo whose `reason` is
+        the ARCP code (§12), for example ALREADY_EXISTS with `DUPLICATE_KEY`.
+        """
+
+    def __init__(
+        self,
+        *,
+        correlation_id: _builtins.str = ...,
+        accepted: _jobs_pb2.JobAccepted | None = ...,
+        error: Global___RpcStatus | None = ...,
+        replay: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "error", b"error", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "correlation_id", b"correlation_id", "error", b"error", "replay", b"replay", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["accepted", "error"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___SubmitJobsResponse: _TypeAlias = SubmitJobsResponse  # noqa: Y015
+
+@_typing.final
+class RpcStatus(_message.Message):
+    """RpcStatus has the field numbers and types of google.rpc.Status, so its
+    bytes decode as a google.rpc.Status in any language; arcp.v1 declares its
+    own copy to keep the contract free of external dependencies.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    DETAILS_FIELD_NUMBER: _builtins.int
+    code: _builtins.int
+    """The gRPC status code (google.rpc.Code), for example 6 (ALREADY_EXISTS)."""
+    message: _builtins.str
+    """A developer-facing message; never a stack trace."""
+    @_builtins.property
+    def details(self) -> _containers.RepeatedCompositeFieldContainer[_any_pb2.Any]:
+        """Exactly one google.rpc.ErrorInfo with `domain` "arcp.dev", `reason` the
+        ARCP code and `metadata` holding `retryable` and string-valued details.
+        """
+
+    def __init__(
+        self,
+        *,
+        code: _builtins.int = ...,
+        message: _builtins.str = ...,
+        details: _abc.Iterable[_any_pb2.Any] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "details", b"details", "message", b"message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RpcStatus: _TypeAlias = RpcStatus  # noqa: Y015

@@ -69,6 +69,16 @@ class JobServiceStub:
                 request_serializer=arcp_dot_v1_dot_job__service__pb2.ListAgentsRequest.SerializeToString,
                 response_deserializer=arcp_dot_v1_dot_job__service__pb2.ListAgentsResponse.FromString,
                 _registered_method=True)
+        self.RunJob = channel.unary_stream(
+                '/arcp.v1.JobService/RunJob',
+                request_serializer=arcp_dot_v1_dot_job__service__pb2.RunJobRequest.SerializeToString,
+                response_deserializer=arcp_dot_v1_dot_job__service__pb2.RunJobResponse.FromString,
+                _registered_method=True)
+        self.SubmitJobs = channel.stream_stream(
+                '/arcp.v1.JobService/SubmitJobs',
+                request_serializer=arcp_dot_v1_dot_job__service__pb2.SubmitJobsRequest.SerializeToString,
+                response_deserializer=arcp_dot_v1_dot_job__service__pb2.SubmitJobsResponse.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -127,6 +137,37 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RunJob(self, request, context):
+        """RunJob submits a job and follows it to its end in one call: SubmitJob
+        and WatchJob(after_seq 0) as one server stream. The first message
+        carries the JobAccepted (for an idempotent replay the original bytes,
+        unchanged, and `replay` true, §7.2); the next ones the job's events in
+        `job_seq` order; the last one the outcome (§7.3). A refused submission
+        fails the call with the status SubmitJob would return. A replay
+        follows the original job from its first event; to resume a lost stream
+        without repeats, use WatchJob with the last `job_seq` seen.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitJobs(self, request_iterator, context):
+        """SubmitJobs submits many jobs over one stream. Each request is one
+        submission with the caller's `correlation_id`; each response answers
+        one request, carrying that id and either the item's JobAccepted (for an
+        idempotent replay the original bytes, §7.2) or the item's error. Items
+        are processed concurrently, so responses come in completion order, not
+        request order. A refused item never ends the stream, not even one that
+        does not decode as a SubmitJobsRequest (it is answered INVALID_REQUEST
+        with an empty `correlation_id`); only a failed authentication (checked
+        once, when the stream opens) or a transport fault does. The server
+        answers every item read before the client half-closes, then ends the
+        stream with OK.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -159,6 +200,16 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.ListAgents,
                     request_deserializer=arcp_dot_v1_dot_job__service__pb2.ListAgentsRequest.FromString,
                     response_serializer=arcp_dot_v1_dot_job__service__pb2.ListAgentsResponse.SerializeToString,
+            ),
+            'RunJob': grpc.unary_stream_rpc_method_handler(
+                    servicer.RunJob,
+                    request_deserializer=arcp_dot_v1_dot_job__service__pb2.RunJobRequest.FromString,
+                    response_serializer=arcp_dot_v1_dot_job__service__pb2.RunJobResponse.SerializeToString,
+            ),
+            'SubmitJobs': grpc.stream_stream_rpc_method_handler(
+                    servicer.SubmitJobs,
+                    request_deserializer=arcp_dot_v1_dot_job__service__pb2.SubmitJobsRequest.FromString,
+                    response_serializer=arcp_dot_v1_dot_job__service__pb2.SubmitJobsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -328,6 +379,60 @@ class JobService:
             '/arcp.v1.JobService/ListAgents',
             arcp_dot_v1_dot_job__service__pb2.ListAgentsRequest.SerializeToString,
             arcp_dot_v1_dot_job__service__pb2.ListAgentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/arcp.v1.JobService/RunJob',
+            arcp_dot_v1_dot_job__service__pb2.RunJobRequest.SerializeToString,
+            arcp_dot_v1_dot_job__service__pb2.RunJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitJobs(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/arcp.v1.JobService/SubmitJobs',
+            arcp_dot_v1_dot_job__service__pb2.SubmitJobsRequest.SerializeToString,
+            arcp_dot_v1_dot_job__service__pb2.SubmitJobsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -58,6 +58,29 @@ class JobServiceStub:
     """
     ListAgents: _grpc.UnaryUnaryMultiCallable[_job_service_pb2.ListAgentsRequest, _job_service_pb2.ListAgentsResponse]
     """ListAgents returns the agent inventory (§7.5)."""
+    RunJob: _grpc.UnaryStreamMultiCallable[_job_service_pb2.RunJobRequest, _job_service_pb2.RunJobResponse]
+    """RunJob submits a job and follows it to its end in one call: SubmitJob
+    and WatchJob(after_seq 0) as one server stream. The first message
+    carries the JobAccepted (for an idempotent replay the original bytes,
+    unchanged, and `replay` true, §7.2); the next ones the job's events in
+    `job_seq` order; the last one the outcome (§7.3). A refused submission
+    fails the call with the status SubmitJob would return. A replay
+    follows the original job from its first event; to resume a lost stream
+    without repeats, use WatchJob with the last `job_seq` seen.
+    """
+    SubmitJobs: _grpc.StreamStreamMultiCallable[_job_service_pb2.SubmitJobsRequest, _job_service_pb2.SubmitJobsResponse]
+    """SubmitJobs submits many jobs over one stream. Each request is one
+    submission with the caller's `correlation_id`; each response answers
+    one request, carrying that id and either the item's JobAccepted (for an
+    idempotent replay the original bytes, §7.2) or the item's error. Items
+    are processed concurrently, so responses come in completion order, not
+    request order. A refused item never ends the stream, not even one that
+    does not decode as a SubmitJobsRequest (it is answered INVALID_REQUEST
+    with an empty `correlation_id`); only a failed authentication (checked
+    once, when the stream opens) or a transport fault does. The server
+    answers every item read before the client half-closes, then ends the
+    stream with OK.
+    """
 
 @_typing.type_check_only
 class JobServiceAsyncStub(JobServiceStub):
@@ -89,6 +112,29 @@ class JobServiceAsyncStub(JobServiceStub):
     """
     ListAgents: _aio.UnaryUnaryMultiCallable[_job_service_pb2.ListAgentsRequest, _job_service_pb2.ListAgentsResponse]  # type: ignore[assignment]
     """ListAgents returns the agent inventory (§7.5)."""
+    RunJob: _aio.UnaryStreamMultiCallable[_job_service_pb2.RunJobRequest, _job_service_pb2.RunJobResponse]  # type: ignore[assignment]
+    """RunJob submits a job and follows it to its end in one call: SubmitJob
+    and WatchJob(after_seq 0) as one server stream. The first message
+    carries the JobAccepted (for an idempotent replay the original bytes,
+    unchanged, and `replay` true, §7.2); the next ones the job's events in
+    `job_seq` order; the last one the outcome (§7.3). A refused submission
+    fails the call with the status SubmitJob would return. A replay
+    follows the original job from its first event; to resume a lost stream
+    without repeats, use WatchJob with the last `job_seq` seen.
+    """
+    SubmitJobs: _aio.StreamStreamMultiCallable[_job_service_pb2.SubmitJobsRequest, _job_service_pb2.SubmitJobsResponse]  # type: ignore[assignment]
+    """SubmitJobs submits many jobs over one stream. Each request is one
+    submission with the caller's `correlation_id`; each response answers
+    one request, carrying that id and either the item's JobAccepted (for an
+    idempotent replay the original bytes, §7.2) or the item's error. Items
+    are processed concurrently, so responses come in completion order, not
+    request order. A refused item never ends the stream, not even one that
+    does not decode as a SubmitJobsRequest (it is answered INVALID_REQUEST
+    with an empty `correlation_id`); only a failed authentication (checked
+    once, when the stream opens) or a transport fault does. The server
+    answers every item read before the client half-closes, then ends the
+    stream with OK.
+    """
 
 class JobServiceServicer(metaclass=_abc_1.ABCMeta):
     """JobService lets backends submit and control jobs without an ARCP session.
@@ -153,5 +199,40 @@ class JobServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_job_service_pb2.ListAgentsResponse, _abc.Awaitable[_job_service_pb2.ListAgentsResponse]]:
         """ListAgents returns the agent inventory (§7.5)."""
+
+    @_abc_1.abstractmethod
+    def RunJob(
+        self,
+        request: _job_service_pb2.RunJobRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_job_service_pb2.RunJobResponse], _abc.AsyncIterator[_job_service_pb2.RunJobResponse]]:
+        """RunJob submits a job and follows it to its end in one call: SubmitJob
+        and WatchJob(after_seq 0) as one server stream. The first message
+        carries the JobAccepted (for an idempotent replay the original bytes,
+        unchanged, and `replay` true, §7.2); the next ones the job's events in
+        `job_seq` order; the last one the outcome (§7.3). A refused submission
+        fails the call with the status SubmitJob would return. A replay
+        follows the original job from its first event; to resume a lost stream
+        without repeats, use WatchJob with the last `job_seq` seen.
+        """
+
+    @_abc_1.abstractmethod
+    def SubmitJobs(
+        self,
+        request_iterator: _MaybeAsyncIterator[_job_service_pb2.SubmitJobsRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_job_service_pb2.SubmitJobsResponse], _abc.AsyncIterator[_job_service_pb2.SubmitJobsResponse]]:
+        """SubmitJobs submits many jobs over one stream. Each request is one
+        submission with the caller's `correlation_id`; each response answers
+        one request, carrying that id and either the item's JobAccepted (for an
+        idempotent replay the original bytes, §7.2) or the item's error. Items
+        are processed concurrently, so responses come in completion order, not
+        request order. A refused item never ends the stream, not even one that
+        does not decode as a SubmitJobsRequest (it is answered INVALID_REQUEST
+        with an empty `correlation_id`); only a failed authentication (checked
+        once, when the stream opens) or a transport fault does. The server
+        answers every item read before the client half-closes, then ends the
+        stream with OK.
+        """
 
 def add_JobServiceServicer_to_server(servicer: JobServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

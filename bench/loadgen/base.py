@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["ECHO_INPUT", "Conn", "Driver", "ProtocolViolation"]
+__all__ = ["ECHO_INPUT", "Conn", "Driver", "JobApiConn", "ProtocolViolation"]
 
 #: The input every ``echo`` job carries: small, like a typical control-plane submit.
 ECHO_INPUT: dict[str, Any] = {"text": "hello from arcp bench", "n": 1}
@@ -43,4 +43,28 @@ class Driver(Protocol):
 
     async def connect(self) -> Conn:
         """Open a session; the time this takes is the handshake latency."""
+        ...
+
+
+@runtime_checkable
+class JobApiConn(Protocol):
+    """A JobService channel, which also has the calls no ARCP session has (issue 14)."""
+
+    async def run_job_echo(self) -> tuple[float, float]:
+        """``RunJob`` an ``echo``: seconds to the first message (the acceptance) and to the
+        outcome, in one call."""
+        ...
+
+    async def submit_stream(self, count: int) -> float:
+        """``SubmitJobs`` ``count`` echo jobs on one stream; seconds until every one is
+        answered (each answer checked to be an acceptance)."""
+        ...
+
+    async def wait_idle(self) -> None:
+        """Return once the caller has no pending or running job (``ListJobs``); the
+        scenario's timeout bounds the wait."""
+        ...
+
+    async def close(self) -> None:
+        """Release the channel."""
         ...

@@ -2,11 +2,14 @@
 
 A backend that does not want an ARCP session submits with a unary call and follows the job
 with the server stream, whose messages carry events in batches; the last one holds the
-outcome. Requests are built before the clock starts, as in the lean WebSocket generator.
+outcome. It can also do both in one call (``RunJob``) or submit many jobs over one stream
+(``SubmitJobs``): the JobService-only scenarios. Requests are built before the clock starts,
+as in the lean WebSocket generator.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -26,6 +29,10 @@ _MAX_MESSAGES_PER_WATCH = 50_000_000
 #: 8 MiB for a 16 MiB result), so the channel accepts what the core may send.
 _MAX_RECEIVE_BYTES = 64 * 1024 * 1024
 _CHANNEL_OPTIONS = (("grpc.max_receive_message_length", _MAX_RECEIVE_BYTES),)
+#: Between two "anything still running?" polls after a streamed submit: each poll costs the
+#: server a ListJobs, which is charged to the jobs' CPU, so not too often.
+_IDLE_POLL_S = 0.005
+_IDLE_POLLS = 24_000  # two minutes of polls at most; the scenario timeout usually ends it first
 
 
 def _submit_request(
@@ -45,6 +52,7 @@ class GrpcConn:
         self._stub = job_service_pb2_grpc.JobServiceStub(channel)
         self._metadata = metadata
         self._echo = _submit_request("echo", ECHO_INPUT)
+        self._run_echo = job_service_pb2.RunJobRequest(submit=self._echo.submit)
 
     async def _submit(self, request: job_service_pb2.SubmitJobRequest) -> str:
         response = await self._stub.SubmitJob(request, metadata=self._metadata)
@@ -99,6 +107,54 @@ class GrpcConn:
         start = time.perf_counter()
         _, received = await self._watch(await self._submit(request))
         return time.perf_counter() - start, received
+
+    async def run_job_echo(self) -> tuple[float, float]:
+        start = time.perf_counter()
+        accepted = 0.0
+        received = 0
+        async for message in self._stub.RunJob(self._run_echo, metadata=self._metadata):
+            if not accepted:
+                if not message.HasField("accepted"):
+                    raise ProtocolViolation("RunJob's first message has no JobAccepted")
+                accepted = time.perf_counter()
+            if message.HasField("outcome"):
+                if message.outcome.WhichOneof("outcome") != "result":
+                    raise ProtocolViolation(f"job ended with {message.outcome}")
+                return accepted - start, time.perf_counter() - start
+            received += 1
+            if received > _MAX_MESSAGES_PER_WATCH:
+                break
+        raise ProtocolViolation("RunJob ended without an outcome")
+
+    async def submit_stream(self, count: int) -> float:
+        items = [
+            job_service_pb2.SubmitJobsRequest(correlation_id=str(i), submit=self._echo.submit)
+            for i in range(count)
+        ]
+        start = time.perf_counter()
+        answered: set[str] = set()
+        async for answer in self._stub.SubmitJobs(iter(items), metadata=self._metadata):
+            if answer.WhichOneof("result") != "accepted":
+                raise ProtocolViolation(f"item {answer.correlation_id} refused: {answer.error}")
+            answered.add(answer.correlation_id)
+        elapsed = time.perf_counter() - start
+        if len(answered) != count:
+            raise ProtocolViolation(f"{len(answered)} of {count} items answered")
+        return elapsed
+
+    async def wait_idle(self) -> None:
+        live = job_service_pb2.ListJobsRequest(
+            filter=jobs_pb2.ListJobsFilter(
+                status=[jobs_pb2.JOB_STATUS_PENDING, jobs_pb2.JOB_STATUS_RUNNING]
+            ),
+            page_size=1,
+        )
+        for _ in range(_IDLE_POLLS):
+            page = await self._stub.ListJobs(live, metadata=self._metadata)
+            if not page.jobs and not page.next_page_token:
+                return
+            await asyncio.sleep(_IDLE_POLL_S)
+        raise ProtocolViolation("jobs still running long after their submission")
 
     async def close(self) -> None:
         await self._channel.close()

@@ -22,7 +22,9 @@ class Column:
     """One column of the report: a server kind driven by one kind of client.
 
     ``baseline`` names the reference column its ratios are taken against (the one with the
-    same kind of load generator); ``unavailable`` says why it cannot run, if it cannot.
+    same kind of load generator); ``unavailable`` says why it cannot run, if it cannot;
+    ``job_api`` marks a JobService column, which also runs the scenarios only JobService's
+    calls allow (``bench.scenarios.JOB_API_SCENARIOS``).
     """
 
     key: str
@@ -34,3 +36,4 @@ class Column:
     baseline: str | None
     measures_rss: bool
     unavailable: str | None = None
+    job_api: bool = False

@@ -27,6 +27,7 @@ __all__ = [
     "CEILING_SCENARIOS",
     "EVENT_FRAME_CHARS",
     "Ceiling",
+    "ServerCpu",
     "grpc_ceilings",
     "ws_ceilings",
 ]
@@ -49,7 +50,12 @@ CEILING_SCENARIOS = {
     "events": {"events"},
     "chunked": {"chunked"},
     "rss": set(),
+    "runjob": {"rtt"},
+    "streamed": {"concurrent"},
 }
+
+#: Reads the raw server's CPU seconds so far; per-call CPU shows what the transport alone costs.
+ServerCpu = Callable[[], float]
 
 
 def _echo_frame() -> str:
@@ -80,7 +86,7 @@ async def _ws_push(ws: ClientConnection, count: int, size: int) -> float:
     return elapsed
 
 
-async def ws_ceilings(url: str, scale: Scale, parts: set[str]) -> Figures:
+async def ws_ceilings(url: str, scale: Scale, parts: set[str], cpu: ServerCpu) -> Figures:
     """WebSocket ceilings against ``bench.servers.ws_raw`` (library defaults, as the runtimes)."""
     figures: Figures = {}
     frame = _echo_frame()
@@ -95,10 +101,12 @@ async def ws_ceilings(url: str, scale: Scale, parts: set[str]) -> Figures:
     async with connect(url, max_size=None) as ws:
         if "rtt" in parts:
             await _ws_rtt_loop(ws, frame, 50)
+            since = cpu()
             start = time.perf_counter()
             latencies = await _ws_rtt_loop(ws, frame, scale.sequential_jobs)
             figures["ws_rtt_per_s"] = scale.sequential_jobs / (time.perf_counter() - start)
             figures["ws_rtt_ms"] = statistics.median(latencies) * 1e3
+            figures["ws_rtt_cpu_us"] = (cpu() - since) / scale.sequential_jobs * 1e6
         if "pipelined" in parts:
             count = scale.sessions * scale.jobs_per_session
             start = time.perf_counter()
@@ -135,12 +143,16 @@ async def ws_ceilings(url: str, scale: Scale, parts: set[str]) -> Figures:
         conns = [await connect(url, max_size=None) for _ in range(scale.sessions)]
         try:
             await asyncio.gather(*(_ws_rtt_loop(ws, frame, 5) for ws in conns))
+            since = cpu()
             start = time.perf_counter()
             await asyncio.gather(*(_ws_rtt_loop(ws, frame, scale.jobs_per_session) for ws in conns))
             elapsed = time.perf_counter() - start
+            used = cpu() - since
         finally:
             await asyncio.gather(*(ws.close() for ws in conns), return_exceptions=True)
-        figures["ws_rtt_conc_per_s"] = scale.sessions * scale.jobs_per_session / elapsed
+        round_trips = scale.sessions * scale.jobs_per_session
+        figures["ws_rtt_conc_per_s"] = round_trips / elapsed
+        figures["ws_rtt_conc_cpu_us"] = used / round_trips * 1e6
     return figures
 
 
@@ -171,7 +183,7 @@ async def _stream_count(channel: grpc.aio.Channel, method: str, request: str) ->
     return events, chunk_bytes
 
 
-async def grpc_ceilings(address: str, scale: Scale, parts: set[str]) -> Figures:
+async def grpc_ceilings(address: str, scale: Scale, parts: set[str], cpu: ServerCpu) -> Figures:
     """grpc.aio ceilings against ``bench.servers.grpc_raw``."""
     figures: Figures = {}
     payload = _echo_frame().encode()
@@ -186,10 +198,19 @@ async def grpc_ceilings(address: str, scale: Scale, parts: set[str]) -> Figures:
     async with grpc.aio.insecure_channel(address) as channel:
         if "rtt" in parts:
             await _unary_loop(channel, payload, 50)
+            since = cpu()
             start = time.perf_counter()
             latencies = await _unary_loop(channel, payload, scale.sequential_jobs)
             figures["grpc_unary_per_s"] = scale.sequential_jobs / (time.perf_counter() - start)
             figures["grpc_unary_ms"] = statistics.median(latencies) * 1e3
+            figures["grpc_unary_cpu_us"] = (cpu() - since) / scale.sequential_jobs * 1e6
+            # RunJob's floor: one call whose stream carries two messages (acceptance, outcome).
+            streams = []
+            for _ in range(scale.sequential_jobs):
+                start = time.perf_counter()
+                await _stream_count(channel, "/bench.Raw/Events", "2:1")
+                streams.append(time.perf_counter() - start)
+            figures["grpc_stream2_ms"] = statistics.median(streams) * 1e3
         if "events" in parts:
             await _stream_count(channel, "/bench.Raw/Events", "100:1")
             start = time.perf_counter()
@@ -208,14 +229,18 @@ async def grpc_ceilings(address: str, scale: Scale, parts: set[str]) -> Figures:
         channels = [grpc.aio.insecure_channel(address) for _ in range(scale.sessions)]
         try:
             await asyncio.gather(*(_unary_loop(ch, payload, 5) for ch in channels))
+            since = cpu()
             start = time.perf_counter()
             await asyncio.gather(
                 *(_unary_loop(ch, payload, scale.jobs_per_session) for ch in channels)
             )
             elapsed = time.perf_counter() - start
+            used = cpu() - since
         finally:
             await asyncio.gather(*(ch.close() for ch in channels), return_exceptions=True)
-        figures["grpc_unary_conc_per_s"] = scale.sessions * scale.jobs_per_session / elapsed
+        calls = scale.sessions * scale.jobs_per_session
+        figures["grpc_unary_conc_per_s"] = calls / elapsed
+        figures["grpc_unary_conc_cpu_us"] = used / calls * 1e6
     return figures
 
 
@@ -226,15 +251,19 @@ class Ceiling:
     key: str
     label: str
     server_module: str
-    measure: Callable[[dict[str, Any], Scale, set[str]], Awaitable[Figures]]
+    measure: Callable[[dict[str, Any], Scale, set[str], ServerCpu], Awaitable[Figures]]
 
 
-def _measure_ws(info: dict[str, Any], scale: Scale, parts: set[str]) -> Awaitable[Figures]:
-    return ws_ceilings(info["url"], scale, parts)
+def _measure_ws(
+    info: dict[str, Any], scale: Scale, parts: set[str], cpu: ServerCpu
+) -> Awaitable[Figures]:
+    return ws_ceilings(info["url"], scale, parts, cpu)
 
 
-def _measure_grpc(info: dict[str, Any], scale: Scale, parts: set[str]) -> Awaitable[Figures]:
-    return grpc_ceilings(info["grpc"], scale, parts)
+def _measure_grpc(
+    info: dict[str, Any], scale: Scale, parts: set[str], cpu: ServerCpu
+) -> Awaitable[Figures]:
+    return grpc_ceilings(info["grpc"], scale, parts, cpu)
 
 
 CEILINGS = (

@@ -94,5 +94,6 @@ def columns() -> list[Column]:
             baseline=REFERENCE_LEAN,
             measures_rss=True,
             unavailable=core,
+            job_api=True,
         ),
     ]

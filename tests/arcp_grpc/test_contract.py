@@ -6,8 +6,11 @@ lacks fails the test rather than silently shrinking the contract.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from google.protobuf.descriptor import Descriptor
+from google.rpc import status_pb2
 
 from arcp_grpc.v1 import (
     errors_pb2,
@@ -246,10 +249,38 @@ def test_job_service_has_every_rpc() -> None:
         "CancelJob",
         "WatchJob",
         "ListAgents",
+        "RunJob",
+        "SubmitJobs",
     }
-    watch = service.methods_by_name["WatchJob"]
-    assert watch.server_streaming
-    assert not watch.client_streaming
+    for server_stream in ("WatchJob", "RunJob"):
+        method = service.methods_by_name[server_stream]
+        assert method.server_streaming
+        assert not method.client_streaming
+    submit_many = service.methods_by_name["SubmitJobs"]
+    assert submit_many.client_streaming
+    assert submit_many.server_streaming
+
+
+def _wire_shape(field: Any) -> tuple[int, int, bool, str]:
+    """What decides how a field is encoded: number, type, repetition, message type."""
+    message = field.message_type.full_name if field.message_type is not None else ""
+    return field.number, field.type, field.is_repeated, message
+
+
+def test_streamed_submit_answers_mirror_the_unary_ones() -> None:
+    """RunJob's later messages decode as WatchJobResponse (same numbers and types), and a
+    SubmitJobs item's error has google.rpc.Status's wire shape, so clients reuse both."""
+    run = job_service_pb2.RunJobResponse.DESCRIPTOR.fields_by_name
+    watch = job_service_pb2.WatchJobResponse.DESCRIPTOR.fields_by_name
+    for name, field in watch.items():
+        assert _wire_shape(run[name]) == _wire_shape(field), name
+    status = status_pb2.Status.DESCRIPTOR.fields_by_name
+    ours = job_service_pb2.RpcStatus.DESCRIPTOR.fields_by_name
+    assert set(ours) == set(status)
+    for name, rpc_field in status.items():
+        assert _wire_shape(ours[name]) == _wire_shape(rpc_field), name
+    oneof = job_service_pb2.SubmitJobsResponse.DESCRIPTOR.oneofs_by_name["result"]
+    assert {f.name for f in oneof.fields} == {"accepted", "error"}
 
 
 def test_session_service_connect_is_bidirectional() -> None:

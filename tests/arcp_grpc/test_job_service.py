@@ -5,7 +5,7 @@ paging, gRPC health checking and server reflection."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -43,11 +43,24 @@ async def _every_rpc(stub: Stub, metadata: Any) -> list[grpc.aio.AioRpcError]:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await call()
         errors.append(caught.value)
-    with pytest.raises(grpc.aio.AioRpcError) as watched:
-        async for _ in stub.WatchJob(pb.WatchJobRequest(job_id="job_x"), metadata=metadata):
-            pass
-    errors.append(watched.value)
+    streams: list[Callable[[], AsyncIterable[object]]] = [
+        lambda: stub.WatchJob(pb.WatchJobRequest(job_id="job_x"), metadata=metadata),
+        lambda: stub.RunJob(pb.RunJobRequest(submit=_echo_submit()), metadata=metadata),
+        lambda: stub.SubmitJobs(
+            iter([pb.SubmitJobsRequest(correlation_id="1", submit=_echo_submit())]),
+            metadata=metadata,
+        ),
+    ]
+    for stream in streams:
+        with pytest.raises(grpc.aio.AioRpcError) as streamed:
+            async for _ in stream():
+                pass
+        errors.append(streamed.value)
     return errors
+
+
+def _echo_submit() -> jobs_pb2.JobSubmit:
+    return submit_request("echo", {"x": 1}).submit
 
 
 @pytest.mark.parametrize(
@@ -61,9 +74,10 @@ async def _every_rpc(stub: Stub, metadata: Any) -> list[grpc.aio.AioRpcError]:
     ids=["missing", "wrong-token", "wrong-scheme", "empty-token"],
 )
 async def test_every_rpc_requires_a_valid_bearer_token(stub: Stub, metadata: Any) -> None:
-    """§6.1: no principal, no service, on each of the six RPCs."""
+    """§6.1: no principal, no service, on each RPC of the contract (an RPC the servicer
+    lacked would answer UNIMPLEMENTED)."""
     errors = await _every_rpc(stub, metadata)
-    assert len(errors) == 6
+    assert len(errors) == len(pb.DESCRIPTOR.services_by_name["JobService"].methods)
     for error in errors:
         assert error.code() == grpc.StatusCode.UNAUTHENTICATED
         assert arcp_error(error).code == "UNAUTHENTICATED"

@@ -3,7 +3,9 @@
 // and Connect's gRPC transport. It proves the contract serves a non-Python
 // backend: bearer metadata (§6.1), the agent inventory (§7.5), submit and
 // watch to the terminal outcome (§7.1, §7.3, §8), idempotent replay (§7.2),
-// DUPLICATE_KEY in google.rpc.ErrorInfo (§12, AIP-193) and cancel (§7.4).
+// DUPLICATE_KEY in google.rpc.ErrorInfo (§12, AIP-193), cancel (§7.4), RunJob
+// (submit and follow in one call) and SubmitJobs (many submissions on one
+// bidirectional stream, each answered under its correlation id).
 //
 // Environment: ARCP_GRPC_ADDRESS ("127.0.0.1:PORT") and ARCP_TOKEN.
 
@@ -11,15 +13,19 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { describe, test } from "node:test";
 
-import { equals, fromJson, toBinary, toJson, type JsonValue } from "@bufbuild/protobuf";
-import { ValueSchema } from "@bufbuild/protobuf/wkt";
+import { create, equals, fromJson, toBinary, toJson, type JsonValue } from "@bufbuild/protobuf";
+import { anyUnpack, ValueSchema } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 
 import { ErrorCode } from "./gen/ts/arcp/v1/errors_pb.js";
 import {
   JobService,
+  type RunJobResponse,
   type SubmitJobResponse,
+  SubmitJobsRequestSchema,
+  type SubmitJobsRequest,
+  type SubmitJobsResponse,
   type WatchJobResponse,
 } from "./gen/ts/arcp/v1/job_service_pb.js";
 import {
@@ -122,6 +128,26 @@ async function watch(
   return { seqs, kinds, outcome };
 }
 
+/** Reads a RunJob stream to its end; only the last message may carry the outcome. */
+async function runJob(
+  agent: string,
+  input: JsonValue,
+  idempotencyKey = "",
+): Promise<RunJobResponse[]> {
+  const messages: RunJobResponse[] = [];
+  const submit = { agent, input: fromJson(ValueSchema, input), idempotencyKey };
+  for await (const msg of jobs.runJob({ submit })) {
+    assert.equal(messages.at(-1)?.outcome, undefined, "nothing follows the outcome");
+    messages.push(msg);
+  }
+  assert.ok(messages.length >= 2, "an acceptance and an outcome at least");
+  return messages;
+}
+
+async function* streamOf<T>(items: T[]): AsyncIterable<T> {
+  yield* items;
+}
+
 describe("arcp.v1.JobService from Node.js (protoc-gen-es + Connect gRPC)", () => {
   test("a call without a bearer token is UNAUTHENTICATED in ErrorInfo.reason", async () => {
     const { code, info } = await failure(anonymous.listAgents({}));
@@ -183,6 +209,99 @@ describe("arcp.v1.JobService from Node.js (protoc-gen-es + Connect gRPC)", () =>
       assert.equal(info.reason, "DUPLICATE_KEY");
       assert.equal(info.metadata["retryable"], "false");
     });
+  });
+
+  describe("RunJob: submit and follow a job in one call", () => {
+    const key = `node-run-${randomUUID()}`;
+    const input = { run: "in one call", n: 1 };
+    let first: RunJobResponse[] = [];
+
+    test("the first message is the acceptance, the last the outcome", async () => {
+      first = await runJob("echo", input, key);
+      const [head, ...rest] = first;
+      assert.ok(head.accepted, "the first message carries JobAccepted");
+      assert.equal(head.accepted.agent, "echo@1.0.0");
+      assert.equal(head.replay, false);
+      assert.equal(head.outcome, undefined);
+      assert.ok(rest.every((m) => m.accepted === undefined), "only the first has JobAccepted");
+      const outcome = first.at(-1)?.outcome;
+      assert.ok(outcome, "the last message carries the outcome");
+      assert.equal(outcome.outcome.case, "result", `expected a result, got ${outcome.outcome.case}`);
+      assert.equal(outcome.outcome.value.jobId, head.accepted.jobId);
+      assert.equal(outcome.outcome.value.result.case, "value");
+      assert.deepEqual(toJson(ValueSchema, outcome.outcome.value.result.value), input);
+    });
+
+    test("the same key replays the acceptance byte for byte, then the same outcome", async () => {
+      const [original] = first;
+      assert.ok(original?.accepted);
+      const again = await runJob("echo", input, key);
+      assert.equal(again[0].replay, true);
+      assert.ok(again[0].accepted);
+      assert.deepEqual(
+        toBinary(JobAcceptedSchema, again[0].accepted),
+        toBinary(JobAcceptedSchema, original.accepted),
+      );
+      const outcome = again.at(-1)?.outcome;
+      const originalOutcome = first.at(-1)?.outcome;
+      assert.ok(outcome && originalOutcome, "both streams end with the outcome");
+      assert.ok(equals(JobOutcomeSchema, outcome, originalOutcome), "the original job's outcome");
+    });
+  });
+
+  test("SubmitJobs answers each item under its correlation id; a bad item is its own error", async () => {
+    const key = `node-many-${randomUUID()}`;
+    const held = await submit("echo", { held: true }, key);
+    assert.ok(held.response.accepted);
+    const items: SubmitJobsRequest[] = [];
+    const item = (correlationId: string, agent: string, input: JsonValue, idempotencyKey = "") =>
+      items.push(
+        create(SubmitJobsRequestSchema, {
+          correlationId,
+          submit: { agent, input: fromJson(ValueSchema, input), idempotencyKey },
+        }),
+      );
+    for (let i = 0; i < 5; i++) item(`good-${i}`, "echo", { i });
+    item("unknown-agent", "nosuch", {});
+    item("conflict", "echo", { held: false }, key);
+    item("replay", "echo", { held: true }, key);
+
+    const answers = new Map<string, SubmitJobsResponse>();
+    for await (const answer of jobs.submitJobs(streamOf(items))) {
+      assert.ok(!answers.has(answer.correlationId), "each item is answered once");
+      answers.set(answer.correlationId, answer);
+    }
+    assert.deepEqual([...answers.keys()].sort(), items.map((i) => i.correlationId).sort());
+    for (let i = 0; i < 5; i++) {
+      const answer = answers.get(`good-${i}`);
+      assert.equal(answer?.result.case, "accepted", `good-${i} was accepted`);
+      const { outcome } = await watch(answer.result.value.jobId);
+      assert.equal(outcome.outcome.case, "result");
+    }
+    /** The gRPC code and ErrorInfo of a refused item (RpcStatus is google.rpc.Status's shape). */
+    const refused = (id: string): { code: number; info: ErrorInfo } => {
+      const answer = answers.get(id);
+      assert.equal(answer?.result.case, "error", `${id} was refused`);
+      const infos = answer.result.value.details.map((d) => anyUnpack(d, ErrorInfoSchema));
+      assert.equal(infos.length, 1, "exactly one google.rpc.ErrorInfo");
+      const [info] = infos;
+      assert.ok(info);
+      assert.equal(info.domain, ERROR_DOMAIN);
+      return { code: answer.result.value.code, info };
+    };
+    const unknown = refused("unknown-agent");
+    assert.equal(unknown.code, Code.NotFound);
+    assert.equal(unknown.info.reason, "AGENT_NOT_AVAILABLE");
+    const conflict = refused("conflict");
+    assert.equal(conflict.code, Code.AlreadyExists);
+    assert.equal(conflict.info.reason, "DUPLICATE_KEY");
+    const replay = answers.get("replay");
+    assert.equal(replay?.result.case, "accepted");
+    assert.equal(replay.replay, true);
+    assert.deepEqual(
+      toBinary(JobAcceptedSchema, replay.result.value),
+      toBinary(JobAcceptedSchema, held.response.accepted),
+    );
   });
 
   test("CancelJob ends a running counter job with CANCELLED; WatchJob resumes after_seq", async () => {
