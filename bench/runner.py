@@ -9,10 +9,13 @@ has a deadline after which the remaining scenarios are recorded as skipped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,13 +25,15 @@ from bench.scale import Scale
 from bench.scenarios import JOB_API_SCENARIOS, SCENARIOS, Figures, ServerCpu, rss_rounds
 from bench.targets import Column
 from bench.targets.ceilings import CEILING_SCENARIOS, CEILINGS, Ceiling
+from bench.targets.cluster import POSTGRES_ENV
+from bench.targets.cluster import columns as cluster_columns
 from bench.targets.ours import columns as ours_columns
 from bench.targets.reference import columns as reference_columns
 
 __all__ = ["ALL_SCENARIOS", "ALL_TARGETS", "Options", "RunResult", "all_columns", "run"]
 
 ALL_SCENARIOS = (*SCENARIOS, "rss")
-ALL_TARGETS = ("ceilings", "reference", "ours-gateway", "ours-grpc")
+ALL_TARGETS = ("ceilings", "reference", "ours-gateway", "ours-grpc", "cluster")
 
 
 @dataclass(frozen=True)
@@ -82,7 +87,7 @@ class RunResult:
 
 def all_columns() -> list[Column]:
     """Every runtime column in report order."""
-    return [*reference_columns(), *ours_columns()]
+    return [*reference_columns(), *ours_columns(), *cluster_columns()]
 
 
 def _log(message: str) -> None:
@@ -216,6 +221,35 @@ async def _run_ceiling(
         result.fail(ceiling.key, f"server: {type(exc).__name__}: {exc}")
 
 
+@contextlib.contextmanager
+def _postgres(needed: bool, workdir: Path) -> Iterator[None]:
+    """A PostgreSQL server for the cluster columns: the one the environment names, else
+    a throwaway one (``scripts/test-postgres``) stopped when the run ends."""
+    given = os.environ.get(POSTGRES_ENV) or os.environ.get("ARCP_TEST_POSTGRES_URL")
+    if not needed or given:
+        if given:
+            os.environ[POSTGRES_ENV] = given
+        yield
+        return
+    base = workdir / "postgres"
+    base.mkdir()
+    workdir.chmod(0o755)  # the server runs as the unprivileged `postgres` user under root
+    base.chmod(0o755)
+    script = str(Path(__file__).resolve().parent.parent / "scripts" / "test-postgres")
+    started = subprocess.run(
+        [script, "start", str(base / "pg")], capture_output=True, text=True, check=False
+    )
+    if started.returncode != 0:
+        raise RuntimeError(f"could not start PostgreSQL for the cluster target: {started.stderr}")
+    os.environ[POSTGRES_ENV] = started.stdout.strip()
+    _log(f"PostgreSQL for the cluster target: {os.environ[POSTGRES_ENV]}")
+    try:
+        yield
+    finally:
+        subprocess.run([script, "stop", str(base / "pg")], check=False)
+        del os.environ[POSTGRES_ENV]
+
+
 async def run(opts: Options) -> RunResult:
     """Measure every selected target ``opts.reps`` times and return the raw figures."""
     result = RunResult(started_at=time.time())
@@ -232,7 +266,10 @@ async def run(opts: Options) -> RunResult:
     for ceiling in ceilings:
         result.labels[ceiling.key] = ceiling.label
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="arcp-bench-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="arcp-bench-") as tmp,
+        _postgres(any(c.target == "cluster" for c in columns), Path(tmp)),
+    ):
         workdir = Path(tmp)
         for rep in range(1, opts.reps + 1):
             _log(f"repetition {rep}/{opts.reps}")

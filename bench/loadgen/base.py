@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["ECHO_INPUT", "Conn", "Driver", "JobApiConn", "ProtocolViolation"]
+__all__ = ["ECHO_INPUT", "Conn", "Driver", "JobApiConn", "ProtocolViolation", "SpreadDriver"]
 
 #: The input every ``echo`` job carries: small, like a typical control-plane submit.
 ECHO_INPUT: dict[str, Any] = {"text": "hello from arcp bench", "n": 1}
@@ -44,6 +45,20 @@ class Driver(Protocol):
     async def connect(self) -> Conn:
         """Open a session; the time this takes is the handshake latency."""
         ...
+
+
+class SpreadDriver:
+    """Sessions round-robin over several servers (the nodes of a cluster), so a
+    concurrent scenario loads every node alike."""
+
+    def __init__(self, drivers: Sequence[Driver]) -> None:
+        self._drivers = list(drivers)
+        self._next = 0
+
+    async def connect(self) -> Conn:
+        driver = self._drivers[self._next % len(self._drivers)]
+        self._next += 1
+        return await driver.connect()
 
 
 @runtime_checkable

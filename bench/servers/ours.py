@@ -1,8 +1,9 @@
 """Launch this project's core (and, unless ``--no-gateway``, its WebSocket gateway) in one process.
 
 This is the embedded shape ``arcp-grpc serve`` runs: core and gateway in one process (the
-gateway reaching the core in process), a data directory for the store, the demo agents
-(``echo``, ``chatty``, ``report``) registered by default.
+gateway reaching the core in process), a data directory for the store (or ``--store-url``,
+as a node of a cluster: ``bench.servers.cluster``), the demo agents (``echo``, ``chatty``,
+``report``) registered by default.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ async def _serve(args: Any) -> None:
             data_dir=Path(args.data_dir),
             grpc_port=0,
             tokens={BENCH_TOKEN: BENCH_PRINCIPAL},
+            store_url=args.store_url,
+            store_key=args.store_key or None,
         )
     )
     gateway: Any = None
@@ -56,6 +59,8 @@ def main() -> None:
     parser = launcher_args("arcp-grpc core (+ gateway) for the benchmark", event_loop_choice=True)
     parser.add_argument("--data-dir", required=True, help="store directory (the harness owns it)")
     parser.add_argument("--gateway", action="store_true", help="also start the WebSocket gateway")
+    parser.add_argument("--store-url", default="", help="store.url (default: SQLite in data dir)")
+    parser.add_argument("--store-key", default="", help="base64 sealing key (a cluster's nodes)")
     args = parser.parse_args()
     event_loop.run(_serve(args), args.event_loop)
 

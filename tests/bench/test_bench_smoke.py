@@ -126,3 +126,32 @@ def test_quick_run_of_the_job_service_scenarios(tmp_path: Path) -> None:
         assert rows[figure].endswith(("| met |", "| not met |")), rows[figure]
     gateway = rows["gateway submit→accepted p50 vs reference (published client)"]
     assert "not measured in this run" in gateway  # no gateway column in this run
+
+
+@pytest.mark.timeout(150)
+def test_quick_run_of_the_cluster_target(tmp_path: Path) -> None:
+    """One node and two nodes on PostgreSQL (the session's server, through the env the
+    harness reads) run the gateway scenarios with the CPU per job beside them."""
+    command = [
+        sys.executable,
+        "-m",
+        "bench",
+        "--quick",
+        "--reps",
+        "1",
+        "--only",
+        "sequential,concurrent",
+        "--targets",
+        "cluster",
+        "--out",
+        str(tmp_path),
+    ]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=140)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["errors"] == {}
+    for column in ("pg1-lean", "pg2-lean"):
+        for metric in ("accepted_ms", "seq_jobs_per_s", "seq_cpu_us", "conc_jobs_per_s"):
+            assert results["values"][column][metric][0] > 0, (column, metric)
+    report = (tmp_path / "RESULTS.md").read_text()
+    assert "ours on PostgreSQL, 2 nodes · lean client" in report
