@@ -142,9 +142,7 @@ def check_submit(submit: jobs_pb2.JobSubmit, path: str = "") -> None:
 
 def _check_submit_texts(submit: jobs_pb2.JobSubmit, path: str) -> None:
     check_text(submit.agent, _join(path, "agent"), MAX_AGENT_REF_LENGTH)
-    check_text(
-        submit.idempotency_key, _join(path, "idempotency_key"), MAX_IDEMPOTENCY_KEY_CHARS
-    )
+    check_text(submit.idempotency_key, _join(path, "idempotency_key"), MAX_IDEMPOTENCY_KEY_CHARS)
     check_trace_id(submit.trace_id, _join(path, "trace_id"))
 
 
