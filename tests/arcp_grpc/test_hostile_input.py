@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
@@ -332,3 +333,28 @@ async def test_garbage_bytes_on_a_session_are_a_request_error(session: _RawSessi
     reply = await session.reply()
     assert _field_of(reply) == "$"
     await _still_serving(session)
+
+
+def _rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS in /proc/self/status")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmRSS from /proc")
+async def test_the_probe_150_submits_with_a_1mb_trace_id_leave_no_memory_behind(
+    stub: Stub,
+) -> None:
+    """The attacker's probe: before, 150 of these took the core from 171 to 582 MiB and
+    3 MB of disk a job. Now each is refused before anything is kept."""
+    request = submit_request("echo", trace_id="e" * _MB)
+    await stub.ListAgents(pb.ListAgentsRequest(), metadata=bearer())  # warm the channel
+    before = _rss_bytes()
+    for _ in range(150):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.SubmitJob(request, metadata=bearer())
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    grown = _rss_bytes() - before
+    assert grown < 64 * _MB, f"{grown / _MB:.0f} MiB kept by 150 refused submits"
+    await _no_jobs(stub)
