@@ -34,6 +34,7 @@ __all__ = [
     "MAX_CURSOR_CHARS",
     "MAX_IDEMPOTENCY_KEY_CHARS",
     "MAX_ID_CHARS",
+    "MAX_LEASE_CHARS",
     "MAX_LIST_ITEMS",
     "MAX_NAME_CHARS",
     "MAX_REASON_CHARS",
@@ -63,6 +64,10 @@ MAX_TOKEN_CHARS: Final = 4096
 MAX_NAME_CHARS: Final = 256
 """Short names: client name and version, auth scheme, feature and encoding names,
 ping nonces, a listing's agent filter (as long as an agent reference, §7.5)."""
+MAX_LEASE_CHARS: Final = 64 * 1024
+"""All namespaces and patterns of a lease request together (§9.2). Each pattern has its
+own grammar and cap (`_lease`); this bounds the whole, which every frame describing
+the job (acceptance, summary, subscription) repeats."""
 MAX_LIST_ITEMS: Final = 64
 """Entries in a hello's ``features`` or ``encodings`` list (§6.2)."""
 
@@ -144,6 +149,10 @@ def _check_submit_texts(submit: jobs_pb2.JobSubmit, path: str) -> None:
     check_text(submit.agent, _join(path, "agent"), MAX_AGENT_REF_LENGTH)
     check_text(submit.idempotency_key, _join(path, "idempotency_key"), MAX_IDEMPOTENCY_KEY_CHARS)
     check_trace_id(submit.trace_id, _join(path, "trace_id"))
+    capabilities = submit.lease_request.capabilities
+    size = sum(len(ns) + sum(map(len, capabilities[ns].patterns)) for ns in capabilities)
+    if size > MAX_LEASE_CHARS:
+        raise _bad(_join(path, "lease_request"), f"is longer than {MAX_LEASE_CHARS} characters")
 
 
 def check_list_filter(where: jobs_pb2.ListJobsFilter, path: str) -> None:

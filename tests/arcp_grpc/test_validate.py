@@ -112,10 +112,18 @@ def test_submit_names_each_field_under_its_path() -> None:
         "agent": jobs_pb2.JobSubmit(agent="a" * 257),
         "idempotency_key": jobs_pb2.JobSubmit(agent="a", idempotency_key="k" * 257),
         "trace_id": jobs_pb2.JobSubmit(agent="a", trace_id="xyz"),
+        "lease_request": _wide_lease(),
     }
     for field, submit in cases.items():
         assert _field(check_submit, submit) == field
         assert _field(check_submit, submit, "submit") == f"submit.{field}"
+
+
+def _wide_lease() -> jobs_pb2.JobSubmit:
+    """100 patterns of 1000 characters: each within its own cap, 100 KB together."""
+    submit = jobs_pb2.JobSubmit(agent="a")
+    submit.lease_request.capabilities["fs.read"].patterns.extend(["/" + "p" * 999] * 100)
+    return submit
 
 
 def _frame(**members: object) -> spb.ConnectRequest:

@@ -623,6 +623,13 @@ BAD_INPUTS: list[tuple[str, str | bytes, str]] = [
     ),
     ("agent cap", frame("job.submit", {"agent": "a" * 257}), "payload.agent"),
     (
+        "lease cap",
+        frame(
+            "job.submit", {"agent": "echo", "lease_request": {"fs.read": ["/" + "p" * 999] * 70}}
+        ),
+        "payload.lease_request",
+    ),
+    (
         "idempotency key cap",
         frame("job.submit", {"agent": "echo", "idempotency_key": "k" * 257}),
         "payload.idempotency_key",
