@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 from google.protobuf import struct_pb2, timestamp_pb2
 from google.protobuf.message import DecodeError, Message
@@ -115,25 +115,38 @@ def check_timestamp(value: timestamp_pb2.Timestamp, field: str) -> None:
 def check_value(value: struct_pb2.Value, field: str) -> None:
     """A free-form JSON value as the gateway would have accepted it: nested at most
     :data:`~arcp_grpc._struct.MAX_VALUE_DEPTH` levels, numbers finite (JSON has no
-    NaN or Infinity). Walked without recursion, so no input can exhaust the stack."""
-    pending: list[tuple[struct_pb2.Value, str, int]] = [(value, field, 0)]
+    NaN or Infinity). Walked without recursion, so no input can exhaust the stack;
+    each node carries only a link to its parent, and the path is spelled out for
+    the error alone, so a sound value costs no string work."""
+    pending: list[tuple[struct_pb2.Value, int, _Trail]] = [(value, 0, None)]
     while pending:
-        item, path, depth = pending.pop()
+        item, depth, trail = pending.pop()
         kind = item.WhichOneof("kind")
         if kind == "number_value":
             if not math.isfinite(item.number_value):
-                raise _bad(path, "NaN and Infinity are not JSON numbers")
+                raise _bad(_path(field, trail), "NaN and Infinity are not JSON numbers")
         elif kind == "struct_value" or kind == "list_value":
             if depth >= MAX_VALUE_DEPTH:
-                raise _bad(path, f"value nested deeper than {MAX_VALUE_DEPTH} levels")
+                where = _path(field, trail)
+                raise _bad(where, f"value nested deeper than {MAX_VALUE_DEPTH} levels")
             if kind == "struct_value":
                 fields = item.struct_value.fields
-                pending.extend((fields[key], f"{path}.{key}", depth + 1) for key in fields)
+                pending.extend((fields[key], depth + 1, (trail, key)) for key in fields)
             else:
-                pending.extend(
-                    (child, f"{path}[{index}]", depth + 1)
-                    for index, child in enumerate(item.list_value.values)
-                )
+                values = item.list_value.values
+                pending.extend((child, depth + 1, (trail, i)) for i, child in enumerate(values))
+
+
+_Trail = tuple[Any, str | int] | None
+"""(parent's trail, key or index): the way down to a node of a value."""
+
+
+def _path(root: str, trail: _Trail) -> str:
+    segments: list[str] = []
+    while trail is not None:
+        trail, step = trail
+        segments.append(f"[{step}]" if isinstance(step, int) else f".{step}")
+    return root + "".join(reversed(segments))
 
 
 def check_submit(submit: jobs_pb2.JobSubmit, path: str = "") -> None:
