@@ -43,7 +43,9 @@ def main() -> None:
             return mutated
         return mutate(name, data, random.Random(seed), [data])[:max_size]
 
-    atheris.Setup([sys.argv[0], *sys.argv[2:]], one_input, custom_mutator=custom_mutator)
+    # libFuzzer runs argv[0] through `sh` for -merge, -fork and -jobs: make it this command.
+    command = f"{sys.executable} -m tests.fuzz.atheris_main {name}"
+    atheris.Setup([command, *sys.argv[2:]], one_input, custom_mutator=custom_mutator)
     atheris.Fuzz()
 
 

@@ -88,14 +88,14 @@ def test_no_crash_and_no_hang(name: str) -> None:
     assert not failures, f"{len(failures)} of {count} inputs:\n" + "\n".join(failures[:10])
 
 
-def test_the_corpus_seeds_reach_past_the_parser() -> None:
-    """A corpus of inputs every target refuses at once would fuzz nothing but the parser:
-    most seeds must be accepted as they are."""
+def test_the_hand_written_seeds_reach_past_the_parser() -> None:
+    """A corpus every target refuses at once would fuzz nothing but the parser: the
+    hand-written seeds (named `*.json` / `*.bin`; the rest are atheris finds, named by
+    their SHA-1) are valid inputs, with a few deliberate exceptions."""
     for name, target in TARGETS.items():
-        accepted = sum(
-            run_one(target, seed) is None and _accepts(target, seed) for seed in corpus(name)
-        )
-        assert accepted >= len(corpus(name)) // 2, name
+        seeds = [p.read_bytes() for p in (CORPUS / name).iterdir() if p.suffix]
+        accepted = sum(_accepts(target, seed) for seed in seeds)
+        assert accepted >= len(seeds) - 2, name
 
 
 def _accepts(target: Callable[[bytes], None], data: bytes) -> bool:
