@@ -24,6 +24,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from arcp_grpc._runtime import JobRuntime, job_query
+from arcp_grpc._validate import MAX_NAME_CHARS, check_job_request, request_parser
 from arcp_grpc._wire import length_delimited, varint
 from arcp_grpc.auth import Authenticator, Principal
 from arcp_grpc.errors import ARCPError, InternalError, InvalidRequest
@@ -56,6 +57,7 @@ def _unary_edge(
     @functools.wraps(fn)
     async def wrapper(self: Any, request: Req, context: Ctx) -> Resp:
         try:
+            _check(request)
             return await fn(self, request, context)
         except Exception as exc:
             await _abort(context, exc, fn.__name__)
@@ -70,6 +72,13 @@ def _arcp_error(exc: Exception, rpc: str) -> ARCPError:
         return exc
     log.exception("unexpected failure in %s", rpc)
     return InternalError("internal error")
+
+
+def _check(request: object) -> None:
+    """Refuse what `request_parser` could not decode, and oversized or malformed fields."""
+    if isinstance(request, InvalidRequest):
+        raise request
+    check_job_request(request)
 
 
 async def _abort(context: Ctx, exc: Exception, rpc: str) -> None:
@@ -145,6 +154,7 @@ class JobServiceServicer:
 
     async def WatchJob(self, request: pb.WatchJobRequest, context: Ctx) -> AsyncIterator[bytes]:
         try:
+            _check(request)
             principal = self._principal(context)
             async for batch in self._runtime.watch(principal, request.job_id, request.after_seq):
                 for frame in _frames(batch.events, batch.outcome):
@@ -154,6 +164,7 @@ class JobServiceServicer:
 
     async def RunJob(self, request: pb.RunJobRequest, context: Ctx) -> AsyncIterator[bytes]:
         try:
+            _check(request)
             principal = self._principal(context)
             submission = await self._runtime.submit(principal, _submission_of(request))
             first = length_delimited(3, submission.accepted)  # RunJobResponse.accepted
@@ -230,6 +241,11 @@ class _SubmitStream:
 
     async def _answer(self, request: pb.SubmitJobsRequest) -> None:
         correlation = request.correlation_id.encode()
+        if len(correlation) > MAX_NAME_CHARS:  # never echo oversized input
+            self._ready.put_nowait(
+                _refusal(b"", InvalidRequest("correlation_id is too long", details={}))
+            )
+            return
         head = length_delimited(1, correlation) if correlation else b""  # .correlation_id
         try:
             submitted = await self._runtime.submit(self._principal, _submission_of(request))
@@ -274,37 +290,37 @@ def job_service_handler(servicer: JobServiceServicer) -> grpc.GenericRpcHandler:
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
         "SubmitJob": grpc.unary_unary_rpc_method_handler(
             servicer.SubmitJob,
-            request_deserializer=pb.SubmitJobRequest.FromString,
+            request_deserializer=request_parser(pb.SubmitJobRequest),
             response_serializer=_raw,
         ),
         "GetJob": grpc.unary_unary_rpc_method_handler(
             servicer.GetJob,
-            request_deserializer=pb.GetJobRequest.FromString,
+            request_deserializer=request_parser(pb.GetJobRequest),
             response_serializer=pb.GetJobResponse.SerializeToString,
         ),
         "ListJobs": grpc.unary_unary_rpc_method_handler(
             servicer.ListJobs,
-            request_deserializer=pb.ListJobsRequest.FromString,
+            request_deserializer=request_parser(pb.ListJobsRequest),
             response_serializer=pb.ListJobsResponse.SerializeToString,
         ),
         "CancelJob": grpc.unary_unary_rpc_method_handler(
             servicer.CancelJob,
-            request_deserializer=pb.CancelJobRequest.FromString,
+            request_deserializer=request_parser(pb.CancelJobRequest),
             response_serializer=pb.CancelJobResponse.SerializeToString,
         ),
         "WatchJob": grpc.unary_stream_rpc_method_handler(
             servicer.WatchJob,
-            request_deserializer=pb.WatchJobRequest.FromString,
+            request_deserializer=request_parser(pb.WatchJobRequest),
             response_serializer=_raw,
         ),
         "ListAgents": grpc.unary_unary_rpc_method_handler(
             servicer.ListAgents,
-            request_deserializer=pb.ListAgentsRequest.FromString,
+            request_deserializer=request_parser(pb.ListAgentsRequest),
             response_serializer=pb.ListAgentsResponse.SerializeToString,
         ),
         "RunJob": grpc.unary_stream_rpc_method_handler(
             servicer.RunJob,
-            request_deserializer=pb.RunJobRequest.FromString,
+            request_deserializer=request_parser(pb.RunJobRequest),
             response_serializer=_raw,
         ),
         "SubmitJobs": grpc.stream_stream_rpc_method_handler(

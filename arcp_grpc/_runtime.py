@@ -38,6 +38,7 @@ from arcp_grpc._replay_cache import Claimed, ReplayCache
 from arcp_grpc._secretbox import SecretBox
 from arcp_grpc._stamps import stamp
 from arcp_grpc._struct import FieldError, fill_value, value_to_py
+from arcp_grpc._validate import check_submit
 from arcp_grpc.agents import AgentRegistry, RegisteredAgent
 from arcp_grpc.auth import Principal
 from arcp_grpc.context import JobContext
@@ -90,6 +91,7 @@ class RuntimeLimits:
     revoke_attempts: int = 5  # §9.8.2: tries before a revocation waits for the next sweep
     shutdown_grace_sec: float = 10.0  # how long running jobs get to finish on stop
     replay_cache_entries: int = 10_000  # idempotency claims kept in memory for fast replay
+    replay_cache_bytes: int = 64 * 1024 * 1024  # and the bytes they may hold together
     recent_jobs: int = 512  # small finished jobs kept in memory for the followers that come next
 
 
@@ -138,7 +140,9 @@ class JobRuntime:
         self._background: set[asyncio.Task[Any]] = set()
         self._accepting = True
         self._purger: asyncio.Task[None] | None = None
-        self._replays = ReplayCache(self.limits.replay_cache_entries)
+        self._replays = ReplayCache(
+            self.limits.replay_cache_entries, max_bytes=self.limits.replay_cache_bytes
+        )
         self.observer = RuntimeObserver()  # metrics hooks (arcp_grpc.metrics)
 
     # -- lifecycle -------------------------------------------------------------
@@ -211,6 +215,7 @@ class JobRuntime:
     async def _accept(self, principal: Principal, submit: jobs_pb2.JobSubmit) -> Submission:
         if not self._accepting:
             raise InternalError("the runtime is shutting down")
+        check_submit(submit)  # every submit path (SessionService, JobService) comes here
         now = time.time()
         ref = parse_agent_ref(submit.agent)
         lease_request = {
@@ -223,11 +228,6 @@ class JobRuntime:
         claim = None
         fingerprint = b""
         if key:
-            if len(key) > 256:
-                raise InvalidRequest(
-                    "idempotency_key is longer than 256 characters",
-                    details={"field": "idempotency_key"},
-                )
             fingerprint = submit_fingerprint(
                 agent=submit.agent,
                 input_json=input_value,

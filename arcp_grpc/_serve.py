@@ -26,6 +26,7 @@ import grpc
 
 from arcp_grpc import __version__, logging_setup
 from arcp_grpc._cluster import ClusterLimits
+from arcp_grpc._datadir_lock import DataDirLock, DataDirLocked
 from arcp_grpc._runtime import RuntimeLimits
 from arcp_grpc._sessions import SessionLimits
 from arcp_grpc._store_url import describe as describe_store
@@ -126,8 +127,10 @@ async def run(
     core: RunningCore | None = None
     gateway: RunningGateway | None = None
     metrics_server: MetricsServer | None = None
+    data_lock: DataDirLock | None = None
     try:
         if role != "gateway":
+            data_lock = _lock_data_dir(settings)
             config = core_config(settings)
             try:
                 core = await _bind(
@@ -164,10 +167,24 @@ async def run(
             await core.stop(settings.runtime.shutdown_grace_sec)
         if metrics_server is not None:
             metrics_server.stop()
+        if data_lock is not None:
+            data_lock.release()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
     log.info("stopped cleanly")
     return 0
+
+
+def _lock_data_dir(settings: Settings) -> DataDirLock:
+    """One core per data directory, locked before anything in it is read or written
+    (the dev token, the store's start-up recovery): a second `serve` exits with 2."""
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return DataDirLock.acquire(settings.data_dir)
+    except DataDirLocked as exc:
+        raise ConfigError(str(exc)) from None
+    except OSError as exc:
+        raise ConfigError(f"data_dir: cannot lock {settings.data_dir}: {exc.strerror}") from None
 
 
 def _on_signal(stop: asyncio.Event, signum: int) -> None:

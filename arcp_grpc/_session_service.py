@@ -23,6 +23,7 @@ from arcp_grpc._runtime import JobRuntime, job_query
 from arcp_grpc._session_journal import SessionJournal
 from arcp_grpc._sessions import FrameHeader, Outbox, Session, SessionRegistry, frame_bytes
 from arcp_grpc._stamps import stamp
+from arcp_grpc._validate import check_connect_request, check_id, request_parser
 from arcp_grpc._wire import varint
 from arcp_grpc.auth import Authenticator, Principal
 from arcp_grpc.errors import (
@@ -122,7 +123,7 @@ class ConnectStream:
         self._servicer = servicer
         self._conn = _Connection(servicer.max_unsent_bytes)
 
-    async def receive(self, request: pb.ConnectRequest) -> bool:
+    async def receive(self, request: pb.ConnectRequest | InvalidRequest) -> bool:
         """Handle one client frame, in order; False once the stream is ending (its
         outbound queue is closed), after which further frames are ignored."""
         if self._conn.outbound.closed:
@@ -166,7 +167,7 @@ class SessionServiceServicer:
     # -- the stream ------------------------------------------------------------
 
     async def Connect(
-        self, requests: AsyncIterator[pb.ConnectRequest], context: Ctx
+        self, requests: AsyncIterator[pb.ConnectRequest | InvalidRequest], context: Ctx
     ) -> AsyncIterator[bytes]:
         stream = self.open_stream()
         reader = asyncio.create_task(self._read(requests, stream))
@@ -182,7 +183,9 @@ class SessionServiceServicer:
         return ConnectStream(self)
 
     @staticmethod
-    async def _read(requests: AsyncIterator[pb.ConnectRequest], stream: ConnectStream) -> None:
+    async def _read(
+        requests: AsyncIterator[pb.ConnectRequest | InvalidRequest], stream: ConnectStream
+    ) -> None:
         try:
             async for request in requests:
                 if not await stream.receive(request):
@@ -193,23 +196,31 @@ class SessionServiceServicer:
             log.debug("client stream ended abnormally", exc_info=True)
         stream.close_input()
 
-    async def _receive(self, request: pb.ConnectRequest, conn: _Connection) -> bool:
+    async def _receive(
+        self, request: pb.ConnectRequest | InvalidRequest, conn: _Connection
+    ) -> bool:
         """Handle one client frame; False once the stream is ending."""
         if conn.session is not None:
             conn.session.last_inbound = time.monotonic()
+        request_id = ""  # echoed in an error only once it is known to be a sound id
         try:
+            if isinstance(request, InvalidRequest):  # bytes `request_parser` could not decode
+                raise request
+            check_id(request.id, "id")
+            request_id = request.id
+            check_connect_request(request, "")  # a direct gRPC client skips the gateway's checks
             await self._dispatch(request, conn)
         except _EndStream:
             conn.end()
             return False
         except ARCPError as error:
-            self._error(conn, error, request.id)
+            self._error(conn, error, request_id)
             if conn.session is None:  # a failed handshake ends the connection
                 conn.end()
                 return False
         except Exception:
-            log.exception("unexpected failure handling %s", request.WhichOneof("frame"))
-            self._error(conn, InternalError("internal error"), request.id)
+            log.exception("unexpected failure handling a frame")
+            self._error(conn, InternalError("internal error"), request_id)
         return True
 
     async def _frames(self, conn: _Connection) -> AsyncGenerator[bytes, None]:
@@ -655,7 +666,7 @@ def session_handler(servicer: SessionServiceServicer) -> grpc.GenericRpcHandler:
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
         "Connect": grpc.stream_stream_rpc_method_handler(
             servicer.Connect,
-            request_deserializer=pb.ConnectRequest.FromString,
+            request_deserializer=request_parser(pb.ConnectRequest),
             response_serializer=lambda frame: frame,
         )
     }

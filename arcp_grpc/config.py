@@ -136,6 +136,7 @@ class RuntimeSettings:
     revoke_attempts: int = 5
     shutdown_grace_sec: float = 10.0
     replay_cache_entries: int = 10_000
+    replay_cache_bytes: int = 64 * _MiB
     recent_jobs: int = 512
 
 

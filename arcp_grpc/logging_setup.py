@@ -7,6 +7,13 @@ written on behalf of a job or session names it without threading ids
 through call signatures. Explicit ``extra={"job_id": ...}`` wins over the
 context. Two formats: ``text`` (a readable line ending in key=value pairs)
 and ``json`` (one object per line, for log shippers).
+
+One record is one line, whatever it quotes: control characters and the
+Unicode line separators in a message or an id are written as ``\\uXXXX``
+escapes, so no input (a trace id, a reason, an agent name in a message) can
+end the line and forge another record (§14 audit logs). In ``text`` a
+traceback follows on lines indented by two spaces: a record starts only at a
+line that does not begin with a space.
 """
 
 from __future__ import annotations
@@ -17,9 +24,23 @@ import sys
 from contextvars import ContextVar
 from typing import TextIO
 
-__all__ = ["CONTEXT_FIELDS", "ContextFilter", "JsonFormatter", "KeyValueFormatter", "bind", "setup"]
+__all__ = [
+    "CONTEXT_FIELDS",
+    "ContextFilter",
+    "JsonFormatter",
+    "KeyValueFormatter",
+    "bind",
+    "escape",
+    "setup",
+]
 
 CONTEXT_FIELDS = ("job_id", "session_id", "trace_id")
+
+# C0 controls, DEL, C1 controls and U+2028/U+2029 (which str.splitlines and some
+# log viewers treat as line breaks), as JSON-compatible \uXXXX escapes.
+_ESCAPES: dict[int, str] = {
+    code: f"\\u{code:04x}" for code in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)
+}
 
 _context: ContextVar[dict[str, str] | None] = ContextVar("arcp_log_context", default=None)
 
@@ -48,12 +69,22 @@ class KeyValueFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s", "%Y-%m-%dT%H:%M:%S")
 
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return escape(super().formatMessage(record))
+
     def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
+        head, newline, rest = super().format(record).partition("\n")
         pairs = " ".join(
-            f"{name}={value}" for name in CONTEXT_FIELDS if (value := getattr(record, name, ""))
+            f"{name}={escape(value)}"
+            for name in CONTEXT_FIELDS
+            if (value := getattr(record, name, ""))
         )
-        return f"{line} {pairs}" if pairs else line
+        if pairs:
+            head = f"{head} {pairs}"
+        if not newline:
+            return head
+        # The traceback (or stack): every line indented, each escaped on its own.
+        return head + "".join(f"\n  {escape(line)}" for line in rest.split("\n"))
 
 
 class JsonFormatter(logging.Formatter):
@@ -72,7 +103,12 @@ class JsonFormatter(logging.Formatter):
                 entry[name] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
+        return escape(json.dumps(entry, ensure_ascii=False))
+
+
+def escape(text: str) -> str:
+    """``text`` with every character that could break a log line as an escape."""
+    return text if text.isprintable() else text.translate(_ESCAPES)
 
 
 def setup(level: str = "info", fmt: str = "text", stream: TextIO | None = None) -> None:

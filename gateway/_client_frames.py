@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from arcp_grpc._struct import value_to_py
+from arcp_grpc._validate import check_connect_request, check_id, check_trace_id
 from arcp_grpc.v1 import session_pb2, session_service_pb2
 from gateway._fields import (
     AGENT_REF_RE,
@@ -46,10 +47,6 @@ _ID_RE: Final = re.compile(
     rf"{_ULID}|[0-9a-f]{{8}}-[0-9a-f]{{4}}-7[0-9a-f]{{3}}-[89ab][0-9a-f]{{3}}-[0-9a-f]{{12}}"
     rf"|[a-z]+_{_ULID}"
 )
-# W3C Trace Context trace-id (§11): 32 lowercase hex digits, not all zero.
-_TRACE_ID_RE: Final = re.compile("[0-9a-f]{32}")
-_ZERO_TRACE_ID: Final = "0" * 32
-
 P: Final = "payload"
 
 
@@ -79,6 +76,7 @@ def decode_client_frame(text: str | bytes, *, max_bytes: int) -> ClientFrame:
     payload = get_object(env, "payload", "")
     request = ConnectRequest(id=env["id"])
     decode(request, payload if payload is not None else {}, env)
+    check_connect_request(request, P)
     return ClientFrame(
         request=request,
         type=frame_type,
@@ -103,13 +101,10 @@ def _read_envelope(env: dict[str, Any]) -> str:
     envelope_id = get_str(env, "id", "", required=True)
     if envelope_id is None or _ID_RE.fullmatch(envelope_id) is None:
         raise bad("id", f"must be a ULID, a UUIDv7 or prefix_ULID, got {envelope_id!r}")
-    trace_id = get_str(env, "trace_id", "")
-    if trace_id is not None and (
-        _TRACE_ID_RE.fullmatch(trace_id) is None or trace_id == _ZERO_TRACE_ID
-    ):
-        raise bad("trace_id", "must be 32 lowercase hex digits, not all zero (W3C, §11)")
-    get_str(env, "session_id", "")
-    get_str(env, "job_id", "")
+    # The core's rules (arcp_grpc._validate), so both edges refuse the same input.
+    check_trace_id(get_str(env, "trace_id", "") or "")
+    check_id(get_str(env, "session_id", "") or "", "session_id")
+    check_id(get_str(env, "job_id", "") or "", "job_id")
     get_uint(env, "event_seq", "", maximum=UINT64_MAX)
     frame_type = get_str(env, "type", "", required=True)
     assert frame_type is not None  # required=True

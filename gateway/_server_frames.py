@@ -17,6 +17,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
 from arcp_grpc._struct import json_number, number, struct_to_py, value_to_py
+from arcp_grpc._validate import MAX_ID_CHARS
 from arcp_grpc.v1 import (
     errors_pb2,
     events_pb2,
@@ -122,14 +123,29 @@ def encode_server_frame(
 _json_str: Final[Callable[[str], str]] = json.encoder.encode_basestring
 
 
-@functools.lru_cache(maxsize=4096)
 def _envelope_ids(session_id: str, job_id: str, trace_id: str) -> str:
-    """`,"session_id":…,"job_id":…,"trace_id":…` with the empty ones left out."""
+    """`,"session_id":…,"job_id":…,"trace_id":…` with the empty ones left out.
+
+    Cached only for ids of the sizes the core issues and accepts, so the cache is
+    bounded in bytes (4096 entries of at most a few KiB), not only in entries: a
+    core that sent megabyte ids would otherwise pin gigabytes here."""
+    if len(session_id) + len(job_id) + len(trace_id) > _CACHED_IDS_CHARS:
+        return _render_ids(session_id, job_id, trace_id)
+    return _cached_ids(session_id, job_id, trace_id)
+
+
+_CACHED_IDS_CHARS: Final = 2 * MAX_ID_CHARS + 32  # a session id, a job id, a W3C trace id
+
+
+def _render_ids(session_id: str, job_id: str, trace_id: str) -> str:
     return "".join(
         f',"{name}":{_json_str(value)}'
         for name, value in (("session_id", session_id), ("job_id", job_id), ("trace_id", trace_id))
         if value
     )
+
+
+_cached_ids: Final = functools.lru_cache(maxsize=4096)(_render_ids)
 
 
 def _request_id(ctx: _Ctx, *, always: bool = False) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import dataclasses
 import io
 import json
 import logging
+import sys
 from pathlib import Path
 
 import pytest
@@ -255,3 +256,42 @@ def test_setup_routes_logs_in_the_chosen_format() -> None:
     assert [(e["level"], e["message"], e.get("job_id")) for e in entries] == [
         ("warning", "shown", "job_x")
     ]
+
+
+_FORGED = "\n2026-01-01T00:00:00 CRITICAL arcp_grpc.runtime forged"
+
+
+def test_no_input_can_forge_a_text_log_line() -> None:
+    """A newline (or a Unicode line separator) in a message or an id stays in its record."""
+    record = _record("agent x" + _FORGED)
+    record.trace_id = "abc" + _FORGED + "\u2028\r\x85"
+    line = KeyValueFormatter().format(record)
+    assert len(line.splitlines()) == 1
+    assert "\\u000a2026-01-01T00:00:00 CRITICAL" in line
+    assert line.endswith("forged\\u2028\\u000d\\u0085")
+
+
+def test_a_traceback_is_indented_under_its_record() -> None:
+    try:
+        raise ValueError("bad" + _FORGED)
+    except ValueError:
+        record = logging.LogRecord(
+            "arcp_grpc.test", logging.ERROR, __file__, 1, "failed", None, sys.exc_info()
+        )
+    ContextFilter().filter(record)
+    record.job_id = "job_1"
+    head, *rest = KeyValueFormatter().format(record).split("\n")
+    assert head.endswith("failed job_id=job_1")
+    assert rest
+    assert all(line.startswith("  ") for line in rest)
+    assert any("ValueError: bad" in line for line in rest)
+
+
+def test_json_records_are_one_line_whatever_they_quote() -> None:
+    record = _record("sep\u2028arator" + _FORGED)
+    record.trace_id = "t\x85"
+    text = JsonFormatter().format(record)
+    assert len(text.splitlines()) == 1
+    entry = json.loads(text)
+    assert entry["message"] == "sep\u2028arator" + _FORGED
+    assert entry["trace_id"] == "t\x85"

@@ -272,3 +272,38 @@ def test_bad_configuration_fails_fast_naming_the_problem(
     assert named in done.stderr
     assert "Traceback" not in done.stderr
     assert "serving" not in done.stdout
+
+
+def test_a_second_serve_on_the_same_data_dir_exits_2_and_touches_nothing(
+    tmp_path: Path, processes: list[ServeProcess]
+) -> None:
+    """Before the lock, the second core's start-up recovery marked the first one's
+    running job as interrupted, and with other ports both then shared the SQLite file."""
+    first = _start(processes, tmp_path, *_PORTS, "--shutdown-grace", "0.2")
+    started = first.cli("submit", "counter", "--input", '{"steps": 1000, "interval": 0.05}')
+    assert started.returncode == 0, started.stderr
+    job_id = started.stdout.split()[1]
+    deadline = time.monotonic() + 20
+    while job_id not in _running(first):
+        assert time.monotonic() < deadline, "the job never ran"
+        time.sleep(0.05)
+    database = tmp_path / "data" / "arcp.sqlite3"
+    before = database.stat().st_mtime_ns, (tmp_path / "data" / "dev-token").read_text()
+
+    second = run_cli("serve", *_PORTS, cwd=tmp_path)  # other ports (0), same ./data
+
+    assert second.returncode == 2, second.stderr
+    assert second.stderr.splitlines()[-1].startswith("arcp-grpc: configuration error: data_dir ")
+    assert f"pid {first.info['pid']}" in second.stderr
+    assert "Traceback" not in second.stderr
+    assert "serving" not in second.stdout
+    assert job_id in _running(first)  # untouched: not ended as interrupted
+    assert (tmp_path / "data" / "serve.lock").read_text().split()[0] == str(first.info["pid"])
+    assert first.process is not None
+    assert first.process.poll() is None
+    after = database.stat().st_mtime_ns, (tmp_path / "data" / "dev-token").read_text()
+    assert after[1] == before[1]
+    code, _, err = first.terminate()
+    assert code == 0, err
+    third = _start(processes, tmp_path, *_PORTS)  # the lock went with the first process
+    assert third.info["pid"] != first.info["pid"]

@@ -7,8 +7,10 @@ a frame it cannot parse fails every open job on its connection.
 
 from __future__ import annotations
 
+import gc
 import json
 import re
+import tracemalloc
 from typing import Any
 
 import pytest
@@ -589,6 +591,49 @@ BAD_INPUTS: list[tuple[str, str | bytes, str]] = [
         "payload.from_event_seq",
     ),
     ("unsubscribe job", frame("job.unsubscribe", {"job_id": 1}), "payload.job_id"),
+    # The core's caps (arcp_grpc._validate), applied by the gateway too.
+    (
+        "cancel reason cap",
+        frame("job.cancel", {"job_id": JOB, "reason": "r" * 1025}),
+        "payload.reason",
+    ),
+    ("job_id cap", frame("job.unsubscribe", {"job_id": "j" * 129}), "payload.job_id"),
+    ("job_id control", frame("job.subscribe", {"job_id": "job\n1"}), "payload.job_id"),
+    (
+        "envelope session_id",
+        frame("session.ping", {"nonce": "n"}, session_id="s\u2028"),
+        "session_id",
+    ),
+    ("envelope job_id cap", frame("session.ping", {"nonce": "n"}, job_id="j" * 129), "job_id"),
+    ("nonce cap", frame("session.ping", {"nonce": "n" * 257}), "payload.nonce"),
+    ("bye reason cap", frame("session.bye", {"reason": "r" * 1025}), "payload.reason"),
+    ("cursor cap", frame("session.list_jobs", {"cursor": "c" * 513}), "payload.cursor"),
+    (
+        "resume token cap",
+        frame(
+            "session.resume",
+            {"session_id": SESSION, "resume_token": "t" * 4097, "last_event_seq": 0},
+        ),
+        "payload.resume_token",
+    ),
+    (
+        "features cap",
+        frame("session.hello", {"capabilities": {"features": ["f"] * 65}}),
+        "payload.capabilities.features",
+    ),
+    ("agent cap", frame("job.submit", {"agent": "a" * 257}), "payload.agent"),
+    (
+        "lease cap",
+        frame(
+            "job.submit", {"agent": "echo", "lease_request": {"fs.read": ["/" + "p" * 999] * 70}}
+        ),
+        "payload.lease_request",
+    ),
+    (
+        "idempotency key cap",
+        frame("job.submit", {"agent": "echo", "idempotency_key": "k" * 257}),
+        "payload.idempotency_key",
+    ),
 ]
 
 
@@ -1219,3 +1264,23 @@ def test_public_exports_are_pinned() -> None:
         "encode_client_frame",
         "encode_server_frame",
     }
+
+
+def test_the_envelope_cache_is_bounded_in_bytes() -> None:
+    """Frames with huge ids (from a core that does not cap them) are rendered but not
+    kept: 40 distinct 1 MiB trace ids must not stay pinned in the gateway's memory."""
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        for index in range(40):
+            msg = ConnectResponse(id=f"01J{index:023d}", session_id=SESSION, job_id=JOB)
+            msg.trace_id = f"{index:02d}" + "a" * (1024 * 1024)
+            msg.cancelled.job_id = JOB
+            text = encode_server_frame(msg, profile=WIRE_PROFILE_SPEC, dialect=Dialect())
+            assert msg.trace_id in text
+            del msg, text
+        gc.collect()
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held - before < 8 * 1024 * 1024  # cached, 40 of them would hold 80 MiB

@@ -42,6 +42,8 @@ ULID_CHARS = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 texts = st.text(max_size=12)
 nonempty = st.text(min_size=1, max_size=12)
+# Identifiers are visible ASCII (arcp_grpc._validate.check_id): both edges refuse the rest.
+identifiers = st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=12)
 ulids = st.text(alphabet=ULID_CHARS, min_size=26, max_size=26)
 ids = st.one_of(ulids, st.builds(lambda p, u: f"{p}_{u}", st.sampled_from(["job", "sess"]), ulids))
 trace_ids = st.text(alphabet="0123456789abcdef", min_size=32, max_size=32).filter(
@@ -86,7 +88,7 @@ def payload_of(draw: st.DrawFn, required: dict[str, Any], optional_: dict[str, A
 
 
 resume_payloads = payload_of(
-    {"session_id": texts, "resume_token": texts, "last_event_seq": uint64},
+    {"session_id": identifiers, "resume_token": texts, "last_event_seq": uint64},
     {"auth": st.fixed_dictionaries({"scheme": texts, "token": texts})},
 )
 
@@ -135,11 +137,11 @@ CLIENT_PAYLOADS: dict[str, st.SearchStrategy[dict[str, Any]]] = {
             "max_runtime_sec": st.integers(1, 2**32 - 1),
         },
     ),
-    "job.cancel": payload_of({"job_id": texts, "reason": texts}, {}),
+    "job.cancel": payload_of({"job_id": identifiers, "reason": texts}, {}),
     "job.subscribe": payload_of(
-        {"job_id": texts, "history": st.booleans()}, {"from_event_seq": uint64}
+        {"job_id": identifiers, "history": st.booleans()}, {"from_event_seq": uint64}
     ),
-    "job.unsubscribe": payload_of({"job_id": texts}, {}),
+    "job.unsubscribe": payload_of({"job_id": identifiers}, {}),
 }
 KNOWN_ENVELOPE = {"arcp", "id", "type", "session_id", "job_id", "trace_id", "event_seq", "payload"}
 
@@ -160,7 +162,7 @@ def client_frames(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
         if key not in KNOWN_ENVELOPE:
             sent[key] = value
     if draw(st.booleans()):
-        sent["session_id"] = draw(texts)
+        sent["session_id"] = draw(identifiers)
     return sent, canonical
 
 
