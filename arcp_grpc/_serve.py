@@ -12,6 +12,7 @@ endpoint goes. A clean stop exits 0.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import os
@@ -31,10 +32,11 @@ from arcp_grpc.agents import AgentRegistry
 from arcp_grpc.config import DEV_TOKEN_FILE, ConfigError, Settings, read_or_create_dev_token
 from arcp_grpc.metrics import Metrics, MetricsServer, serve_metrics
 from arcp_grpc.server import CoreConfig, RunningCore, start_core
+from gateway._console import CONSOLE_PATH
 from gateway.links import LocalLink
 from gateway.server import GatewayConfig, RunningGateway, start_gateway
 
-__all__ = ["Role", "StartupError", "core_config", "gateway_config", "run"]
+__all__ = ["Role", "StartupError", "console_enabled", "core_config", "gateway_config", "run"]
 
 log = logging.getLogger("arcp_grpc.serve")
 
@@ -99,7 +101,21 @@ def gateway_config(settings: Settings, core_address: str) -> GatewayConfig:
         compression=gw.compression,
         ssl_context=context,
         core_ssl=core_ssl,
+        console=console_enabled(gw.console, gw.host),
     )
+
+
+def console_enabled(setting: str, host: str) -> bool:
+    """`gateway.console`: on, off, or auto = on only when the gateway binds loopback, so
+    a gateway exposed to a network serves no page unless asked to."""
+    if setting != "auto":
+        return setting == "on"
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 async def run(
@@ -199,6 +215,8 @@ def _addresses(
         scheme = "https" if settings.gateway.tls_cert else "http"
         host = gateway.config.host
         info["gateway_health"] = f"{scheme}://{host}:{gateway.port}{settings.gateway.health_path}"
+        if gateway.config.console:
+            info["console"] = f"{scheme}://{host}:{gateway.port}{CONSOLE_PATH}"
     if metrics is not None:
         info["metrics"] = metrics.url
     return info
@@ -211,6 +229,8 @@ def _banner(out: TextIO, info: dict[str, object], settings: Settings, role: Role
         lines.append(f"  gRPC (JobService, SessionService):  {info['grpc']}")
     if "gateway" in info:
         lines.append(f"  ARCP over WebSocket:                 {info['gateway']}")
+    if "console" in info:
+        lines.append(f"  web console:                         {info['console']}")
     if "metrics" in info:
         lines.append(f"  Prometheus metrics:                  {info['metrics']}")
     if "data_dir" in info:

@@ -41,6 +41,7 @@ _SERVE_FLAGS: dict[str, str] = {
     "gateway_tls_cert": "gateway.tls_cert",
     "gateway_tls_key": "gateway.tls_key",
     "core_tls_ca": "gateway.core_tls_ca",
+    "console": "gateway.console",
     "log_level": "log.level",
     "log_format": "log.format",
     "shutdown_grace": "runtime.shutdown_grace_sec",
@@ -124,6 +125,9 @@ def _serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     serve.add_argument("--gateway-tls-cert", help="PEM certificate chain for wss")
     serve.add_argument("--gateway-tls-key", help="PEM private key for wss")
     serve.add_argument("--core-tls-ca", help="serve gateway: PEM roots to verify the core")
+    serve.add_argument(
+        "--console", help="web console at /console: auto (on for loopback), on, off (auto)"
+    )
     serve.add_argument("--log-level", help="debug, info, warning, error (info)")
     serve.add_argument("--log-format", help="text (key=value) or json (text)")
     serve.add_argument("--shutdown-grace", help="seconds running jobs get on SIGTERM (10)")

@@ -81,6 +81,7 @@ class GatewaySettings:
     tls_key: str = ""
     core: str = "127.0.0.1:7400"  # `serve gateway`: the core's gRPC address
     core_tls_ca: str = ""  # PEM roots to verify the core; set: TLS to the core
+    console: str = "auto"  # the web console at /console: auto (on for loopback hosts), on, off
 
 
 @dataclass(frozen=True)
@@ -357,6 +358,8 @@ def _validate(settings: Settings, sources: Mapping[str, str]) -> None:
             check(key, value > 0, f"must be greater than 0, got {value}")
         elif hint is float:
             check(key, value >= 0, f"must not be negative, got {value}")
+    consoles = {"auto", "on", "off"}
+    check("gateway.console", settings.gateway.console in consoles, "must be auto, on or off")
     for key in ("gateway.path", "gateway.health_path"):
         check(key, _value(settings, key).startswith("/"), "must start with '/'")
     try:

@@ -30,7 +30,7 @@ export class JobRecord {
     if (status && !this.terminal) this.status = status;
     this.submittedAt = payload.submitted_at || payload.accepted_at || payload.created_at || this.submittedAt;
     if (payload.completed_at) this.completedAt = payload.completed_at;
-    if (payload.budget && !this.budget) this.budget = { ...payload.budget };
+    if (payload.budget && !this.budget) this.budget = budgetOf(payload.budget);
   }
 
   get terminal() {
@@ -48,11 +48,12 @@ export class JobRecord {
     } else if (payload.kind === "result_chunk") this.#chunk(body);
   }
 
-  /** Apply the terminal frame (job.result or job.error). */
+  /** Apply the terminal frame (job.result or job.error). A job.result carrying a
+   * `code` is a cancel or timeout in the SDK-compatibility profile (DESIGN.md). */
   finish(type, payload) {
     this.status = payload.final_status || (type === "job.result" ? "success" : "error");
     this.completedAt = payload.completed_at || this.completedAt;
-    if (type === "job.result") this.result = payload;
+    if (type === "job.result" && !("code" in payload)) this.result = payload;
     else this.error = payload;
   }
 
@@ -80,6 +81,16 @@ export class JobRecord {
     }
     return null;
   }
+}
+
+/** §9.6 counters as numbers: the spec profile sends `{"USD": 5.0}`, the
+ * SDK-compatibility profile `{"USD": "USD:5.00"}`. */
+function budgetOf(budget) {
+  const out = {};
+  for (const [currency, amount] of Object.entries(budget)) {
+    out[currency] = typeof amount === "string" ? Number(amount.split(":").pop()) : amount;
+  }
+  return out;
 }
 
 function decodeBase64(data) {
