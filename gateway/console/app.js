@@ -323,6 +323,7 @@ function jobView(jobId) {
   const facts = h("dl", { className: "facts" });
   const progressBar = h("progress", { id: "progress", max: 1, value: 0 });
   const progressLabel = h("span", { id: "progress-text" });
+  const progressRow = h("div", { className: "progress-row" }, progressBar, progressLabel);
   const budget = h("p", { id: "budget" });
   const cancel = h("button", { id: "cancel", type: "button", className: "danger" }, "Cancel job");
   const cancelNote = h("p", { className: "note" }, "Submitted in another session: only that session may cancel it here (§7.4); ", h("code", {}, `arcp-grpc cancel ${jobId}`), " cancels it from a shell.");
@@ -345,7 +346,7 @@ function jobView(jobId) {
   show(h("section", { className: "card", id: "job" },
     h("p", {}, h("a", { href: "#/jobs" }, "← all jobs")),
     heading, facts,
-    h("div", { className: "progress-row" }, progressBar, progressLabel),
+    progressRow,
     budget, cancel, cancelNote, problem, outcome,
     h("h3", {}, "Result stream"), streamed,
     h("h3", {}, "Events"),
@@ -365,7 +366,7 @@ function jobView(jobId) {
       progressBar.value = typeof p.total === "number" ? Math.min(p.current, progressBar.max) : 0;
       progressLabel.textContent = progressText(p);
     }
-    progressBar.hidden = progressLabel.hidden = !job.progress;
+    progressRow.hidden = !job.progress;
     budget.hidden = !job.budget;
     if (job.budget) {
       budget.textContent = "Budget remaining: " + Object.entries(job.budget).map(([c, v]) => `${c} ${Number(v).toFixed(2)}`).join(", ");
