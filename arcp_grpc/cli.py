@@ -141,32 +141,36 @@ def _serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     serve.add_argument("--ready-file", type=Path, help="write the bound addresses as JSON here")
 
 
-def _serve_overrides(args: argparse.Namespace) -> dict[str, str]:
-    overrides: dict[str, str] = {}
+def _serve_flags(args: argparse.Namespace) -> list[tuple[str, str, str]]:
+    """(key, text, flag) for every configuration value on the command line: `--set`
+    first, then the dedicated flags, which win; `load_settings` checks each one."""
+    given: list[tuple[str, str, str]] = []
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
-        overrides[key.strip()] = value
-    for flag, key in _SERVE_FLAGS.items():
-        value = getattr(args, flag)
+        given.append((key.strip(), value, "--set"))
+    for dest, key in _SERVE_FLAGS.items():
+        value = getattr(args, dest)
         if value is not None:
-            overrides[key] = value
+            given.append((key, value, "--" + dest.replace("_", "-")))
     if args.agents:
-        overrides["agents.modules"] = ",".join(args.agents)
+        given.append(("agents.modules", ",".join(args.agents), "--agents"))
     if args.no_demo_agents:
-        overrides["agents.demo"] = "false"
+        given.append(("agents.demo", "false", "--no-demo-agents"))
     if args.no_metrics:
-        overrides["metrics.enabled"] = "false"
-    return overrides
+        given.append(("metrics.enabled", "false", "--no-metrics"))
+    return given
 
 
 def _serve(args: argparse.Namespace, out: TextIO) -> int:
     from arcp_grpc import _serve  # grpc and the runtime load only for `serve`
 
-    settings = load_settings(config_file=args.config, overrides=_serve_overrides(args))
+    settings = load_settings(config_file=args.config, flags=_serve_flags(args))
     role: _serve.Role = args.role or "all"
-    agents = load_agents(settings.agents.modules) if role != "gateway" else None
+    agents = None
+    if role != "gateway":
+        agents = load_agents(settings.agents.modules, demo=settings.agents.demo)
     try:
         return event_loop.run(
             _serve.run(settings, role, agents=agents, ready_file=args.ready_file, out=out),

@@ -214,6 +214,19 @@ async def test_tls_for_grpc_and_wss(tmp_path: Path, processes: list[ServeProcess
 
 # -- bad configuration -------------------------------------------------------
 
+_CLASHING_AGENTS = """
+from arcp_grpc.agents import AgentRegistry
+
+
+async def counter(ctx, input_value):
+    return 0
+
+
+registry = AgentRegistry()
+registry.register("counter", "1.0.0", counter)
+"""
+
+
 _BAD_AGENTS = "def broken(:\n"
 
 
@@ -246,6 +259,21 @@ _BAD_AGENTS = "def broken(:\n"
             id="agents-module-missing",
         ),
         pytest.param(
+            {},
+            ("--set", "core.port=abc", "--grpc-port", "0"),
+            {},
+            "core.port (from --set): expected an integer, got 'abc'",
+            id="set-value-bad-although-a-flag-wins",
+        ),
+        pytest.param(
+            {"clashing_agents.py": _CLASHING_AGENTS},
+            ("--agents", "clashing_agents:registry"),
+            {},
+            "agents.modules 'clashing_agents:registry': agent counter@1.0.0 is already "
+            "registered by a demo agent (--no-demo-agents)",
+            id="agents-clash-with-a-demo-agent",
+        ),
+        pytest.param(
             {"broken_agents.py": _BAD_AGENTS},
             ("--agents", "broken_agents:registry"),
             {},
@@ -256,7 +284,7 @@ _BAD_AGENTS = "def broken(:\n"
             {},
             ("--tls-cert", "missing-cert.pem", "--tls-key", "missing-key.pem"),
             {},
-            "core.tls_cert (from the command line): cannot read missing-cert.pem",
+            "core.tls_cert (from --tls-cert): cannot read missing-cert.pem",
             id="tls-file-missing",
         ),
     ],
@@ -271,4 +299,5 @@ def test_bad_configuration_fails_fast_naming_the_problem(
     assert done.stderr.startswith("arcp-grpc: configuration error: ")
     assert named in done.stderr
     assert "Traceback" not in done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr  # one line
     assert "serving" not in done.stdout
