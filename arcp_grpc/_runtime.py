@@ -565,8 +565,12 @@ class JobRuntime:
             final = _status((await self._visible_row(principal, job_id)).status)
         if final == jobs_pb2.JOB_STATUS_CANCELLED:
             return  # CancelJob is idempotent
+        # `final_status` lets a client answer every ended job alike (the CLI does).
         status = jobs_pb2.JobStatus.Name(final).removeprefix("JOB_STATUS_").lower()
-        raise InvalidRequest(f"job {job_id} already ended ({status})", details={"job_id": job_id})
+        raise InvalidRequest(
+            f"job {job_id} already ended ({status})",
+            details={"job_id": job_id, "final_status": status},
+        )
 
     async def get(
         self, principal: Principal, job_id: str
