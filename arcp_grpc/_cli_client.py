@@ -154,9 +154,25 @@ def _rpc_failure(conn: Connection, exc: grpc.RpcError) -> ClientError:
     code = exc.code() if isinstance(exc, grpc.Call) else None
     if code == grpc.StatusCode.UNAVAILABLE:
         detail = exc.details() if isinstance(exc, grpc.Call) else ""
-        return ClientError(f"cannot reach the core at {conn.address}: {detail}", code="UNAVAILABLE")
+        return ClientError(_unreachable(conn, detail), code="UNAVAILABLE")
     error = from_rpc_error(exc)
     return ClientError(f"{error.code}: {error.message}", code=error.code)
+
+
+def _unreachable(conn: Connection, detail: str) -> str:
+    """Why the core cannot be reached, in words: a failed TLS handshake is named as one,
+    with the likely cause, instead of gRPC's raw OpenSSL line."""
+    where = f"the core at {conn.address}"
+    if "handshake failed" not in detail.lower():
+        hint = "" if conn.ca_file else " (if the core serves TLS, pass --ca)"
+        return f"cannot reach {where}: {detail}{hint}"
+    if "CERTIFICATE_VERIFY_FAILED" in detail:
+        cause = f"its certificate is not signed by the CA in {conn.ca_file} (--ca)"
+    elif "WRONG_VERSION_NUMBER" in detail:
+        cause = "it does not serve TLS; drop --ca (and ARCP_TLS_CA)"
+    else:
+        cause = detail.rsplit("SSL_ERROR_SSL: ", 1)[-1]
+    return f"TLS handshake with {where} failed: {cause}"
 
 
 def _dump(message: Message) -> dict[str, Any]:

@@ -151,7 +151,13 @@ class JobRuntime:
             for wait in pending:
                 wait.cancel()
         for job in list(self._active.values()):
-            job.stop(InternalError("the runtime is shutting down; resubmit to run the job again"))
+            # A resubmit with the same key would replay this very outcome (§7.2).
+            job.stop(
+                InternalError(
+                    "the runtime shut down before the job finished; to run it again, "
+                    "resubmit with a new idempotency key"
+                )
+            )
         for job in list(self._active.values()):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(job.done.wait(), timeout=5.0)

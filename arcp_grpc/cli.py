@@ -24,9 +24,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn, TextIO
 
+# gRPC's C core writes its own log lines to stderr (a failed bind, every failed TLS
+# handshake); the CLI reports those failures itself in one line. The variable is
+# read when grpc is first imported, so it is set before that; a user's own
+# GRPC_VERBOSITY (say, debug) still wins.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+
 from arcp_grpc import __version__, event_loop
 from arcp_grpc._cli_client import (
-    EXIT_ERROR,
     EXIT_INTERRUPTED,
     EXIT_PIPE_CLOSED,
     EXIT_USAGE,
@@ -234,7 +239,7 @@ def _serve(args: argparse.Namespace, out: TextIO) -> int:
         )
     except _serve.StartupError as exc:
         print(f"arcp-grpc: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return EXIT_USAGE  # a port in use is a configuration problem: choose another
 
 
 def _client(args: argparse.Namespace, out: TextIO) -> int:
