@@ -338,7 +338,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
     for key in flat:
         if key not in _HINTS:
             raise ConfigError(
-                f"unknown configuration key {key!r} in {path} (see docs/configuration.md)"
+                f"unknown configuration key {key!r} from {path} (see docs/configuration.md)"
             )
     return flat
 

@@ -8,8 +8,11 @@ import asyncio
 import datetime
 import ipaddress
 import json
+import shlex
+import shutil
 import sqlite3
 import ssl
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -253,6 +256,64 @@ def test_a_port_in_use_is_named_and_exits_2(
     )
     assert "add_port.cc" not in done.stderr  # gRPC's own log line is not shown
     assert "Traceback" not in done.stderr
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_the_readme_submit_commands_work(tmp_path: Path, processes: list[ServeProcess]) -> None:
+    """Every `arcp-grpc submit` line of the README's tour runs to success as written
+    (spender and delegator need their leases, §9)."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    commands = [
+        shlex.split(line.split("  #", 1)[0])
+        for line in readme.splitlines()
+        if line.startswith("arcp-grpc submit ")
+    ]
+    agents = {command[2] for command in commands}
+    assert {"counter", "spender", "delegator"} <= agents
+    served = _start(processes, tmp_path, *_PORTS)
+    for command in commands:
+        done = served.cli(*command[1:])
+        assert done.returncode == 0, (command, done.stdout, done.stderr)
+        assert done.stdout.splitlines()[-2].startswith("success job_"), done.stdout
+
+
+def _fake_checkout(root: Path) -> Path:
+    """scripts/serve beside a pyproject.toml and a .venv whose python records pip runs
+    and whose arcp-grpc only echoes: what the script decides, without installing."""
+    (root / "scripts").mkdir(parents=True)
+    shutil.copy(REPO / "scripts" / "serve", root / "scripts" / "serve")
+    (root / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    bin_dir = root / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    for name, body in (
+        ("python", 'echo "pip $*" >> "$(dirname "$0")/../../installs.log"'),
+        ("arcp-grpc", 'echo "ran $*"'),
+    ):
+        (bin_dir / name).write_text(f"#!/usr/bin/env bash\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    return root / "scripts" / "serve"
+
+
+def test_scripts_serve_installs_only_when_pyproject_changes(tmp_path: Path) -> None:
+    script = _fake_checkout(tmp_path)
+    installs = tmp_path / "installs.log"
+
+    def serve() -> str:
+        done = subprocess.run(
+            [str(script), "--grpc-port", "0"], capture_output=True, text=True, timeout=30
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert serve() == "ran serve --grpc-port 0\n"
+    assert installs.read_text().count("pip install") == 1  # the first start installs
+    serve()
+    assert installs.read_text().count("pip install") == 1  # nothing changed: no reinstall
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\nversion = '2'\n")
+    serve()
+    assert installs.read_text().count("pip install") == 2  # dependencies may have changed
 
 
 # -- bad configuration -------------------------------------------------------
