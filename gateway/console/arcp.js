@@ -179,7 +179,8 @@ export class ArcpSession extends EventTarget {
   }
 
   #welcomed(payload) {
-    const fresh = !payload.resumed;
+    // A resumed welcome names the same session; any other is a new session.
+    const fresh = payload.session_id !== this.sessionId;
     this.sessionId = payload.session_id;
     this.resumeToken = payload.resume_token; // rotates on every welcome (§6.3)
     this.attempt = 0;

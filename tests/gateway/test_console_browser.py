@@ -207,6 +207,31 @@ async def test_list_shows_jobs_filtered_and_paged(page: Page) -> None:
     await expect(page.locator("#jobs tbody")).to_contain_text("No jobs match.", timeout=SAFETY)
 
 
+async def test_the_list_pages_by_cursor(page: Page) -> None:
+    """§6.6: twenty jobs a page; Older follows `next_cursor`, Newer goes back."""
+    submitted = await page.evaluate(
+        """async () => {
+            const ids = [];
+            for (let n = 0; n < 23; n += 1) {
+                const reply = await arcpConsole.session.request(
+                    "job.submit", {agent: "echo", input: {n}});
+                ids.push(reply.payload.job_id);
+            }
+            return ids;
+        }"""
+    )
+    rows = page.locator("#jobs tbody tr[data-job-id]")
+    await expect(rows).to_have_count(20, timeout=SAFETY)
+    assert await rows.first.get_attribute("data-job-id") == submitted[-1]  # newest first
+    await page.click("#older")
+    await expect(rows).to_have_count(3, timeout=SAFETY)
+    shown = await rows.evaluate_all("rows => rows.map(r => r.dataset.jobId)")
+    assert shown == submitted[2::-1]
+    assert await page.locator("#older").is_disabled()
+    await page.click("#newer")
+    await expect(rows).to_have_count(20, timeout=SAFETY)
+
+
 async def test_a_job_submitted_elsewhere_is_watched_with_its_history(
     page: Page, browser: Browser, deployment: Deployment
 ) -> None:
