@@ -20,6 +20,7 @@ An ARCP error prints ``arcp-grpc: CODE: message`` on stderr, never a trace
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -555,7 +556,21 @@ def agents(conn: Connection, out: TextIO, *, json_lines: bool) -> int:
 
 
 def _parse_json(flag: str, text: str) -> Any:
+    """Strict JSON (RFC 8259): NaN, Infinity and numbers beyond a double are refused
+    here, in one line, rather than reaching the core as values JSON cannot carry."""
+
+    def finite(token: str) -> float:
+        value = float(token)
+        if not math.isfinite(value):
+            raise ValueError(f"{token} is too large for a JSON number")
+        return value
+
+    def refuse(token: str) -> Any:
+        raise ValueError(f"{token} is not JSON")
+
     try:
-        return json.loads(text)
+        return json.loads(text, parse_float=finite, parse_constant=refuse)
     except json.JSONDecodeError as exc:
         raise ClientError(f"{flag} is not valid JSON: {exc.msg} at {exc.pos}", EXIT_USAGE) from None
+    except ValueError as exc:
+        raise ClientError(f"{flag} is not valid JSON: {exc}", EXIT_USAGE) from None

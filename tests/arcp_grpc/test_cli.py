@@ -135,6 +135,8 @@ async def test_arcp_errors_print_code_and_message_not_a_trace(
     ("args", "message"),
     [
         (("submit", "echo", "--input", "{nope"), "--input is not valid JSON"),
+        (("submit", "echo", "--input", "NaN"), "--input is not valid JSON: NaN is not JSON"),
+        (("submit", "echo", "--input", '{"n": 1e400}'), "1e400 is too large for a JSON"),
         (("submit", "echo", "--lease", '{"tool.call": "x"}'), "--lease must be"),
         (("jobs", "--status", "bogus"), "--status must be one of pending, running"),
     ],

@@ -263,11 +263,11 @@ async def test_a_dropped_socket_resumes_without_losing_or_repeating_events(page:
     await expect(page.locator("#progress-text")).to_contain_text("40/40 steps")
 
 
+@pytest.mark.parametrize("deployment", ["split"], indirect=True)
 async def test_a_restarted_gateway_is_followed(page: Page, deployment: Deployment) -> None:
     """The gateway process goes away mid-job and another takes its port: the page
-    resumes through it (the core holds the session, DESIGN.md "Shape")."""
-    if not deployment.gateway_args:
-        pytest.skip("the embedded process holds the session in its own core")
+    resumes through it (the core holds the session, DESIGN.md "Shape"). Split only:
+    the embedded process has no gateway to restart without its core."""
     port = deployment.console.split(":")[2].split("/")[0]
     await submit(page, "counter", {"steps": 60, "interval": 0.05})
     await expect(page.locator("#events tr[data-kind=progress]").nth(2)).to_be_visible(
