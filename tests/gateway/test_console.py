@@ -1,5 +1,5 @@
-"""The console's static files over HTTP: media types, the security headers, 404s, and
-the `gateway.console` switch (`gateway._console`, docs/configuration.md)."""
+"""The console's static files over HTTP (`gateway._console`): media types, the security
+headers, 404s, and the `gateway.console` switch (docs/configuration.md)."""
 
 from __future__ import annotations
 
@@ -66,13 +66,6 @@ async def test_console_off_serves_nothing_there(make_stack: StackFactory) -> Non
     status, _, body = await asyncio.to_thread(_get, stack.gateway.port, "/console")
     assert status == 404
     assert b"/arcp" in body  # the gateway's ordinary answer for paths it does not serve
-
-
-async def test_health_sends_exactly_one_content_type(stack: Stack) -> None:
-    status, headers, body = await asyncio.to_thread(_get, stack.gateway.port, "/healthz")
-    assert status == 200
-    assert headers.get_all("Content-Type") == ["application/json"]
-    assert json.loads(body)["core"] == "SERVING"
 
 
 @pytest.mark.parametrize(
