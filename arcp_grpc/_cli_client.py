@@ -1,4 +1,4 @@
-"""The CLI's gRPC client commands: submit, watch, jobs, cancel, agents.
+r"""The CLI's gRPC client commands: submit, watch, get, jobs, cancel, agents.
 
 Synchronous gRPC (a CLI has one thing to do at a time). Exit codes follow
 the job's terminal status so scripts can branch on them:
@@ -10,16 +10,20 @@ the job's terminal status so scripts can branch on them:
 | 2 | usage or configuration error |
 | 3 | the job was cancelled |
 | 4 | the job timed out |
+| 130 | interrupted (Ctrl-C); a job being watched keeps running |
+| 141 | the output was closed (`arcp-grpc jobs \| head -1`) |
 
-An ARCP error prints ``arcp-grpc: CODE: message`` on stderr, never a trace.
+An ARCP error prints ``arcp-grpc: CODE: message`` on stderr, never a trace
+(with ``--json``, a ``{"type": "error", "code": ...}`` object on stdout).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
@@ -47,7 +51,9 @@ R = TypeVar("R")
 __all__ = [
     "EXIT_CANCELLED",
     "EXIT_ERROR",
+    "EXIT_INTERRUPTED",
     "EXIT_OK",
+    "EXIT_PIPE_CLOSED",
     "EXIT_TIMED_OUT",
     "EXIT_USAGE",
     "ClientError",
@@ -55,12 +61,14 @@ __all__ = [
     "WatchPrinter",
     "agents",
     "cancel",
+    "get",
     "jobs",
     "submit",
     "watch",
 ]
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CANCELLED, EXIT_TIMED_OUT = 0, 1, 2, 3, 4
+EXIT_INTERRUPTED, EXIT_PIPE_CLOSED = 130, 141  # 128 + SIGINT, 128 + SIGPIPE, as shells report
 
 _EXIT_OF_STATUS = {
     jobs_pb2.JOB_STATUS_SUCCESS: EXIT_OK,
@@ -71,11 +79,14 @@ _EXIT_OF_STATUS = {
 
 
 class ClientError(Exception):
-    """A failure the CLI reports in one line; `exit_code` is what the process returns."""
+    """A failure the CLI reports in one line; `exit_code` is what the process returns and
+    `code` names the failure for ``--json`` (an ARCP §12 code, or USAGE, UNAVAILABLE,
+    INTERRUPTED)."""
 
-    def __init__(self, message: str, exit_code: int = EXIT_ERROR) -> None:
+    def __init__(self, message: str, exit_code: int = EXIT_ERROR, code: str = "") -> None:
         super().__init__(message)
         self.exit_code = exit_code
+        self.code = code or ("USAGE" if exit_code == EXIT_USAGE else "ERROR")
 
 
 @dataclass(frozen=True)
@@ -144,9 +155,25 @@ def _rpc_failure(conn: Connection, exc: grpc.RpcError) -> ClientError:
     code = exc.code() if isinstance(exc, grpc.Call) else None
     if code == grpc.StatusCode.UNAVAILABLE:
         detail = exc.details() if isinstance(exc, grpc.Call) else ""
-        return ClientError(f"cannot reach the core at {conn.address}: {detail}")
+        return ClientError(_unreachable(conn, detail), code="UNAVAILABLE")
     error = from_rpc_error(exc)
-    return ClientError(f"{error.code}: {error.message}")
+    return ClientError(f"{error.code}: {error.message}", code=error.code)
+
+
+def _unreachable(conn: Connection, detail: str) -> str:
+    """Why the core cannot be reached, in words: a failed TLS handshake is named as one,
+    with the likely cause, instead of gRPC's raw OpenSSL line."""
+    where = f"the core at {conn.address}"
+    if "handshake failed" not in detail.lower():
+        hint = "" if conn.ca_file else " (if the core serves TLS, pass --ca)"
+        return f"cannot reach {where}: {detail}{hint}"
+    if "CERTIFICATE_VERIFY_FAILED" in detail:
+        cause = f"its certificate is not signed by the CA in {conn.ca_file} (--ca)"
+    elif "WRONG_VERSION_NUMBER" in detail:
+        cause = "it does not serve TLS; drop --ca (and ARCP_TLS_CA)"
+    else:
+        cause = detail.rsplit("SSL_ERROR_SSL: ", 1)[-1]
+    return f"TLS handshake with {where} failed: {cause}"
 
 
 def _dump(message: Message) -> dict[str, Any]:
@@ -184,14 +211,16 @@ class WatchPrinter:
     out: TextIO
     json_lines: bool = False
     width: int = 24
-    _bar_open: bool = False
-    _chunks: list[bytes] = field(default_factory=list)
+    last_seq: int = 0  # the job_seq of the last event shown: where a later watch resumes
+    _bar_open: bool = False  # a progress bar is drawn on the current line (a TTY)
+    _text_open: bool = False  # a result chunk left the current line unterminated
 
     @property
     def tty(self) -> bool:
         return self.out.isatty()
 
     def event(self, event: events_pb2.JobEvent) -> None:
+        self.last_seq = event.job_seq
         if self.json_lines:
             _json_line(self.out, "event", _dump(event))
             return
@@ -199,7 +228,7 @@ class WatchPrinter:
         if kind == "progress":
             self._progress(event.progress)
         elif kind == "result_chunk":
-            self._chunks.append(event.result_chunk.data)
+            self._chunk(event.result_chunk)
         else:
             self._line(describe(event))
 
@@ -209,11 +238,15 @@ class WatchPrinter:
             result = outcome.result
             if self.json_lines:
                 _json_line(self.out, "result", _dump(result))
+            elif result.HasField("streamed"):
+                streamed = result.streamed
+                self._line(
+                    f"success {result.job_id} (streamed result {streamed.result_id}, "
+                    f"{streamed.result_size} bytes, shown above)"
+                )
             else:
                 self._line(f"success {result.job_id}")
-                if result.HasField("streamed"):
-                    self._line(b"".join(self._chunks).decode("utf-8", errors="replace"))
-                elif result.HasField("value"):
+                if result.HasField("value"):
                     self._line(json.dumps(_whole(json_format.MessageToDict(result.value))))
             return _EXIT_OF_STATUS.get(result.final_status, EXIT_ERROR)
         failed = outcome.error
@@ -229,16 +262,33 @@ class WatchPrinter:
     def _progress(self, progress: events_pb2.ProgressEvent) -> None:
         text = progress_text(progress, self.width)
         if self.tty:
+            if self._text_open:
+                self.out.write("\n")
+                self._text_open = False
             self.out.write("\r" + text + "\x1b[K")
             self.out.flush()
             self._bar_open = True
         else:
             self._line(text)
 
-    def _line(self, text: str) -> None:
+    def _chunk(self, chunk: events_pb2.ResultChunkEvent) -> None:
+        """A streamed result is printed as it arrives (§8.4), never held whole in memory."""
+        if chunk.encoding == events_pb2.CHUNK_ENCODING_BASE64:
+            self._line(f"result_chunk {chunk.chunk_seq}: {len(chunk.data)} bytes (binary)")
+            return
         if self._bar_open:
             self.out.write("\n")
             self._bar_open = False
+        text = chunk.data.decode("utf-8", errors="replace")
+        self.out.write(text)
+        self.out.flush()
+        if text:
+            self._text_open = not text.endswith("\n")
+
+    def _line(self, text: str) -> None:
+        if self._bar_open or self._text_open:
+            self.out.write("\n")
+            self._bar_open = self._text_open = False
         self.out.write(text + "\n")
         self.out.flush()
 
@@ -336,11 +386,23 @@ def watch(conn: Connection, out: TextIO, *, job_id: str, after: int, json_lines:
 
 def _follow(stub: Stub, conn: Connection, job_id: str, after: int, printer: WatchPrinter) -> int:
     request = job_service_pb2.WatchJobRequest(job_id=job_id, after_seq=after)
-    for frame in stub.WatchJob(request, metadata=conn.metadata):
-        for event in frame.events:
-            printer.event(event)
-        if frame.HasField("outcome"):
-            return printer.outcome(frame.outcome)
+    printer.last_seq = after
+    try:
+        for frame in stub.WatchJob(request, metadata=conn.metadata):
+            for event in frame.events:
+                printer.event(event)
+            if frame.HasField("outcome"):
+                return printer.outcome(frame.outcome)
+    except KeyboardInterrupt:
+        # Ctrl-C stops the watching, not the job (it runs in the core): say how to
+        # pick it up again or end it.
+        raise ClientError(
+            f"stopped watching; job {job_id} is still running. "
+            f"Follow it: arcp-grpc watch {job_id} --after {printer.last_seq}  "
+            f"Cancel it: arcp-grpc cancel {job_id}",
+            EXIT_INTERRUPTED,
+            "INTERRUPTED",
+        ) from None
     raise ClientError(f"the watch of {job_id} ended without an outcome; run watch again")
 
 
@@ -371,15 +433,67 @@ def jobs(
             request.page_token = page.next_page_token
         return found[:limit]
 
-    for summary in _call(conn, run):
+    found = _call(conn, run)
+    if not json_lines:
+        out.write(_JOBS_ROW.format("JOB", "STATUS", "AGENT", "SUBMITTED").rstrip() + "\n")
+    for summary in found:
         if json_lines:
             _json_line(out, "job", _dump(summary))
         else:
-            state = jobs_pb2.JobStatus.Name(summary.status).removeprefix("JOB_STATUS_").lower()
             created = summary.created_at.ToJsonString() if summary.HasField("created_at") else ""
-            out.write(f"{summary.job_id}  {state:<9}  {summary.agent:<24}  {created}\n")
+            row = _JOBS_ROW.format(
+                summary.job_id, _status_name(summary.status), summary.agent, created
+            )
+            out.write(row + "\n")
     out.flush()
     return EXIT_OK
+
+
+_JOBS_ROW = "{:<30}  {:<9}  {:<24}  {}"
+
+
+def _status_name(status: jobs_pb2.JobStatus.ValueType) -> str:
+    return jobs_pb2.JobStatus.Name(status).removeprefix("JOB_STATUS_").lower()
+
+
+def get(conn: Connection, out: TextIO, *, job_id: str, json_lines: bool) -> int:
+    """GetJob: the job's state and outcome in one call, without replaying its events
+    (a streamed result is not repeated: `watch` prints it)."""
+    request = job_service_pb2.GetJobRequest(job_id=job_id)
+    reply = _call(conn, lambda stub: stub.GetJob(request, metadata=conn.metadata))
+    job = reply.job
+    if json_lines:
+        _json_line(out, "job", _dump(job))
+        if reply.HasField("outcome"):
+            ended = reply.outcome.WhichOneof("outcome")
+            _json_line(out, ended or "outcome", _dump(getattr(reply.outcome, ended or "result")))
+        return EXIT_OK
+    rows = [("job", job.job_id), ("status", _status_name(job.status)), ("agent", job.agent)]
+    if job.HasField("created_at"):
+        rows.append(("submitted", job.created_at.ToJsonString()))
+    if job.HasField("completed_at"):
+        rows.append(("ended", job.completed_at.ToJsonString()))
+    if reply.HasField("outcome"):
+        rows.append(_outcome_row(reply.outcome, job_id))
+    for name, value in rows:
+        out.write(f"{name:<10} {value}\n")
+    out.flush()
+    return EXIT_OK
+
+
+def _outcome_row(outcome: jobs_pb2.JobOutcome, job_id: str) -> tuple[str, str]:
+    if outcome.HasField("error"):
+        error = outcome.error.error
+        code = errors_pb2.ErrorCode.Name(error.code).removeprefix("ERROR_CODE_")
+        return "error", f"{code}: {error.message}" + (" (retryable)" if error.retryable else "")
+    result = outcome.result
+    if result.HasField("streamed"):
+        streamed = result.streamed
+        return "result", (
+            f"streamed ({streamed.result_id}, {streamed.result_size} bytes); "
+            f"arcp-grpc watch {job_id} prints it"
+        )
+    return "result", json.dumps(_whole(json_format.MessageToDict(result.value)))
 
 
 _STATUSES = {
@@ -390,15 +504,37 @@ _STATUSES = {
 
 
 def cancel(conn: Connection, out: TextIO, *, job_id: str, reason: str, json_lines: bool) -> int:
-    """CancelJob (idempotent, §7.4)."""
+    """CancelJob (§7.4). A job that already ended gets one answer whatever its end
+    (the core acknowledges a cancel of a cancelled job and refuses one of a job
+    that ended otherwise): it already ended, nothing to cancel, exit 0."""
     request = job_service_pb2.CancelJobRequest(
         cancel=jobs_pb2.JobCancel(job_id=job_id, reason=reason)
     )
-    reply = _call(conn, lambda stub: stub.CancelJob(request, metadata=conn.metadata))
+
+    def run(stub: Stub) -> str:
+        """ "" when the cancel was requested, else the status the job had ended with."""
+        known = stub.GetJob(job_service_pb2.GetJobRequest(job_id=job_id), metadata=conn.metadata)
+        if known.HasField("outcome"):
+            return _status_name(known.job.status)
+        try:
+            stub.CancelJob(request, metadata=conn.metadata)
+        except grpc.RpcError as exc:
+            ended = from_rpc_error(exc).details.get("final_status", "")
+            if not ended:
+                raise
+            return str(ended)  # it ended between the two calls
+        return ""
+
+    ended = _call(conn, run)
     if json_lines:
-        _json_line(out, "cancelled", _dump(reply.cancelled))
+        if ended:
+            _json_line(out, "already_ended", {"job_id": job_id, "final_status": ended})
+        else:
+            _json_line(out, "cancelled", {"job_id": job_id})
+    elif ended:
+        out.write(f"job {job_id} already ended ({ended}); nothing to cancel\n")
     else:
-        out.write(f"cancel requested for {reply.cancelled.job_id or job_id}\n")
+        out.write(f"cancel requested for {job_id}\n")
     out.flush()
     return EXIT_OK
 
@@ -420,7 +556,21 @@ def agents(conn: Connection, out: TextIO, *, json_lines: bool) -> int:
 
 
 def _parse_json(flag: str, text: str) -> Any:
+    """Strict JSON (RFC 8259): NaN, Infinity and numbers beyond a double are refused
+    here, in one line, rather than reaching the core as values JSON cannot carry."""
+
+    def finite(token: str) -> float:
+        value = float(token)
+        if not math.isfinite(value):
+            raise ValueError(f"{token} is too large for a JSON number")
+        return value
+
+    def refuse(token: str) -> Any:
+        raise ValueError(f"{token} is not JSON")
+
     try:
-        return json.loads(text)
+        return json.loads(text, parse_float=finite, parse_constant=refuse)
     except json.JSONDecodeError as exc:
         raise ClientError(f"{flag} is not valid JSON: {exc.msg} at {exc.pos}", EXIT_USAGE) from None
+    except ValueError as exc:
+        raise ClientError(f"{flag} is not valid JSON: {exc}", EXIT_USAGE) from None

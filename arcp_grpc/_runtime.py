@@ -188,7 +188,13 @@ class JobRuntime:
             for wait in pending:
                 wait.cancel()
         for job in list(self._active.values()):
-            job.stop(InternalError("the runtime is shutting down; resubmit to run the job again"))
+            # A resubmit with the same key would replay this very outcome (§7.2).
+            job.stop(
+                InternalError(
+                    "the runtime shut down before the job finished; to run it again, "
+                    "resubmit with a new idempotency key"
+                )
+            )
         for job in list(self._active.values()):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(job.done.wait(), timeout=5.0)
@@ -609,8 +615,12 @@ class JobRuntime:
             final = _status(row.status)
         if final == jobs_pb2.JOB_STATUS_CANCELLED:
             return  # CancelJob is idempotent
+        # `final_status` lets a client answer every ended job alike (the CLI does).
         status = jobs_pb2.JobStatus.Name(final).removeprefix("JOB_STATUS_").lower()
-        raise InvalidRequest(f"job {job_id} already ended ({status})", details={"job_id": job_id})
+        raise InvalidRequest(
+            f"job {job_id} already ended ({status})",
+            details={"job_id": job_id, "final_status": status},
+        )
 
     async def get(
         self, principal: Principal, job_id: str

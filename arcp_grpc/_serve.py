@@ -12,6 +12,8 @@ endpoint goes. A clean stop exits 0.
 from __future__ import annotations
 
 import asyncio
+import errno
+import ipaddress
 import json
 import logging
 import os
@@ -35,10 +37,11 @@ from arcp_grpc.config import DEV_TOKEN_FILE, ConfigError, Settings, read_or_crea
 from arcp_grpc.metrics import Metrics, MetricsServer, serve_metrics
 from arcp_grpc.server import CoreConfig, RunningCore, start_core
 from arcp_grpc.store import StoreUnavailable
+from gateway._console import CONSOLE_PATH
 from gateway.links import LocalLink
 from gateway.server import GatewayConfig, RunningGateway, start_gateway
 
-__all__ = ["Role", "StartupError", "core_config", "gateway_config", "run"]
+__all__ = ["Role", "StartupError", "console_enabled", "core_config", "gateway_config", "run"]
 
 log = logging.getLogger("arcp_grpc.serve")
 
@@ -47,7 +50,8 @@ T = TypeVar("T")
 
 
 class StartupError(Exception):
-    """The process could not start (a port in use, an unreachable directory)."""
+    """The process could not start (a port in use, an unreachable directory); the
+    message names the address and the knob that sets it."""
 
 
 def core_config(settings: Settings) -> CoreConfig:
@@ -106,7 +110,21 @@ def gateway_config(settings: Settings, core_address: str) -> GatewayConfig:
         compression=gw.compression,
         ssl_context=context,
         core_ssl=core_ssl,
+        console=console_enabled(gw.console, gw.host),
     )
+
+
+def console_enabled(setting: str, host: str) -> bool:
+    """`gateway.console`: on, off, or auto = on only when the gateway binds loopback, so
+    a gateway exposed to a network serves no page unless asked to."""
+    if setting != "auto":
+        return setting == "on"
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 async def run(
@@ -135,6 +153,7 @@ async def run(
             try:
                 core = await _bind(
                     "gRPC",
+                    "core",
                     settings.core.host,
                     settings.core.port,
                     start_core(config, agents=agents),
@@ -153,7 +172,8 @@ async def run(
             # Embedded: the gateway reaches the core in process (same frames, same
             # servicer, no HTTP/2 hop); `serve gateway` talks gRPC to a remote core.
             link = LocalLink(core) if core is not None else None
-            gateway = await _bind("gateway", gw.host, gw.port, start_gateway(gw, link=link))
+            starting = start_gateway(gw, link=link)
+            gateway = await _bind("the gateway", "gateway", gw.host, gw.port, starting)
         info = _addresses(settings, core, gateway, metrics_server)
         _banner(out, info, settings, role)
         if ready_file is not None:
@@ -195,12 +215,25 @@ def _on_signal(stop: asyncio.Event, signum: int) -> None:
     stop.set()
 
 
-async def _bind(what: str, host: str, port: int, starting: Awaitable[T]) -> T:
-    """Await a start coroutine; a bind failure becomes a `StartupError` naming the port."""
+async def _bind(what: str, section: str, host: str, port: int, starting: Awaitable[T]) -> T:
+    """Await a start coroutine; a bind failure becomes a `StartupError` naming the
+    address and its knobs. gRPC reports a failed bind as a RuntimeError without the
+    reason (its C core logs that, and the CLI silences those logs)."""
     try:
         return await starting
     except (OSError, RuntimeError) as exc:
-        raise StartupError(f"cannot serve {what} on {host}:{port}: {exc}") from None
+        raise _bind_failure(what, section, host, port, exc) from None
+
+
+def _bind_failure(what: str, section: str, host: str, port: int, exc: Exception) -> StartupError:
+    if isinstance(exc, OSError) and exc.errno != errno.EADDRINUSE:
+        reason = exc.strerror or str(exc)
+    else:
+        reason = "the port is in use (or the address is not this machine's)"
+    return StartupError(
+        f"cannot serve {what} on {host}:{port}: {reason}; "
+        f"choose another with {section}.port or {section}.host (0 = any free port)"
+    )
 
 
 def _serve_metrics(metrics: Metrics, settings: Settings) -> MetricsServer:
@@ -208,7 +241,7 @@ def _serve_metrics(metrics: Metrics, settings: Settings) -> MetricsServer:
     try:
         return serve_metrics(metrics, host, port)
     except OSError as exc:
-        raise StartupError(f"cannot serve metrics on {host}:{port}: {exc.strerror}") from None
+        raise _bind_failure("metrics", "metrics", host, port, exc) from None
 
 
 def _addresses(
@@ -230,6 +263,8 @@ def _addresses(
         scheme = "https" if settings.gateway.tls_cert else "http"
         host = gateway.config.host
         info["gateway_health"] = f"{scheme}://{host}:{gateway.port}{settings.gateway.health_path}"
+        if gateway.config.console:
+            info["console"] = f"{scheme}://{host}:{gateway.port}{CONSOLE_PATH}"
     if metrics is not None:
         info["metrics"] = metrics.url
     return info
@@ -242,6 +277,8 @@ def _banner(out: TextIO, info: dict[str, object], settings: Settings, role: Role
         lines.append(f"  gRPC (JobService, SessionService):  {info['grpc']}")
     if "gateway" in info:
         lines.append(f"  ARCP over WebSocket:                 {info['gateway']}")
+    if "console" in info:
+        lines.append(f"  web console:                         {info['console']}")
     if "metrics" in info:
         lines.append(f"  Prometheus metrics:                  {info['metrics']}")
     if "data_dir" in info:
@@ -251,16 +288,23 @@ def _banner(out: TextIO, info: dict[str, object], settings: Settings, role: Role
     if "token_file" in info:
         token_file = info["token_file"]
         grpc_address = info["grpc"]
-        plain = "" if info.get("grpc_tls") else "-plaintext "
+        # With TLS the client must trust the core: --ca names the CA that signed
+        # core.tls_cert (the certificate itself when it is self-signed).
+        ca = f" --ca {settings.core.tls_cert}" if info.get("grpc_tls") else ""
+        grpcurl_tls = f"-cacert {settings.core.tls_cert}" if ca else "-plaintext"
         lines += [
             f"  development token (principal {settings.auth.dev_principal!r}): {token_file}",
             "",
             "Try it:",
             f"  export ARCP_TOKEN=$(cat {token_file}) ARCP_ADDRESS={grpc_address}",
-            "  arcp-grpc agents",
-            """  arcp-grpc submit counter --input '{"steps": 5}' --watch""",
-            f'  grpcurl {plain}-H "authorization: Bearer $ARCP_TOKEN" {grpc_address} list',
+            f"  arcp-grpc agents{ca}",
+            f"""  arcp-grpc submit counter --input '{{"steps": 5}}' --watch{ca}""",
+            f'  grpcurl {grpcurl_tls} -H "authorization: Bearer $ARCP_TOKEN" {grpc_address} list',
         ]
+        if ca:
+            lines.append(
+                "  (--ca: the CA that signed the core's certificate; here the certificate)"
+            )
     lines.append("Stop with Ctrl-C or SIGTERM.")
     out.write("\n".join(lines) + "\n")
     out.flush()

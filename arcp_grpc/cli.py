@@ -3,25 +3,41 @@
     arcp-grpc serve [core|gateway] [--config FILE] [--grpc-port N] ...
     arcp-grpc submit AGENT [--input JSON] [--key K] [--watch] [--lease JSON] [--max-runtime N]
     arcp-grpc watch JOB [--after N]
+    arcp-grpc get JOB
     arcp-grpc jobs [--status S] [--agent A] [--limit N]
     arcp-grpc cancel JOB [--reason TEXT]
     arcp-grpc agents
 
 Exit codes: 0 success, 1 error, 2 usage or configuration, 3 cancelled,
-4 timed out (see `arcp_grpc._cli_client`). Configuration and ARCP errors
-print one line naming the problem, never a stack trace.
+4 timed out, 130 interrupted, 141 output closed (see `arcp_grpc._cli_client`).
+Configuration and ARCP errors print one line naming the problem, never a
+stack trace; with ``--json`` that line is a JSON object on stdout.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import NoReturn, TextIO
+
+# gRPC's C core writes its own log lines to stderr (a failed bind, every failed TLS
+# handshake); the CLI reports those failures itself in one line. The variable is
+# read when grpc is first imported, so it is set before that; a user's own
+# GRPC_VERBOSITY (say, debug) still wins.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 from arcp_grpc import __version__, event_loop
-from arcp_grpc._cli_client import EXIT_ERROR, EXIT_USAGE, ClientError, Connection
+from arcp_grpc._cli_client import (
+    EXIT_INTERRUPTED,
+    EXIT_PIPE_CLOSED,
+    EXIT_USAGE,
+    ClientError,
+    Connection,
+)
 from arcp_grpc.config import ConfigError, load_agents, load_settings
 
 __all__ = ["build_parser", "main"]
@@ -43,14 +59,51 @@ _SERVE_FLAGS: dict[str, str] = {
     "gateway_tls_cert": "gateway.tls_cert",
     "gateway_tls_key": "gateway.tls_key",
     "core_tls_ca": "gateway.core_tls_ca",
+    "console": "gateway.console",
     "log_level": "log.level",
     "log_format": "log.format",
     "shutdown_grace": "runtime.shutdown_grace_sec",
 }
 
 
+class UsageError(Exception):
+    """A bad command line; argparse would print usage and exit, we report it like any
+    other error (one line, or a JSON object with ``--json``)."""
+
+    def __init__(self, message: str, usage: str) -> None:
+        super().__init__(message)
+        self.usage = usage
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix("arcp-grpc").strip()  # "jobs", or "" at the top
+        raise UsageError(f"{command}: {message}" if command else message, self.format_usage())
+
+
+def _integer(minimum: int, maximum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number in [minimum, maximum], refused in one line
+    (protobuf would raise a ValueError deep in the call for a negative uint)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(
+                f"must be between {minimum} and {maximum}, got {value}"
+            )
+        return value
+
+    return parse
+
+
+_UINT32, _UINT64 = 2**32 - 1, 2**64 - 1
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="arcp-grpc",
         description="An ARCP v1.1 runtime: gRPC core, WebSocket gateway, and a CLI client.",
     )
@@ -58,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _serve_parser(commands)
 
-    client = argparse.ArgumentParser(add_help=False)
+    client = _Parser(add_help=False)
     group = client.add_argument_group("connection (flags > ARCP_* environment > defaults)")
     group.add_argument("--address", help="core gRPC address (ARCP_ADDRESS; 127.0.0.1:7400)")
     group.add_argument("--token", help="bearer token (ARCP_TOKEN; else DATA_DIR/dev-token)")
@@ -71,17 +124,26 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--input", help="the job input as JSON")
     submit.add_argument("--key", default="", help="idempotency key (§7.2)")
     submit.add_argument("--lease", default="", help='lease request: {"ns": ["pattern", ...]}')
-    submit.add_argument("--max-runtime", type=int, help="max_runtime_sec (§7.3)")
+    submit.add_argument(
+        "--max-runtime", type=_integer(1, _UINT32), help="max_runtime_sec (§7.3), at least 1"
+    )
     submit.add_argument("--watch", action="store_true", help="follow the job to its end")
 
     watch = commands.add_parser("watch", parents=[client], help="follow a job's events")
     watch.add_argument("job_id")
-    watch.add_argument("--after", type=int, default=0, help="events after this job_seq")
+    watch.add_argument(
+        "--after", type=_integer(0, _UINT64), default=0, help="events after this job_seq"
+    )
+
+    get = commands.add_parser(
+        "get", parents=[client], help="a job's status and outcome (no event replay)"
+    )
+    get.add_argument("job_id")
 
     jobs = commands.add_parser("jobs", parents=[client], help="list your jobs, newest first")
     jobs.add_argument("--status", default="", help="success, error, running, ...")
     jobs.add_argument("--agent", default="", help="only this agent")
-    jobs.add_argument("--limit", type=int, default=20)
+    jobs.add_argument("--limit", type=_integer(1, 100_000), default=20, help="at most (20)")
 
     cancel = commands.add_parser("cancel", parents=[client], help="cancel a job")
     cancel.add_argument("job_id")
@@ -91,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _serve_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
     serve = commands.add_parser(
         "serve",
         help="run core + gateway (or one of them)",
@@ -132,6 +194,9 @@ def _serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     serve.add_argument("--gateway-tls-cert", help="PEM certificate chain for wss")
     serve.add_argument("--gateway-tls-key", help="PEM private key for wss")
     serve.add_argument("--core-tls-ca", help="serve gateway: PEM roots to verify the core")
+    serve.add_argument(
+        "--console", help="web console at /console: auto (on for loopback), on, off (auto)"
+    )
     serve.add_argument("--log-level", help="debug, info, warning, error (info)")
     serve.add_argument("--log-format", help="text (key=value) or json (text)")
     serve.add_argument("--shutdown-grace", help="seconds running jobs get on SIGTERM (10)")
@@ -145,32 +210,36 @@ def _serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     serve.add_argument("--ready-file", type=Path, help="write the bound addresses as JSON here")
 
 
-def _serve_overrides(args: argparse.Namespace) -> dict[str, str]:
-    overrides: dict[str, str] = {}
+def _serve_flags(args: argparse.Namespace) -> list[tuple[str, str, str]]:
+    """(key, text, flag) for every configuration value on the command line: `--set`
+    first, then the dedicated flags, which win; `load_settings` checks each one."""
+    given: list[tuple[str, str, str]] = []
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
-        overrides[key.strip()] = value
-    for flag, key in _SERVE_FLAGS.items():
-        value = getattr(args, flag)
+        given.append((key.strip(), value, "--set"))
+    for dest, key in _SERVE_FLAGS.items():
+        value = getattr(args, dest)
         if value is not None:
-            overrides[key] = value
+            given.append((key, value, "--" + dest.replace("_", "-")))
     if args.agents:
-        overrides["agents.modules"] = ",".join(args.agents)
+        given.append(("agents.modules", ",".join(args.agents), "--agents"))
     if args.no_demo_agents:
-        overrides["agents.demo"] = "false"
+        given.append(("agents.demo", "false", "--no-demo-agents"))
     if args.no_metrics:
-        overrides["metrics.enabled"] = "false"
-    return overrides
+        given.append(("metrics.enabled", "false", "--no-metrics"))
+    return given
 
 
 def _serve(args: argparse.Namespace, out: TextIO) -> int:
     from arcp_grpc import _serve  # grpc and the runtime load only for `serve`
 
-    settings = load_settings(config_file=args.config, overrides=_serve_overrides(args))
+    settings = load_settings(config_file=args.config, flags=_serve_flags(args))
     role: _serve.Role = args.role or "all"
-    agents = load_agents(settings.agents.modules) if role != "gateway" else None
+    agents = None
+    if role != "gateway":
+        agents = load_agents(settings.agents.modules, demo=settings.agents.demo)
     try:
         return event_loop.run(
             _serve.run(settings, role, agents=agents, ready_file=args.ready_file, out=out),
@@ -178,7 +247,7 @@ def _serve(args: argparse.Namespace, out: TextIO) -> int:
         )
     except _serve.StartupError as exc:
         print(f"arcp-grpc: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return EXIT_USAGE  # a port in use is a configuration problem: choose another
 
 
 def _client(args: argparse.Namespace, out: TextIO) -> int:
@@ -201,6 +270,8 @@ def _client(args: argparse.Namespace, out: TextIO) -> int:
         )
     if args.command == "watch":
         return client.watch(conn, out, job_id=args.job_id, after=args.after, json_lines=args.json)
+    if args.command == "get":
+        return client.get(conn, out, job_id=args.job_id, json_lines=args.json)
     if args.command == "jobs":
         return client.jobs(
             conn, out, status=args.status, agent=args.agent, limit=args.limit, json_lines=args.json
@@ -214,20 +285,42 @@ def _client(args: argparse.Namespace, out: TextIO) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The console script; returns the exit code (see the module docstring)."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
     out = sys.stdout
+    json_lines = "--json" in argv
     try:
+        args = build_parser().parse_args(argv)
         if args.command == "serve":
             return _serve(args, out)
         return _client(args, out)
+    except UsageError as exc:
+        if not json_lines:
+            sys.stderr.write(exc.usage)
+        return _fail(out, json_lines, "USAGE", str(exc), EXIT_USAGE)
     except ConfigError as exc:
-        print(f"arcp-grpc: configuration error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(out, json_lines, "CONFIGURATION", f"configuration error: {exc}", EXIT_USAGE)
     except ClientError as exc:
-        print(f"arcp-grpc: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return _fail(out, json_lines, exc.code, str(exc), exc.exit_code)
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`arcp-grpc jobs | head -1`): nothing more to say, and
+        # nowhere to say it; stdout points at /dev/null so the exit flush is quiet.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_PIPE_CLOSED
+
+
+def _fail(out: TextIO, json_lines: bool, code: str, message: str, exit_code: int) -> int:
+    """One line on stderr, or with ``--json`` one object on stdout beside the others
+    (docs/configuration.md, "The CLI client")."""
+    if json_lines:
+        error = {"type": "error", "code": code, "message": message, "exit_code": exit_code}
+        out.write(json.dumps(error, separators=(",", ":")) + "\n")
+        out.flush()
+    else:
+        print(f"arcp-grpc: {message}", file=sys.stderr)
+    return exit_code
 
 
 if __name__ == "__main__":

@@ -18,13 +18,14 @@ import secrets
 import ssl
 import sys
 import tomllib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
 from arcp_grpc._store_url import postgres_dsn
 from arcp_grpc.agents import AgentRegistry
+from arcp_grpc.demo_agents import demo_registry
 from arcp_grpc.event_loop import resolve as resolve_event_loop
 
 __all__ = [
@@ -101,6 +102,7 @@ class GatewaySettings:
     tls_key: str = ""
     core: str = "127.0.0.1:7400"  # `serve gateway`: the core's gRPC address
     core_tls_ca: str = ""  # PEM roots to verify the core; set: TLS to the core
+    console: str = "auto"  # the web console at /console: auto (on for loopback hosts), on, off
 
 
 @dataclass(frozen=True)
@@ -229,11 +231,12 @@ def _from_text(hint: Any, text: str) -> Any:
             return True
         if lowered in {"0", "false", "no", "off"}:
             return False
-        raise ValueError(f"{text!r} is not a boolean (true/false)")
-    if hint is int:
-        return int(text)
-    if hint is float:
-        return float(text)
+        raise ValueError(f"expected {_KINDS[bool]}, got {text!r}")
+    if hint is int or hint is float:
+        try:
+            return hint(text)
+        except ValueError:
+            raise ValueError(f"expected {_KINDS[hint]}, got {text!r}") from None
     if hint == tuple[str, ...]:
         return tuple(item.strip() for item in text.split(",") if item.strip())
     if hint == dict[str, str]:
@@ -249,24 +252,37 @@ def _from_text(hint: Any, text: str) -> Any:
     return text
 
 
+# What a knob's type is called in an error, the same whichever source gave the value.
+_KINDS: dict[Any, str] = {
+    bool: "a boolean (true/false)",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    Path: "a string",
+    tuple[str, ...]: "an array of strings",
+    dict[str, str]: "a table of strings",
+}
+
+
 def _from_toml(hint: Any, value: Any) -> Any:
     """Check a TOML value against a knob's type (TOML already typed it)."""
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    wrong = ValueError(f"expected {_KINDS[hint]}, got {value!r}")
     if hint == tuple[str, ...]:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ValueError("expected an array of strings")
+            raise wrong
         return tuple(value)
     if hint == dict[str, str]:
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-            raise ValueError("expected a table of strings")
+            raise wrong
         return dict(value)
     if hint is Path:
         if not isinstance(value, str):
-            raise ValueError("expected a string")
+            raise wrong
         return Path(value)
     if type(value) is not hint:
-        raise ValueError(f"expected {hint.__name__}, got {type(value).__name__}")
+        raise wrong
     return value
 
 
@@ -278,41 +294,51 @@ def load_settings(
     config_file: Path | None = None,
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, str] | None = None,
+    flags: Sequence[tuple[str, str, str]] = (),
 ) -> Settings:
     """Defaults, then the TOML file, then ``ARCP_*`` variables, then `overrides`
-    (flags, as text keyed by knob name). Raises `ConfigError`."""
+    (text keyed by knob name, from "the command line"), then `flags` as
+    (key, text, flag) in the order given. Raises `ConfigError`.
+
+    Every given value is checked, including one a later source replaces: a typo in
+    the environment or an earlier ``--set`` is an error even when a flag wins, so
+    it cannot lie in wait for the day the flag is dropped. Errors read the same
+    whatever the source: ``KEY (from SOURCE): problem``."""
     env = os.environ if env is None else env
-    values: dict[str, Any] = {}
-    sources: dict[str, str] = {}
+    given: list[tuple[str, Any, str]] = []  # (key, typed value, source), in precedence order
     if config_file is None and env.get("ARCP_CONFIG"):
         config_file = Path(env["ARCP_CONFIG"])
     if config_file is not None:
         for key, value in _read_toml(config_file).items():
-            try:
-                values[key] = _from_toml(_HINTS[key], value)
-            except ValueError as exc:
-                raise ConfigError(f"{key} in {config_file}: {exc}") from None
-            sources[key] = str(config_file)
-    for key, hint in _HINTS.items():
+            given.append((key, _typed(key, str(config_file), _from_toml, value), str(config_file)))
+    for key in _HINTS:
         name = env_name(key)
         if name in env:
-            values[key] = _parse_text(key, hint, env[name], name)
-            sources[key] = name
-    for key, text in (overrides or {}).items():
+            given.append((key, _typed(key, name, _from_text, env[name]), name))
+    texts = [(key, text, "the command line") for key, text in (overrides or {}).items()]
+    for key, text, source in [*texts, *flags]:
         if key not in _HINTS:
-            raise ConfigError(f"unknown configuration key {key!r} (see docs/configuration.md)")
-        values[key] = _parse_text(key, _HINTS[key], text, "the command line")
-        sources[key] = "the command line"
+            raise ConfigError(
+                f"unknown configuration key {key!r} from {source} (see docs/configuration.md)"
+            )
+        given.append((key, _typed(key, source, _from_text, text), source))
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for key, value, source in given:
+        problem = _problem(key, value)
+        if problem:
+            raise ConfigError(f"{key} (from {source}): {problem}")
+        values[key], sources[key] = value, source
     settings = _build(values)
     _validate(settings, sources)
     return settings
 
 
-def _parse_text(key: str, hint: Any, text: str, source: str) -> Any:
+def _typed(key: str, source: str, parse: Callable[[Any, Any], Any], raw: Any) -> Any:
     try:
-        return _from_text(hint, text)
+        return parse(_HINTS[key], raw)
     except ValueError as exc:
-        raise ConfigError(f"{key} from {source}: {exc}") from None
+        raise ConfigError(f"{key} (from {source}): {exc}") from None
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -335,7 +361,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
     for key in flat:
         if key not in _HINTS:
             raise ConfigError(
-                f"unknown configuration key {key!r} in {path} (see docs/configuration.md)"
+                f"unknown configuration key {key!r} from {path} (see docs/configuration.md)"
             )
     return flat
 
@@ -353,48 +379,65 @@ def _build(values: Mapping[str, Any]) -> Settings:
 # -- validation --------------------------------------------------------------
 
 
+_POSITIVE = {
+    "runtime.max_pending_writes",
+    "runtime.revoke_attempts",
+    "sessions.resume_window_sec",
+    "sessions.heartbeat_interval_sec",
+    "sessions.hello_timeout_sec",
+    "sessions.max_buffered_frames",
+    "sessions.back_pressure_lag",
+    "runtime.idempotency_ttl_sec",
+}
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _problem(key: str, value: Any) -> str:
+    """What is wrong with one knob's value on its own ("" when nothing is)."""
+    hint = _HINTS[key]
+    if key in ("core.port", "gateway.port", "metrics.port") and not 0 <= value <= 65535:
+        return f"{value} is not a port number (0-65535)"
+    if (key.endswith("_bytes") or key in _POSITIVE) and not value > 0:
+        return f"must be greater than 0, got {value}"
+    if hint is float and not value >= 0:
+        return f"must not be negative, got {value}"
+    if key in ("gateway.path", "gateway.health_path") and not value.startswith("/"):
+        return "must start with '/'"
+    if key == "event_loop":
+        try:
+            resolve_event_loop(value)
+        except ValueError as exc:
+            return str(exc)
+    if key == "log.level" and value not in _LOG_LEVELS:
+        return f"must be one of {list(_LOG_LEVELS)}"
+    if key == "log.format" and value not in ("text", "json"):
+        return "must be 'text' or 'json'"
+    if key == "gateway.console" and value not in ("auto", "on", "off"):
+        return "must be auto, on or off"
+    if key == "auth.tokens" and not all(token and name for token, name in value.items()):
+        return "tokens and principals are non-empty"
+    if key == "auth.dev_principal" and not value:
+        return "must not be empty"
+    if key == "store.url" and value and not value.startswith("sqlite:///"):
+        try:
+            postgres_dsn(value)
+        except ValueError as exc:
+            return str(exc)
+    if key == "agents.modules":
+        for spec in value:
+            module, sep, attribute = spec.partition(":")
+            if not (module and sep and attribute):
+                return f"{spec!r} is not module:attr"
+    return ""
+
+
 def _validate(settings: Settings, sources: Mapping[str, str]) -> None:
+    """What only the whole configuration can show: pairs set together, files readable."""
+
     def fail(key: str, problem: str) -> ConfigError:
         where = f" (from {sources[key]})" if key in sources else ""
         return ConfigError(f"{key}{where}: {problem}")
 
-    def check(key: str, ok: bool, problem: str) -> None:
-        if not ok:
-            raise fail(key, problem)
-
-    for key in ("core.port", "gateway.port", "metrics.port"):
-        port = _value(settings, key)
-        check(key, 0 <= port <= 65535, f"{port} is not a port number (0-65535)")
-    for key, hint in _HINTS.items():
-        value = _value(settings, key)
-        if key.endswith("_bytes") or key in {
-            "runtime.max_pending_writes",
-            "runtime.revoke_attempts",
-            "sessions.resume_window_sec",
-            "sessions.heartbeat_interval_sec",
-            "sessions.hello_timeout_sec",
-            "sessions.max_buffered_frames",
-            "sessions.back_pressure_lag",
-            "runtime.idempotency_ttl_sec",
-        }:
-            check(key, value > 0, f"must be greater than 0, got {value}")
-        elif hint is float:
-            check(key, value >= 0, f"must not be negative, got {value}")
-    for key in ("gateway.path", "gateway.health_path"):
-        check(key, _value(settings, key).startswith("/"), "must start with '/'")
-    try:
-        resolve_event_loop(settings.event_loop)
-    except ValueError as exc:
-        raise fail("event_loop", str(exc)) from None
-    levels = {"debug", "info", "warning", "error"}
-    check("log.level", settings.log.level in levels, f"must be one of {sorted(levels)}")
-    check("log.format", settings.log.format in {"text", "json"}, "must be 'text' or 'json'")
-    for token, principal in settings.auth.tokens.items():
-        check("auth.tokens", bool(token) and bool(principal), "tokens and principals are non-empty")
-    check("auth.dev_principal", bool(settings.auth.dev_principal), "must not be empty")
-    for spec in settings.agents.modules:
-        module, sep, attribute = spec.partition(":")
-        check("agents.modules", bool(module and sep and attribute), f"{spec!r} is not module:attr")
     for section in ("core", "gateway"):
         cert, key = f"{section}.tls_cert", f"{section}.tls_key"
         cert_path, key_path = _value(settings, cert), _value(settings, key)
@@ -414,21 +457,15 @@ def _validate(settings: Settings, sources: Mapping[str, str]) -> None:
     ca = settings.gateway.core_tls_ca
     if ca and (problem := _unreadable(ca)):
         raise fail("gateway.core_tls_ca", problem)
-    url = settings.store.url
-    if url and not url.startswith("sqlite:///"):
-        try:
-            postgres_dsn(url)
-        except ValueError as exc:
-            raise fail("store.url", str(exc)) from None
     key_file = settings.store.key_file
     if key_file and (problem := _unreadable(key_file)):
         raise fail("store.key_file", problem)
     cluster = settings.cluster
-    check(
-        "cluster.heartbeat_sec",
-        0 < cluster.heartbeat_sec < cluster.node_timeout_sec,
-        f"must be above 0 and below cluster.node_timeout_sec ({cluster.node_timeout_sec:g})",
-    )
+    if not 0 < cluster.heartbeat_sec < cluster.node_timeout_sec:
+        raise fail(
+            "cluster.heartbeat_sec",
+            f"must be above 0 and below cluster.node_timeout_sec ({cluster.node_timeout_sec:g})",
+        )
 
 
 def _value(settings: Settings, key: str) -> Any:
@@ -467,42 +504,54 @@ def read_or_create_dev_token(data_dir: Path) -> str:
     return token
 
 
-def load_agents(specs: tuple[str, ...]) -> AgentRegistry | None:
+def load_agents(specs: tuple[str, ...], *, demo: bool = False) -> AgentRegistry | None:
     """Import each ``module:attribute`` (an `AgentRegistry` or a callable returning one)
-    and merge them; None when there are none. Raises `ConfigError` naming the spec."""
+    and merge them; None when there are none. With `demo`, a name@version the demo
+    agents already hold is refused here, before anything starts. Raises `ConfigError`
+    naming ``agents.modules`` and the spec."""
     if not specs:
         return None
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # `serve` runs from a checkout: local modules load
     merged = AgentRegistry()
     for spec in specs:
-        merged.merge(_load_one(spec))
+        _merge(merged, _load_one(spec), spec, "another agents module")
+    if demo:
+        _merge(demo_registry(), merged, ",".join(specs), "a demo agent (--no-demo-agents)")
     return merged
 
 
+def _merge(into: AgentRegistry, other: AgentRegistry, spec: str, holder: str) -> None:
+    try:
+        into.merge(other)
+    except ValueError as exc:
+        raise ConfigError(f"agents.modules {spec!r}: {exc} by {holder}") from None
+
+
 def _load_one(spec: str) -> AgentRegistry:
+    def fail(problem: str) -> ConfigError:
+        return ConfigError(f"agents.modules {spec!r}: {problem}")
+
     module_name, _, attribute = spec.partition(":")
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:
-        raise ConfigError(
-            f"agents module {spec!r}: cannot import {module_name!r}: {type(exc).__name__}: {exc}"
-        ) from None
+        where = " (is it in the working directory or on PYTHONPATH?)"
+        hint = where if isinstance(exc, ModuleNotFoundError) else ""
+        raise fail(f"cannot import {module_name!r}: {type(exc).__name__}: {exc}{hint}") from None
     try:
         target: Any = getattr(module, attribute)
     except AttributeError:
-        raise ConfigError(f"agents module {spec!r}: {module_name} has no {attribute!r}") from None
+        raise fail(f"{module_name} has no {attribute!r}") from None
     if not isinstance(target, AgentRegistry) and callable(target):
         factory: Callable[[], Any] = target
         try:
             target = factory()
         except Exception as exc:
-            raise ConfigError(
-                f"agents module {spec!r}: calling {attribute}() failed: {type(exc).__name__}: {exc}"
-            ) from None
+            raise fail(f"calling {attribute}() failed: {type(exc).__name__}: {exc}") from None
     if not isinstance(target, AgentRegistry):
-        raise ConfigError(
-            f"agents module {spec!r}: {attribute} is {type(target).__name__}, "
+        raise fail(
+            f"{attribute} is {type(target).__name__}, "
             "not an AgentRegistry or a callable returning one"
         )
     return target

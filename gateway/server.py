@@ -1,4 +1,5 @@
-"""The WebSocket gateway server: `ws://HOST:PORT/arcp`, a health path, one bridge per socket.
+"""The WebSocket gateway server: `ws://HOST:PORT/arcp`, a health path, the web console's
+static files (`/console`, `gateway._console`), one bridge per socket.
 
 Stateless by design: all session state is in the core, so any number of
 gateways can front one core and a client may resume through any of them.
@@ -6,6 +7,7 @@ gateways can front one core and a client may resume through any of them.
 
 from __future__ import annotations
 
+import email.utils
 import http
 import json
 import logging
@@ -14,9 +16,11 @@ from dataclasses import dataclass
 
 import grpc
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from gateway._connection import CoalescingConnection
+from gateway._console import SECURITY_HEADERS, ConsoleFiles, StaticFile
 from gateway.bridge import Bridge
 from gateway.links import CoreLink, FailoverLink, GrpcLink
 
@@ -41,6 +45,7 @@ class GatewayConfig:
     compression: bool = False  # permessage-deflate costs CPU per frame; off by default
     ssl_context: ssl.SSLContext | None = None  # wss when set
     core_ssl: grpc.ChannelCredentials | None = None  # TLS to the core when set
+    console: bool = True  # serve the web console at /console
 
 
 @dataclass
@@ -69,6 +74,7 @@ async def start_gateway(config: GatewayConfig, *, link: CoreLink | None = None) 
     `config.core_address`, or through `link` (a `LocalLink` when the core runs in
     this process: the embedded default)."""
     core = link or _grpc_link(config)
+    console = ConsoleFiles(config.path) if config.console else None
 
     async def handler(ws: ServerConnection) -> None:
         assert isinstance(ws, CoalescingConnection)  # serve(create_connection=...) below
@@ -77,7 +83,9 @@ async def start_gateway(config: GatewayConfig, *, link: CoreLink | None = None) 
     async def process_request(ws: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
         if path == config.health_path:
-            return _health(ws, await core.health())
+            return _health(await core.health())
+        if console is not None and console.owns(path):
+            return _static(console.lookup(path))
         if path != config.path:
             return ws.respond(http.HTTPStatus.NOT_FOUND, f"ARCP is served at {config.path}\n")
         return None
@@ -106,9 +114,33 @@ def _grpc_link(config: GatewayConfig) -> CoreLink:
     return FailoverLink(links)
 
 
-def _health(ws: ServerConnection, core: str) -> Response:
+def _health(core: str) -> Response:
     """200 when the core answers SERVING, 503 otherwise; the body says which."""
     status = http.HTTPStatus.OK if core == "SERVING" else http.HTTPStatus.SERVICE_UNAVAILABLE
-    response = ws.respond(status, json.dumps({"gateway": "ok", "core": core}) + "\n")
-    response.headers["Content-Type"] = "application/json"
-    return response
+    body = json.dumps({"gateway": "ok", "core": core}) + "\n"
+    return _response(status, StaticFile(body.encode(), "application/json"))
+
+
+def _static(file: StaticFile | None) -> Response:
+    """A console file with its media type and the strict security headers, or a 404."""
+    if file is None:
+        missing = StaticFile(b"no such console file\n", "text/plain; charset=utf-8")
+        return _response(http.HTTPStatus.NOT_FOUND, missing, SECURITY_HEADERS)
+    return _response(http.HTTPStatus.OK, file, SECURITY_HEADERS)
+
+
+def _response(
+    status: http.HTTPStatus, file: StaticFile, extra: tuple[tuple[str, str], ...] = ()
+) -> Response:
+    """A plain HTTP answer from the upgrade hook, with exactly one Content-Type
+    (`ws.respond` would add `text/plain` first)."""
+    headers = Headers(
+        [
+            ("Date", email.utils.formatdate(usegmt=True)),
+            ("Connection", "close"),
+            ("Content-Length", str(len(file.body))),
+            ("Content-Type", file.content_type),
+            *extra,
+        ]
+    )
+    return Response(status.value, status.phrase, headers, file.body)

@@ -11,6 +11,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -90,13 +91,13 @@ def test_environment_values_of_every_shape() -> None:
 @pytest.mark.parametrize(
     ("toml", "env", "overrides", "message"),
     [
-        ("[core]\nport = '7400'\n", {}, {}, "core.port in "),
+        ("[core]\nport = '7400'\n", {}, {}, "core.port (from "),
         ("[core]\nport = 7400\nhots = 'x'\n", {}, {}, "unknown configuration key 'core.hots'"),
         ("[wat]\nx = 1\n", {}, {}, "unknown configuration key 'wat'"),
         ("core = 1\n", {}, {}, "[core] in "),
         ("[core\n", {}, {}, "is not valid TOML"),
         ("", {"ARCP_METRICS_PORT": "-1"}, {}, "metrics.port (from ARCP_METRICS_PORT): -1 is not"),
-        ("", {"ARCP_GATEWAY_COMPRESSION": "maybe"}, {}, "gateway.compression from ARCP_"),
+        ("", {"ARCP_GATEWAY_COMPRESSION": "maybe"}, {}, "gateway.compression (from ARCP_"),
         ("", {}, {"core.prot": "1"}, "unknown configuration key 'core.prot'"),
         ("", {}, {"runtime.idempotency_ttl_sec": "0"}, "runtime.idempotency_ttl_sec (from the"),
         ("", {}, {"runtime.shutdown_grace_sec": "-1"}, "must not be negative"),
@@ -107,7 +108,7 @@ def test_environment_values_of_every_shape() -> None:
         ("", {}, {"core.tls_cert": "cert.pem"}, "core.tls_key: set tls_cert and tls_key together"),
         ("", {}, {"gateway.core_tls_ca": "/nonexistent/ca.pem"}, "cannot read /nonexistent"),
         ("", {"ARCP_EVENT_LOOP": "trio"}, {}, "event_loop (from ARCP_EVENT_LOOP): 'trio' is not"),
-        ("event_loop = 1\n", {}, {}, "event_loop in"),
+        ("event_loop = 1\n", {}, {}, "event_loop (from "),
     ],
 )
 def test_bad_values_name_the_key_and_source(
@@ -117,6 +118,52 @@ def test_bad_values_name_the_key_and_source(
     with pytest.raises(ConfigError) as caught:
         load_settings(config_file=config, env=env, overrides=overrides)
     assert message in str(caught.value)
+
+
+def test_a_type_error_reads_the_same_from_every_source(tmp_path: Path) -> None:
+    """The TOML file, the environment, `--set` and a flag: one message shape."""
+    config = _toml(tmp_path, "[core]\nport = 'abc'\n")
+    messages = []
+    for kwargs in (
+        {"config_file": config},
+        {"env": {"ARCP_CORE_PORT": "abc"}},
+        {"flags": [("core.port", "abc", "--set")]},
+        {"flags": [("core.port", "abc", "--grpc-port")]},
+    ):
+        with pytest.raises(ConfigError) as caught:
+            load_settings(**{"env": {}, **kwargs})  # type: ignore[arg-type]
+        messages.append(str(caught.value))
+    assert messages == [
+        f"core.port (from {config}): expected an integer, got 'abc'",
+        "core.port (from ARCP_CORE_PORT): expected an integer, got 'abc'",
+        "core.port (from --set): expected an integer, got 'abc'",
+        "core.port (from --grpc-port): expected an integer, got 'abc'",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {"flags": [("core.port", "abc", "--set"), ("core.port", "0", "--grpc-port")]},
+            "core.port (from --set): expected an integer, got 'abc'",
+        ),
+        (
+            {"env": {"ARCP_CORE_PORT": "70000"}, "flags": [("core.port", "0", "--grpc-port")]},
+            "core.port (from ARCP_CORE_PORT): 70000 is not a port number",
+        ),
+        (
+            {"env": {"ARCP_LOG_LEVEL": "loud"}, "overrides": {"log.level": "info"}},
+            "log.level (from ARCP_LOG_LEVEL): must be one of",
+        ),
+    ],
+)
+def test_a_value_another_source_overrides_is_still_checked(
+    kwargs: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(**{"env": {}, **kwargs})
+    assert str(caught.value).startswith(message)
 
 
 @pytest.mark.parametrize("choice", ["auto", "uvloop", "asyncio"])
@@ -200,14 +247,45 @@ def test_agents_load_from_a_registry_or_a_factory(
         ("cfg_agents2:missing", "cfg_agents2 has no 'missing'"),
         ("cfg_agents2:not_a_registry", "not_a_registry is int, not an AgentRegistry"),
         ("cfg_nowhere:registry", "cannot import 'cfg_nowhere': ModuleNotFoundError"),
+        ("cfg_nowhere:registry", "in the working directory or on PYTHONPATH"),
+        ("cfg_broken:registry", "cannot import 'cfg_broken': ZeroDivisionError"),
     ],
 )
 def test_agents_that_cannot_load_are_named(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spec: str, message: str
 ) -> None:
     _write_module(tmp_path, monkeypatch, "cfg_agents2", _AGENTS)
-    with pytest.raises(ConfigError, match=message):
+    _write_module(tmp_path, monkeypatch, "cfg_broken", "1 / 0\n")
+    with pytest.raises(ConfigError) as caught:
         load_agents((spec,))
+    assert str(caught.value).startswith(f"agents.modules {spec!r}: ")
+    assert message in str(caught.value)
+
+
+_CLASH = """
+from arcp_grpc.agents import AgentRegistry
+
+
+async def fake_echo(ctx, input_value):
+    return input_value
+
+
+registry = AgentRegistry()
+registry.register("echo", "1.0.0", fake_echo)
+"""
+
+
+def test_an_agent_that_clashes_with_a_demo_agent_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write_module(tmp_path, monkeypatch, "cfg_clash", _CLASH)
+    with pytest.raises(ConfigError) as caught:
+        load_agents(("cfg_clash:registry",), demo=True)
+    assert str(caught.value) == (
+        "agents.modules 'cfg_clash:registry': agent echo@1.0.0 is already registered "
+        "by a demo agent (--no-demo-agents)"
+    )
+    assert load_agents(("cfg_clash:registry",), demo=False) is not None
 
 
 async def test_log_records_carry_the_bound_ids() -> None:

@@ -235,6 +235,23 @@ async def test_cancel_by_the_submitter_ends_the_job_cancelled(stub: Stub, gates:
     assert summary.job.status == jobs_pb2.JOB_STATUS_CANCELLED
 
 
+async def test_cancel_of_a_job_ended_otherwise_names_its_final_status(stub: Stub) -> None:
+    """§7.4 covers non-terminal jobs; for an ended one the refusal carries `final_status`
+    so a client can answer every ended job alike (`arcp-grpc cancel` does)."""
+    accepted = (await stub.SubmitJob(submit_request("everything"), metadata=bearer())).accepted
+    outcome = (await watch_all(stub, accepted.job_id)).outcome
+    assert outcome is not None
+    assert outcome.error.final_status == jobs_pb2.JOB_STATUS_ERROR  # no lease for its tool
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.CancelJob(
+            pb.CancelJobRequest(cancel=jobs_pb2.JobCancel(job_id=accepted.job_id)),
+            metadata=bearer(),
+        )
+    error = arcp_error(caught.value)
+    assert error.code == "INVALID_REQUEST"
+    assert error.details == {"job_id": accepted.job_id, "final_status": "error"}
+
+
 async def test_a_cut_watch_resumes_from_its_last_seq_exactly_once(stub: Stub, gates: Gates) -> None:
     """§8.3: drop the stream mid-job, reopen with the last job_seq seen: every event
     arrives exactly once, including those emitted while nobody watched."""

@@ -8,8 +8,11 @@ import asyncio
 import datetime
 import ipaddress
 import json
+import shlex
+import shutil
 import sqlite3
 import ssl
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -103,7 +106,10 @@ def test_sigterm_lets_short_jobs_finish_ends_the_rest_and_leaves_a_sound_store(
         assert done.returncode == 0, done.stderr
         ids[name] = done.stdout.split()[1]
     deadline = time.monotonic() + 20
-    while not set(ids.values()) <= _running(served):
+    # Only the long job must be seen running: the short one may already be done on a
+    # loaded machine (a CLI call can take longer than its 0.4 s), and either way it
+    # must end in success.
+    while ids["long"] not in _running(served):
         assert time.monotonic() < deadline, "jobs never ran"
         time.sleep(0.05)
 
@@ -133,6 +139,7 @@ def test_sigterm_lets_short_jobs_finish_ends_the_rest_and_leaves_a_sound_store(
     error = jobs_pb2.JobOutcome.FromString(long_outcome).error.error
     assert error.code == errors_pb2.ERROR_CODE_INTERNAL_ERROR
     assert error.retryable  # the client may resubmit it
+    assert error.message.endswith("resubmit with a new idempotency key")  # not the same key
 
 
 async def test_split_core_and_gateway_serve_the_published_client(
@@ -198,6 +205,15 @@ async def test_tls_for_grpc_and_wss(tmp_path: Path, processes: list[ServeProcess
     assert served.info["gateway"].startswith("wss://")
     plain = served.cli("agents")
     assert plain.returncode == 1  # a plaintext client cannot talk to a TLS core
+    assert plain.stderr.endswith("(if the core serves TLS, pass --ca)\n")
+    (tmp_path / "other").mkdir()
+    wrong_ca, _ = _self_signed(tmp_path / "other")
+    untrusted = served.cli("agents", "--ca", str(wrong_ca))
+    assert untrusted.returncode == 1
+    assert untrusted.stderr == (
+        f"arcp-grpc: TLS handshake with the core at {served.info['grpc']} failed: "
+        f"its certificate is not signed by the CA in {wrong_ca} (--ca)\n"
+    )  # one line: none of gRPC's own handshake log lines
     done = served.cli("submit", "echo", "--input", '{"tls": true}', "--watch", "--ca", str(cert))
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == '{"tls": true}'
@@ -210,9 +226,110 @@ async def test_tls_for_grpc_and_wss(tmp_path: Path, processes: list[ServeProcess
         assert (await asyncio.wait_for(handle.done, 30)).result == {"wss": True}
     finally:
         await client.close()
+    code, banner, log = served.terminate()
+    assert code == 0
+    assert f"  arcp-grpc agents --ca {cert}\n" in banner  # the "Try it" lines work as shown
+    assert f"grpcurl -cacert {cert} " in banner
+    assert "Handshake failed" not in log  # the failed clients above left no raw gRPC lines
+
+
+@pytest.mark.parametrize(
+    ("flag", "key", "what", "section"),
+    [
+        ("--grpc-port", "grpc", "gRPC", "core"),
+        ("--gateway-port", "gateway", "the gateway", "gateway"),
+    ],
+)
+def test_a_port_in_use_is_named_and_exits_2(
+    tmp_path: Path, processes: list[ServeProcess], flag: str, key: str, what: str, section: str
+) -> None:
+    (tmp_path / "first").mkdir()
+    first = _start(processes, tmp_path / "first", *_PORTS)
+    port = first.info[key].rsplit(":", 1)[1].split("/")[0]
+    (tmp_path / "second").mkdir()
+    done = run_cli("serve", *_PORTS, flag, port, cwd=tmp_path / "second")
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == (
+        f"arcp-grpc: cannot serve {what} on 127.0.0.1:{port}: the port is in use (or the "
+        f"address is not this machine's); choose another with {section}.port or "
+        f"{section}.host (0 = any free port)"
+    )
+    assert "add_port.cc" not in done.stderr  # gRPC's own log line is not shown
+    assert "Traceback" not in done.stderr
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_the_readme_submit_commands_work(tmp_path: Path, processes: list[ServeProcess]) -> None:
+    """Every `arcp-grpc submit` line of the README's tour runs to success as written
+    (spender and delegator need their leases, §9)."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    commands = [
+        shlex.split(line.split("  #", 1)[0])
+        for line in readme.splitlines()
+        if line.startswith("arcp-grpc submit ")
+    ]
+    agents = {command[2] for command in commands}
+    assert {"counter", "spender", "delegator"} <= agents
+    served = _start(processes, tmp_path, *_PORTS)
+    for command in commands:
+        done = served.cli(*command[1:])
+        assert done.returncode == 0, (command, done.stdout, done.stderr)
+        assert done.stdout.splitlines()[-2].startswith("success job_"), done.stdout
+
+
+def _fake_checkout(root: Path) -> Path:
+    """scripts/serve beside a pyproject.toml and a .venv whose python records pip runs
+    and whose arcp-grpc only echoes: what the script decides, without installing."""
+    (root / "scripts").mkdir(parents=True)
+    shutil.copy(REPO / "scripts" / "serve", root / "scripts" / "serve")
+    (root / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    bin_dir = root / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    for name, body in (
+        ("python", 'echo "pip $*" >> "$(dirname "$0")/../../installs.log"'),
+        ("arcp-grpc", 'echo "ran $*"'),
+    ):
+        (bin_dir / name).write_text(f"#!/usr/bin/env bash\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    return root / "scripts" / "serve"
+
+
+def test_scripts_serve_installs_only_when_pyproject_changes(tmp_path: Path) -> None:
+    script = _fake_checkout(tmp_path)
+    installs = tmp_path / "installs.log"
+
+    def serve() -> str:
+        done = subprocess.run(
+            [str(script), "--grpc-port", "0"], capture_output=True, text=True, timeout=30
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert serve() == "ran serve --grpc-port 0\n"
+    assert installs.read_text().count("pip install") == 1  # the first start installs
+    serve()
+    assert installs.read_text().count("pip install") == 1  # nothing changed: no reinstall
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\nversion = '2'\n")
+    serve()
+    assert installs.read_text().count("pip install") == 2  # dependencies may have changed
 
 
 # -- bad configuration -------------------------------------------------------
+
+_CLASHING_AGENTS = """
+from arcp_grpc.agents import AgentRegistry
+
+
+async def counter(ctx, input_value):
+    return 0
+
+
+registry = AgentRegistry()
+registry.register("counter", "1.0.0", counter)
+"""
+
 
 _BAD_AGENTS = "def broken(:\n"
 
@@ -246,6 +363,21 @@ _BAD_AGENTS = "def broken(:\n"
             id="agents-module-missing",
         ),
         pytest.param(
+            {},
+            ("--set", "core.port=abc", "--grpc-port", "0"),
+            {},
+            "core.port (from --set): expected an integer, got 'abc'",
+            id="set-value-bad-although-a-flag-wins",
+        ),
+        pytest.param(
+            {"clashing_agents.py": _CLASHING_AGENTS},
+            ("--agents", "clashing_agents:registry"),
+            {},
+            "agents.modules 'clashing_agents:registry': agent counter@1.0.0 is already "
+            "registered by a demo agent (--no-demo-agents)",
+            id="agents-clash-with-a-demo-agent",
+        ),
+        pytest.param(
             {"broken_agents.py": _BAD_AGENTS},
             ("--agents", "broken_agents:registry"),
             {},
@@ -256,7 +388,7 @@ _BAD_AGENTS = "def broken(:\n"
             {},
             ("--tls-cert", "missing-cert.pem", "--tls-key", "missing-key.pem"),
             {},
-            "core.tls_cert (from the command line): cannot read missing-cert.pem",
+            "core.tls_cert (from --tls-cert): cannot read missing-cert.pem",
             id="tls-file-missing",
         ),
     ],
@@ -271,6 +403,7 @@ def test_bad_configuration_fails_fast_naming_the_problem(
     assert done.stderr.startswith("arcp-grpc: configuration error: ")
     assert named in done.stderr
     assert "Traceback" not in done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr  # one line
     assert "serving" not in done.stdout
 
 

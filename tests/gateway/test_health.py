@@ -28,6 +28,17 @@ async def test_health_reports_the_core_serving(stack: Stack) -> None:
     assert json.loads(body) == {"gateway": "ok", "core": "SERVING"}
 
 
+def _content_types(port: int, path: str) -> list[str]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as reply:
+        return reply.headers.get_all("Content-Type") or []
+
+
+async def test_health_sends_exactly_one_content_type(stack: Stack) -> None:
+    """Was two (`text/plain` from the upgrade hook's default, then `application/json`)."""
+    types = await asyncio.to_thread(_content_types, stack.gateway.port, "/healthz")
+    assert types == ["application/json"]
+
+
 async def test_other_paths_are_not_found_and_name_the_arcp_path(stack: Stack) -> None:
     status, body = await asyncio.to_thread(_get, stack.gateway.port, "/elsewhere")
     assert status == 404
