@@ -8,10 +8,10 @@ event loop. Events are therefore durable before anyone sees them (§8.3
 resume relies on it) without paying one commit per event. When nothing is
 queued or in flight, a request commits on the event loop directly instead
 (no thread hand-offs); order is kept either way. A request that may wait
-(`write_soon`: a job's terminal write while other jobs run) is held until
-the end of the loop's turn and shares a transaction with the others held
-then, or with the next request that commits inline (a job's creation, which
-cannot wait: `job.accepted` does).
+for the end of the loop's turn (`write_soon`: a job's creation, a job's
+terminal write) is held until then and shares a transaction with the others
+held then, or with the next request that commits inline; its caller resumes
+only once that transaction committed (a job's `job.accepted` waits for it).
 
 WAL checkpoints never run inside a commit: SQLite's automatic one would, now
 and then, copy the log back and fsync inside a commit on the event loop,

@@ -199,7 +199,9 @@ class SQLiteStore:
             self._unfinished[job.job_id] = rowid  # last: only once every statement held
             self._next_rowid = rowid + 1
 
-        await self._writes().write(op)
+        # Creations in one turn of the loop (a SubmitJobs stream, many sessions) share a
+        # transaction; each is committed before its `job.accepted` goes out all the same.
+        await self._writes().write_soon(op)
 
     async def finish_job(
         self,
