@@ -192,9 +192,13 @@ async def test_a_ping_flood_that_is_never_read_costs_the_transport_not_the_sessi
         frames = await flooder.run("echo", {"before": "the flood"})
         job_id = frames[0]["payload"]["job_id"]
 
+        # Long nonces make large pongs: the transport's buffers (socket, HTTP/2 window)
+        # fill, and the limit is passed, with fewer pings on a slow machine.
+        padding = "p" * 240
+
         async def flood() -> None:
             for index in range(200_000):  # far more pongs than the buffers and the limit hold
-                await flooder.send("session.ping", {"nonce": f"n{index}"})
+                await flooder.send("session.ping", {"nonce": f"{padding}{index}"})
 
         sender = asyncio.create_task(flood())
         async with asyncio.timeout(SAFETY):
