@@ -117,7 +117,9 @@ def breaking_changes(workspace: Path, baseline_proto: Path) -> list[str]:
 
 
 def _describe(finding: dict[str, object]) -> str:
-    return f"{finding['path']}:{finding['start_line']}: {finding['type']}: {finding['message']}"
+    """One line per finding; a deleted file's finding has no path or line."""
+    where = f"{finding['path']}:{finding.get('start_line', 0)}: " if "path" in finding else ""
+    return f"{where}{finding.get('type', 'BREAKING')}: {finding.get('message', '')}"
 
 
 def _allowed_break(repo: Path) -> str | None:

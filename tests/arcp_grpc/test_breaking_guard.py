@@ -8,6 +8,7 @@ must pass, and a missing baseline must pass with a reason.
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -138,3 +139,17 @@ def test_the_repository_contract_passes() -> None:
     """The guard as scripts/test runs it, on this repository."""
     done = _check(ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_finding_without_a_path_is_described_not_a_crash() -> None:
+    """buf reports a deleted file's (or a whole module's) break with no path or line."""
+    spec = importlib.util.spec_from_file_location("check_breaking", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    check_breaking = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check_breaking)
+    assert check_breaking._describe({"type": "FILE_NO_DELETE", "message": "gone"}) == (
+        "FILE_NO_DELETE: gone"
+    )
+    assert check_breaking._describe(
+        {"path": "a.proto", "start_line": 3, "type": "FIELD_NO_DELETE", "message": "x"}
+    ) == ("a.proto:3: FIELD_NO_DELETE: x")
