@@ -357,7 +357,11 @@ class SessionServiceServicer:
         session = self._sessions.create(principal, features)
         token = session.rotate_token()
         if self._journal is not None:
-            await self._journal.opened(session)  # resumable anywhere from its welcome on
+            try:
+                await self._journal.opened(session)  # resumable anywhere from its welcome on
+            except BaseException:
+                self._sessions.discard(session)  # never welcomed: nothing to keep
+                raise
         session.attach(conn.outbound)
         conn.session = session
         conn.send(self._welcome(request.id, session, token, resumed=False))
