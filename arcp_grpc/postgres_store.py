@@ -413,12 +413,13 @@ class PostgresStore:
 
     async def take_over(self, timeout_sec: float) -> list[tuple[str, list[JobRow]]]:
         """Declare dead every node silent for `timeout_sec` and take its running jobs.
-        One conditional update per node decides which survivor does it."""
+        One conditional update per node decides which survivor does it. Each dead node is
+        named `label/node_id` (its host:pid unless `cluster.node_name` says otherwise)."""
 
         async def op(conn: asyncpg.Connection) -> list[tuple[str, list[JobRow]]]:
             dead = await conn.fetch(
                 "UPDATE nodes SET state = 'dead' WHERE state = 'alive' AND node_id <> $1"
-                " AND heartbeat_at < now() - make_interval(secs => $2) RETURNING node_id",
+                " AND heartbeat_at < now() - make_interval(secs => $2) RETURNING node_id, label",
                 self.node_id,
                 timeout_sec,
             )
@@ -436,7 +437,8 @@ class PostgresStore:
                     self.node_id,
                     record["node_id"],
                 )
-                taken.append((record["node_id"], [JobRow(*r) for r in rows]))
+                name = f"{record['label']}/{record['node_id']}"  # host:pid, for operators
+                taken.append((name, [JobRow(*r) for r in rows]))
             return taken
 
         taken: list[tuple[str, list[JobRow]]] = await self._writes().write(op)
