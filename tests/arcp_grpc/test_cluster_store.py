@@ -99,7 +99,8 @@ async def test_one_survivor_takes_a_dead_nodes_jobs_and_fences_it(
     await _age(store_url, dead, 60)
 
     taken = await survivor.take_over(timeout_sec=30)
-    assert [(n, [r.job_id for r in rows]) for n, rows in taken] == [(dead.node_id, ["job_orphan"])]
+    named = [(node, [r.job_id for r in rows]) for node, rows in taken]
+    assert named == [(f"test/{dead.node_id}", ["job_orphan"])]  # label/node_id
     assert await other.take_over(timeout_sec=30) == []  # exactly one survivor ends each
     assert await dead.heartbeat() is False  # fenced: it must stop, and cannot rejoin as is
     await dead.finish_job("job_orphan", 3, b"late", b"s", time.time(), 0)
