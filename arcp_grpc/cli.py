@@ -7,6 +7,7 @@
     arcp-grpc jobs [--status S] [--agent A] [--limit N]
     arcp-grpc cancel JOB [--reason TEXT]
     arcp-grpc agents
+    arcp-grpc store copy [--from sqlite:///PATH] --to postgresql://USER@HOST:PORT/DB
 
 Exit codes: 0 success, 1 error, 2 usage or configuration, 3 cancelled,
 4 timed out, 130 interrupted, 141 output closed (see `arcp_grpc._cli_client`).
@@ -38,6 +39,7 @@ from arcp_grpc._cli_client import (
     ClientError,
     Connection,
 )
+from arcp_grpc._cli_store import StoreUsageError, add_store_parser, run_store
 from arcp_grpc.config import ConfigError, load_agents, load_settings
 
 __all__ = ["build_parser", "main"]
@@ -110,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"arcp-grpc {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _serve_parser(commands)
+    add_store_parser(commands)
 
     client = _Parser(add_help=False)
     group = client.add_argument_group("connection (flags > ARCP_* environment > defaults)")
@@ -292,6 +295,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command == "serve":
             return _serve(args, out)
+        if args.command == "store":
+            return run_store(args, out)
         return _client(args, out)
     except UsageError as exc:
         if not json_lines:
@@ -299,6 +304,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(out, json_lines, "USAGE", str(exc), EXIT_USAGE)
     except ConfigError as exc:
         return _fail(out, json_lines, "CONFIGURATION", f"configuration error: {exc}", EXIT_USAGE)
+    except StoreUsageError as exc:
+        return _fail(out, json_lines, "USAGE", str(exc), EXIT_USAGE)
     except ClientError as exc:
         return _fail(out, json_lines, exc.code, str(exc), exc.exit_code)
     except KeyboardInterrupt:
