@@ -227,11 +227,13 @@ async def test_a_long_history_goes_at_the_subscribers_pace(make_stack: StackFact
     stack = await make_stack(session_limits=SessionLimits(max_unsent_bytes=limit))
     events = 30_000  # ~7 MiB of frames, many times the limit
     submitter = await open_raw(stack.url)
-    reader = await _open_slow_reader(stack.url)
+    reader: RawClient | None = None
     try:
         await submitter.hello("tok-alice")
         frames = await submitter.run("chatty", {"events": events})
         job_id = frames[0]["payload"]["job_id"]
+        # Connected only now: a slow store must not keep it past the hello timeout.
+        reader = await _open_slow_reader(stack.url)
         await reader.hello("tok-alice")
         await reader.send("job.subscribe", {"job_id": job_id, "history": True})
         await asyncio.sleep(1.0)  # reads nothing while the history would pour out
@@ -242,7 +244,8 @@ async def test_a_long_history_goes_at_the_subscribers_pace(make_stack: StackFact
         assert [f["payload"]["job_seq"] for f in logs] == list(range(1, events + 1))
     finally:
         await submitter.close()
-        await reader.close()
+        if reader is not None:
+            await reader.close()
 
 
 async def test_frames_sent_after_bye_do_not_hold_up_the_close(make_stack: StackFactory) -> None:
