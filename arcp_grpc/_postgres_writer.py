@@ -173,12 +173,12 @@ class PostgresWriter:
                         events.append(item)
                         touched[item.job_id] = None
                         continue
-                    await _insert_events(conn, events[written:])  # call order around the op
+                    await _insert_events(conn, events[written:], self._node_id)  # call order
                     written = len(events)
                     settled.append(await _run_request(conn, item, savepoint=not alone))
                     if item.touches:
                         touched[item.touches] = None
-                await _insert_events(conn, events[written:])
+                await _insert_events(conn, events[written:], self._node_id)
                 if frames:
                     recorded, lost = await _record_frames(conn, frames, self._node_id)
                 await _notify(conn, touched)
@@ -243,11 +243,18 @@ async def _run_request(
     return request.future, value, None
 
 
-async def _insert_events(conn: asyncpg.Connection, events: Sequence[EventRow]) -> None:
+async def _insert_events(
+    conn: asyncpg.Connection, events: Sequence[EventRow], node_id: str
+) -> None:
+    """Each event only while its job is this node's and running: once a survivor has
+    taken a job over (this node was declared dead), a late event of it is dropped, so
+    the job's record is never written by two nodes."""
     if events:
         await conn.executemany(
-            "INSERT INTO events (job_id, seq, blob, sealed) VALUES ($1, $2, $3, $4)",
-            [(e.job_id, e.seq, e.blob, e.sealed) for e in events],
+            "INSERT INTO events (job_id, seq, blob, sealed) SELECT $1, $2, $3, $4"
+            " WHERE EXISTS (SELECT 1 FROM jobs WHERE job_id = $1 AND owner_node = $5"
+            " AND completed_at IS NULL)",
+            [(e.job_id, e.seq, e.blob, e.sealed, node_id) for e in events],
         )
 
 

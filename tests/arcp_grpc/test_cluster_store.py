@@ -103,6 +103,9 @@ async def test_one_survivor_takes_a_dead_nodes_jobs_and_fences_it(
     assert named == [(f"test/{dead.node_id}", ["job_orphan"])]  # label/node_id
     assert await other.take_over(timeout_sec=30) == []  # exactly one survivor ends each
     assert await dead.heartbeat() is False  # fenced: it must stop, and cannot rejoin as is
+    dead.append_event(EventRow("job_orphan", 1, b"late event"))
+    await dead.flush()
+    assert await other.read_events("job_orphan", 0, 10) == []  # its late output is dropped
     await dead.finish_job("job_orphan", 3, b"late", b"s", time.time(), 0)
     await survivor.finish_job("job_orphan", 4, b"ended", b"s", time.time(), 0)
     row = await other.get_job("job_orphan")
