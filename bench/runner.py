@@ -109,7 +109,7 @@ async def _measured(
     result: RunResult,
     key: str,
     scenario: str,
-    pid: int,
+    server: ServerCpu,
     clock: _Clock,
     work: Callable[[], Awaitable[Figures]],
 ) -> None:
@@ -118,7 +118,7 @@ async def _measured(
     if budget <= 1:
         result.fail(key, f"{scenario}: skipped, run deadline reached")
         return
-    server_cpu, client_cpu, wall = cpu_seconds(pid), time.process_time(), time.perf_counter()
+    server_cpu, client_cpu, wall = server(), time.process_time(), time.perf_counter()
     try:
         figures = await asyncio.wait_for(work(), timeout=budget)
     except Exception as exc:  # recorded in the report; one failure must not stop the run
@@ -130,18 +130,30 @@ async def _measured(
     result.add_cpu(
         key,
         scenario,
-        (cpu_seconds(pid) - server_cpu) / wall * 100,
+        (server() - server_cpu) / wall * 100,
         (time.process_time() - client_cpu) / wall * 100,
     )
     _log(f"{key} {scenario}: " + ", ".join(f"{k}={v:.4g}" for k, v in figures.items()))
 
 
-def _bind(scenario: str, driver: Any, scale: Scale, pid: int) -> Callable[[], Awaitable[Figures]]:
-    return lambda: SCENARIOS[scenario](driver, scale, _server_cpu(pid))
+def _bind(
+    scenario: str, driver: Any, scale: Scale, server: ServerCpu
+) -> Callable[[], Awaitable[Figures]]:
+    return lambda: SCENARIOS[scenario](driver, scale, server)
 
 
-def _server_cpu(pid: int) -> ServerCpu:
-    return lambda: cpu_seconds(pid)
+def _server_cpu(*pids: int) -> ServerCpu:
+    """CPU seconds of the server's process trees: the launcher's, and for the cluster
+    columns the PostgreSQL server's when this run started its own (its work per job is
+    the server's as much as SQLite's, which runs inside the core, is)."""
+    return lambda: sum(cpu_seconds(pid) for pid in pids)
+
+
+def _cpu_for(column: Column, pid: int) -> ServerCpu:
+    database = _DATABASE_PIDS.get("postgres")
+    if column.target == "cluster" and database is not None:
+        return _server_cpu(pid, database)
+    return _server_cpu(pid)
 
 
 async def _run_column(
@@ -161,14 +173,15 @@ async def _run_column(
                 extra_args=column.server_args(workdir),
             ) as server:
                 driver = column.make_driver(server.info)
+                cpu = _cpu_for(column, server.pid)
                 for scenario in scenarios:
                     await _measured(
                         result,
                         column.key,
                         scenario,
-                        server.pid,
+                        cpu,
                         clock,
-                        _bind(scenario, driver, opts.scale, server.pid),
+                        _bind(scenario, driver, opts.scale, cpu),
                     )
         except Exception as exc:  # a server that cannot start is a finding, not a crash
             result.fail(column.key, f"server: {type(exc).__name__}: {exc}")
@@ -187,7 +200,7 @@ async def _run_column(
                     result,
                     column.key,
                     "rss",
-                    pid,
+                    _server_cpu(pid),
                     clock,
                     lambda: rss_rounds(driver, opts.scale, pid),
                 )
@@ -213,12 +226,17 @@ async def _run_ceiling(
                 result,
                 ceiling.key,
                 "ceilings",
-                pid,
+                _server_cpu(pid),
                 clock,
                 lambda: ceiling.measure(info, opts.scale, parts, _server_cpu(pid)),
             )
     except Exception as exc:
         result.fail(ceiling.key, f"server: {type(exc).__name__}: {exc}")
+
+
+#: The PostgreSQL server this run started (its postmaster), charged to the cluster
+#: columns' server CPU; a server given by the environment may serve others, so not it.
+_DATABASE_PIDS: dict[str, int] = {}
 
 
 @contextlib.contextmanager
@@ -243,9 +261,12 @@ def _postgres(needed: bool, workdir: Path) -> Iterator[None]:
         raise RuntimeError(f"could not start PostgreSQL for the cluster target: {started.stderr}")
     os.environ[POSTGRES_ENV] = started.stdout.strip()
     _log(f"PostgreSQL for the cluster target: {os.environ[POSTGRES_ENV]}")
+    pid_file = base / "pg" / "data" / "postmaster.pid"
+    _DATABASE_PIDS["postgres"] = int(pid_file.read_text().split()[0])
     try:
         yield
     finally:
+        _DATABASE_PIDS.pop("postgres", None)
         subprocess.run([script, "stop", str(base / "pg")], check=False)
         del os.environ[POSTGRES_ENV]
 
