@@ -354,6 +354,7 @@ class SessionServiceServicer:
             return
         offered = set(hello.capabilities.features)
         features = frozenset(f for f in self._features if f in offered)
+        self._admit_session(principal)
         session = self._sessions.create(principal, features)
         token = session.rotate_token()
         if self._journal is not None:
@@ -419,6 +420,13 @@ class SessionServiceServicer:
             self._start_pump(session, follow.job_id, follow.after_seq)
         log.info("session %s resumed after seq %d", session.session_id, resume.last_event_seq)
 
+    def _admit_session(self, principal: Principal) -> None:
+        """§14: a new session counts against its principal's caps and the node's; a
+        resume does not (the session is already held)."""
+        quotas, sessions, name = self._runtime.quotas, self._sessions, principal.name
+        quotas.check_session(name, sessions.count(name), len(sessions))
+        quotas.check_held_bytes(name, sessions.held_bytes(name), sessions.held_bytes_total())
+
     def _session_owner(self, session_id: str) -> Principal:
         """A bare `session.resume` authenticates by its resume token alone."""
         return self._sessions.owner(session_id)
@@ -451,6 +459,8 @@ class SessionServiceServicer:
     # -- jobs ----------------------------------------------------------------------
 
     async def _submit(self, request: pb.ConnectRequest, session: Session) -> None:
+        name = session.principal.name  # §14: a principal whose sessions hold too much waits
+        self._runtime.quotas.check_held_bytes(name, self._sessions.held_bytes(name))
         submission = await self._runtime.submit(session.principal, request.submit)
         job_id = submission.job_id
         session.submitted.add(job_id)

@@ -404,6 +404,14 @@ class Session:
     def token_matches(self, token: str) -> bool:
         return bool(self.token_digest) and hmac.compare_digest(self.token_digest, digest(token))
 
+    def held_bytes(self) -> int:
+        """What this session makes the core hold (the quota's measure): its buffer,
+        plus what waits for its transport or the store. Sequenced frames waiting to be
+        sent are counted twice, so this is an upper bound."""
+        outbound = self.outbound
+        unsent = outbound.unsent_bytes if outbound is not None else 0
+        return self.buffered_bytes + unsent + self.recording_bytes
+
     def close_pumps(self) -> None:
         for follower in list(self.pumps.values()):
             follower.cancel()
@@ -417,6 +425,7 @@ class SessionRegistry:
         self.limits = limits
         self.journal: FrameJournal | None = None  # set in a cluster (`_session_journal`)
         self._sessions: dict[str, Session] = {}
+        self._by_principal: dict[str, set[Session]] = {}  # for the quotas (`_quotas`)
         self._sweeper: asyncio.Task[None] | None = None
 
     def __len__(self) -> int:
@@ -434,21 +443,45 @@ class SessionRegistry:
 
     def create(self, principal: Principal, features: frozenset[str]) -> Session:
         session = Session(new_id("sess"), principal, features, self.limits, journal=self.journal)
-        self._sessions[session.session_id] = session
+        self._hold(session)
         return session
+
+    def count(self, principal: str) -> int:
+        """How many sessions of `principal` this node holds."""
+        return len(self._by_principal.get(principal, ()))
+
+    def held_bytes(self, principal: str) -> int:
+        """The bytes this node holds for `principal`'s sessions (`Session.held_bytes`)."""
+        return sum(s.held_bytes() for s in list(self._by_principal.get(principal, ())))
+
+    def held_bytes_total(self) -> int:
+        return sum(s.held_bytes() for s in list(self._sessions.values()))
+
+    def _hold(self, session: Session) -> None:
+        self._sessions[session.session_id] = session
+        self._by_principal.setdefault(session.principal.name, set()).add(session)
+
+    def _release(self, session: Session) -> None:
+        del self._sessions[session.session_id]
+        held = self._by_principal.get(session.principal.name)
+        if held is not None:
+            held.discard(session)
+            if not held:
+                del self._by_principal[session.principal.name]
 
     def get(self, session_id: str) -> Session | None:
         return self._sessions.get(session_id)
 
     def adopt(self, session: Session) -> None:
         """Hold a session rebuilt from the store (a cluster's resume)."""
-        self._sessions[session.session_id] = session
+        self._hold(session)
 
     def drop(self, session_id: str) -> Session | None:
         """Let go of a session another node now holds (or this node rebuilds): its
         followers stop and its transport, if any, ends. Returns what was held."""
-        session = self._sessions.pop(session_id, None)
+        session = self._sessions.get(session_id)
         if session is not None:
+            self._release(session)
             session.close_pumps()
             outbound = session.outbound
             if outbound is not None:
@@ -472,7 +505,7 @@ class SessionRegistry:
     def discard(self, session: Session) -> None:
         """Forget a session at once (a clean close with nothing left to resume)."""
         if self._sessions.get(session.session_id) is session:
-            del self._sessions[session.session_id]
+            self._release(session)
             session.close_pumps()
 
     def owner(self, session_id: str) -> Principal:
@@ -506,7 +539,7 @@ class SessionRegistry:
             for session in list(self._sessions.values()):
                 gone = session.detached_at
                 if gone is not None and now - gone > self.limits.resume_window_sec:
-                    del self._sessions[session.session_id]
+                    self._release(session)
                     session.close_pumps()
                     on_expire(session)
 

@@ -23,6 +23,7 @@ from arcp_grpc._cluster import ClusterLimits
 from arcp_grpc._ids import new_id
 from arcp_grpc._job_service import SERVICE_NAME as JOB_SERVICE
 from arcp_grpc._job_service import JobServiceServicer, job_service_handler
+from arcp_grpc._quotas import QuotaLimits, Quotas
 from arcp_grpc._runtime import JobRuntime, RuntimeLimits
 from arcp_grpc._secretbox import SecretBox
 from arcp_grpc._session_journal import SessionJournal
@@ -65,6 +66,7 @@ class CoreConfig:
     tls: grpc.ServerCredentials | None = None  # gRPC over TLS when set
     limits: RuntimeLimits = field(default_factory=RuntimeLimits)
     session_limits: SessionLimits = field(default_factory=SessionLimits)
+    quotas: QuotaLimits = field(default_factory=QuotaLimits)  # §14 caps, `[limits]`
 
 
 @dataclass
@@ -149,6 +151,7 @@ async def start_core(
         provisioner=provisioner,
         limits=config.limits,
         cluster_limits=config.cluster,
+        quotas=Quotas(config.quotas),
     )
     try:
         await runtime.start()

@@ -37,6 +37,7 @@ PUBLIC: dict[str, set[str]] = {
         "LeaseExpired",
         "LeaseSubsetViolation",
         "PermissionDenied",
+        "QuotaExceeded",
         "ResumeWindowExpired",
         "Timeout",
         "Unauthenticated",
