@@ -26,6 +26,7 @@ from typing import Any, get_type_hints
 from arcp_grpc._quotas import PER_PRINCIPAL
 from arcp_grpc._store_url import postgres_dsn
 from arcp_grpc.agents import AgentRegistry
+from arcp_grpc.auth import parse_token_target
 from arcp_grpc.demo_agents import demo_registry
 from arcp_grpc.event_loop import resolve as resolve_event_loop
 
@@ -122,7 +123,7 @@ class AuthSettings:
 
     dev_token: bool = True  # generate <data_dir>/dev-token on first start and accept it
     dev_principal: str = "dev"
-    tokens: dict[str, str] = field(default_factory=dict)  # token -> principal
+    tokens: dict[str, str] = field(default_factory=dict)  # token -> principal[:profile]
     compat_principals: tuple[str, ...] = ("dev",)  # principals on the SDK-compat wire profile
 
 
@@ -453,8 +454,14 @@ def _problem(key: str, value: Any) -> str:
         return "must be 'text' or 'json'"
     if key == "gateway.console" and value not in ("auto", "on", "off"):
         return "must be auto, on or off"
-    if key == "auth.tokens" and not all(token and name for token, name in value.items()):
-        return "tokens and principals are non-empty"
+    if key == "auth.tokens":
+        if not all(token and name for token, name in value.items()):
+            return "tokens and principals are non-empty"
+        for target in value.values():
+            try:
+                parse_token_target(target)
+            except ValueError as exc:
+                return str(exc)
     if key == "limits.overrides":
         for name, cap in value.items():
             principal, _, knob = name.rpartition(".")

@@ -107,6 +107,8 @@ def test_environment_values_of_every_shape() -> None:
         ("", {}, {"gateway.path": "arcp"}, "gateway.path"),
         ("", {}, {"agents.modules": "no-colon"}, "is not module:attr"),
         ("", {}, {"auth.tokens": "t1"}, "TOKEN=PRINCIPAL"),
+        ("[auth.tokens]\nt1 = 'alice:skd'\n", {}, {}, "auth.tokens (from "),  # a profile typo
+        ("", {"ARCP_AUTH_TOKENS": "t1=:sdk"}, {}, "PRINCIPAL:PROFILE"),
         ("", {}, {"core.tls_cert": "cert.pem"}, "core.tls_key: set tls_cert and tls_key together"),
         ("", {}, {"gateway.core_tls_ca": "/nonexistent/ca.pem"}, "cannot read /nonexistent"),
         ("", {"ARCP_EVENT_LOOP": "trio"}, {}, "event_loop (from ARCP_EVENT_LOOP): 'trio' is not"),

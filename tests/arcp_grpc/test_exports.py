@@ -19,7 +19,7 @@ PUBLIC: dict[str, set[str]] = {
         "RegisteredAgent",
         "ToolFunction",
     },
-    "arcp_grpc.auth": {"Authenticator", "Principal"},
+    "arcp_grpc.auth": {"PROFILE_NAMES", "Authenticator", "Principal", "parse_token_target"},
     "arcp_grpc.context": {"ChildJob", "JobContext", "ResultStream"},
     "arcp_grpc.credentials": {"CredentialProvisioner", "CredentialRequest", "DevProvisioner"},
     "arcp_grpc.demo_agents": {"demo_registry"},

@@ -485,6 +485,39 @@ async def test_sdk_profile_over_raw_frames(raw: RawFactory) -> None:
     assert frames[-1]["payload"]["final_status"] == "cancelled"
 
 
+async def test_one_principal_serves_both_profiles_through_two_tokens(
+    make_stack: StackFactory,
+) -> None:
+    """DESIGN.md "Wire profile": the profile is chosen per token (`"alice:sdk"`), the
+    principal's setting (`compat_principals`, not alice's here) being the default; both
+    clients are the same principal (one sees the other's job) and a resume keeps the
+    token's profile."""
+    tokens = {"tok-alice": "alice", "tok-alice-sdk": "alice:sdk"}
+    stack = await make_stack(tokens=tokens)
+    spec, sdk = await open_raw(stack.url), await open_raw(stack.url)
+    resumed = await open_raw(stack.url)
+    try:
+        await spec.hello("tok-alice")
+        await sdk.hello("tok-alice-sdk")
+        lease = {"cost.budget": ["USD:5.00"]}
+        by_spec = await spec.submit("echo", 1, lease_request=lease)
+        by_sdk = await sdk.submit("echo", 1, lease_request=lease)
+        assert by_spec["payload"]["budget"] == {"USD": 5.0}
+        assert by_sdk["payload"]["budget"] == {"USD": "USD:5.00"}
+        await sdk.until_terminal(by_sdk["payload"]["job_id"])
+        request_id = await sdk.send("session.list_jobs", {})
+        listed = await sdk.reply_to(request_id)
+        assert by_spec["payload"]["job_id"] in {j["job_id"] for j in listed["payload"]["jobs"]}
+        await sdk.close()
+        back = await resumed.hello("tok-alice-sdk", resume=sdk.resume_block())
+        assert back["type"] == "session.welcome"
+        again = await resumed.submit("echo", 2, lease_request=lease)
+        assert again["payload"]["budget"] == {"USD": "USD:5.00"}
+    finally:
+        for client in (spec, sdk, resumed):
+            await client.close()
+
+
 async def test_errors_carry_the_session_and_retryable(raw: RawFactory, stack: Stack) -> None:
     client = await raw(features=[f for f in ALL_FEATURES if f != "list_jobs"])
     request_id = await client.send("session.list_jobs", {})
