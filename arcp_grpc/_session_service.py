@@ -81,6 +81,8 @@ class _Connection:
     def __init__(self, max_unsent_bytes: int) -> None:
         self.outbound = Outbox(max_unsent_bytes, self._overflowed)
         self.session: Session | None = None
+        # Resumed here, and no frame since: the client may not have the new token yet.
+        self.awaiting_proof = False
 
     def send(self, frame: pb.ConnectResponse) -> None:
         self.outbound.put_nowait(_with_id(frame))
@@ -202,6 +204,8 @@ class SessionServiceServicer:
         """Handle one client frame; False once the stream is ending."""
         if conn.session is not None:
             conn.session.last_inbound = time.monotonic()
+            if conn.awaiting_proof:
+                await self._token_proven(conn, conn.session)
         request_id = ""  # echoed in an error only once it is known to be a sound id
         try:
             if isinstance(request, InvalidRequest):  # bytes `request_parser` could not decode
@@ -222,6 +226,14 @@ class SessionServiceServicer:
             log.exception("unexpected failure handling a frame")
             self._error(conn, InternalError("internal error"), request_id)
         return True
+
+    async def _token_proven(self, conn: _Connection, session: Session) -> None:
+        """A frame on the connection that carried the welcome proves the client has the
+        new token: the one it resumed with dies (DESIGN.md "Resume tokens"). In a cluster
+        that is recorded before the frame is handled, so no node accepts it afterwards."""
+        conn.awaiting_proof = False
+        if session.token_proven() and self._journal is not None:
+            await self._journal.token_proven(session)
 
     async def _frames(self, conn: _Connection) -> AsyncGenerator[bytes, None]:
         heart = asyncio.create_task(self._heartbeat(conn))
@@ -387,10 +399,14 @@ class SessionServiceServicer:
                 f"last_event_seq {resume.last_event_seq} is beyond the session's last event"
             )
         missed = session.replay_after(resume.last_event_seq)
-        token = session.rotate_token()  # the old token stops working
+        # The token presented stays valid until the client uses the new one (DESIGN.md).
+        token = session.rotate_after_resume(resume.resume_token)
+        if principal is not None:
+            session.principal = principal  # the wire profile is the token's (DESIGN.md)
         # No await from here on: replayed frames precede every live one.
         session.attach(conn.outbound)
         conn.session = session
+        conn.awaiting_proof = True
         conn.send(self._welcome(request_id, session, token, resumed=True))
         conn.outbound.put_replay(missed)
         log.info("session %s resumed after seq %d", session.session_id, resume.last_event_seq)
@@ -414,6 +430,7 @@ class SessionServiceServicer:
         # No await from here on: replayed frames precede every live one.
         session.attach(conn.outbound)
         conn.session = session
+        conn.awaiting_proof = True
         conn.send(self._welcome(request_id, session, token, resumed=True))
         conn.outbound.put_replay(resumed.replay)
         for follow in resumed.follows:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
 import secrets
 import sys
 import time
@@ -31,15 +32,19 @@ from arcp_grpc.auth import Principal
 from arcp_grpc.errors import ResumeWindowExpired, Unauthenticated
 
 __all__ = [
+    "RETIRED",
     "FrameHeader",
     "FrameJournal",
     "Outbox",
     "Session",
     "SessionLimits",
     "SessionRegistry",
+    "check_resume_token",
     "digest",
     "frame_bytes",
 ]
+
+log = logging.getLogger("arcp_grpc.sessions")
 
 # ConnectResponse field numbers (proto/arcp/v1/session_service.proto).
 _ID, _SESSION_ID, _REQUEST_ID, _EVENT_SEQ, _JOB_ID, _TRACE_ID = 1, 2, 3, 4, 5, 6
@@ -253,6 +258,11 @@ class Session:
     features: frozenset[str]
     limits: SessionLimits
     token_digest: bytes = b""
+    # The token the last resume was made with: still valid (a lost welcome must not lock
+    # the client out) until `previous_until` (monotonic), or until the client uses the
+    # session it resumed (`token_proven`), which sets `previous_until` to RETIRED.
+    previous_digest: bytes = b""
+    previous_until: float = 0.0
     next_seq: int = 1
     buffer: deque[tuple[int, bytes]] = field(default_factory=deque)
     buffered_bytes: int = 0
@@ -401,8 +411,31 @@ class Session:
         self.token_digest = digest(token)
         return token
 
-    def token_matches(self, token: str) -> bool:
-        return bool(self.token_digest) and hmac.compare_digest(self.token_digest, digest(token))
+    def check_token(self, token: str) -> None:
+        """Raise `Unauthenticated` unless `token` may resume this session now."""
+        check_resume_token(
+            self.session_id,
+            digest(token),
+            self.token_digest,
+            self.previous_digest,
+            self.previous_until,
+            time.monotonic(),
+        )
+
+    def rotate_after_resume(self, presented: str) -> str:
+        """The token for a resume made with `presented`, which stays valid until the
+        client proves it has the new one, or the resume window ends (DESIGN.md)."""
+        self.previous_digest = digest(presented)
+        self.previous_until = time.monotonic() + self.limits.resume_window_sec
+        return self.rotate_token()
+
+    def token_proven(self) -> bool:
+        """The client used the session it resumed, so it has the new token: the one it
+        resumed with is dead from now on. True if that changed anything."""
+        if not self.previous_digest or self.previous_until == RETIRED:
+            return False
+        self.previous_until = RETIRED
+        return True
 
     def held_bytes(self) -> int:
         """What this session makes the core hold (the quota's measure): its buffer,
@@ -498,8 +531,9 @@ class SessionRegistry:
                 f"session {session_id!r} is unknown or its resume window has passed",
                 details={"session_id": session_id},
             )
-        if session.principal.name != principal.name or not session.token_matches(token):
+        if session.principal.name != principal.name:
             raise Unauthenticated("the resume token or principal does not match the session")
+        session.check_token(token)
         return session
 
     def discard(self, session: Session) -> None:
@@ -545,6 +579,36 @@ class SessionRegistry:
 
 
 _TRIM_EVERY = 1024  # evictions between trims of a session's recorded frames
+
+
+RETIRED = 0.0  # `previous_until` once the successor token was used
+
+
+def check_resume_token(
+    session_id: str,
+    presented: bytes,
+    current: bytes,
+    previous: bytes,
+    previous_until: float,
+    now: float,
+) -> None:
+    """Whether a token (its digest, `presented`) may resume a session (§6.3, DESIGN.md
+    "Resume tokens"): the current token, or the one the last resume was made with while
+    it is valid (until `previous_until`, on the clock `now` is read from). A previous
+    token presented after its successor was used may have been stolen: refused, and
+    logged at WARNING for the operator. Raises `Unauthenticated`."""
+    if current and hmac.compare_digest(presented, current):
+        return
+    if previous and hmac.compare_digest(presented, previous):
+        if previous_until == RETIRED:
+            log.warning(
+                "session %s: a resume token was presented after its successor was used;"
+                " refused (possible theft of the token, §14)",
+                session_id,
+            )
+        elif now < previous_until:
+            return
+    raise Unauthenticated("the resume token or principal does not match the session")
 
 
 def digest(token: str) -> bytes:
