@@ -21,7 +21,14 @@ from arcp_grpc._delivery import CREDENTIALS_FEATURE, JobDelivery, LiveDelivery
 from arcp_grpc._ids import new_ulid
 from arcp_grpc._runtime import JobRuntime, job_query
 from arcp_grpc._session_journal import SessionJournal
-from arcp_grpc._sessions import FrameHeader, Outbox, Session, SessionRegistry, frame_bytes
+from arcp_grpc._sessions import (
+    FrameHeader,
+    Outbox,
+    Session,
+    SessionRegistry,
+    UnsentLedger,
+    frame_bytes,
+)
 from arcp_grpc._stamps import stamp
 from arcp_grpc._validate import check_connect_request, check_id, request_parser
 from arcp_grpc._wire import varint
@@ -78,8 +85,8 @@ class _EndStream(Exception):
 class _Connection:
     """One Connect stream: its outbound queue and, after the handshake, its session."""
 
-    def __init__(self, max_unsent_bytes: int) -> None:
-        self.outbound = Outbox(max_unsent_bytes, self._overflowed)
+    def __init__(self, max_unsent_bytes: int, ledger: UnsentLedger) -> None:
+        self.outbound = Outbox(max_unsent_bytes, self._overflowed, ledger)
         self.session: Session | None = None
         # Resumed here, and no frame since: the client may not have the new token yet.
         self.awaiting_proof = False
@@ -100,7 +107,8 @@ class _Connection:
         remedy, a resume (§6.3, §13.1)."""
         unsent = outbound.unsent_bytes
         error = HeartbeatLost(
-            f"the client is not reading: {unsent} bytes are waiting to be sent; the transport"
+            f"the client is not reading: {unsent} bytes are waiting to be sent (or the"
+            " clients of this node together hold more than its limit); the transport"
             " is closed and the session kept, resume to continue (§6.3)"
         )
         frame = pb.ConnectResponse()
@@ -123,7 +131,7 @@ class ConnectStream:
 
     def __init__(self, servicer: SessionServiceServicer) -> None:
         self._servicer = servicer
-        self._conn = _Connection(servicer.max_unsent_bytes)
+        self._conn = _Connection(servicer.max_unsent_bytes, servicer.unsent)
 
     async def receive(self, request: pb.ConnectRequest | InvalidRequest) -> bool:
         """Handle one client frame, in order; False once the stream is ending (its
@@ -165,6 +173,10 @@ class SessionServiceServicer:
     @property
     def max_unsent_bytes(self) -> int:
         return self._sessions.limits.max_unsent_bytes
+
+    @property
+    def unsent(self) -> UnsentLedger:
+        return self._sessions.unsent
 
     # -- the stream ------------------------------------------------------------
 
@@ -256,6 +268,7 @@ class SessionServiceServicer:
             heart.cancel()
             deadline.cancel()
             conn.end()  # also when cancelled: detached, and later frames are not queued
+            conn.outbound.discard()  # what was left unsent no longer counts (`UnsentLedger`)
 
     def _hello_overdue(self, conn: _Connection) -> None:
         """A connection that never authenticates must not hold a socket for ever; the

@@ -39,6 +39,7 @@ __all__ = [
     "Session",
     "SessionLimits",
     "SessionRegistry",
+    "UnsentLedger",
     "check_resume_token",
     "digest",
     "frame_bytes",
@@ -125,6 +126,27 @@ class Follower(Protocol):
     def cancel(self) -> bool: ...
 
 
+class UnsentLedger:
+    """The bytes waiting in every transport's `Outbox` of the process, against one cap
+    (`[limits] max_unsent_bytes`): each transport's own limit bounds one client that
+    does not read; this bounds all of them together (§14). Once over, a box holding
+    more than its fair share (the cap over the open boxes) loses its transport at its
+    next frame, so the total stays below about twice the cap whatever the clients do,
+    and clients that keep up (holding next to nothing) are never the ones cut."""
+
+    __slots__ = ("boxes", "limit", "total")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.total = 0
+        self.boxes = 0
+
+    def over_share(self, held: int) -> bool:
+        """Whether a box holding `held` bytes must go: the total is over the cap and
+        `held` is more than a fair share of it."""
+        return self.total > self.limit and held > self.limit // max(1, self.boxes)
+
+
 class Outbox:
     """One transport's outbound frames, `None` ending it; one consumer.
 
@@ -136,14 +158,31 @@ class Outbox:
     Producers that can wait (a job's events) check `room_bytes` or await
     `wait_for_room`, which hold them at half of `limit_bytes`; if more than the
     whole limit piles up anyway (replies to requests nobody reads), `on_overflow`
-    is told, once, and is expected to `close` the box; later puts are dropped.
+    is told, once, and is expected to `close` the box; later puts are dropped. With a
+    `ledger` shared by every box, a box over half its limit is also told when all boxes
+    together are over the ledger's: many clients that do not read cannot add up.
     """
 
-    __slots__ = ("_bytes", "_closed", "_frames", "_limit", "_on_overflow", "_room", "_waiter")
+    __slots__ = (
+        "_bytes",
+        "_closed",
+        "_frames",
+        "_ledger",
+        "_limit",
+        "_on_overflow",
+        "_room",
+        "_waiter",
+    )
 
     def __init__(
-        self, limit_bytes: int = 0, on_overflow: Callable[[Outbox], None] | None = None
+        self,
+        limit_bytes: int = 0,
+        on_overflow: Callable[[Outbox], None] | None = None,
+        ledger: UnsentLedger | None = None,
     ) -> None:
+        self._ledger = ledger
+        if ledger is not None:
+            ledger.boxes += 1
         self._frames: deque[bytes | None] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._bytes = 0
@@ -156,8 +195,13 @@ class Outbox:
         if self._closed:
             return
         self._append(frame)
+        if frame is None or not self._limit:
+            return
         # One frame always fits, however large: the limit bounds a backlog, not a frame.
-        if frame is not None and self._limit and self._bytes > self._limit > len(frame):
+        backlog = self._bytes > len(frame)
+        over = self._bytes > self._limit > len(frame)
+        ledger = self._ledger
+        if over or (backlog and ledger is not None and ledger.over_share(self._bytes)):
             on_overflow, self._on_overflow = self._on_overflow, None
             if on_overflow is not None:
                 on_overflow(self)
@@ -186,6 +230,8 @@ class Outbox:
         self._frames.append(frame)
         if frame is not None:
             self._bytes += len(frame)
+            if self._ledger is not None:
+                self._ledger.total += len(frame)
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
@@ -210,9 +256,22 @@ class Outbox:
         frame = self._frames.popleft()
         if frame is not None:
             self._bytes -= len(frame)
+            if self._ledger is not None:
+                self._ledger.total -= len(frame)
             if self._room and self.room_bytes() >= 0:
                 self._wake_producers()
         return frame
+
+    def discard(self) -> None:
+        """The stream is over: frames nobody will take no longer count (the box is
+        closed, so nothing more is queued)."""
+        self.close()
+        ledger, self._ledger = self._ledger, None
+        if ledger is not None:
+            ledger.total -= self._bytes
+            ledger.boxes -= 1
+        self._bytes = 0
+        self._frames.clear()
 
     def room_bytes(self) -> int:
         """How much more may be queued before it is over half the limit (negative when
@@ -454,9 +513,11 @@ class Session:
 class SessionRegistry:
     """Sessions by id; expires those detached longer than the resume window."""
 
-    def __init__(self, limits: SessionLimits) -> None:
+    def __init__(self, limits: SessionLimits, unsent: UnsentLedger | None = None) -> None:
         self.limits = limits
         self.journal: FrameJournal | None = None  # set in a cluster (`_session_journal`)
+        # What every transport's outbox holds together (`[limits] max_unsent_bytes`).
+        self.unsent = unsent or UnsentLedger(sys.maxsize)
         self._sessions: dict[str, Session] = {}
         self._by_principal: dict[str, set[Session]] = {}  # for the quotas (`_quotas`)
         self._sweeper: asyncio.Task[None] | None = None

@@ -169,6 +169,7 @@ class LimitSettings:
     max_sessions: int = 10_000
     max_running_jobs: int = 5_000
     max_held_bytes: int = 1024 * _MiB
+    max_unsent_bytes: int = 256 * _MiB
     retry_after_ms: int = 1_000
     overrides: dict[str, int] = field(default_factory=dict)  # "PRINCIPAL.CAP" -> value
 

@@ -29,7 +29,7 @@ from arcp_grpc._secretbox import SecretBox
 from arcp_grpc._session_journal import SessionJournal
 from arcp_grpc._session_service import SERVICE_NAME as SESSION_SERVICE
 from arcp_grpc._session_service import SessionServiceServicer, session_handler
-from arcp_grpc._sessions import SessionLimits, SessionRegistry
+from arcp_grpc._sessions import SessionLimits, SessionRegistry, UnsentLedger
 from arcp_grpc._store_url import postgres_dsn, sqlite_path
 from arcp_grpc.agents import AgentRegistry
 from arcp_grpc.auth import Authenticator
@@ -168,7 +168,7 @@ async def start_core(
         ("grpc.so_reuseport", 0),
     ]
     server = grpc.aio.server(options=options)
-    sessions = SessionRegistry(config.session_limits)
+    sessions = SessionRegistry(config.session_limits, UnsentLedger(config.quotas.max_unsent_bytes))
     sessions.start(lambda s: log.info("session %s expired", s.session_id))
     journal = SessionJournal(runtime.cluster, sessions) if runtime.cluster is not None else None
     info = session_pb2.PeerInfo(name="arcp-grpc", version=__version__)
