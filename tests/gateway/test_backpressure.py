@@ -231,10 +231,15 @@ async def test_flooding_clients_cannot_add_up_past_the_nodes_cap(
     try:
         assert (await flooder.hello("tok-alice"))["type"] == "session.welcome"
         assert (await reader.hello("tok-bob"))["type"] == "session.welcome"
+        for index in range(40):  # so that each listing below is a reply of some 10 KiB
+            assert (await flooder.submit("echo", index))["type"] == "job.accepted"
 
         async def flood() -> None:
-            for index in range(200_000):  # bounded: far more pongs than the cap holds
-                await flooder.send("session.ping", {"nonce": f"n{index}"})
+            # Some 30 MiB of replies: far more than the node's cap and every buffer on the
+            # way (the gRPC link's flow-control windows included) hold, and less than this
+            # client's own limit (64 MiB), which alone would never cut it.
+            for _ in range(3_000):
+                await flooder.send("session.list_jobs", {"limit": 100})
 
         sender = asyncio.create_task(flood())
         async with asyncio.timeout(SAFETY):
