@@ -76,6 +76,10 @@ CREATE TABLE IF NOT EXISTS sessions (
     profile INTEGER NOT NULL,
     features TEXT NOT NULL,
     token_digest BYTEA NOT NULL,
+    -- The token the last resume was made with, valid until previous_token_until (epoch
+    -- seconds) or until the client used the resumed session (then 0): DESIGN.md.
+    previous_token_digest BYTEA NOT NULL DEFAULT ''::bytea,
+    previous_token_until DOUBLE PRECISION NOT NULL DEFAULT 0,
     generation INTEGER NOT NULL,
     node_id TEXT NOT NULL,
     last_seq INTEGER NOT NULL DEFAULT 0,

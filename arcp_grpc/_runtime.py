@@ -34,6 +34,7 @@ from arcp_grpc._ids import new_id, new_trace_id
 from arcp_grpc._job import ActiveJob
 from arcp_grpc._lease import Lease, LeaseClock, child_expiry, parse_expires_at
 from arcp_grpc._observe import RuntimeObserver
+from arcp_grpc._quotas import Quotas
 from arcp_grpc._replay_cache import Claimed, ReplayCache
 from arcp_grpc._secretbox import SecretBox
 from arcp_grpc._stamps import stamp
@@ -116,8 +117,14 @@ class JobRuntime:
         provisioner: CredentialProvisioner | None = None,
         limits: RuntimeLimits | None = None,
         cluster_limits: ClusterLimits | None = None,
+        quotas: Quotas | None = None,
     ) -> None:
         self.store = store
+        self.quotas = quotas or Quotas()
+        # Jobs admitted and not yet ended, by principal (children count as their root's
+        # principal's): what `[limits]` caps (§14).
+        self._running: dict[str, int] = {}
+        self._running_total = 0
         # Set when other nodes share the store: jobs may run, and be cancelled, elsewhere.
         self.cluster: ClusterStore | None = store if isinstance(store, ClusterStore) else None
         self.cluster_limits = cluster_limits or ClusterLimits()
@@ -254,6 +261,11 @@ class JobRuntime:
             )
         agent = self.registry.resolve(ref)
         lease = Lease.parse(lease_request)
+        # No await between this check and `_persist` counting the job: concurrent
+        # submits cannot all pass it.
+        self.quotas.check_job(
+            principal.name, self._running.get(principal.name, 0), self._running_total
+        )
         job = self._new_job(
             principal,
             agent,
@@ -378,6 +390,23 @@ class JobRuntime:
 
     async def _persist(self, job: ActiveJob, claim: IdempotencyClaim | None, now: float) -> bytes:
         """Provision credentials, serialise `JobAccepted` once, store job + claim atomically."""
+        self._count(job, 1)
+        try:
+            return await self._store_new(job, claim, now)
+        except BaseException:
+            self._count(job, -1)
+            raise
+
+    def _count(self, job: ActiveJob, delta: int) -> None:
+        name = job.principal.name
+        running = self._running.get(name, 0) + delta
+        if running:
+            self._running[name] = running
+        else:
+            del self._running[name]
+        self._running_total += delta
+
+    async def _store_new(self, job: ActiveJob, claim: IdempotencyClaim | None, now: float) -> bytes:
         if self.credentials is not None:
             job.credentials = await self.credentials.issue(job.job_id, job.lease, job.expires_at)
         accepted = jobs_pb2.JobAccepted(
@@ -542,6 +571,7 @@ class JobRuntime:
             job.done.set()
             self.observer.finished(status)
             self._active.pop(job.job_id, None)
+            self._count(job, -1)
             self._remember(job)
         if job.credentials:
             assert self.credentials is not None

@@ -29,6 +29,7 @@ import grpc
 from arcp_grpc import __version__, logging_setup
 from arcp_grpc._cluster import ClusterLimits
 from arcp_grpc._datadir_lock import DataDirLock, DataDirLocked
+from arcp_grpc._quotas import QuotaLimits
 from arcp_grpc._runtime import RuntimeLimits
 from arcp_grpc._sessions import SessionLimits
 from arcp_grpc._store_url import describe as describe_store
@@ -85,6 +86,7 @@ def core_config(settings: Settings) -> CoreConfig:
         max_message_bytes=core.max_message_bytes,
         limits=RuntimeLimits(**asdict(settings.runtime)),
         session_limits=SessionLimits(**asdict(settings.sessions)),
+        quotas=QuotaLimits(**asdict(settings.limits)),
         tls=tls,
     )
 

@@ -15,11 +15,17 @@ So across nodes, as on one, every frame reaches the client once, in order.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
+import time
 from collections.abc import Awaitable, Sequence
 
-from arcp_grpc._sessions import Session, SessionLimits, SessionRegistry, digest
+from arcp_grpc._sessions import (
+    Session,
+    SessionLimits,
+    SessionRegistry,
+    check_resume_token,
+    digest,
+)
 from arcp_grpc.auth import Principal
 from arcp_grpc.errors import ARCPError, InvalidRequest, ResumeWindowExpired, Unauthenticated
 from arcp_grpc.store import ClusterStore, SessionFollow, SessionFrame, SessionRow
@@ -114,6 +120,14 @@ class SessionJournal:
         """The session follows `job_id` from `after`: queued ahead of its first frame."""
         self._watch(self._store.follow_job(session.session_id, job_id, submitted, after))
 
+    async def token_proven(self, session: Session) -> None:
+        """The client used the session it resumed: every node refuses the old token.
+        If the store cannot say so now, the old token lives until the window ends."""
+        try:
+            await self._store.retire_previous_token(session.session_id)
+        except ARCPError:
+            log.warning("could not retire the previous token of session %s", session.session_id)
+
     def unfollow(self, session: Session, job_id: str) -> None:
         self._watch(self._store.unfollow_job(session.session_id, job_id))
 
@@ -146,10 +160,17 @@ class SessionJournal:
         row = await self._store.load_session(session_id)
         if row is None:
             raise _unknown(session_id)
-        if row.principal != principal.name or not hmac.compare_digest(
-            row.token_digest, digest(token)
-        ):
+        if row.principal != principal.name:
             raise Unauthenticated("the resume token or principal does not match the session")
+        presented = digest(token)
+        check_resume_token(
+            session_id,
+            presented,
+            row.token_digest,
+            row.previous_token_digest,
+            row.previous_token_until,
+            time.time(),  # a pre-check: `claim_session` decides by the database's clock
+        )
         # This node's frames of the session, if it holds it, are recorded first: what the
         # store holds is then its whole history.
         await self._store.flush()
@@ -174,9 +195,10 @@ class SessionJournal:
             self.limits,
             journal=self,
         )
-        token = session.rotate_token()
+        token = session.rotate_after_resume(token)
         await self._store.flush()  # what the dropped copy delivered meanwhile
-        if await self._store.claim_session(row, session.token_digest) is None:
+        window = self.limits.resume_window_sec
+        if await self._store.claim_session(row, presented, session.token_digest, window) is None:
             if await self._store.load_session(session_id) is None:
                 raise _unknown(session_id)  # its window ended meanwhile
             raise Unauthenticated("the session was resumed elsewhere at the same time")

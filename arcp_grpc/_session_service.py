@@ -21,7 +21,14 @@ from arcp_grpc._delivery import CREDENTIALS_FEATURE, JobDelivery, LiveDelivery
 from arcp_grpc._ids import new_ulid
 from arcp_grpc._runtime import JobRuntime, job_query
 from arcp_grpc._session_journal import SessionJournal
-from arcp_grpc._sessions import FrameHeader, Outbox, Session, SessionRegistry, frame_bytes
+from arcp_grpc._sessions import (
+    FrameHeader,
+    Outbox,
+    Session,
+    SessionRegistry,
+    UnsentLedger,
+    frame_bytes,
+)
 from arcp_grpc._stamps import stamp
 from arcp_grpc._validate import check_connect_request, check_id, request_parser
 from arcp_grpc._wire import varint
@@ -78,9 +85,11 @@ class _EndStream(Exception):
 class _Connection:
     """One Connect stream: its outbound queue and, after the handshake, its session."""
 
-    def __init__(self, max_unsent_bytes: int) -> None:
-        self.outbound = Outbox(max_unsent_bytes, self._overflowed)
+    def __init__(self, max_unsent_bytes: int, ledger: UnsentLedger) -> None:
+        self.outbound = Outbox(max_unsent_bytes, self._overflowed, ledger)
         self.session: Session | None = None
+        # Resumed here, and no frame since: the client may not have the new token yet.
+        self.awaiting_proof = False
 
     def send(self, frame: pb.ConnectResponse) -> None:
         self.outbound.put_nowait(_with_id(frame))
@@ -98,7 +107,8 @@ class _Connection:
         remedy, a resume (§6.3, §13.1)."""
         unsent = outbound.unsent_bytes
         error = HeartbeatLost(
-            f"the client is not reading: {unsent} bytes are waiting to be sent; the transport"
+            f"the client is not reading: {unsent} bytes are waiting to be sent (or the"
+            " clients of this node together hold more than its limit); the transport"
             " is closed and the session kept, resume to continue (§6.3)"
         )
         frame = pb.ConnectResponse()
@@ -121,7 +131,7 @@ class ConnectStream:
 
     def __init__(self, servicer: SessionServiceServicer) -> None:
         self._servicer = servicer
-        self._conn = _Connection(servicer.max_unsent_bytes)
+        self._conn = _Connection(servicer.max_unsent_bytes, servicer.unsent)
 
     async def receive(self, request: pb.ConnectRequest | InvalidRequest) -> bool:
         """Handle one client frame, in order; False once the stream is ending (its
@@ -164,6 +174,10 @@ class SessionServiceServicer:
     def max_unsent_bytes(self) -> int:
         return self._sessions.limits.max_unsent_bytes
 
+    @property
+    def unsent(self) -> UnsentLedger:
+        return self._sessions.unsent
+
     # -- the stream ------------------------------------------------------------
 
     async def Connect(
@@ -202,6 +216,8 @@ class SessionServiceServicer:
         """Handle one client frame; False once the stream is ending."""
         if conn.session is not None:
             conn.session.last_inbound = time.monotonic()
+            if conn.awaiting_proof:
+                await self._token_proven(conn, conn.session)
         request_id = ""  # echoed in an error only once it is known to be a sound id
         try:
             if isinstance(request, InvalidRequest):  # bytes `request_parser` could not decode
@@ -222,6 +238,14 @@ class SessionServiceServicer:
             log.exception("unexpected failure handling a frame")
             self._error(conn, InternalError("internal error"), request_id)
         return True
+
+    async def _token_proven(self, conn: _Connection, session: Session) -> None:
+        """A frame on the connection that carried the welcome proves the client has the
+        new token: the one it resumed with dies (DESIGN.md "Resume tokens"). In a cluster
+        that is recorded before the frame is handled, so no node accepts it afterwards."""
+        conn.awaiting_proof = False
+        if session.token_proven() and self._journal is not None:
+            await self._journal.token_proven(session)
 
     async def _frames(self, conn: _Connection) -> AsyncGenerator[bytes, None]:
         heart = asyncio.create_task(self._heartbeat(conn))
@@ -244,6 +268,7 @@ class SessionServiceServicer:
             heart.cancel()
             deadline.cancel()
             conn.end()  # also when cancelled: detached, and later frames are not queued
+            conn.outbound.discard()  # what was left unsent no longer counts (`UnsentLedger`)
 
     def _hello_overdue(self, conn: _Connection) -> None:
         """A connection that never authenticates must not hold a socket for ever; the
@@ -354,6 +379,7 @@ class SessionServiceServicer:
             return
         offered = set(hello.capabilities.features)
         features = frozenset(f for f in self._features if f in offered)
+        self._admit_session(principal)
         session = self._sessions.create(principal, features)
         token = session.rotate_token()
         if self._journal is not None:
@@ -390,10 +416,14 @@ class SessionServiceServicer:
                 f"last_event_seq {resume.last_event_seq} is beyond the session's last event"
             )
         missed = session.replay_after(resume.last_event_seq)
-        token = session.rotate_token()  # the old token stops working
+        # The token presented stays valid until the client uses the new one (DESIGN.md).
+        token = session.rotate_after_resume(resume.resume_token)
+        if principal is not None:
+            session.principal = principal  # the wire profile is the token's (DESIGN.md)
         # No await from here on: replayed frames precede every live one.
         session.attach(conn.outbound)
         conn.session = session
+        conn.awaiting_proof = True
         conn.send(self._welcome(request_id, session, token, resumed=True))
         conn.outbound.put_replay(missed)
         log.info("session %s resumed after seq %d", session.session_id, resume.last_event_seq)
@@ -417,11 +447,19 @@ class SessionServiceServicer:
         # No await from here on: replayed frames precede every live one.
         session.attach(conn.outbound)
         conn.session = session
+        conn.awaiting_proof = True
         conn.send(self._welcome(request_id, session, token, resumed=True))
         conn.outbound.put_replay(resumed.replay)
         for follow in resumed.follows:
             self._start_pump(session, follow.job_id, follow.after_seq)
         log.info("session %s resumed after seq %d", session.session_id, resume.last_event_seq)
+
+    def _admit_session(self, principal: Principal) -> None:
+        """§14: a new session counts against its principal's caps and the node's; a
+        resume does not (the session is already held)."""
+        quotas, sessions, name = self._runtime.quotas, self._sessions, principal.name
+        quotas.check_session(name, sessions.count(name), len(sessions))
+        quotas.check_held_bytes(name, sessions.held_bytes(name), sessions.held_bytes_total())
 
     def _session_owner(self, session_id: str) -> Principal:
         """A bare `session.resume` authenticates by its resume token alone."""
@@ -455,6 +493,8 @@ class SessionServiceServicer:
     # -- jobs ----------------------------------------------------------------------
 
     async def _submit(self, request: pb.ConnectRequest, session: Session) -> None:
+        name = session.principal.name  # §14: a principal whose sessions hold too much waits
+        self._runtime.quotas.check_held_bytes(name, self._sessions.held_bytes(name))
         submission = await self._runtime.submit(session.principal, request.submit)
         job_id = submission.job_id
         session.submitted.add(job_id)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
 import secrets
 import sys
 import time
@@ -31,15 +32,20 @@ from arcp_grpc.auth import Principal
 from arcp_grpc.errors import ResumeWindowExpired, Unauthenticated
 
 __all__ = [
+    "RETIRED",
     "FrameHeader",
     "FrameJournal",
     "Outbox",
     "Session",
     "SessionLimits",
     "SessionRegistry",
+    "UnsentLedger",
+    "check_resume_token",
     "digest",
     "frame_bytes",
 ]
+
+log = logging.getLogger("arcp_grpc.sessions")
 
 # ConnectResponse field numbers (proto/arcp/v1/session_service.proto).
 _ID, _SESSION_ID, _REQUEST_ID, _EVENT_SEQ, _JOB_ID, _TRACE_ID = 1, 2, 3, 4, 5, 6
@@ -120,6 +126,27 @@ class Follower(Protocol):
     def cancel(self) -> bool: ...
 
 
+class UnsentLedger:
+    """The bytes waiting in every transport's `Outbox` of the process, against one cap
+    (`[limits] max_unsent_bytes`): each transport's own limit bounds one client that
+    does not read; this bounds all of them together (§14). Once over, a box holding
+    more than its fair share (the cap over the open boxes) loses its transport at its
+    next frame, so the total stays below about twice the cap whatever the clients do,
+    and clients that keep up (holding next to nothing) are never the ones cut."""
+
+    __slots__ = ("boxes", "limit", "total")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.total = 0
+        self.boxes = 0
+
+    def over_share(self, held: int) -> bool:
+        """Whether a box holding `held` bytes must go: the total is over the cap and
+        `held` is more than a fair share of it."""
+        return self.total > self.limit and held > self.limit // max(1, self.boxes)
+
+
 class Outbox:
     """One transport's outbound frames, `None` ending it; one consumer.
 
@@ -131,14 +158,31 @@ class Outbox:
     Producers that can wait (a job's events) check `room_bytes` or await
     `wait_for_room`, which hold them at half of `limit_bytes`; if more than the
     whole limit piles up anyway (replies to requests nobody reads), `on_overflow`
-    is told, once, and is expected to `close` the box; later puts are dropped.
+    is told, once, and is expected to `close` the box; later puts are dropped. With a
+    `ledger` shared by every box, a box over half its limit is also told when all boxes
+    together are over the ledger's: many clients that do not read cannot add up.
     """
 
-    __slots__ = ("_bytes", "_closed", "_frames", "_limit", "_on_overflow", "_room", "_waiter")
+    __slots__ = (
+        "_bytes",
+        "_closed",
+        "_frames",
+        "_ledger",
+        "_limit",
+        "_on_overflow",
+        "_room",
+        "_waiter",
+    )
 
     def __init__(
-        self, limit_bytes: int = 0, on_overflow: Callable[[Outbox], None] | None = None
+        self,
+        limit_bytes: int = 0,
+        on_overflow: Callable[[Outbox], None] | None = None,
+        ledger: UnsentLedger | None = None,
     ) -> None:
+        self._ledger = ledger
+        if ledger is not None:
+            ledger.boxes += 1
         self._frames: deque[bytes | None] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._bytes = 0
@@ -151,8 +195,13 @@ class Outbox:
         if self._closed:
             return
         self._append(frame)
+        if frame is None or not self._limit:
+            return
         # One frame always fits, however large: the limit bounds a backlog, not a frame.
-        if frame is not None and self._limit and self._bytes > self._limit > len(frame):
+        backlog = self._bytes > len(frame)
+        over = self._bytes > self._limit > len(frame)
+        ledger = self._ledger
+        if over or (backlog and ledger is not None and ledger.over_share(self._bytes)):
             on_overflow, self._on_overflow = self._on_overflow, None
             if on_overflow is not None:
                 on_overflow(self)
@@ -181,6 +230,8 @@ class Outbox:
         self._frames.append(frame)
         if frame is not None:
             self._bytes += len(frame)
+            if self._ledger is not None:
+                self._ledger.total += len(frame)
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
@@ -205,9 +256,22 @@ class Outbox:
         frame = self._frames.popleft()
         if frame is not None:
             self._bytes -= len(frame)
+            if self._ledger is not None:
+                self._ledger.total -= len(frame)
             if self._room and self.room_bytes() >= 0:
                 self._wake_producers()
         return frame
+
+    def discard(self) -> None:
+        """The stream is over: frames nobody will take no longer count (the box is
+        closed, so nothing more is queued)."""
+        self.close()
+        ledger, self._ledger = self._ledger, None
+        if ledger is not None:
+            ledger.total -= self._bytes
+            ledger.boxes -= 1
+        self._bytes = 0
+        self._frames.clear()
 
     def room_bytes(self) -> int:
         """How much more may be queued before it is over half the limit (negative when
@@ -253,6 +317,11 @@ class Session:
     features: frozenset[str]
     limits: SessionLimits
     token_digest: bytes = b""
+    # The token the last resume was made with: still valid (a lost welcome must not lock
+    # the client out) until `previous_until` (monotonic), or until the client uses the
+    # session it resumed (`token_proven`), which sets `previous_until` to RETIRED.
+    previous_digest: bytes = b""
+    previous_until: float = 0.0
     next_seq: int = 1
     buffer: deque[tuple[int, bytes]] = field(default_factory=deque)
     buffered_bytes: int = 0
@@ -401,8 +470,39 @@ class Session:
         self.token_digest = digest(token)
         return token
 
-    def token_matches(self, token: str) -> bool:
-        return bool(self.token_digest) and hmac.compare_digest(self.token_digest, digest(token))
+    def check_token(self, token: str) -> None:
+        """Raise `Unauthenticated` unless `token` may resume this session now."""
+        check_resume_token(
+            self.session_id,
+            digest(token),
+            self.token_digest,
+            self.previous_digest,
+            self.previous_until,
+            time.monotonic(),
+        )
+
+    def rotate_after_resume(self, presented: str) -> str:
+        """The token for a resume made with `presented`, which stays valid until the
+        client proves it has the new one, or the resume window ends (DESIGN.md)."""
+        self.previous_digest = digest(presented)
+        self.previous_until = time.monotonic() + self.limits.resume_window_sec
+        return self.rotate_token()
+
+    def token_proven(self) -> bool:
+        """The client used the session it resumed, so it has the new token: the one it
+        resumed with is dead from now on. True if that changed anything."""
+        if not self.previous_digest or self.previous_until == RETIRED:
+            return False
+        self.previous_until = RETIRED
+        return True
+
+    def held_bytes(self) -> int:
+        """What this session makes the core hold (the quota's measure): its buffer,
+        plus what waits for its transport or the store. Sequenced frames waiting to be
+        sent are counted twice, so this is an upper bound."""
+        outbound = self.outbound
+        unsent = outbound.unsent_bytes if outbound is not None else 0
+        return self.buffered_bytes + unsent + self.recording_bytes
 
     def close_pumps(self) -> None:
         for follower in list(self.pumps.values()):
@@ -413,10 +513,13 @@ class Session:
 class SessionRegistry:
     """Sessions by id; expires those detached longer than the resume window."""
 
-    def __init__(self, limits: SessionLimits) -> None:
+    def __init__(self, limits: SessionLimits, unsent: UnsentLedger | None = None) -> None:
         self.limits = limits
         self.journal: FrameJournal | None = None  # set in a cluster (`_session_journal`)
+        # What every transport's outbox holds together (`[limits] max_unsent_bytes`).
+        self.unsent = unsent or UnsentLedger(sys.maxsize)
         self._sessions: dict[str, Session] = {}
+        self._by_principal: dict[str, set[Session]] = {}  # for the quotas (`_quotas`)
         self._sweeper: asyncio.Task[None] | None = None
 
     def __len__(self) -> int:
@@ -434,21 +537,45 @@ class SessionRegistry:
 
     def create(self, principal: Principal, features: frozenset[str]) -> Session:
         session = Session(new_id("sess"), principal, features, self.limits, journal=self.journal)
-        self._sessions[session.session_id] = session
+        self._hold(session)
         return session
+
+    def count(self, principal: str) -> int:
+        """How many sessions of `principal` this node holds."""
+        return len(self._by_principal.get(principal, ()))
+
+    def held_bytes(self, principal: str) -> int:
+        """The bytes this node holds for `principal`'s sessions (`Session.held_bytes`)."""
+        return sum(s.held_bytes() for s in list(self._by_principal.get(principal, ())))
+
+    def held_bytes_total(self) -> int:
+        return sum(s.held_bytes() for s in list(self._sessions.values()))
+
+    def _hold(self, session: Session) -> None:
+        self._sessions[session.session_id] = session
+        self._by_principal.setdefault(session.principal.name, set()).add(session)
+
+    def _release(self, session: Session) -> None:
+        del self._sessions[session.session_id]
+        held = self._by_principal.get(session.principal.name)
+        if held is not None:
+            held.discard(session)
+            if not held:
+                del self._by_principal[session.principal.name]
 
     def get(self, session_id: str) -> Session | None:
         return self._sessions.get(session_id)
 
     def adopt(self, session: Session) -> None:
         """Hold a session rebuilt from the store (a cluster's resume)."""
-        self._sessions[session.session_id] = session
+        self._hold(session)
 
     def drop(self, session_id: str) -> Session | None:
         """Let go of a session another node now holds (or this node rebuilds): its
         followers stop and its transport, if any, ends. Returns what was held."""
-        session = self._sessions.pop(session_id, None)
+        session = self._sessions.get(session_id)
         if session is not None:
+            self._release(session)
             session.close_pumps()
             outbound = session.outbound
             if outbound is not None:
@@ -465,14 +592,15 @@ class SessionRegistry:
                 f"session {session_id!r} is unknown or its resume window has passed",
                 details={"session_id": session_id},
             )
-        if session.principal.name != principal.name or not session.token_matches(token):
+        if session.principal.name != principal.name:
             raise Unauthenticated("the resume token or principal does not match the session")
+        session.check_token(token)
         return session
 
     def discard(self, session: Session) -> None:
         """Forget a session at once (a clean close with nothing left to resume)."""
         if self._sessions.get(session.session_id) is session:
-            del self._sessions[session.session_id]
+            self._release(session)
             session.close_pumps()
 
     def owner(self, session_id: str) -> Principal:
@@ -506,12 +634,42 @@ class SessionRegistry:
             for session in list(self._sessions.values()):
                 gone = session.detached_at
                 if gone is not None and now - gone > self.limits.resume_window_sec:
-                    del self._sessions[session.session_id]
+                    self._release(session)
                     session.close_pumps()
                     on_expire(session)
 
 
 _TRIM_EVERY = 1024  # evictions between trims of a session's recorded frames
+
+
+RETIRED = 0.0  # `previous_until` once the successor token was used
+
+
+def check_resume_token(
+    session_id: str,
+    presented: bytes,
+    current: bytes,
+    previous: bytes,
+    previous_until: float,
+    now: float,
+) -> None:
+    """Whether a token (its digest, `presented`) may resume a session (§6.3, DESIGN.md
+    "Resume tokens"): the current token, or the one the last resume was made with while
+    it is valid (until `previous_until`, on the clock `now` is read from). A previous
+    token presented after its successor was used may have been stolen: refused, and
+    logged at WARNING for the operator. Raises `Unauthenticated`."""
+    if current and hmac.compare_digest(presented, current):
+        return
+    if previous and hmac.compare_digest(presented, previous):
+        if previous_until == RETIRED:
+            log.warning(
+                "session %s: a resume token was presented after its successor was used;"
+                " refused (possible theft of the token, §14)",
+                session_id,
+            )
+        elif now < previous_until:
+            return
+    raise Unauthenticated("the resume token or principal does not match the session")
 
 
 def digest(token: str) -> bytes:

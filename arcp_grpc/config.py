@@ -23,8 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from arcp_grpc._quotas import PER_PRINCIPAL
 from arcp_grpc._store_url import postgres_dsn
 from arcp_grpc.agents import AgentRegistry
+from arcp_grpc.auth import parse_token_target
 from arcp_grpc.demo_agents import demo_registry
 from arcp_grpc.event_loop import resolve as resolve_event_loop
 
@@ -36,6 +38,7 @@ __all__ = [
     "ConfigError",
     "CoreSettings",
     "GatewaySettings",
+    "LimitSettings",
     "LogSettings",
     "MetricsSettings",
     "RuntimeSettings",
@@ -120,7 +123,7 @@ class AuthSettings:
 
     dev_token: bool = True  # generate <data_dir>/dev-token on first start and accept it
     dev_principal: str = "dev"
-    tokens: dict[str, str] = field(default_factory=dict)  # token -> principal
+    tokens: dict[str, str] = field(default_factory=dict)  # token -> principal[:profile]
     compat_principals: tuple[str, ...] = ("dev",)  # principals on the SDK-compat wire profile
 
 
@@ -157,6 +160,21 @@ class SessionSettings:
 
 
 @dataclass(frozen=True)
+class LimitSettings:
+    """`[limits]`: per-principal and global caps (§14; `arcp_grpc._quotas.QuotaLimits`)."""
+
+    max_sessions_per_principal: int = 1_000
+    max_running_jobs_per_principal: int = 1_000
+    max_held_bytes_per_principal: int = 256 * _MiB
+    max_sessions: int = 10_000
+    max_running_jobs: int = 5_000
+    max_held_bytes: int = 1024 * _MiB
+    max_unsent_bytes: int = 256 * _MiB
+    retry_after_ms: int = 1_000
+    overrides: dict[str, int] = field(default_factory=dict)  # "PRINCIPAL.CAP" -> value
+
+
+@dataclass(frozen=True)
 class LogSettings:
     """`[log]`: level and format of the process log."""
 
@@ -186,6 +204,7 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
     sessions: SessionSettings = field(default_factory=SessionSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
     log: LogSettings = field(default_factory=LogSettings)
     agents: AgentsSettings = field(default_factory=AgentsSettings)
 
@@ -239,6 +258,17 @@ def _from_text(hint: Any, text: str) -> Any:
             raise ValueError(f"expected {_KINDS[hint]}, got {text!r}") from None
     if hint == tuple[str, ...]:
         return tuple(item.strip() for item in text.split(",") if item.strip())
+    if hint == dict[str, int]:
+        caps: dict[str, int] = {}
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            name, sep, number = item.partition("=")
+            try:
+                caps[name.strip()] = int(number)
+            except ValueError:
+                sep = ""
+            if not sep:
+                raise ValueError("expected comma-separated NAME=INTEGER pairs")
+        return caps
     if hint == dict[str, str]:
         pairs: dict[str, str] = {}
         for item in filter(None, (part.strip() for part in text.split(","))):
@@ -261,6 +291,7 @@ _KINDS: dict[Any, str] = {
     Path: "a string",
     tuple[str, ...]: "an array of strings",
     dict[str, str]: "a table of strings",
+    dict[str, int]: "a table of integers",
 }
 
 
@@ -275,6 +306,10 @@ def _from_toml(hint: Any, value: Any) -> Any:
         return tuple(value)
     if hint == dict[str, str]:
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise wrong
+        return dict(value)
+    if hint == dict[str, int]:
+        if not isinstance(value, dict) or not all(type(v) is int for v in value.values()):
             raise wrong
         return dict(value)
     if hint is Path:
@@ -388,6 +423,12 @@ _POSITIVE = {
     "sessions.max_buffered_frames",
     "sessions.back_pressure_lag",
     "runtime.idempotency_ttl_sec",
+    "limits.max_sessions_per_principal",
+    "limits.max_running_jobs_per_principal",
+    "limits.max_held_bytes_per_principal",
+    "limits.max_sessions",
+    "limits.max_running_jobs",
+    "limits.max_held_bytes",
 }
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -414,8 +455,23 @@ def _problem(key: str, value: Any) -> str:
         return "must be 'text' or 'json'"
     if key == "gateway.console" and value not in ("auto", "on", "off"):
         return "must be auto, on or off"
-    if key == "auth.tokens" and not all(token and name for token, name in value.items()):
-        return "tokens and principals are non-empty"
+    if key == "auth.tokens":
+        if not all(token and name for token, name in value.items()):
+            return "tokens and principals are non-empty"
+        for target in value.values():
+            try:
+                parse_token_target(target)
+            except ValueError as exc:
+                return str(exc)
+    if key == "limits.overrides":
+        for name, cap in value.items():
+            principal, _, knob = name.rpartition(".")
+            if not principal or knob not in PER_PRINCIPAL:
+                return f"{name!r} is not PRINCIPAL.CAP with CAP one of {list(PER_PRINCIPAL)}"
+            if cap <= 0:
+                return f"{name} must be greater than 0, got {cap}"
+    if key == "limits.retry_after_ms" and value < 0:
+        return f"must not be negative, got {value}"
     if key == "auth.dev_principal" and not value:
         return "must not be empty"
     if key == "store.url" and value and not value.startswith("sqlite:///"):

@@ -23,6 +23,7 @@ strings.
      ├── InvalidRequest              INVALID_REQUEST
      ├── Unauthenticated             UNAUTHENTICATED
      └── InternalError               INTERNAL_ERROR         (always retryable)
+          └── QuotaExceeded          INTERNAL_ERROR, details.reason QUOTA_EXCEEDED
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ __all__ = [
     "LeaseExpired",
     "LeaseSubsetViolation",
     "PermissionDenied",
+    "QuotaExceeded",
     "ResumeWindowExpired",
     "Timeout",
     "Unauthenticated",
@@ -92,8 +94,8 @@ class ARCPError(Exception):
     def from_proto(cls, detail: errors_pb2.ErrorDetail) -> ARCPError:
         """Rebuild the typed error a peer reported."""
         name = errors_pb2.ErrorCode.Name(detail.code).removeprefix("ERROR_CODE_")
-        klass = error_class(name)
         details = _plain(detail.details) if detail.HasField("details") else None
+        klass = error_class(name, details)
         return klass(detail.message, retryable=detail.retryable, details=details)
 
     def __repr__(self) -> str:
@@ -194,6 +196,44 @@ class InternalError(ARCPError):
     fixed_retryable: ClassVar[bool | None] = True
 
 
+QUOTA_REASON = "QUOTA_EXCEEDED"
+
+
+class QuotaExceeded(InternalError):
+    """A per-principal or global cap refused a session or a job (§14 SHOULD).
+
+    §12 has no quota code, so on the ARCP wire this is a retryable
+    ``INTERNAL_ERROR`` whose details say which cap and when to try again:
+    ``{"reason": "QUOTA_EXCEEDED", "limit": NAME, "retry_after_ms": N}``
+    (DESIGN.md, "Quotas"); on gRPC it is ``RESOURCE_EXHAUSTED`` with a
+    ``QuotaFailure`` and a ``RetryInfo`` beside the ``ErrorInfo``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, retryable=retryable, details=details)
+        self.details["reason"] = QUOTA_REASON
+        # A peer's details may carry the number as text (gRPC metadata) or a double (Struct).
+        self.details["retry_after_ms"] = int(float(self.details.get("retry_after_ms", 0)))
+
+    @classmethod
+    def of(cls, limit: str, retry_after_ms: int, message: str) -> QuotaExceeded:
+        return cls(message, details={"limit": limit, "retry_after_ms": retry_after_ms})
+
+    @property
+    def limit(self) -> str:
+        return str(self.details.get("limit", ""))
+
+    @property
+    def retry_after_ms(self) -> int:
+        return int(self.details["retry_after_ms"])
+
+
 _BY_CODE: dict[str, type[ARCPError]] = {
     klass.code: klass
     for klass in (
@@ -216,9 +256,13 @@ _BY_CODE: dict[str, type[ARCPError]] = {
 }
 
 
-def error_class(code: str) -> type[ARCPError]:
-    """The exception class for a §12 code; unknown codes are internal errors."""
-    return _BY_CODE.get(code, InternalError)
+def error_class(code: str, details: Mapping[str, Any] | None = None) -> type[ARCPError]:
+    """The exception class for a §12 code (and its details, which tell a quota refusal
+    from another internal error); unknown codes are internal errors."""
+    klass = _BY_CODE.get(code, InternalError)
+    if klass is InternalError and details and details.get("reason") == QUOTA_REASON:
+        return QuotaExceeded
+    return klass
 
 
 def _struct(values: Mapping[str, Any]) -> struct_pb2.Struct:

@@ -5,6 +5,12 @@ details hold exactly one ``google.rpc.ErrorInfo``: ``reason`` is the ARCP
 code (§12), ``domain`` is ``arcp.dev``, and ``metadata`` carries
 ``retryable`` plus any string-valued details. Clients in every language read
 the ARCP code from ``ErrorInfo.reason``.
+
+A quota refusal (`QuotaExceeded`, DESIGN.md "Quotas") is the one exception
+to "the natural code of the ARCP code": §12 calls it ``INTERNAL_ERROR``, but
+the gRPC code is ``RESOURCE_EXHAUSTED`` and the status also carries a
+``google.rpc.QuotaFailure`` (which cap) and a ``google.rpc.RetryInfo`` (when
+to try again), which gRPC clients and proxies understand without knowing ARCP.
 """
 
 from __future__ import annotations
@@ -12,11 +18,11 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from arcp_grpc.errors import ARCPError, InternalError, error_class
+from arcp_grpc.errors import ARCPError, InternalError, QuotaExceeded, error_class
 
 __all__ = ["ERROR_DOMAIN", "GRPC_CODES", "from_rpc_error", "rich_status", "to_status"]
 
@@ -49,13 +55,34 @@ def rich_status(error: ARCPError) -> status_pb2.Status:
         domain=ERROR_DOMAIN,
         metadata={"retryable": "true" if error.retryable else "false", **_flat(error.details)},
     )
-    packed = any_pb2.Any()
-    packed.Pack(info)
+    details = [info]
+    code = GRPC_CODES[error.code]
+    if isinstance(error, QuotaExceeded):
+        code = grpc.StatusCode.RESOURCE_EXHAUSTED
+        details += _quota_details(error)
     return status_pb2.Status(
-        code=getattr(code_pb2, GRPC_CODES[error.code].name),
+        code=getattr(code_pb2, code.name),
         message=error.message,
-        details=[packed],
+        details=[_packed(detail) for detail in details],
     )
+
+
+def _quota_details(error: QuotaExceeded) -> list[Any]:
+    violation = error_details_pb2.QuotaFailure.Violation(
+        subject=error.limit, description=error.message
+    )
+    delay = duration_pb2.Duration()
+    delay.FromMilliseconds(error.retry_after_ms)
+    return [
+        error_details_pb2.QuotaFailure(violations=[violation]),
+        error_details_pb2.RetryInfo(retry_delay=delay),
+    ]
+
+
+def _packed(detail: Any) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(detail)
+    return packed
 
 
 def to_status(error: ARCPError) -> grpc.Status:
@@ -72,7 +99,7 @@ def from_rpc_error(exc: grpc.RpcError) -> ARCPError:
         if packed.Is(info.DESCRIPTOR) and packed.Unpack(info) and info.domain == ERROR_DOMAIN:
             meta = dict(info.metadata)
             retryable = meta.pop("retryable", "false") == "true"
-            klass = error_class(info.reason)
+            klass = error_class(info.reason, meta)
             message = status.message if status is not None else ""
             return klass(message, retryable=retryable, details=meta)
     details = exc.details() if hasattr(exc, "details") else str(exc)

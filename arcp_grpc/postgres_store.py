@@ -480,8 +480,8 @@ class PostgresStore:
 
     async def load_session(self, session_id: str) -> SessionRow | None:
         record = await self._reads().fetchrow(
-            "SELECT session_id, principal, profile, features, token_digest, generation, node_id"
-            " FROM sessions WHERE session_id = $1",
+            "SELECT session_id, principal, profile, features, token_digest, generation, node_id,"
+            " previous_token_digest, previous_token_until FROM sessions WHERE session_id = $1",
             session_id,
         )
         if record is None:
@@ -495,22 +495,31 @@ class PostgresStore:
             record["token_digest"],
             record["generation"],
             record["node_id"],
+            record["previous_token_digest"],
+            record["previous_token_until"],
         )
 
-    async def claim_session(self, row: SessionRow, token_digest: bytes) -> int | None:
+    async def claim_session(
+        self, row: SessionRow, presented: bytes, token_digest: bytes, window_sec: float
+    ) -> int | None:
         node = self.node_id
 
         async def op(conn: asyncpg.Connection) -> int | None:
+            # The database's clock decides whether the previous token is still valid.
             generation: int | None = await conn.fetchval(
                 "UPDATE sessions SET generation = generation + 1, node_id = $1,"
-                " token_digest = $2, detached_at = NULL"
-                " WHERE session_id = $3 AND generation = $4 AND token_digest = $5"
+                " token_digest = $2, detached_at = NULL, previous_token_digest = $5,"
+                " previous_token_until = extract(epoch FROM now()) + $6"
+                " WHERE session_id = $3 AND generation = $4 AND (token_digest = $5"
+                " OR (previous_token_digest = $5"
+                " AND previous_token_until > extract(epoch FROM now())))"
                 " RETURNING generation",
                 node,
                 token_digest,
                 row.session_id,
                 row.generation,
-                row.token_digest,
+                presented,
+                window_sec,
             )
             if generation is not None and row.node_id != node:
                 await conn.execute(
@@ -520,6 +529,17 @@ class PostgresStore:
 
         claimed: int | None = await self._writes().write(op)
         return claimed
+
+    async def retire_previous_token(self, session_id: str) -> None:
+        async def op(conn: asyncpg.Connection) -> None:
+            await conn.execute(
+                "UPDATE sessions SET previous_token_until = 0"
+                " WHERE session_id = $1 AND node_id = $2",
+                session_id,
+                self.node_id,
+            )
+
+        await self._writes().write(op)
 
     def set_session_listener(self, listener: Callable[[str], None]) -> None:
         self._on_session_lost = listener

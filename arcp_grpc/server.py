@@ -23,12 +23,13 @@ from arcp_grpc._cluster import ClusterLimits
 from arcp_grpc._ids import new_id
 from arcp_grpc._job_service import SERVICE_NAME as JOB_SERVICE
 from arcp_grpc._job_service import JobServiceServicer, job_service_handler
+from arcp_grpc._quotas import QuotaLimits, Quotas
 from arcp_grpc._runtime import JobRuntime, RuntimeLimits
 from arcp_grpc._secretbox import SecretBox
 from arcp_grpc._session_journal import SessionJournal
 from arcp_grpc._session_service import SERVICE_NAME as SESSION_SERVICE
 from arcp_grpc._session_service import SessionServiceServicer, session_handler
-from arcp_grpc._sessions import SessionLimits, SessionRegistry
+from arcp_grpc._sessions import SessionLimits, SessionRegistry, UnsentLedger
 from arcp_grpc._store_url import postgres_dsn, sqlite_path
 from arcp_grpc.agents import AgentRegistry
 from arcp_grpc.auth import Authenticator
@@ -65,6 +66,7 @@ class CoreConfig:
     tls: grpc.ServerCredentials | None = None  # gRPC over TLS when set
     limits: RuntimeLimits = field(default_factory=RuntimeLimits)
     session_limits: SessionLimits = field(default_factory=SessionLimits)
+    quotas: QuotaLimits = field(default_factory=QuotaLimits)  # §14 caps, `[limits]`
 
 
 @dataclass
@@ -149,6 +151,7 @@ async def start_core(
         provisioner=provisioner,
         limits=config.limits,
         cluster_limits=config.cluster,
+        quotas=Quotas(config.quotas),
     )
     try:
         await runtime.start()
@@ -165,7 +168,7 @@ async def start_core(
         ("grpc.so_reuseport", 0),
     ]
     server = grpc.aio.server(options=options)
-    sessions = SessionRegistry(config.session_limits)
+    sessions = SessionRegistry(config.session_limits, UnsentLedger(config.quotas.max_unsent_bytes))
     sessions.start(lambda s: log.info("session %s expired", s.session_id))
     journal = SessionJournal(runtime.cluster, sessions) if runtime.cluster is not None else None
     info = session_pb2.PeerInfo(name="arcp-grpc", version=__version__)

@@ -204,6 +204,10 @@ class SessionRow:
     token_digest: bytes
     generation: int
     node_id: str
+    # The token the last resume was made with and until when (epoch seconds) it stays
+    # valid; 0 once the client used the resumed session (DESIGN.md "Resume tokens").
+    previous_token_digest: bytes = b""
+    previous_token_until: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,10 +288,17 @@ class ClusterStore(Store, Protocol):
     async def load_session(self, session_id: str) -> SessionRow | None:
         """The session, unless it is unknown or expired."""
 
-    async def claim_session(self, row: SessionRow, token_digest: bytes) -> int | None:
-        """Attach the session to this node if it is still as `row` shows (same generation
-        and token): the new token digest is stored and the next generation returned. From
-        then on the node that held it can record no frame. None if it changed meanwhile."""
+    async def claim_session(
+        self, row: SessionRow, presented: bytes, token_digest: bytes, window_sec: float
+    ) -> int | None:
+        """Attach the session to this node if it is still at `row`'s generation and the
+        token `presented` (its digest) is its current one, or the previous one while that
+        is valid: `token_digest` becomes current, `presented` the previous one, valid for
+        `window_sec`; the next generation is returned. From then on the node that held it
+        can record no frame. None if it changed meanwhile."""
+
+    async def retire_previous_token(self, session_id: str) -> None:
+        """The client used the session it resumed here: the token it resumed with dies."""
 
     def set_session_listener(self, listener: Callable[[str], None]) -> None:
         """Call `listener(session_id)` when another node takes over a session held here."""

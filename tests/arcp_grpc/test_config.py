@@ -16,11 +16,13 @@ from typing import Any
 import pytest
 
 from arcp_grpc import event_loop
+from arcp_grpc._quotas import QuotaLimits
 from arcp_grpc._runtime import RuntimeLimits
 from arcp_grpc._sessions import SessionLimits
 from arcp_grpc.agents import AgentRegistry
 from arcp_grpc.config import (
     ConfigError,
+    LimitSettings,
     RuntimeSettings,
     SessionSettings,
     Settings,
@@ -105,6 +107,8 @@ def test_environment_values_of_every_shape() -> None:
         ("", {}, {"gateway.path": "arcp"}, "gateway.path"),
         ("", {}, {"agents.modules": "no-colon"}, "is not module:attr"),
         ("", {}, {"auth.tokens": "t1"}, "TOKEN=PRINCIPAL"),
+        ("[auth.tokens]\nt1 = 'alice:skd'\n", {}, {}, "auth.tokens (from "),  # a profile typo
+        ("", {"ARCP_AUTH_TOKENS": "t1=:sdk"}, {}, "PRINCIPAL:PROFILE"),
         ("", {}, {"core.tls_cert": "cert.pem"}, "core.tls_key: set tls_cert and tls_key together"),
         ("", {}, {"gateway.core_tls_ca": "/nonexistent/ca.pem"}, "cannot read /nonexistent"),
         ("", {"ARCP_EVENT_LOOP": "trio"}, {}, "event_loop (from ARCP_EVENT_LOOP): 'trio' is not"),
@@ -196,8 +200,43 @@ def test_runtime_and_session_knobs_mirror_the_core_limits() -> None:
     for settings_cls, limits_cls in (
         (RuntimeSettings, RuntimeLimits),
         (SessionSettings, SessionLimits),
+        (LimitSettings, QuotaLimits),
     ):
         assert dataclasses.asdict(settings_cls()) == dataclasses.asdict(limits_cls())
+
+
+def test_per_principal_caps_from_a_table_or_pairs(tmp_path: Path) -> None:
+    """`[limits.overrides]` in TOML, or PRINCIPAL.CAP=N pairs in the environment (§14)."""
+    config = _toml(
+        tmp_path,
+        "[limits]\nmax_sessions = 50\n[limits.overrides]\n"
+        '"batch.max_running_jobs_per_principal" = 4000\n',
+    )
+    settings = load_settings(config_file=config, env={})
+    assert settings.limits.max_sessions == 50
+    assert settings.limits.overrides == {"batch.max_running_jobs_per_principal": 4000}
+    env = {
+        "ARCP_LIMITS_OVERRIDES": "a.max_sessions_per_principal=3, b.max_held_bytes_per_principal=9"
+    }
+    assert load_settings(env=env).limits.overrides == {
+        "a.max_sessions_per_principal": 3,
+        "b.max_held_bytes_per_principal": 9,
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("alice.max_sessions=3", "is not PRINCIPAL.CAP"),  # a node-wide cap
+        ("max_sessions_per_principal=3", "is not PRINCIPAL.CAP"),  # no principal
+        ("alice.max_sessions_per_principal=0", "must be greater than 0"),
+        ("alice.max_sessions_per_principal=x", "NAME=INTEGER"),
+    ],
+)
+def test_a_bad_per_principal_cap_names_the_knob(text: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem) as refused:
+        load_settings(env={"ARCP_LIMITS_OVERRIDES": text})
+    assert "limits.overrides (from ARCP_LIMITS_OVERRIDES)" in str(refused.value)
 
 
 def test_dev_token_is_private_and_survives_a_restart(tmp_path: Path) -> None:

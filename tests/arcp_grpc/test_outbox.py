@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import gc
 import weakref
+from collections.abc import Callable
 
 import pytest
 
-from arcp_grpc._sessions import Outbox
+from arcp_grpc._sessions import Outbox, UnsentLedger
 
 
 async def test_frames_come_out_in_order_and_none_ends() -> None:
@@ -121,3 +122,34 @@ async def test_one_frame_larger_than_the_limit_still_fits() -> None:
     assert overflows == []
     box.put_nowait(b"x")
     assert overflows == [22]
+
+
+async def test_a_shared_ledger_cuts_the_boxes_holding_more_than_their_share() -> None:
+    """§14: clients that do not read cannot add up past the node's cap (`UnsentLedger`);
+    the one holding more than its share goes, the one that keeps up stays."""
+    ledger = UnsentLedger(limit=100)
+    cut: list[str] = []
+
+    def cutter(name: str) -> Callable[[Outbox], None]:
+        def overflowed(box: Outbox) -> None:
+            cut.append(name)
+            box.close()
+
+        return overflowed
+
+    hog = Outbox(1_000, cutter("hog"), ledger)
+    reader = Outbox(1_000, cutter("reader"), ledger)
+    for _ in range(9):
+        hog.put_nowait(b"x" * 10)  # 90 bytes: under the node's cap
+        reader.put_nowait(b"y" * 10)
+        assert reader.get_nowait() == b"y" * 10
+    assert cut == []
+    hog.put_nowait(b"x" * 20)  # 110 in all, and the hog holds more than 100 / 2
+    assert cut == ["hog"]
+    reader.put_nowait(b"y" * 10)
+    assert cut == ["hog"]
+    assert ledger.total == 120  # the hog's frames wait to be drained
+    hog.discard()  # its stream ended: what it held no longer counts
+    assert (ledger.total, ledger.boxes) == (10, 1)
+    hog.discard()
+    assert (ledger.total, ledger.boxes) == (10, 1)

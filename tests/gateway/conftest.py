@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +22,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from arcp_grpc._ids import new_ulid
+from arcp_grpc._quotas import QuotaLimits
 from arcp_grpc._sessions import SessionLimits
 from arcp_grpc.agents import AgentRegistry
 from arcp_grpc.auth import Principal
@@ -127,6 +128,8 @@ class StackFactory:
         *,
         agents: AgentRegistry | None = None,
         session_limits: SessionLimits | None = None,
+        quotas: QuotaLimits | None = None,
+        tokens: Mapping[str, str] | None = None,
         **gateway_overrides: Any,
     ) -> Stack:
         self._count += 1
@@ -135,9 +138,10 @@ class StackFactory:
             store_url = await self.stack.enter_async_context(postgres_schema(self.postgres))
         config = CoreConfig(
             data_dir=self.tmp_path / f"core{self._count}",
-            tokens=TOKENS,
+            tokens=TOKENS if tokens is None else tokens,
             compat_principals=COMPAT_PRINCIPALS,
             session_limits=session_limits or SessionLimits(),
+            quotas=quotas or QuotaLimits(),
             store_url=store_url,
         )
         core = await start_core(config, agents=agents)

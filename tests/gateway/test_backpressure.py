@@ -25,6 +25,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from arcp_grpc._ids import new_ulid
+from arcp_grpc._quotas import QuotaLimits
 from arcp_grpc._sessions import SessionLimits
 from arcp_grpc.credentials import CredentialRequest, DevProvisioner
 from arcp_grpc.server import CoreConfig, RunningCore, start_core
@@ -218,6 +219,45 @@ async def test_a_ping_flood_that_is_never_read_costs_the_transport_not_the_sessi
         flooder.ws.transport.abort()
         if resumed is not None:
             await resumed.close()
+
+
+async def test_flooding_clients_cannot_add_up_past_the_nodes_cap(
+    make_stack: StackFactory,
+) -> None:
+    """§14: each client may leave up to `sessions.max_unsent_bytes` unread, but all of
+    them together no more than about `[limits] max_unsent_bytes`: past it, the flooder
+    holding more than its share loses its transport (the session is kept), while a
+    client that reads what it is sent is never cut."""
+    cap = 256 * 1024
+    stack = await make_stack(quotas=QuotaLimits(max_unsent_bytes=cap))  # each: 64 MiB
+    flooder = await _open_slow_reader(stack.url)
+    reader = await open_raw(stack.url)
+    try:
+        assert (await flooder.hello("tok-alice"))["type"] == "session.welcome"
+        assert (await reader.hello("tok-bob"))["type"] == "session.welcome"
+        for index in range(40):  # so that each listing below is a reply of some 10 KiB
+            assert (await flooder.submit("echo", index))["type"] == "job.accepted"
+
+        async def flood() -> None:
+            # Some 30 MiB of replies: far more than the node's cap and every buffer on the
+            # way (the gRPC link's flow-control windows included) hold, and less than this
+            # client's own limit (64 MiB), which alone would never cut it.
+            for _ in range(3_000):
+                await flooder.send("session.list_jobs", {"limit": 100})
+
+        sender = asyncio.create_task(flood())
+        async with asyncio.timeout(SAFETY):
+            while stack.core.sessions.attached_count() > 1:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        sender.cancel()
+        await asyncio.gather(sender, return_exceptions=True)
+        assert stack.core.sessions.get(flooder.session_id) is not None  # kept for a resume
+        frames = await reader.run("echo", {"still": "served"})
+        assert frames[-1]["payload"]["result"] == {"still": "served"}
+        assert stack.core.sessions.attached_count() == 1
+    finally:
+        flooder.ws.transport.abort()
+        await reader.close()
 
 
 async def test_a_long_history_goes_at_the_subscribers_pace(make_stack: StackFactory) -> None:

@@ -158,6 +158,40 @@ async def test_a_session_dropped_on_a_resumes_through_b_with_every_event_once(
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
 
 
+async def test_a_lost_welcome_on_b_leaves_the_token_valid_on_a_until_the_new_one_is_used(
+    cluster: Cluster,
+) -> None:
+    """DESIGN.md "Resume tokens" across nodes: the previous token lives in the sessions
+    row, so a resume on A after a welcome lost on B works, and once the client uses the
+    session, no node accepts the old token."""
+    client = await open_raw(cluster.a.info["gateway"])
+    clients = [client]
+    try:
+        assert (await client.hello())["type"] == "session.welcome"
+        await client.close()
+
+        async def resume(node: ServeProcess, block: dict[str, Any]) -> tuple[RawClient, Any]:
+            again = await open_raw(node.info["gateway"])
+            clients.append(again)
+            return again, await again.hello(resume=block)
+
+        lost, welcome = await resume(cluster.b, client.resume_block())
+        assert welcome["type"] == "session.welcome", welcome
+        await lost.close()  # its new token never reached the client
+        used, welcome = await resume(cluster.a, client.resume_block())
+        assert welcome["type"] == "session.welcome", welcome
+        request_id = await used.send("session.ping", {"nonce": "p_1"})
+        assert (await used.reply_to(request_id))["type"] == "session.pong"
+        await used.close()
+        _, refused = await resume(cluster.b, client.resume_block())
+        assert refused["payload"]["code"] == "UNAUTHENTICATED", refused
+        _, welcome = await resume(cluster.b, used.resume_block())
+        assert welcome["type"] == "session.welcome", welcome
+    finally:
+        for each in clients:
+            await each.close()
+
+
 async def test_a_session_of_a_killed_node_resumes_through_b(cluster: Cluster) -> None:
     """SIGKILL of A: its client resumes through B, receives what it missed and its job's
     end (a retryable INTERNAL_ERROR once B has taken A's jobs), then works on there."""

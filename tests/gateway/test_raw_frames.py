@@ -10,6 +10,7 @@ each test proves by a successful submit afterwards (§12, DESIGN.md
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import pytest
@@ -315,14 +316,55 @@ async def test_rejected_resume_attempts_do_not_lock_out_the_owner(raw: RawFactor
     assert [f["event_seq"] for f in frames] == [1, 2, 3, 4]
 
 
-async def test_old_resume_token_stops_working_after_a_resume(raw: RawFactory) -> None:
+async def _prove(client: RawClient) -> None:
+    """Use the resumed session (any frame would do): proof the welcome arrived."""
+    request_id = await client.send(
+        "session.ping", {"nonce": "p_1", "sent_at": "2026-01-01T00:00:00Z"}
+    )
+    assert (await client.reply_to(request_id))["type"] == "session.pong"
+
+
+async def test_a_lost_welcome_does_not_lock_the_client_out(raw: RawFactory) -> None:
+    """DESIGN.md "Resume tokens": a resume whose welcome (with the new token) never
+    reached the client leaves the token it resumed with valid, so it can resume again;
+    once it uses the resumed session, that token is dead (§6.3)."""
+    old, job_id = await _run_chatty_then_drop(raw, 3)
+    lost = await raw(hello=False)
+    assert (await lost.hello(resume=old.resume_block(0)))["type"] == "session.welcome"
+    await lost.close()  # the welcome was "lost": nothing was sent on the resumed session
+    again = await raw(hello=False)
+    welcome = await again.hello(resume=old.resume_block(0))
+    assert welcome["type"] == "session.welcome"
+    frames = await again.until_terminal(job_id)
+    assert [f["event_seq"] for f in frames] == [1, 2, 3, 4]  # nothing lost either
+    await _prove(again)
+    await again.close()
+    for stale in (old, lost):  # the proven-replaced token, and the one never used
+        late = await raw(hello=False)
+        assert error_of(await late.hello(resume=stale.resume_block()))[0] == "UNAUTHENTICATED"
+    current = await raw(hello=False)
+    assert (await current.hello(resume=again.resume_block()))["type"] == "session.welcome"
+
+
+async def test_a_token_used_after_its_successor_is_refused_and_logged(
+    raw: RawFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A previous token presented once the new one was used may have been stolen:
+    UNAUTHENTICATED, and a WARNING for the operator (DESIGN.md, §14)."""
     old, _ = await _run_chatty_then_drop(raw, 1)
     first = await raw(hello=False)
     assert (await first.hello(resume=old.resume_block()))["type"] == "session.welcome"
+    await _prove(first)
     await first.close()
     replay = await raw(hello=False)
-    reply = await replay.hello(resume=old.resume_block())
+    with caplog.at_level(logging.WARNING, logger="arcp_grpc.sessions"):
+        reply = await replay.hello(resume=old.resume_block())
     assert error_of(reply)[0] == "UNAUTHENTICATED"
+    theft = [r for r in caplog.records if "possible theft" in r.getMessage()]
+    assert len(theft) == 1
+    assert theft[0].levelno == logging.WARNING
+    assert old.session_id in theft[0].getMessage()
+    assert old.resume_token not in caplog.text  # never the secret itself
     current = await raw(hello=False)
     assert (await current.hello(resume=first.resume_block()))["type"] == "session.welcome"
 
@@ -483,6 +525,39 @@ async def test_sdk_profile_over_raw_frames(raw: RawFactory) -> None:
     frames = await client.until_terminal(job_id)
     assert frames[-1]["type"] == "job.result"
     assert frames[-1]["payload"]["final_status"] == "cancelled"
+
+
+async def test_one_principal_serves_both_profiles_through_two_tokens(
+    make_stack: StackFactory,
+) -> None:
+    """DESIGN.md "Wire profile": the profile is chosen per token (`"alice:sdk"`), the
+    principal's setting (`compat_principals`, not alice's here) being the default; both
+    clients are the same principal (one sees the other's job) and a resume keeps the
+    token's profile."""
+    tokens = {"tok-alice": "alice", "tok-alice-sdk": "alice:sdk"}
+    stack = await make_stack(tokens=tokens)
+    spec, sdk = await open_raw(stack.url), await open_raw(stack.url)
+    resumed = await open_raw(stack.url)
+    try:
+        await spec.hello("tok-alice")
+        await sdk.hello("tok-alice-sdk")
+        lease = {"cost.budget": ["USD:5.00"]}
+        by_spec = await spec.submit("echo", 1, lease_request=lease)
+        by_sdk = await sdk.submit("echo", 1, lease_request=lease)
+        assert by_spec["payload"]["budget"] == {"USD": 5.0}
+        assert by_sdk["payload"]["budget"] == {"USD": "USD:5.00"}
+        await sdk.until_terminal(by_sdk["payload"]["job_id"])
+        request_id = await sdk.send("session.list_jobs", {})
+        listed = await sdk.reply_to(request_id)
+        assert by_spec["payload"]["job_id"] in {j["job_id"] for j in listed["payload"]["jobs"]}
+        await sdk.close()
+        back = await resumed.hello("tok-alice-sdk", resume=sdk.resume_block())
+        assert back["type"] == "session.welcome"
+        again = await resumed.submit("echo", 2, lease_request=lease)
+        assert again["payload"]["budget"] == {"USD": "USD:5.00"}
+    finally:
+        for client in (spec, sdk, resumed):
+            await client.close()
 
 
 async def test_errors_carry_the_session_and_retryable(raw: RawFactory, stack: Stack) -> None:

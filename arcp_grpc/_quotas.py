@@ -1,0 +1,103 @@
+"""Per-principal and global caps on what callers may hold in the core (§14 SHOULD).
+
+§14 asks a runtime to bound what one principal can make it hold, so that one
+token cannot exhaust the process for everyone: sessions, running jobs, and the
+bytes buffered or queued for its sessions. Each cap has a per-principal value
+(with per-principal overrides) and a global one for the whole node. A refusal
+is a `QuotaExceeded` naming the cap (DESIGN.md, "Quotas"); nothing already
+admitted is ever taken away, so a cap bounds what a principal can *add*.
+
+The counts are this node's: in a cluster each node applies the caps to what it
+holds (see docs/operations.md, "Quotas"). The checks are pure functions of the
+counts their callers keep, so they cost a few comparisons per hello or submit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from arcp_grpc.errors import QuotaExceeded
+
+__all__ = ["PER_PRINCIPAL", "QuotaLimits", "Quotas"]
+
+_MiB = 1024 * 1024
+
+# The caps a per-principal override may set (`[limits] overrides`).
+PER_PRINCIPAL = (
+    "max_sessions_per_principal",
+    "max_running_jobs_per_principal",
+    "max_held_bytes_per_principal",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaLimits:
+    """The caps; each is a documented configuration knob (`[limits]`)."""
+
+    max_sessions_per_principal: int = 1_000
+    max_running_jobs_per_principal: int = 1_000
+    max_held_bytes_per_principal: int = 256 * _MiB
+    max_sessions: int = 10_000
+    max_running_jobs: int = 5_000
+    max_held_bytes: int = 1024 * _MiB
+    # Bytes waiting in every client's outbound queue together (`_sessions.UnsentLedger`):
+    # past it, clients over half their own `sessions.max_unsent_bytes` lose the transport.
+    max_unsent_bytes: int = 256 * _MiB
+    retry_after_ms: int = 1_000
+    # "PRINCIPAL.CAP" -> value, CAP one of PER_PRINCIPAL: a principal's own caps.
+    overrides: Mapping[str, int] = field(default_factory=dict)
+
+
+class Quotas:
+    """Checks a principal's usage against its caps and the node's."""
+
+    def __init__(self, limits: QuotaLimits | None = None) -> None:
+        self.limits = limits or QuotaLimits()
+        self._overrides: dict[str, dict[str, int]] = {}
+        for key, value in self.limits.overrides.items():
+            principal, _, cap = key.rpartition(".")
+            self._overrides.setdefault(principal, {})[cap] = value
+
+    def cap(self, principal: str, name: str) -> int:
+        """The value of per-principal cap `name` for `principal`."""
+        own = self._overrides.get(principal)
+        if own is not None and name in own:
+            return own[name]
+        value: int = getattr(self.limits, name)
+        return value
+
+    def check_session(self, principal: str, held: int, total: int) -> None:
+        """Before a new session: `held` of this principal's, `total` on the node."""
+        self._check(principal, "max_sessions_per_principal", held, "sessions")
+        self._check_global("max_sessions", total, "sessions")
+
+    def check_job(self, principal: str, running: int, total: int) -> None:
+        """Before a new job: `running` of this principal's, `total` on the node."""
+        self._check(principal, "max_running_jobs_per_principal", running, "running jobs")
+        self._check_global("max_running_jobs", total, "running jobs")
+
+    def check_held_bytes(self, principal: str, held: int, total: int | None = None) -> None:
+        """Before a new session or job: bytes buffered or unsent for the principal's
+        sessions (`held`) and, when given, for every session on the node (`total`)."""
+        self._check(principal, "max_held_bytes_per_principal", held, "bytes held for sessions")
+        if total is not None:
+            self._check_global("max_held_bytes", total, "bytes held for sessions")
+
+    def _check(self, principal: str, name: str, used: int, what: str) -> None:
+        cap = self.cap(principal, name)
+        if used >= cap:
+            raise QuotaExceeded.of(
+                name,
+                self.limits.retry_after_ms,
+                f"principal {principal!r} holds {used} {what}, its cap is {cap} ({name})",
+            )
+
+    def _check_global(self, name: str, used: int, what: str) -> None:
+        cap: int = getattr(self.limits, name)
+        if used >= cap:
+            raise QuotaExceeded.of(
+                name,
+                self.limits.retry_after_ms,
+                f"the runtime holds {used} {what}, its cap is {cap} ({name})",
+            )
