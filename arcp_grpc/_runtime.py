@@ -89,6 +89,7 @@ class RuntimeLimits:
     max_pending_writes: int = 8192  # back-pressure: emitters wait beyond this
     max_pending_event_bytes: int = 16 * 1024 * 1024  # or beyond this many bytes of events
     revoke_attempts: int = 5  # §9.8.2: tries before a revocation waits for the next sweep
+    revoke_retry_sec: float = 60.0  # §14: how often unrevoked credentials are retried
     shutdown_grace_sec: float = 10.0  # how long running jobs get to finish on stop
     replay_cache_entries: int = 10_000  # idempotency claims kept in memory for fast replay
     replay_cache_bytes: int = 64 * 1024 * 1024  # and the bytes they may hold together
@@ -128,7 +129,13 @@ class JobRuntime:
         self.provisioner = provisioner
         self.limits = limits or RuntimeLimits()
         self.credentials = (
-            CredentialLedger(provisioner, store, box, revoke_attempts=self.limits.revoke_attempts)
+            CredentialLedger(
+                provisioner,
+                store,
+                box,
+                revoke_attempts=self.limits.revoke_attempts,
+                observer=lambda: self.observer,
+            )
             if provisioner is not None
             else None
         )
@@ -140,6 +147,7 @@ class JobRuntime:
         self._background: set[asyncio.Task[Any]] = set()
         self._accepting = True
         self._purger: asyncio.Task[None] | None = None
+        self._revoker: asyncio.Task[None] | None = None
         self._replays = ReplayCache(
             self.limits.replay_cache_entries, max_bytes=self.limits.replay_cache_bytes
         )
@@ -154,6 +162,8 @@ class JobRuntime:
         await self._recover_interrupted()
         await self._sweep_credentials()
         self._purger = asyncio.create_task(self._purge_loop(), name="arcp-idempotency-purge")
+        if self.credentials is not None:
+            self._revoker = asyncio.create_task(self._revoke_loop(), name="arcp-credential-sweep")
         if self.cluster is not None:
             self.cluster.set_cancel_listener(self._cancel_here)
             member = ClusterMember(
@@ -200,6 +210,8 @@ class JobRuntime:
                 await asyncio.wait_for(job.done.wait(), timeout=5.0)
         if self._purger is not None:
             self._purger.cancel()
+        if self._revoker is not None:
+            self._revoker.cancel()
         if self._member is not None:
             self._member.cancel()
         if self._background:
@@ -268,7 +280,7 @@ class JobRuntime:
             accepted = await self._persist(job, claim, now)
         except IdempotencyConflict as held_by:
             if self.credentials is not None:
-                await self.credentials.revoke_all(job.credentials)
+                await self.credentials.discard(job.job_id, job.credentials)
             held = (held_by.job_id, held_by.fingerprint)
             return await self._replay(principal.name, key, held, fingerprint)
         if claim is not None:
@@ -769,7 +781,8 @@ class JobRuntime:
         return new
 
     async def _sweep_credentials(self) -> None:
-        """Revoke credentials a previous process left live (§14 revocation reliability)."""
+        """Revoke due credentials: a previous process's, retired ones, ones whose
+        revocation failed (§14 revocation reliability)."""
         if self.credentials is not None:
             await self.credentials.sweep(self._active)
             return
@@ -843,6 +856,16 @@ class JobRuntime:
                 continue
             if purged:
                 log.info("purged %d expired idempotency keys", purged)
+
+    async def _revoke_loop(self) -> None:
+        """Retry due revocations while the process runs, not only at its next start
+        (§14): an upstream that was down comes back, and nobody restarts for it."""
+        while True:
+            await asyncio.sleep(self.limits.revoke_retry_sec)
+            try:
+                await self._sweep_credentials()
+            except ARCPError:
+                log.exception("retrying credential revocations failed")
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)

@@ -136,6 +136,7 @@ class RuntimeSettings:
     max_pending_writes: int = 8192
     max_pending_event_bytes: int = 16 * _MiB
     revoke_attempts: int = 5
+    revoke_retry_sec: float = 60.0
     shutdown_grace_sec: float = 10.0
     replay_cache_entries: int = 10_000
     replay_cache_bytes: int = 64 * _MiB
@@ -382,6 +383,7 @@ def _build(values: Mapping[str, Any]) -> Settings:
 _POSITIVE = {
     "runtime.max_pending_writes",
     "runtime.revoke_attempts",
+    "runtime.revoke_retry_sec",
     "sessions.resume_window_sec",
     "sessions.heartbeat_interval_sec",
     "sessions.hello_timeout_sec",

@@ -82,7 +82,7 @@ async def test_a_version_1_store_is_migrated(tmp_path: Path) -> None:
         assert [row.job_id for row in await store.interrupted_jobs()] == ["job_1"]
     finally:
         await store.close()
-    assert _meta(path, "schema_version") == SCHEMA_VERSION == "2"
+    assert _meta(path, "schema_version") == SCHEMA_VERSION == "3"
     with sqlite3.connect(path) as conn:
         indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
         assert "jobs_unfinished" not in indexes
