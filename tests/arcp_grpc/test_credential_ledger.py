@@ -5,6 +5,9 @@ revocations fail for a while (§9.8.2, §14 "Credential revocation reliability")
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import sys
 
 import grpc
 
@@ -171,3 +174,59 @@ async def test_revocations_are_retried_while_the_core_runs(make_core: CoreFactor
     assert metrics.sample("arcp_credentials_unrevoked") == 0.0
     assert not upstream.is_live(credential.value)
     assert await core.store.unrevoked_credentials() == []
+
+
+async def test_operators_list_unrevoked_values_from_the_store(
+    make_core: CoreFactory, core_config: CoreConfig
+) -> None:
+    """§14 "surface unrevocable credentials to operators": `arcp-grpc credentials
+    --unrevoked` reads the store (here while the core runs) and shows no value."""
+    upstream = FlakyUpstream()
+    core = await make_core(provisioner=upstream, limits=_ONE_TRY)
+    async with grpc.aio.insecure_channel(core.grpc_address) as channel:
+        stub = new_stub(channel)
+        request = submit_request("echo", {}, lease=SPENDING)
+        accepted = (await stub.SubmitJob(request, metadata=bearer())).accepted
+        await watch_all(stub, accepted.job_id)
+    await core.store.flush()
+    (credential,) = accepted.credentials
+
+    async def cli(*extra: str) -> tuple[int, str]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "arcp_grpc.cli",
+            "credentials",
+            "--unrevoked",
+            "--data-dir",
+            str(core_config.data_dir),
+            "--store",
+            core_config.store_url or f"sqlite:///{core_config.data_dir / 'arcp.sqlite3'}",
+            *extra,
+            stdout=asyncio.subprocess.PIPE,
+            env={**os.environ, "ARCP_CONFIG": ""},
+        )
+        out, _ = await asyncio.wait_for(process.communicate(), SAFETY)
+        assert process.returncode is not None
+        return process.returncode, out.decode()
+
+    async def listed() -> list[dict[str, object]]:
+        code, out = await cli("--json")
+        assert code == 0
+        return [json.loads(line) for line in out.splitlines()]
+
+    (row,) = await listed()
+    assert (row["credential_id"], row["job_id"], row["why"]) == (
+        credential.id,
+        accepted.job_id,
+        "job ended",
+    )
+    code, text = await cli()
+    assert code == 0
+    assert f"{credential.id} v0 job={accepted.job_id}" in text
+    assert credential.value not in text
+
+    await core.stop(grace=1.0)
+    upstream.recover()
+    await make_core(provisioner=upstream, limits=_ONE_TRY)  # its start sweeps the ledger
+    assert await listed() == []
