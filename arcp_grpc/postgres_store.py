@@ -46,7 +46,7 @@ from arcp_grpc.store import (
     UnrevokedCredential,
 )
 
-__all__ = ["PostgresStore", "unrevoked_credentials"]
+__all__ = ["PostgresStore"]
 
 log = logging.getLogger("arcp_grpc.postgres_store")
 

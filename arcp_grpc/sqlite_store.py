@@ -35,7 +35,7 @@ from arcp_grpc.store import (
     UnrevokedCredential,
 )
 
-__all__ = ["SQLiteStore", "unrevoked_credentials"]
+__all__ = ["SQLiteStore"]
 
 log = logging.getLogger(__name__)
 

@@ -67,6 +67,7 @@ PUBLIC: dict[str, set[str]] = {
         "SessionRow",
         "Store",
         "StoreUnavailable",
+        "UnrevokedCredential",
     },
 }
 
