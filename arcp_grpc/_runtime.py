@@ -741,10 +741,11 @@ class JobRuntime:
         if row.completed_at is None and self.cluster is not None:
             summary.status = jobs_pb2.JOB_STATUS_RUNNING  # on another node (it starts at once)
         summary.last_event_seq = row.last_seq
-        accepted = jobs_pb2.JobAccepted.FromString(
-            self.box.open_any(row.accepted, row.job_id.encode())
-        )
-        summary.credentials.extend(accepted.credentials)
+        if row.completed_at is None:  # an ended job's values are revoked: never shown
+            accepted = jobs_pb2.JobAccepted.FromString(
+                self.box.open_any(row.accepted, row.job_id.encode())
+            )
+            summary.credentials.extend(accepted.credentials)
         return summary
 
     # -- EventHistory (for `follow`) ---------------------------------------------
@@ -779,6 +780,32 @@ class JobRuntime:
             secret=True,
         )
         return new
+
+    async def rotations(self, job_id: str, upto: int) -> list[tuple[int, bytes]]:
+        """The `credential_rotated` events of a running job up to `job_seq` `upto`: what
+        a replayed `job.accepted` (the original bytes, §7.2) is followed by, so the
+        caller converges on the live values (DESIGN.md, "Replay after a rotation").
+        None once the job ended: its values are revoked and no surface shows them."""
+        job = self._known(job_id)
+        if job is not None and job.final is not None:
+            return []
+        if job is None:
+            row = await self.store.get_job(job_id)
+            if row is None or row.completed_at is not None:
+                return []
+        found: list[tuple[int, bytes]] = []
+        after = 0
+        while after < upto:  # a scan, on replays only, in bounded pages
+            page = await self.store.read_events(job_id, after, min(_ROTATION_PAGE, upto - after))
+            if not page:
+                break
+            for event in page:
+                if event.sealed:  # only secret events are sealed: rotations (§9.8.2)
+                    blob = self.plain(event)
+                    if _is_rotation(blob):
+                        found.append((event.seq, blob))
+            after = page[-1].seq
+        return found
 
     async def _sweep_credentials(self) -> None:
         """Revoke due credentials: a previous process's, retired ones, ones whose
@@ -906,6 +933,7 @@ _MAX_JOB_ID = 128
 _KEY_CHECK = b"arcp-grpc store key check"
 _LIVE = frozenset({jobs_pb2.JOB_STATUS_PENDING, jobs_pb2.JOB_STATUS_RUNNING})
 _LIST_READS = 5  # store pages read at most to fill one page filtered on live statuses
+_ROTATION_PAGE = 1000  # events read at once when a replay looks for rotations
 _RECENT_MAX_EVENTS = 64  # only jobs this small are remembered after their end
 _RECENT_MAX_BYTES = 64 * 1024  # events and outcome together (a big result is the store's)
 
@@ -946,3 +974,8 @@ def _max_runtime(submit: jobs_pb2.JobSubmit) -> int | None:
             "max_runtime_sec must be at least 1", details={"field": "max_runtime_sec"}
         )
     return submit.max_runtime_sec
+
+
+def _is_rotation(blob: bytes) -> bool:
+    event = events_pb2.JobEvent.FromString(blob)
+    return event.WhichOneof("body") == "status" and event.status.phase == "credential_rotated"

@@ -455,6 +455,9 @@ class SessionServiceServicer:
         job_id = submission.job_id
         session.submitted.add(job_id)
         header = FrameHeader(session.session_id, request_id=request.id, job_id=job_id)
+        if submission.replay and job_id not in session.pumps:
+            await self._replay(session, header, submission.accepted)
+            return
         session.send(frame_bytes(header, _ACCEPTED, _accepted_for(session, submission.accepted)))
         if job_id in session.pumps:
             return
@@ -470,11 +473,27 @@ class SessionServiceServicer:
                 lambda seq, delivery: self._start_pump(session, job_id, seq, delivery),
             )
             return
-        # A replay attaches to the original job from now on (§7.2).
-        after = await self._runtime.committed_seq(job_id) if submission.replay else 0
+        if self._journal is not None:
+            self._journal.follow(session, job_id, submitted=True, after=0)
+        self._start_pump(session, job_id, 0)
+
+    async def _replay(self, session: Session, header: FrameHeader, accepted: bytes) -> None:
+        """§7.2: the original `job.accepted`, then the job's `credential_rotated` events
+        since acceptance, so the caller converges on the live values (DESIGN.md, "Replay
+        after a rotation"; a replay is the submitter's principal by construction), then
+        the job from now on."""
+        job_id = header.job_id
+        after = await self._runtime.committed_seq(job_id)
+        rotations = await self._runtime.rotations(job_id, after)
+        trace_id = await self._runtime.trace_id(job_id)
+        # No await from here on: the rotations follow the acceptance at once.
+        session.send(frame_bytes(header, _ACCEPTED, _accepted_for(session, accepted)))
+        delivery = JobDelivery(session, job_id, trace_id)
+        for seq, blob in rotations:
+            delivery.deliver([blob], seq)
         if self._journal is not None:
             self._journal.follow(session, job_id, submitted=True, after=after)
-        self._start_pump(session, job_id, after)
+        self._start_pump(session, job_id, after, delivery)
 
     async def _cancel(self, request: pb.ConnectRequest, session: Session) -> None:
         job_id = request.cancel.job_id
