@@ -28,6 +28,7 @@ from arcp_grpc._agentref import parse_agent_ref
 from arcp_grpc._budget import BudgetCounters
 from arcp_grpc._cluster import ClusterLimits, ClusterMember
 from arcp_grpc._credential_ledger import CredentialLedger
+from arcp_grpc._delivery import is_rotation
 from arcp_grpc._feed import FeedBatch, JobFeed, follow
 from arcp_grpc._fingerprint import submit_fingerprint
 from arcp_grpc._ids import new_id, new_trace_id
@@ -802,7 +803,7 @@ class JobRuntime:
             for event in page:
                 if event.sealed:  # only secret events are sealed: rotations (§9.8.2)
                     blob = self.plain(event)
-                    if _is_rotation(blob):
+                    if is_rotation(blob):
                         found.append((event.seq, blob))
             after = page[-1].seq
         return found
@@ -974,8 +975,3 @@ def _max_runtime(submit: jobs_pb2.JobSubmit) -> int | None:
             "max_runtime_sec must be at least 1", details={"field": "max_runtime_sec"}
         )
     return submit.max_runtime_sec
-
-
-def _is_rotation(blob: bytes) -> bool:
-    event = events_pb2.JobEvent.FromString(blob)
-    return event.WhichOneof("body") == "status" and event.status.phase == "credential_rotated"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any
 
 import grpc
@@ -23,6 +23,7 @@ from arcp_grpc._runtime import JobRuntime, job_query
 from arcp_grpc._session_journal import SessionJournal
 from arcp_grpc._sessions import FrameHeader, Outbox, Session, SessionRegistry, frame_bytes
 from arcp_grpc._stamps import stamp
+from arcp_grpc._transport_policy import Hop, credentials_allowed, gateway_hop, grpc_peer_host
 from arcp_grpc._validate import check_connect_request, check_id, request_parser
 from arcp_grpc._wire import varint
 from arcp_grpc.auth import Authenticator, Principal
@@ -78,9 +79,11 @@ class _EndStream(Exception):
 class _Connection:
     """One Connect stream: its outbound queue and, after the handshake, its session."""
 
-    def __init__(self, max_unsent_bytes: int) -> None:
+    def __init__(self, max_unsent_bytes: int, *, credentials_ok: bool) -> None:
         self.outbound = Outbox(max_unsent_bytes, self._overflowed)
         self.session: Session | None = None
+        # §14: the transport to the client may carry credential values (`_transport_policy`).
+        self.credentials_ok = credentials_ok
 
     def send(self, frame: pb.ConnectResponse) -> None:
         self.outbound.put_nowait(_with_id(frame))
@@ -119,9 +122,12 @@ class ConnectStream:
     of the call; the embedded gateway awaits `receive` itself, so a client sending
     faster than the core handles waits in its own socket buffers, not in a queue."""
 
-    def __init__(self, servicer: SessionServiceServicer) -> None:
+    def __init__(self, servicer: SessionServiceServicer, hops: Sequence[Hop]) -> None:
         self._servicer = servicer
-        self._conn = _Connection(servicer.max_unsent_bytes)
+        self._conn = _Connection(
+            servicer.max_unsent_bytes,
+            credentials_ok=credentials_allowed(hops, plaintext_ok=servicer.plaintext_credentials),
+        )
 
     async def receive(self, request: pb.ConnectRequest | InvalidRequest) -> bool:
         """Handle one client frame, in order; False once the stream is ending (its
@@ -149,7 +155,10 @@ class SessionServiceServicer:
         sessions: SessionRegistry,
         runtime_info: session_pb2.PeerInfo,
         journal: SessionJournal | None = None,
+        *,
+        plaintext_credentials: bool = False,
     ) -> None:
+        self.plaintext_credentials = plaintext_credentials  # auth.plaintext_credentials
         self._runtime = runtime
         self._auth = auth
         self._sessions = sessions
@@ -169,7 +178,11 @@ class SessionServiceServicer:
     async def Connect(
         self, requests: AsyncIterator[pb.ConnectRequest | InvalidRequest], context: Ctx
     ) -> AsyncIterator[bytes]:
-        stream = self.open_stream()
+        hops = [Hop(grpc_peer_host(context.peer()), _over_tls(context))]
+        described = gateway_hop(context.invocation_metadata() or ())
+        if described is not None:
+            hops.append(described)  # it can only take credentials away (`_transport_policy`)
+        stream = ConnectStream(self, hops)
         reader = asyncio.create_task(self._read(requests, stream))
         try:
             async for frame in stream.frames():
@@ -177,10 +190,11 @@ class SessionServiceServicer:
         finally:
             reader.cancel()
 
-    def open_stream(self) -> ConnectStream:
+    def open_stream(self, client: Hop | None = None) -> ConnectStream:
         """A Connect stream for a caller in this process that hands frames over itself
-        (`gateway.links.LocalLink`); gRPC's `Connect` is the same stream fed by the call."""
-        return ConnectStream(self)
+        (`gateway.links.LocalLink`, which describes its client's hop); gRPC's `Connect`
+        is the same stream fed by the call."""
+        return ConnectStream(self, [client] if client is not None else [])
 
     @staticmethod
     async def _read(
@@ -353,6 +367,13 @@ class SessionServiceServicer:
             await self._resume(request.id, hello.resume, principal, conn)
             return
         offered = set(hello.capabilities.features)
+        if CREDENTIALS_FEATURE in offered and not conn.credentials_ok:
+            offered.discard(CREDENTIALS_FEATURE)  # as if the client had not asked (§14)
+            log.warning(
+                "credentials withheld from %s: plaintext transport from a non-loopback peer"
+                " (§14; use TLS, or set auth.plaintext_credentials = true)",
+                principal.name,
+            )
         features = frozenset(f for f in self._features if f in offered)
         session = self._sessions.create(principal, features)
         token = session.rotate_token()
@@ -385,6 +406,7 @@ class SessionServiceServicer:
             raise InvalidRequest(
                 f"last_event_seq {resume.last_event_seq} is beyond the session's last event"
             )
+        _check_transport(session, conn)
         missed = session.replay_after(resume.last_event_seq)
         token = session.rotate_token()  # the old token stops working
         # No await from here on: replayed frames precede every live one.
@@ -410,6 +432,7 @@ class SessionServiceServicer:
             principal, resume.session_id, resume.resume_token, resume.last_event_seq
         )
         session = resumed.session
+        _check_transport(session, conn)  # the previous token stays valid (DESIGN.md)
         # No await from here on: replayed frames precede every live one.
         session.attach(conn.outbound)
         conn.session = session
@@ -690,3 +713,18 @@ def session_handler(servicer: SessionServiceServicer) -> grpc.GenericRpcHandler:
         )
     }
     return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
+
+
+def _over_tls(context: Ctx) -> bool:
+    """Whether this call reached the core over TLS (gRPC's own record of the transport)."""
+    return context.auth_context().get("transport_security_type") == [b"ssl"]
+
+
+def _check_transport(session: Session, conn: _Connection) -> None:
+    """§14: a session that negotiated credentials resumes only where they may flow;
+    its frames (accepted, rotations) were recorded with their values."""
+    if CREDENTIALS_FEATURE in session.features and not conn.credentials_ok:
+        raise PermissionDenied(
+            "this session negotiated provisioned_credentials: resume it over TLS or from"
+            " this host (§14), or open a new session"
+        )

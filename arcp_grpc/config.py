@@ -122,6 +122,7 @@ class AuthSettings:
     dev_principal: str = "dev"
     tokens: dict[str, str] = field(default_factory=dict)  # token -> principal
     compat_principals: tuple[str, ...] = ("dev",)  # principals on the SDK-compat wire profile
+    plaintext_credentials: bool = False  # §14: credential values over plaintext to remote peers
 
 
 @dataclass(frozen=True)
