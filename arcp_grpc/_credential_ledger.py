@@ -110,9 +110,13 @@ class CredentialLedger:
         old = credentials[index]
         old_version = self._versions.get(credential_id, 0)
         new = await self.provisioner.rotate(old)
-        await self._store.rotate_credential(old_version, self._entry(job_id, new, old_version + 1))
+        # The id stays the same across a rotation (§9.8.2) in the usual case; a provisioner
+        # that gives the new value an id of its own starts that id's versions at 0.
+        version = old_version + 1 if new.id == old.id else 0
+        await self._store.rotate_credential(old.id, old_version, self._entry(job_id, new, version))
         credentials[index] = new
-        self._versions[credential_id] = old_version + 1
+        self._versions.pop(credential_id, None)
+        self._versions[new.id] = version
         await self._revoke_and_mark(old, old_version)
         return new
 

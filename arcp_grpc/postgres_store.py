@@ -242,11 +242,11 @@ class PostgresStore:
 
         await self._writes().write(op)
 
-    async def rotate_credential(self, old_version: int, new: CredentialEntry) -> None:
+    async def rotate_credential(self, old_id: str, old_version: int, new: CredentialEntry) -> None:
         async def op(conn: asyncpg.Connection) -> None:
             await conn.execute(
                 "UPDATE credentials SET retired = TRUE WHERE credential_id = $1 AND version = $2",
-                new.credential_id,
+                old_id,
                 old_version,
             )
             await _insert_credentials(conn, [new])

@@ -236,11 +236,11 @@ class SQLiteStore:
     async def record_credentials(self, entries: Sequence[CredentialEntry]) -> None:
         await self._writes().write(lambda conn: _insert_credentials(conn, entries))
 
-    async def rotate_credential(self, old_version: int, new: CredentialEntry) -> None:
+    async def rotate_credential(self, old_id: str, old_version: int, new: CredentialEntry) -> None:
         def op(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "UPDATE credentials SET retired = 1 WHERE credential_id = ? AND version = ?",
-                (new.credential_id, old_version),
+                (old_id, old_version),
             )
             _insert_credentials(conn, [new])
 

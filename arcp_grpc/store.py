@@ -214,9 +214,10 @@ class Store(Protocol):
 
     async def mark_revoked(self, credential_id: str, version: int) -> None: ...
 
-    async def rotate_credential(self, old_version: int, new: CredentialEntry) -> None:
-        """In one transaction: retire `new.credential_id`'s value `old_version` and
-        record `new` (§9.8.2). The old value stays until its revocation is confirmed."""
+    async def rotate_credential(self, old_id: str, old_version: int, new: CredentialEntry) -> None:
+        """In one transaction: retire the value (`old_id`, `old_version`) and record `new`
+        (the same id, next version, or a new id) (§9.8.2). The old value stays until its
+        revocation is confirmed."""
 
     async def last_seq(self, job_id: str) -> int:
         """The highest stored `job_seq` of a job (0 when it has none)."""

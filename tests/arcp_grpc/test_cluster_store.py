@@ -191,7 +191,9 @@ async def test_a_version_1_credential_ledger_is_migrated(node: Nodes, store_url:
     store = await node()
     (due,) = await store.unrevoked_credentials()
     assert (due.credential_id, due.version, due.why) == ("cred_1", 0, "not accepted")
-    await store.rotate_credential(0, CredentialEntry("cred_1", "job_gone", "dev", b"\x02", 1))
+    await store.rotate_credential(
+        "cred_1", 0, CredentialEntry("cred_1", "job_gone", "dev", b"\x02", 1)
+    )
     assert sorted((e.version, e.retired) for e in await store.live_credentials()) == [
         (0, True),
         (1, False),
