@@ -21,7 +21,7 @@ from arcp_grpc._wire import only_field
 from arcp_grpc.errors import InternalError
 from arcp_grpc.v1 import events_pb2, jobs_pb2
 
-__all__ = ["CREDENTIALS_FEATURE", "Fallback", "JobDelivery", "LiveDelivery"]
+__all__ = ["CREDENTIALS_FEATURE", "Fallback", "JobDelivery", "LiveDelivery", "is_rotation"]
 
 CREDENTIALS_FEATURE = "provisioned_credentials"
 
@@ -57,7 +57,7 @@ class JobDelivery:
             blobs = blobs[:count]
         for job_seq, blob in enumerate(blobs, first_seq):
             self.job_seq = job_seq
-            if self._hide_secrets and _ROTATION in blob and _is_rotation(blob):
+            if self._hide_secrets and _ROTATION in blob and is_rotation(blob):
                 continue  # §6.2: credentials only to clients that negotiated them
             if self._filtering and not self._keep(blob):
                 continue
@@ -152,7 +152,8 @@ def _fitting(blobs: Sequence[bytes], room: int) -> int:
     return len(blobs)
 
 
-def _is_rotation(blob: bytes) -> bool:
+def is_rotation(blob: bytes) -> bool:
+    """A `credential_rotated` status event (§9.8.2): it carries a credential value."""
     event = events_pb2.JobEvent.FromString(blob)
     return event.WhichOneof("body") == "status" and event.status.phase == "credential_rotated"
 

@@ -95,7 +95,9 @@ class ActiveJob:
             self.task.cancel()
 
     def view(self, *, with_credentials: bool) -> jobs_pb2.JobSummary:
-        """The live summary; credentials only for the submitter (§14)."""
+        """The live summary; credentials only for the submitter (§14), and only while the
+        job runs: once it ended they are revoked, and no surface shows them (DESIGN.md,
+        "Replay after a rotation")."""
         summary = jobs_pb2.JobSummary()
         if self.final is not None:
             summary.CopyFrom(self.final)
@@ -105,6 +107,6 @@ class ActiveJob:
             summary.last_event_seq = self.feed.committed_seq
             summary.budget.clear()
             summary.budget.update(self.budget.snapshot())
-        if with_credentials:
+        if with_credentials and self.final is None:
             summary.credentials.extend(self.credentials)
         return summary

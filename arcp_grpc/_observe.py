@@ -24,3 +24,9 @@ class RuntimeObserver:
 
     def events_committed(self, count: int) -> None:
         """`count` job events were written to the store."""
+
+    def revocation_failed(self) -> None:
+        """A credential value could not be revoked after every attempt (§14)."""
+
+    def credentials_unrevoked(self, count: int) -> None:
+        """After a sweep: `count` values due for revocation are still live (§14)."""

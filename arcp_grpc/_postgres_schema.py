@@ -14,6 +14,11 @@ Sessions live here too, so any node can resume one: `sessions` (token digest,
 features, the attach generation and the node holding the transport),
 `session_frames` (each sequenced frame, recorded before it is sent) and
 `session_jobs` (the jobs a session follows and has not seen end).
+
+Version 2 keys the credential ledger by (credential_id, version), one row per
+minted value (see `arcp_grpc._sqlite_schema`, version 3, for why). The
+migration keeps every existing row as version 0; a node still running
+version 1 code keeps working meanwhile (its inserts get the defaults).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from arcp_grpc.store import StoreUnavailable
 
 __all__ = ["SCHEMA_VERSION", "prepare"]
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 _LOCK = 0x41524350  # "ARCP": serialises schema preparation across nodes
 
 _SCHEMA = """
@@ -63,11 +68,15 @@ CREATE TABLE IF NOT EXISTS idempotency (
     PRIMARY KEY (principal, key)
 );
 CREATE TABLE IF NOT EXISTS credentials (
-    credential_id TEXT PRIMARY KEY,
+    credential_id TEXT NOT NULL,
+    version INTEGER NOT NULL DEFAULT 0,
     job_id TEXT NOT NULL,
     provisioner TEXT NOT NULL,
     sealed_value BYTEA NOT NULL,
-    revoked_at DOUBLE PRECISION
+    retired BOOLEAN NOT NULL DEFAULT FALSE,
+    minted_at DOUBLE PRECISION NOT NULL DEFAULT extract(epoch FROM now()),
+    revoked_at DOUBLE PRECISION,
+    PRIMARY KEY (credential_id, version)
 );
 CREATE INDEX IF NOT EXISTS credentials_live ON credentials (job_id) WHERE revoked_at IS NULL;
 CREATE TABLE IF NOT EXISTS sessions (
@@ -114,6 +123,16 @@ CREATE TABLE IF NOT EXISTS nodes (
 );
 """
 
+_V1_TO_V2 = """
+ALTER TABLE credentials
+    ADD COLUMN version INTEGER NOT NULL DEFAULT 0,
+    ADD COLUMN retired BOOLEAN NOT NULL DEFAULT FALSE,
+    ADD COLUMN minted_at DOUBLE PRECISION NOT NULL DEFAULT extract(epoch FROM now()),
+    DROP CONSTRAINT credentials_pkey,
+    ADD PRIMARY KEY (credential_id, version);
+UPDATE arcp_meta SET value = '2' WHERE key = 'schema_version';
+"""
+
 
 async def prepare(conn: asyncpg.Connection) -> None:
     """Create the schema, or check that an existing one is this runtime's version."""
@@ -126,6 +145,9 @@ async def prepare(conn: asyncpg.Connection) -> None:
             SCHEMA_VERSION,
         )
         version = await conn.fetchval("SELECT value FROM arcp_meta WHERE key = 'schema_version'")
+        if version == "1":
+            await conn.execute(_V1_TO_V2)
+            version = SCHEMA_VERSION
     if version != SCHEMA_VERSION:
         raise StoreUnavailable(
             f"the PostgreSQL store has schema version {version}; this runtime knows"

@@ -28,6 +28,7 @@ from arcp_grpc._agentref import parse_agent_ref
 from arcp_grpc._budget import BudgetCounters
 from arcp_grpc._cluster import ClusterLimits, ClusterMember
 from arcp_grpc._credential_ledger import CredentialLedger
+from arcp_grpc._delivery import is_rotation
 from arcp_grpc._feed import FeedBatch, JobFeed, follow
 from arcp_grpc._fingerprint import submit_fingerprint
 from arcp_grpc._ids import new_id, new_trace_id
@@ -90,6 +91,7 @@ class RuntimeLimits:
     max_pending_writes: int = 8192  # back-pressure: emitters wait beyond this
     max_pending_event_bytes: int = 16 * 1024 * 1024  # or beyond this many bytes of events
     revoke_attempts: int = 5  # §9.8.2: tries before a revocation waits for the next sweep
+    revoke_retry_sec: float = 60.0  # §14: how often unrevoked credentials are retried
     shutdown_grace_sec: float = 10.0  # how long running jobs get to finish on stop
     replay_cache_entries: int = 10_000  # idempotency claims kept in memory for fast replay
     replay_cache_bytes: int = 64 * 1024 * 1024  # and the bytes they may hold together
@@ -135,7 +137,13 @@ class JobRuntime:
         self.provisioner = provisioner
         self.limits = limits or RuntimeLimits()
         self.credentials = (
-            CredentialLedger(provisioner, store, box, revoke_attempts=self.limits.revoke_attempts)
+            CredentialLedger(
+                provisioner,
+                store,
+                box,
+                revoke_attempts=self.limits.revoke_attempts,
+                observer=lambda: self.observer,
+            )
             if provisioner is not None
             else None
         )
@@ -147,6 +155,7 @@ class JobRuntime:
         self._background: set[asyncio.Task[Any]] = set()
         self._accepting = True
         self._purger: asyncio.Task[None] | None = None
+        self._revoker: asyncio.Task[None] | None = None
         self._replays = ReplayCache(
             self.limits.replay_cache_entries, max_bytes=self.limits.replay_cache_bytes
         )
@@ -161,6 +170,8 @@ class JobRuntime:
         await self._recover_interrupted()
         await self._sweep_credentials()
         self._purger = asyncio.create_task(self._purge_loop(), name="arcp-idempotency-purge")
+        if self.credentials is not None:
+            self._revoker = asyncio.create_task(self._revoke_loop(), name="arcp-credential-sweep")
         if self.cluster is not None:
             self.cluster.set_cancel_listener(self._cancel_here)
             member = ClusterMember(
@@ -207,6 +218,8 @@ class JobRuntime:
                 await asyncio.wait_for(job.done.wait(), timeout=5.0)
         if self._purger is not None:
             self._purger.cancel()
+        if self._revoker is not None:
+            self._revoker.cancel()
         if self._member is not None:
             self._member.cancel()
         if self._background:
@@ -280,7 +293,7 @@ class JobRuntime:
             accepted = await self._persist(job, claim, now)
         except IdempotencyConflict as held_by:
             if self.credentials is not None:
-                await self.credentials.revoke_all(job.credentials)
+                await self.credentials.discard(job.job_id, job.credentials)
             held = (held_by.job_id, held_by.fingerprint)
             return await self._replay(principal.name, key, held, fingerprint)
         if claim is not None:
@@ -759,10 +772,11 @@ class JobRuntime:
         if row.completed_at is None and self.cluster is not None:
             summary.status = jobs_pb2.JOB_STATUS_RUNNING  # on another node (it starts at once)
         summary.last_event_seq = row.last_seq
-        accepted = jobs_pb2.JobAccepted.FromString(
-            self.box.open_any(row.accepted, row.job_id.encode())
-        )
-        summary.credentials.extend(accepted.credentials)
+        if row.completed_at is None:  # an ended job's values are revoked: never shown
+            accepted = jobs_pb2.JobAccepted.FromString(
+                self.box.open_any(row.accepted, row.job_id.encode())
+            )
+            summary.credentials.extend(accepted.credentials)
         return summary
 
     # -- EventHistory (for `follow`) ---------------------------------------------
@@ -798,8 +812,35 @@ class JobRuntime:
         )
         return new
 
+    async def rotations(self, job_id: str, upto: int) -> list[tuple[int, bytes]]:
+        """The `credential_rotated` events of a running job up to `job_seq` `upto`: what
+        a replayed `job.accepted` (the original bytes, §7.2) is followed by, so the
+        caller converges on the live values (DESIGN.md, "Replay after a rotation").
+        None once the job ended: its values are revoked and no surface shows them."""
+        job = self._known(job_id)
+        if job is not None and job.final is not None:
+            return []
+        if job is None:
+            row = await self.store.get_job(job_id)
+            if row is None or row.completed_at is not None:
+                return []
+        found: list[tuple[int, bytes]] = []
+        after = 0
+        while after < upto:  # a scan, on replays only, in bounded pages
+            page = await self.store.read_events(job_id, after, min(_ROTATION_PAGE, upto - after))
+            if not page:
+                break
+            for event in page:
+                if event.sealed:  # only secret events are sealed: rotations (§9.8.2)
+                    blob = self.plain(event)
+                    if is_rotation(blob):
+                        found.append((event.seq, blob))
+            after = page[-1].seq
+        return found
+
     async def _sweep_credentials(self) -> None:
-        """Revoke credentials a previous process left live (§14 revocation reliability)."""
+        """Revoke due credentials: a previous process's, retired ones, ones whose
+        revocation failed (§14 revocation reliability)."""
         if self.credentials is not None:
             await self.credentials.sweep(self._active)
             return
@@ -874,6 +915,16 @@ class JobRuntime:
             if purged:
                 log.info("purged %d expired idempotency keys", purged)
 
+    async def _revoke_loop(self) -> None:
+        """Retry due revocations while the process runs, not only at its next start
+        (§14): an upstream that was down comes back, and nobody restarts for it."""
+        while True:
+            await asyncio.sleep(self.limits.revoke_retry_sec)
+            try:
+                await self._sweep_credentials()
+            except ARCPError:
+                log.exception("retrying credential revocations failed")
+
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
         self._background.add(task)
@@ -913,6 +964,7 @@ _MAX_JOB_ID = 128
 _KEY_CHECK = b"arcp-grpc store key check"
 _LIVE = frozenset({jobs_pb2.JOB_STATUS_PENDING, jobs_pb2.JOB_STATUS_RUNNING})
 _LIST_READS = 5  # store pages read at most to fill one page filtered on live statuses
+_ROTATION_PAGE = 1000  # events read at once when a replay looks for rotations
 _RECENT_MAX_EVENTS = 64  # only jobs this small are remembered after their end
 _RECENT_MAX_BYTES = 64 * 1024  # events and outcome together (a big result is the store's)
 

@@ -77,6 +77,7 @@ def core_config(settings: Settings) -> CoreConfig:
         grpc_port=core.port,
         tokens=tokens,
         compat_principals=frozenset(settings.auth.compat_principals),
+        plaintext_credentials=settings.auth.plaintext_credentials,
         demo_agents=settings.agents.demo,
         provision_credentials=core.provision_credentials,
         store_key=core.store_key or None,

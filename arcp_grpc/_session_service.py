@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any
 
 import grpc
@@ -30,6 +30,7 @@ from arcp_grpc._sessions import (
     frame_bytes,
 )
 from arcp_grpc._stamps import stamp
+from arcp_grpc._transport_policy import Hop, credentials_allowed, gateway_hop, grpc_peer_host
 from arcp_grpc._validate import check_connect_request, check_id, request_parser
 from arcp_grpc._wire import varint
 from arcp_grpc.auth import Authenticator, Principal
@@ -85,11 +86,15 @@ class _EndStream(Exception):
 class _Connection:
     """One Connect stream: its outbound queue and, after the handshake, its session."""
 
-    def __init__(self, max_unsent_bytes: int, ledger: UnsentLedger) -> None:
+    def __init__(
+        self, max_unsent_bytes: int, ledger: UnsentLedger, *, credentials_ok: bool
+    ) -> None:
         self.outbound = Outbox(max_unsent_bytes, self._overflowed, ledger)
         self.session: Session | None = None
         # Resumed here, and no frame since: the client may not have the new token yet.
         self.awaiting_proof = False
+        # §14: the transport to the client may carry credential values (`_transport_policy`).
+        self.credentials_ok = credentials_ok
 
     def send(self, frame: pb.ConnectResponse) -> None:
         self.outbound.put_nowait(_with_id(frame))
@@ -129,9 +134,13 @@ class ConnectStream:
     of the call; the embedded gateway awaits `receive` itself, so a client sending
     faster than the core handles waits in its own socket buffers, not in a queue."""
 
-    def __init__(self, servicer: SessionServiceServicer) -> None:
+    def __init__(self, servicer: SessionServiceServicer, hops: Sequence[Hop]) -> None:
         self._servicer = servicer
-        self._conn = _Connection(servicer.max_unsent_bytes, servicer.unsent)
+        self._conn = _Connection(
+            servicer.max_unsent_bytes,
+            servicer.unsent,
+            credentials_ok=credentials_allowed(hops, plaintext_ok=servicer.plaintext_credentials),
+        )
 
     async def receive(self, request: pb.ConnectRequest | InvalidRequest) -> bool:
         """Handle one client frame, in order; False once the stream is ending (its
@@ -159,7 +168,10 @@ class SessionServiceServicer:
         sessions: SessionRegistry,
         runtime_info: session_pb2.PeerInfo,
         journal: SessionJournal | None = None,
+        *,
+        plaintext_credentials: bool = False,
     ) -> None:
+        self.plaintext_credentials = plaintext_credentials  # auth.plaintext_credentials
         self._runtime = runtime
         self._auth = auth
         self._sessions = sessions
@@ -183,7 +195,11 @@ class SessionServiceServicer:
     async def Connect(
         self, requests: AsyncIterator[pb.ConnectRequest | InvalidRequest], context: Ctx
     ) -> AsyncIterator[bytes]:
-        stream = self.open_stream()
+        hops = [Hop(grpc_peer_host(context.peer()), _over_tls(context))]
+        described = gateway_hop(context.invocation_metadata() or ())
+        if described is not None:
+            hops.append(described)  # it can only take credentials away (`_transport_policy`)
+        stream = ConnectStream(self, hops)
         reader = asyncio.create_task(self._read(requests, stream))
         try:
             async for frame in stream.frames():
@@ -191,10 +207,11 @@ class SessionServiceServicer:
         finally:
             reader.cancel()
 
-    def open_stream(self) -> ConnectStream:
+    def open_stream(self, client: Hop | None = None) -> ConnectStream:
         """A Connect stream for a caller in this process that hands frames over itself
-        (`gateway.links.LocalLink`); gRPC's `Connect` is the same stream fed by the call."""
-        return ConnectStream(self)
+        (`gateway.links.LocalLink`, which describes its client's hop); gRPC's `Connect`
+        is the same stream fed by the call."""
+        return ConnectStream(self, [client] if client is not None else [])
 
     @staticmethod
     async def _read(
@@ -378,6 +395,13 @@ class SessionServiceServicer:
             await self._resume(request.id, hello.resume, principal, conn)
             return
         offered = set(hello.capabilities.features)
+        if CREDENTIALS_FEATURE in offered and not conn.credentials_ok:
+            offered.discard(CREDENTIALS_FEATURE)  # as if the client had not asked (§14)
+            log.warning(
+                "credentials withheld from %s: plaintext transport from a non-loopback peer"
+                " (§14; use TLS, or set auth.plaintext_credentials = true)",
+                principal.name,
+            )
         features = frozenset(f for f in self._features if f in offered)
         self._admit_session(principal)
         session = self._sessions.create(principal, features)
@@ -415,6 +439,7 @@ class SessionServiceServicer:
             raise InvalidRequest(
                 f"last_event_seq {resume.last_event_seq} is beyond the session's last event"
             )
+        _check_transport(session, conn)
         missed = session.replay_after(resume.last_event_seq)
         # The token presented stays valid until the client uses the new one (DESIGN.md).
         token = session.rotate_after_resume(resume.resume_token)
@@ -444,6 +469,7 @@ class SessionServiceServicer:
             principal, resume.session_id, resume.resume_token, resume.last_event_seq
         )
         session = resumed.session
+        _check_transport(session, conn)  # the previous token stays valid (DESIGN.md)
         # No await from here on: replayed frames precede every live one.
         session.attach(conn.outbound)
         conn.session = session
@@ -499,6 +525,9 @@ class SessionServiceServicer:
         job_id = submission.job_id
         session.submitted.add(job_id)
         header = FrameHeader(session.session_id, request_id=request.id, job_id=job_id)
+        if submission.replay and job_id not in session.pumps:
+            await self._replay(session, header, submission.accepted)
+            return
         session.send(frame_bytes(header, _ACCEPTED, _accepted_for(session, submission.accepted)))
         if job_id in session.pumps:
             return
@@ -514,11 +543,27 @@ class SessionServiceServicer:
                 lambda seq, delivery: self._start_pump(session, job_id, seq, delivery),
             )
             return
-        # A replay attaches to the original job from now on (§7.2).
-        after = await self._runtime.committed_seq(job_id) if submission.replay else 0
+        if self._journal is not None:
+            self._journal.follow(session, job_id, submitted=True, after=0)
+        self._start_pump(session, job_id, 0)
+
+    async def _replay(self, session: Session, header: FrameHeader, accepted: bytes) -> None:
+        """§7.2: the original `job.accepted`, then the job's `credential_rotated` events
+        since acceptance, so the caller converges on the live values (DESIGN.md, "Replay
+        after a rotation"; a replay is the submitter's principal by construction), then
+        the job from now on."""
+        job_id = header.job_id
+        after = await self._runtime.committed_seq(job_id)
+        rotations = await self._runtime.rotations(job_id, after)
+        trace_id = await self._runtime.trace_id(job_id)
+        # No await from here on: the rotations follow the acceptance at once.
+        session.send(frame_bytes(header, _ACCEPTED, _accepted_for(session, accepted)))
+        delivery = JobDelivery(session, job_id, trace_id)
+        for seq, blob in rotations:
+            delivery.deliver([blob], seq)
         if self._journal is not None:
             self._journal.follow(session, job_id, submitted=True, after=after)
-        self._start_pump(session, job_id, after)
+        self._start_pump(session, job_id, after, delivery)
 
     async def _cancel(self, request: pb.ConnectRequest, session: Session) -> None:
         job_id = request.cancel.job_id
@@ -715,3 +760,18 @@ def session_handler(servicer: SessionServiceServicer) -> grpc.GenericRpcHandler:
         )
     }
     return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
+
+
+def _over_tls(context: Ctx) -> bool:
+    """Whether this call reached the core over TLS (gRPC's own record of the transport)."""
+    return context.auth_context().get("transport_security_type") == [b"ssl"]
+
+
+def _check_transport(session: Session, conn: _Connection) -> None:
+    """§14: a session that negotiated credentials resumes only where they may flow;
+    its frames (accepted, rotations) were recorded with their values."""
+    if CREDENTIALS_FEATURE in session.features and not conn.credentials_ok:
+        raise PermissionDenied(
+            "this session negotiated provisioned_credentials: resume it over TLS or from"
+            " this host (§14), or open a new session"
+        )

@@ -6,6 +6,11 @@ the gateway) to serve one query, at startup. Recovery instead scans jobs
 from a persisted rowid mark, `recovery_from`, kept at or below the first
 job not known to have finished (see `SQLiteStore`); rowids only grow, since
 jobs are never deleted.
+
+Version 3 keys the credential ledger by (credential_id, version): one row per
+minted value, so a rotation adds a row and retires the old one instead of
+overwriting it, and a value whose revocation failed is never forgotten
+(§9.8.2, §14). `minted_at` tells operators how long a value has been live.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from arcp_grpc.errors import InternalError
 
 __all__ = ["SCHEMA_VERSION", "prepare", "recovery_mark"]
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (
@@ -50,12 +55,16 @@ CREATE TABLE IF NOT EXISTS idempotency (
     PRIMARY KEY (principal, key)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS credentials (
-    credential_id TEXT PRIMARY KEY,
+    credential_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
     job_id TEXT NOT NULL,
     provisioner TEXT NOT NULL,
     sealed_value BLOB NOT NULL,
-    revoked_at REAL
-);
+    retired INTEGER NOT NULL DEFAULT 0,
+    minted_at REAL NOT NULL DEFAULT ((julianday('now') - 2440587.5) * 86400.0),
+    revoked_at REAL,
+    PRIMARY KEY (credential_id, version)
+) WITHOUT ROWID;
 """
 
 
@@ -69,6 +78,9 @@ def prepare(conn: sqlite3.Connection) -> None:
     version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
     if version == "1":
         _v1_to_v2(conn)
+        version = "2"
+    if version == "2":
+        _v2_to_v3(conn)
     elif version != SCHEMA_VERSION:
         raise InternalError(f"store schema version {version} is not {SCHEMA_VERSION}")
 
@@ -80,7 +92,22 @@ def _v1_to_v2(conn: sqlite3.Connection) -> None:
         first = conn.execute("SELECT COALESCE(MAX(rowid), 0) + 1 FROM jobs").fetchone()[0]
     conn.execute("DROP INDEX IF EXISTS jobs_unfinished")
     conn.execute("UPDATE meta SET value = ? WHERE key = 'recovery_from'", (str(first),))
-    conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION,))
+    conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    conn.execute("COMMIT")
+
+
+def _v2_to_v3(conn: sqlite3.Connection) -> None:
+    # `CREATE TABLE IF NOT EXISTS` above kept the version 2 table: rebuild it.
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("ALTER TABLE credentials RENAME TO credentials_v2")
+    conn.execute(SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS credentials") :])
+    conn.execute(
+        "INSERT INTO credentials (credential_id, version, job_id, provisioner, sealed_value,"
+        " revoked_at) SELECT credential_id, 0, job_id, provisioner, sealed_value, revoked_at"
+        " FROM credentials_v2"
+    )
+    conn.execute("DROP TABLE credentials_v2")
+    conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
     conn.execute("COMMIT")
 
 

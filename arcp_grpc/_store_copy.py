@@ -31,7 +31,16 @@ from arcp_grpc._store_rows import JOB_COLUMNS
 __all__ = ["Copied", "CopyError", "copy_sqlite_to_postgres"]
 
 _PAGE = 5000  # rows per COPY round
-_CREDENTIAL_COLUMNS = ["credential_id", "job_id", "provisioner", "sealed_value", "revoked_at"]
+_CREDENTIAL_COLUMNS = [
+    "credential_id",
+    "version",
+    "job_id",
+    "provisioner",
+    "sealed_value",
+    "retired",
+    "minted_at",
+    "revoked_at",
+]
 
 
 class CopyError(Exception):
@@ -153,7 +162,7 @@ async def _copy(
         what="credentials",
         select=f"SELECT {', '.join(_CREDENTIAL_COLUMNS)} FROM credentials",
         columns=_CREDENTIAL_COLUMNS,
-        row=tuple,
+        row=lambda r: (*r[:5], bool(r[5]), *r[6:]),  # SQLite keeps `retired` as 0 or 1
     )
     return Copied(jobs, events, claims, credentials)
 

@@ -8,6 +8,7 @@
     arcp-grpc cancel JOB [--reason TEXT]
     arcp-grpc agents
     arcp-grpc store copy [--from sqlite:///PATH] --to postgresql://USER@HOST:PORT/DB
+    arcp-grpc credentials --unrevoked [--config FILE] [--data-dir DIR] [--store URL]
 
 Exit codes: 0 success, 1 error, 2 usage or configuration, 3 cancelled,
 4 timed out, 130 interrupted, 141 output closed (see `arcp_grpc._cli_client`).
@@ -22,6 +23,8 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn, TextIO
 
@@ -153,7 +156,24 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument("--reason", default="", help="why (shown in the job's error)")
 
     commands.add_parser("agents", parents=[client], help="list agents and versions")
+    _credentials_parser(commands)
     return parser
+
+
+def _credentials_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
+    ledger = commands.add_parser(
+        "credentials",
+        help="operators: credential values due for revocation and still live (§14)",
+        description="Reads the store itself (the same --config, ARCP_* and flags as serve),"
+        " so it works while the core is down; shows no credential value.",
+    )
+    ledger.add_argument(
+        "--unrevoked", action="store_true", required=True, help="list unrevoked values"
+    )
+    ledger.add_argument("--config", type=Path, help="TOML configuration file (ARCP_CONFIG)")
+    ledger.add_argument("--data-dir", help="the data directory of a SQLite store (./data)")
+    ledger.add_argument("--store", help="sqlite:///PATH or postgresql://... (ARCP_STORE_URL)")
+    ledger.add_argument("--json", action="store_true", help="machine-readable JSON lines")
 
 
 def _serve_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
@@ -253,6 +273,34 @@ def _serve(args: argparse.Namespace, out: TextIO) -> int:
         return EXIT_USAGE  # a port in use is a configuration problem: choose another
 
 
+def _credentials(args: argparse.Namespace, out: TextIO) -> int:
+    """List what the credential ledger still owes (`arcp_grpc._ledger_report`)."""
+    from arcp_grpc._ledger_report import unrevoked
+    from arcp_grpc.store import StoreUnavailable
+
+    given = (("data_dir", args.data_dir, "--data-dir"), ("store.url", args.store, "--store"))
+    settings = load_settings(
+        config_file=args.config, flags=[(k, v, f) for k, v, f in given if v is not None]
+    )
+    try:
+        due = event_loop.run(unrevoked(settings.store.url, settings.data_dir))
+    except StoreUnavailable as exc:
+        raise ClientError(str(exc), code="UNAVAILABLE") from None
+    for entry in due:
+        minted = datetime.fromtimestamp(entry.minted_at, UTC).isoformat(timespec="seconds")
+        if args.json:
+            row = {"type": "credential", **asdict(entry), "minted_at": minted}
+            out.write(json.dumps(row, separators=(",", ":")) + "\n")
+        else:
+            out.write(
+                f"{entry.credential_id} v{entry.version} job={entry.job_id}"
+                f" provisioner={entry.provisioner} minted={minted} due: {entry.why}\n"
+            )
+    if not args.json:
+        out.write(f"{len(due)} unrevoked credential value(s)\n")
+    return 0
+
+
 def _client(args: argparse.Namespace, out: TextIO) -> int:
     from arcp_grpc import _cli_client as client
 
@@ -297,6 +345,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args, out)
         if args.command == "store":
             return run_store(args, out)
+        if args.command == "credentials":
+            return _credentials(args, out)
         return _client(args, out)
     except UsageError as exc:
         if not json_lines:

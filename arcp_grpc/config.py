@@ -125,6 +125,7 @@ class AuthSettings:
     dev_principal: str = "dev"
     tokens: dict[str, str] = field(default_factory=dict)  # token -> principal[:profile]
     compat_principals: tuple[str, ...] = ("dev",)  # principals on the SDK-compat wire profile
+    plaintext_credentials: bool = False  # §14: credential values over plaintext to remote peers
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,7 @@ class RuntimeSettings:
     max_pending_writes: int = 8192
     max_pending_event_bytes: int = 16 * _MiB
     revoke_attempts: int = 5
+    revoke_retry_sec: float = 60.0
     shutdown_grace_sec: float = 10.0
     replay_cache_entries: int = 10_000
     replay_cache_bytes: int = 64 * _MiB
@@ -417,6 +419,7 @@ def _build(values: Mapping[str, Any]) -> Settings:
 _POSITIVE = {
     "runtime.max_pending_writes",
     "runtime.revoke_attempts",
+    "runtime.revoke_retry_sec",
     "sessions.resume_window_sec",
     "sessions.heartbeat_interval_sec",
     "sessions.hello_timeout_sec",

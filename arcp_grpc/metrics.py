@@ -17,6 +17,8 @@ read from the session registry at scrape time, so nothing is stale.
 | `arcp_sessions_open` | gauge | ARCP sessions held by the core (attached or resumable) |
 | `arcp_sessions_attached` | gauge | sessions with a live transport |
 | `arcp_sessions_unsent_bytes` | gauge | frames queued for attached clients, not yet sent |
+| `arcp_credentials_unrevoked` | gauge | values due for revocation, live after the last sweep |
+| `arcp_credential_revocation_failures_total` | counter | revocations that failed every try |
 """
 
 from __future__ import annotations
@@ -72,6 +74,16 @@ class Metrics(RuntimeObserver):
             "Frames queued for attached ARCP clients, not yet sent.",
             registry=r,
         )
+        self._unrevoked = Gauge(
+            "arcp_credentials_unrevoked",
+            "Credential values due for revocation and still live after the last sweep.",
+            registry=r,
+        )
+        self._revocation_failures = Counter(
+            "arcp_credential_revocation_failures",
+            "Credential revocations that failed every attempt (retried later).",
+            registry=r,
+        )
 
     def watch_sessions(self, sessions: SessionRegistry) -> None:
         """Read the session gauges from `sessions` at scrape time."""
@@ -99,6 +111,12 @@ class Metrics(RuntimeObserver):
 
     def events_committed(self, count: int) -> None:
         self._events.inc(count)
+
+    def revocation_failed(self) -> None:
+        self._revocation_failures.inc()
+
+    def credentials_unrevoked(self, count: int) -> None:
+        self._unrevoked.set(count)
 
 
 @dataclass

@@ -43,6 +43,7 @@ from arcp_grpc.store import (
     SessionFrame,
     SessionRow,
     StoreUnavailable,
+    UnrevokedCredential,
 )
 
 __all__ = ["PostgresStore"]
@@ -189,14 +190,7 @@ class PostgresStore:
                 node,
             )
             if credentials:
-                await conn.executemany(
-                    "INSERT INTO credentials (credential_id, job_id, provisioner, sealed_value)"
-                    " VALUES ($1, $2, $3, $4)",
-                    [
-                        (c.credential_id, c.job_id, c.provisioner, c.sealed_value)
-                        for c in credentials
-                    ],
-                )
+                await _insert_credentials(conn, credentials)
 
         await self._writes().write(op)
 
@@ -231,23 +225,31 @@ class PostgresStore:
 
         await self._writes().write(op, touches=job_id)
 
-    async def mark_revoked(self, credential_id: str) -> None:
+    async def mark_revoked(self, credential_id: str, version: int) -> None:
         async def op(conn: asyncpg.Connection) -> None:
             await conn.execute(
                 "UPDATE credentials SET revoked_at = extract(epoch FROM now())"
-                " WHERE credential_id = $1",
+                " WHERE credential_id = $1 AND version = $2",
                 credential_id,
+                version,
             )
 
         await self._writes().write(op)
 
-    async def replace_credential(self, entry: CredentialEntry) -> None:
+    async def record_credentials(self, entries: Sequence[CredentialEntry]) -> None:
+        async def op(conn: asyncpg.Connection) -> None:
+            await _insert_credentials(conn, entries)
+
+        await self._writes().write(op)
+
+    async def rotate_credential(self, old_id: str, old_version: int, new: CredentialEntry) -> None:
         async def op(conn: asyncpg.Connection) -> None:
             await conn.execute(
-                "UPDATE credentials SET sealed_value = $1 WHERE credential_id = $2",
-                entry.sealed_value,
-                entry.credential_id,
+                "UPDATE credentials SET retired = TRUE WHERE credential_id = $1 AND version = $2",
+                old_id,
+                old_version,
             )
+            await _insert_credentials(conn, [new])
 
         await self._writes().write(op)
 
@@ -337,15 +339,20 @@ class PostgresStore:
         return int(value)
 
     async def live_credentials(self) -> list[CredentialEntry]:
-        """Credentials of this node's jobs and of finished jobs not yet revoked: a running
-        job elsewhere still uses its own."""
+        """Unrevoked values of this node's jobs, of finished jobs, retired ones and those
+        of no job (a lost idempotent race): a running job elsewhere still uses its own.
+        Two nodes may both revoke a due value; revoking twice is harmless."""
         rows = await self._reads().fetch(
-            "SELECT c.credential_id, c.job_id, c.provisioner, c.sealed_value FROM credentials c"
-            " JOIN jobs j ON j.job_id = c.job_id WHERE c.revoked_at IS NULL"
-            " AND (j.completed_at IS NOT NULL OR j.owner_node = $1)",
+            "SELECT c.credential_id, c.job_id, c.provisioner, c.sealed_value, c.version,"
+            " c.retired FROM credentials c LEFT JOIN jobs j ON j.job_id = c.job_id"
+            " WHERE c.revoked_at IS NULL AND (c.retired OR j.job_id IS NULL"
+            " OR j.completed_at IS NOT NULL OR j.owner_node = $1)",
             self.node_id,
         )
         return [CredentialEntry(*r) for r in rows]
+
+    async def unrevoked_credentials(self) -> list[UnrevokedCredential]:
+        return await unrevoked_credentials(self._reads())
 
     # -- the cluster -----------------------------------------------------
 
@@ -682,3 +689,31 @@ class _JobChanges:
             followers.discard(self)
             if not followers:
                 del self._followers[self._job_id]
+
+
+async def _insert_credentials(conn: asyncpg.Connection, entries: Sequence[CredentialEntry]) -> None:
+    await conn.executemany(
+        "INSERT INTO credentials (credential_id, version, job_id, provisioner, sealed_value,"
+        " retired) VALUES ($1, $2, $3, $4, $5, $6)",
+        [
+            (e.credential_id, e.version, e.job_id, e.provisioner, e.sealed_value, e.retired)
+            for e in entries
+        ],
+    )
+
+
+async def unrevoked_credentials(
+    conn: asyncpg.Connection | asyncpg.Pool,
+) -> list[UnrevokedCredential]:
+    """Values due for revocation and still live on any node (§14), oldest first; a
+    plain function of a connection so the operator CLI needs no store of its own."""
+    rows = await conn.fetch(
+        "SELECT c.credential_id, c.version, c.job_id, c.provisioner, c.minted_at,"
+        " CASE WHEN j.job_id IS NULL THEN 'not accepted' WHEN c.retired THEN 'rotated'"
+        " ELSE 'job ended' END"
+        " FROM credentials c LEFT JOIN jobs j ON j.job_id = c.job_id"
+        " WHERE c.revoked_at IS NULL"
+        " AND (c.retired OR j.job_id IS NULL OR j.completed_at IS NOT NULL)"
+        " ORDER BY c.minted_at, c.credential_id, c.version"
+    )
+    return [UnrevokedCredential(*r) for r in rows]

@@ -56,6 +56,8 @@ class CoreConfig:
     grpc_port: int = 0
     tokens: Mapping[str, str] = field(default_factory=dict)  # bearer token -> principal
     compat_principals: frozenset[str] = frozenset()  # principals on the SDK wire profile
+    # §14: send credential values over plaintext to a non-loopback peer (off: withheld).
+    plaintext_credentials: bool = False
     demo_agents: bool = True
     provision_credentials: bool = True  # the built-in development provisioner (§9.8)
     store_key: str | None = None  # base64 AES-256 key; default: store_key_file
@@ -172,10 +174,16 @@ async def start_core(
     sessions.start(lambda s: log.info("session %s expired", s.session_id))
     journal = SessionJournal(runtime.cluster, sessions) if runtime.cluster is not None else None
     info = session_pb2.PeerInfo(name="arcp-grpc", version=__version__)
-    session_service = SessionServiceServicer(runtime, auth, sessions, info, journal)
+    session_service = SessionServiceServicer(
+        runtime, auth, sessions, info, journal, plaintext_credentials=config.plaintext_credentials
+    )
     server.add_generic_rpc_handlers(
         (
-            job_service_handler(JobServiceServicer(runtime, auth)),
+            job_service_handler(
+                JobServiceServicer(
+                    runtime, auth, plaintext_credentials=config.plaintext_credentials
+                )
+            ),
             session_handler(session_service),
         )
     )

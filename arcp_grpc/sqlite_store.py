@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,6 +32,7 @@ from arcp_grpc.store import (
     JobPage,
     JobQuery,
     JobRow,
+    UnrevokedCredential,
 )
 
 __all__ = ["SQLiteStore"]
@@ -187,14 +189,7 @@ class SQLiteStore:
                 job_values(job),
             ).lastrowid
             if credentials:
-                conn.executemany(
-                    "INSERT INTO credentials (credential_id, job_id, provisioner, sealed_value)"
-                    " VALUES (?, ?, ?, ?)",
-                    [
-                        (c.credential_id, c.job_id, c.provisioner, c.sealed_value)
-                        for c in credentials
-                    ],
-                )
+                _insert_credentials(conn, credentials)
             assert rowid is not None
             self._unfinished[job.job_id] = rowid  # last: only once every statement held
             self._next_rowid = rowid + 1
@@ -230,21 +225,26 @@ class SQLiteStore:
     async def flush(self) -> None:
         await self._writes().flush()
 
-    async def mark_revoked(self, credential_id: str) -> None:
+    async def mark_revoked(self, credential_id: str, version: int) -> None:
         await self._writes().write(
             lambda conn: conn.execute(
-                "UPDATE credentials SET revoked_at = julianday('now') WHERE credential_id = ?",
-                (credential_id,),
+                "UPDATE credentials SET revoked_at = ? WHERE credential_id = ? AND version = ?",
+                (time.time(), credential_id, version),
             )
         )
 
-    async def replace_credential(self, entry: CredentialEntry) -> None:
-        await self._writes().write(
-            lambda conn: conn.execute(
-                "UPDATE credentials SET sealed_value = ? WHERE credential_id = ?",
-                (entry.sealed_value, entry.credential_id),
+    async def record_credentials(self, entries: Sequence[CredentialEntry]) -> None:
+        await self._writes().write(lambda conn: _insert_credentials(conn, entries))
+
+    async def rotate_credential(self, old_id: str, old_version: int, new: CredentialEntry) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE credentials SET retired = 1 WHERE credential_id = ? AND version = ?",
+                (old_id, old_version),
             )
-        )
+            _insert_credentials(conn, [new])
+
+        await self._writes().write(op)
 
     async def purge_claims(self, now: float) -> int:
         def op(conn: sqlite3.Connection) -> int:
@@ -361,9 +361,40 @@ class SQLiteStore:
     async def live_credentials(self) -> list[CredentialEntry]:
         def fn(conn: sqlite3.Connection) -> list[CredentialEntry]:
             rows = conn.execute(
-                "SELECT credential_id, job_id, provisioner, sealed_value FROM credentials"
-                " WHERE revoked_at IS NULL"
+                "SELECT credential_id, job_id, provisioner, sealed_value, version, retired"
+                " FROM credentials WHERE revoked_at IS NULL"
             ).fetchall()
-            return [CredentialEntry(*r) for r in rows]
+            return [CredentialEntry(a, b, c, d, e, bool(f)) for a, b, c, d, e, f in rows]
 
         return await self._read(fn)
+
+    async def unrevoked_credentials(self) -> list[UnrevokedCredential]:
+        return await self._read(unrevoked_credentials)
+
+
+def _insert_credentials(conn: sqlite3.Connection, entries: Sequence[CredentialEntry]) -> None:
+    now = time.time()
+    conn.executemany(
+        "INSERT INTO credentials (credential_id, version, job_id, provisioner, sealed_value,"
+        " retired, minted_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (e.credential_id, e.version, e.job_id, e.provisioner, e.sealed_value, e.retired, now)
+            for e in entries
+        ],
+    )
+
+
+def unrevoked_credentials(conn: sqlite3.Connection) -> list[UnrevokedCredential]:
+    """Values due for revocation and still live (§14), oldest first. A plain function
+    of a connection, so the operator CLI can run it on a read-only one while the
+    core holds the store."""
+    rows = conn.execute(
+        "SELECT c.credential_id, c.version, c.job_id, c.provisioner, c.minted_at,"
+        " CASE WHEN j.job_id IS NULL THEN 'not accepted' WHEN c.retired THEN 'rotated'"
+        " ELSE 'job ended' END"
+        " FROM credentials c LEFT JOIN jobs j ON j.job_id = c.job_id"
+        " WHERE c.revoked_at IS NULL"
+        " AND (c.retired OR j.job_id IS NULL OR j.completed_at IS NOT NULL)"
+        " ORDER BY c.minted_at, c.credential_id, c.version"
+    ).fetchall()
+    return [UnrevokedCredential(*r) for r in rows]

@@ -27,6 +27,7 @@ __all__ = [
     "SessionRow",
     "Store",
     "StoreUnavailable",
+    "UnrevokedCredential",
 ]
 
 
@@ -71,12 +72,34 @@ class IdempotencyClaim:
 
 @dataclass(frozen=True, slots=True)
 class CredentialEntry:
-    """A provisioned credential not yet revoked at its upstream (§14)."""
+    """One minted credential value not yet revoked at its upstream (§14).
+
+    A row per value, not per credential: a rotation (§9.8.2) keeps the credential
+    `id` and mints a new value, so the new value is a new `version` and the old
+    row stays, `retired`, until its revocation is confirmed. Overwriting the row
+    would forget a value whose revocation failed. `retired` rows are due for
+    revocation whatever their job's state; the others once their job has ended.
+    """
 
     credential_id: str
     job_id: str
     provisioner: str
     sealed_value: bytes
+    version: int = 0
+    retired: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class UnrevokedCredential:
+    """What an operator sees of a value that should be revoked and is not (§14):
+    no value, so listing needs neither the store key nor access to secrets."""
+
+    credential_id: str
+    version: int
+    job_id: str
+    provisioner: str
+    minted_at: float
+    why: str  # "job ended", "rotated", "not accepted" (lost an idempotent race)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,12 +201,23 @@ class Store(Protocol):
     async def interrupted_jobs(self) -> list[JobRow]:
         """Jobs left pending or running by a previous process."""
 
-    async def live_credentials(self) -> list[CredentialEntry]: ...
+    async def live_credentials(self) -> list[CredentialEntry]:
+        """Unrevoked values this node may revoke: retired ones, those of ended jobs,
+        and those of its own running jobs (the caller skips the jobs it runs)."""
 
-    async def mark_revoked(self, credential_id: str) -> None: ...
+    async def unrevoked_credentials(self) -> list[UnrevokedCredential]:
+        """Every value due for revocation and not yet revoked, on any node (§14)."""
 
-    async def replace_credential(self, entry: CredentialEntry) -> None:
-        """Store a rotated credential's new sealed value (§9.8.2)."""
+    async def record_credentials(self, entries: Sequence[CredentialEntry]) -> None:
+        """Record minted values that belong to no stored job (a submit that lost an
+        idempotent race), before anything tries to revoke them (§14)."""
+
+    async def mark_revoked(self, credential_id: str, version: int) -> None: ...
+
+    async def rotate_credential(self, old_id: str, old_version: int, new: CredentialEntry) -> None:
+        """In one transaction: retire the value (`old_id`, `old_version`) and record `new`
+        (the same id, next version, or a new id) (§9.8.2). The old value stays until its
+        revocation is confirmed."""
 
     async def last_seq(self, job_id: str) -> int:
         """The highest stored `job_seq` of a job (0 when it has none)."""

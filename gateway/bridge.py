@@ -20,6 +20,7 @@ import grpc
 from websockets.exceptions import ConnectionClosed
 
 from arcp_grpc._ids import new_ulid
+from arcp_grpc._transport_policy import Hop
 from arcp_grpc.errors import ARCPError, InternalError, InvalidRequest
 from arcp_grpc.v1 import errors_pb2, session_pb2
 from arcp_grpc.v1.session_service_pb2 import ConnectResponse
@@ -63,16 +64,18 @@ class Bridge:
         self,
         ws: CoalescingConnection,
         link: CoreLink,
+        client: Hop,
         *,
         max_frame_bytes: int,
     ) -> None:
         self._ws = ws
         self._link = link
+        self._client = client  # the client's hop, for the core's credential check (§14)
         self._max_frame_bytes = max_frame_bytes
         self._state = _State()
 
     async def run(self) -> None:
-        call = self._link.connect()
+        call = self._link.connect(self._client)
         downstream = asyncio.create_task(self._downstream(call))
         upstream = asyncio.create_task(self._upstream(call))
         try:

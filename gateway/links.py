@@ -20,6 +20,7 @@ from typing import Protocol
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from arcp_grpc._transport_policy import CLIENT_ADDRESS_HEADER, CLIENT_TLS_HEADER, Hop
 from arcp_grpc.v1 import session_service_pb2_grpc
 from arcp_grpc.v1.session_service_pb2 import ConnectRequest, ConnectResponse
 
@@ -61,7 +62,10 @@ class StreamEnded(Exception):
 class CoreLink(Protocol):
     """Opens Connect streams and reports the core's health."""
 
-    def connect(self) -> CoreStream: ...
+    def connect(self, client: Hop | None = None) -> CoreStream:
+        """A new stream; `client` describes the hop to the gateway's client, so the core
+        can withhold credentials from a plaintext one (§14)."""
+        ...
 
     async def health(self) -> str:
         """The core's serving status name (`SERVING`, ...), `UNREACHABLE` if unknown."""
@@ -85,7 +89,7 @@ class LocalCore(Protocol):
 class LocalSessions(Protocol):
     """What the in-process link needs of the core's SessionService servicer."""
 
-    def open_stream(self) -> LocalConnect:
+    def open_stream(self, client: Hop | None = None) -> LocalConnect:
         """A Connect stream whose frames this process hands over itself."""
         ...
 
@@ -112,8 +116,14 @@ class GrpcLink:
         self._sessions = session_service_pb2_grpc.SessionServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
 
-    def connect(self) -> CoreStream:
-        return _GrpcStream(self._sessions.Connect())
+    def connect(self, client: Hop | None = None) -> CoreStream:
+        metadata = None
+        if client is not None:
+            metadata = (
+                (CLIENT_TLS_HEADER, "true" if client.tls else "false"),
+                (CLIENT_ADDRESS_HEADER, client.host),
+            )
+        return _GrpcStream(self._sessions.Connect(metadata=metadata))
 
     async def health(self) -> str:
         try:
@@ -146,9 +156,9 @@ class FailoverLink:
         self._failed_at = [0.0] * len(links)
         self._next = 0
 
-    def connect(self) -> CoreStream:
+    def connect(self, client: Hop | None = None) -> CoreStream:
         index = self._pick()
-        return _ReportingStream(self._links[index].connect(), lambda: self._failed(index))
+        return _ReportingStream(self._links[index].connect(client), lambda: self._failed(index))
 
     def _pick(self) -> int:
         now = time.monotonic()
@@ -210,8 +220,8 @@ class LocalLink:
     def __init__(self, core: LocalCore) -> None:
         self._core = core
 
-    def connect(self) -> CoreStream:
-        return _LocalStream(self._core.session_service.open_stream())
+    def connect(self, client: Hop | None = None) -> CoreStream:
+        return _LocalStream(self._core.session_service.open_stream(client))
 
     async def health(self) -> str:
         return self._core.serving_status()

@@ -19,6 +19,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from arcp_grpc._transport_policy import Hop
 from gateway._connection import CoalescingConnection
 from gateway._console import SECURITY_HEADERS, ConsoleFiles, StaticFile
 from gateway.bridge import Bridge
@@ -78,7 +79,11 @@ async def start_gateway(config: GatewayConfig, *, link: CoreLink | None = None) 
 
     async def handler(ws: ServerConnection) -> None:
         assert isinstance(ws, CoalescingConnection)  # serve(create_connection=...) below
-        await Bridge(ws, core, max_frame_bytes=config.max_frame_bytes).run()
+        # §14: the core decides whether credentials may flow to this client; it needs
+        # this hop as well as its own (`arcp_grpc._transport_policy`).
+        peer = ws.remote_address
+        client = Hop(str(peer[0]) if peer else "", config.ssl_context is not None)
+        await Bridge(ws, core, client, max_frame_bytes=config.max_frame_bytes).run()
 
     async def process_request(ws: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]

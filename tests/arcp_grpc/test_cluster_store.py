@@ -20,6 +20,7 @@ from arcp_grpc._ids import new_id
 from arcp_grpc._postgres_schema import SCHEMA_VERSION
 from arcp_grpc.postgres_store import PostgresStore
 from arcp_grpc.store import (
+    CredentialEntry,
     EventRow,
     IdempotencyClaim,
     IdempotencyConflict,
@@ -174,6 +175,33 @@ async def test_a_newer_schema_is_refused(node: Nodes, store_url: str) -> None:
         await conn.close()
     with pytest.raises(StoreUnavailable, match=f"schema version {newer}"):
         await node()
+
+
+async def test_a_version_1_credential_ledger_is_migrated(node: Nodes, store_url: str) -> None:
+    """Version 2 keys the ledger by (credential_id, version); a version 1 row stays
+    due, as version 0, and a rotation may add version 1 beside it (§9.8.2, §14)."""
+    conn = await asyncpg.connect(store_url)
+    try:
+        await conn.execute(
+            "CREATE TABLE arcp_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+            "INSERT INTO arcp_meta VALUES ('schema_version', '1');"
+            "CREATE TABLE credentials (credential_id TEXT PRIMARY KEY, job_id TEXT NOT NULL,"
+            " provisioner TEXT NOT NULL, sealed_value BYTEA NOT NULL,"
+            " revoked_at DOUBLE PRECISION);"
+            "INSERT INTO credentials VALUES ('cred_1', 'job_gone', 'dev', '\\x01', NULL)"
+        )
+    finally:
+        await conn.close()
+    store = await node()
+    (due,) = await store.unrevoked_credentials()
+    assert (due.credential_id, due.version, due.why) == ("cred_1", 0, "not accepted")
+    await store.rotate_credential(
+        "cred_1", 0, CredentialEntry("cred_1", "job_gone", "dev", b"\x02", 1)
+    )
+    assert sorted((e.version, e.retired) for e in await store.live_credentials()) == [
+        (0, True),
+        (1, False),
+    ]
 
 
 async def test_an_unreachable_database_is_a_clear_startup_error(postgres_server: str) -> None:

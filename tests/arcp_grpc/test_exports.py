@@ -68,6 +68,7 @@ PUBLIC: dict[str, set[str]] = {
         "SessionRow",
         "Store",
         "StoreUnavailable",
+        "UnrevokedCredential",
     },
 }
 

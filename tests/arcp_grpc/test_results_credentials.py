@@ -298,12 +298,18 @@ async def test_rotation_emits_credential_rotated_and_revokes_the_old_value(env: 
 
 
 async def test_only_the_submitter_sees_credentials(env: Env) -> None:
-    """§14: credentials appear in the submitter's GetJob/ListJobs, nobody else's."""
-    accepted = (
-        await env.stub.SubmitJob(submit_request("holder", lease=SPENDING), metadata=bearer())
-    ).accepted
-    await watch_all(env.stub, accepted.job_id)
+    """§14: while a job runs its credentials appear in the submitter's GetJob/ListJobs,
+    nobody else's (after its end in nobody's: see tests/gateway/test_sessions.py)."""
+    request = submit_request("holder", {"mode": "wait"}, lease=SPENDING)
+    accepted = (await env.stub.SubmitJob(request, metadata=bearer())).accepted
+    await wait_for_seq(env.stub, accepted.job_id, lambda e: e.status.phase == "holding")
     mine = await env.stub.GetJob(pb.GetJobRequest(job_id=accepted.job_id), metadata=bearer())
     assert [c.value for c in mine.job.credentials] == [accepted.credentials[0].value]
+    listed = await env.stub.ListJobs(pb.ListJobsRequest(), metadata=bearer())
+    assert [c.value for c in listed.jobs[0].credentials] == [accepted.credentials[0].value]
     bobs = await env.stub.ListJobs(pb.ListJobsRequest(), metadata=bearer("tok-bob"))
     assert list(bobs.jobs) == []
+    await env.stub.CancelJob(
+        pb.CancelJobRequest(cancel=jobs_pb2.JobCancel(job_id=accepted.job_id)),
+        metadata=bearer(),
+    )

@@ -82,7 +82,7 @@ async def test_a_version_1_store_is_migrated(tmp_path: Path) -> None:
         assert [row.job_id for row in await store.interrupted_jobs()] == ["job_1"]
     finally:
         await store.close()
-    assert _meta(path, "schema_version") == SCHEMA_VERSION == "2"
+    assert _meta(path, "schema_version") == SCHEMA_VERSION == "3"
     with sqlite3.connect(path) as conn:
         indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
         assert "jobs_unfinished" not in indexes
@@ -96,3 +96,29 @@ async def test_an_unknown_schema_version_is_refused(tmp_path: Path) -> None:
         conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '9')")
     with pytest.raises(InternalError, match="schema version 9"):
         await SQLiteStore(path).open()
+
+
+async def test_a_version_2_credential_ledger_is_migrated(tmp_path: Path) -> None:
+    """Version 3 keys the ledger by (credential_id, version); an unrevoked row of a
+    version 2 store stays due, as version 0 (§14: nothing owed is forgotten)."""
+    path = tmp_path / "arcp.sqlite3"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(SCHEMA[: SCHEMA.index("CREATE TABLE IF NOT EXISTS credentials")])
+        conn.execute(
+            "CREATE TABLE credentials (credential_id TEXT PRIMARY KEY, job_id TEXT NOT NULL,"
+            " provisioner TEXT NOT NULL, sealed_value BLOB NOT NULL, revoked_at REAL)"
+        )
+        conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '2')")
+        conn.execute("INSERT INTO meta (key, value) VALUES ('recovery_from', '1')")
+        conn.execute("INSERT INTO credentials VALUES ('cred_1', 'job_1', 'dev', x'01', NULL)")
+        conn.execute("INSERT INTO credentials VALUES ('cred_2', 'job_1', 'dev', x'02', 1.0)")
+    store = await _open(path)
+    try:
+        (entry,) = await store.live_credentials()
+        assert (entry.credential_id, entry.version, entry.retired) == ("cred_1", 0, False)
+        assert entry.sealed_value == b"\x01"
+        await store.mark_revoked("cred_1", 0)
+        assert await store.live_credentials() == []
+    finally:
+        await store.close()
+    assert _meta(path, "schema_version") == "3"

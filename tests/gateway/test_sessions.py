@@ -7,10 +7,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import grpc
+
 from arcp_grpc._sessions import SessionLimits
 from arcp_grpc.agents import AgentRegistry
 from arcp_grpc.context import JobContext
-from tests.conftest import SPENDING
+from arcp_grpc.v1 import job_service_pb2 as pb
+from tests.conftest import SPENDING, bearer, new_stub
 from tests.gateway.conftest import (
     ALL_FEATURES,
     TERMINAL,
@@ -202,7 +205,7 @@ async def test_other_principal_cannot_subscribe_or_list(raw: RawFactory) -> None
     request_id = await alice.send("session.list_jobs", {})
     own = await alice.reply_to(request_id)
     assert [j["job_id"] for j in own["payload"]["jobs"]] == [job_id]
-    assert own["payload"]["jobs"][0]["credentials"][0]["value"] == credential
+    assert credential not in str(own)  # ended: revoked, shown to nobody (DESIGN.md)
 
 
 async def test_list_jobs_filters_and_paging(raw: RawFactory) -> None:
@@ -553,3 +556,86 @@ async def test_resume_after_the_window_is_expired(make_stack: StackFactory) -> N
         assert reply["payload"]["code"] == "RESUME_WINDOW_EXPIRED"
     finally:
         await late.close()
+
+
+async def _rotating_then_waiting(ctx: JobContext, _input: Any) -> Any:
+    """Rotates its credential (§9.8.2), then runs until cancelled."""
+    await ctx.rotate_credential(ctx.credentials[0].id)
+    await asyncio.Event().wait()
+
+
+def _rotation_value(frame: Frame) -> str | None:
+    body = frame.get("payload", {}).get("body", {})
+    if frame.get("type") == "job.event" and body.get("phase") == "credential_rotated":
+        value = body.get("value")
+        assert isinstance(value, str)
+        return value
+    return None
+
+
+async def test_a_replay_after_a_rotation_is_followed_by_the_rotation(
+    make_stack: StackFactory,
+) -> None:
+    """DESIGN.md "Replay after a rotation": the replayed `job.accepted` is the original
+    (§7.2), and the job's `credential_rotated` events follow it at once, so the caller
+    converges on the live value (§9.8.2)."""
+    agents = AgentRegistry()
+    agents.register("rotating-waiting", "1.0.0", _rotating_then_waiting)
+    stack = await make_stack(agents=agents)
+    first = await open_raw(stack.url)
+    again = await open_raw(stack.url)
+    try:
+        await first.hello()
+        original = await first.submit(
+            "rotating-waiting", idempotency_key="rotate-1", lease_request=SPENDING
+        )
+        job_id = original["payload"]["job_id"]
+        (issued,) = original["payload"]["credentials"]
+        rotated, _ = await first.recv_until(lambda f: _rotation_value(f) is not None)
+        live = _rotation_value(rotated)
+        assert live != issued["value"]
+
+        await again.hello()
+        request_id = await again.send(
+            "job.submit",
+            {"agent": "rotating-waiting", "idempotency_key": "rotate-1", "lease_request": SPENDING},
+        )
+        replayed = await again.recv()
+        assert replayed["type"] == "job.accepted"
+        assert replayed["payload"]["request_id"] == request_id
+        assert {**replayed["payload"], "request_id": ""} == {
+            **original["payload"],
+            "request_id": "",
+        }
+        follows = await again.recv()
+        assert follows["job_id"] == job_id
+        assert _rotation_value(follows) == live
+        await first.send("job.cancel", {"job_id": job_id})
+        await first.until_terminal(job_id)
+    finally:
+        await first.close()
+        await again.close()
+
+
+async def test_no_introspection_shows_an_ended_jobs_credentials(
+    raw: RawFactory, stack: Stack
+) -> None:
+    """DESIGN.md "Replay after a rotation": once a job ended its values are revoked and
+    no introspection surface shows them, even to the submitter (§14): list_jobs,
+    job.subscribed, GetJob, ListJobs."""
+    client = await raw()
+    frames = await client.run("echo", {"x": 1}, lease_request=SPENDING)
+    assert frames[0]["payload"]["credentials"]  # it had one while it ran
+    job_id = frames[0]["payload"]["job_id"]
+    listing = await client.reply_to(await client.send("session.list_jobs", {}))
+    (entry,) = [j for j in listing["payload"]["jobs"] if j["job_id"] == job_id]
+    assert "credentials" not in entry
+    subscribed = await client.reply_to(await client.send("job.subscribe", {"job_id": job_id}))
+    assert subscribed["type"] == "job.subscribed"
+    assert "credentials" not in subscribed["payload"]
+    async with grpc.aio.insecure_channel(stack.core.grpc_address) as channel:
+        stub = new_stub(channel)
+        got = await stub.GetJob(pb.GetJobRequest(job_id=job_id), metadata=bearer())
+        assert list(got.job.credentials) == []
+        listed = await stub.ListJobs(pb.ListJobsRequest(), metadata=bearer())
+        assert [list(j.credentials) for j in listed.jobs if j.job_id == job_id] == [[]]
