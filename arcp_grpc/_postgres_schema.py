@@ -14,6 +14,12 @@ Sessions live here too, so any node can resume one: `sessions` (token digest,
 features, the attach generation and the node holding the transport),
 `session_frames` (each sequenced frame, recorded before it is sent) and
 `session_jobs` (the jobs a session follows and has not seen end).
+
+The retention purge (issue 15) finds finished jobs by `jobs_finished` and their
+credentials by `credentials_by_job`; both are created if missing, so the
+version stays 1 (an older node ignores them). PostgreSQL gives the space of
+deleted rows back to its tables through autovacuum: the files do not shrink,
+but the pages are reused, so they stop growing once the purge keeps pace.
 """
 
 from __future__ import annotations
@@ -70,6 +76,8 @@ CREATE TABLE IF NOT EXISTS credentials (
     revoked_at DOUBLE PRECISION
 );
 CREATE INDEX IF NOT EXISTS credentials_live ON credentials (job_id) WHERE revoked_at IS NULL;
+CREATE INDEX IF NOT EXISTS credentials_by_job ON credentials (job_id);
+CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (completed_at) WHERE completed_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS sessions (
     session_id TEXT PRIMARY KEY,
     principal TEXT NOT NULL,

@@ -5,7 +5,14 @@ in both commits of every job (5-8 % of the server's CPU per job through
 the gateway) to serve one query, at startup. Recovery instead scans jobs
 from a persisted rowid mark, `recovery_from`, kept at or below the first
 job not known to have finished (see `SQLiteStore`); rowids only grow, since
-jobs are never deleted.
+the newest job is never deleted (`SQLiteStore.purge_jobs` keeps it).
+
+Version 3 (issue 15) lets finished jobs be purged and their space given back:
+the file uses `auto_vacuum=INCREMENTAL`, which SQLite takes only before the
+first table exists or through a `VACUUM` (the migration runs one: it rewrites
+the file once and needs about its size free beside it), and credentials get an
+index by job so a purge finds a job's credentials without a scan. A new file
+takes the setting when the store connects, before WAL mode writes its header.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from arcp_grpc.errors import InternalError
 
 __all__ = ["SCHEMA_VERSION", "prepare", "recovery_mark"]
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (
@@ -56,6 +63,7 @@ CREATE TABLE IF NOT EXISTS credentials (
     sealed_value BLOB NOT NULL,
     revoked_at REAL
 );
+CREATE INDEX IF NOT EXISTS credentials_by_job ON credentials (job_id);
 """
 
 
@@ -69,6 +77,9 @@ def prepare(conn: sqlite3.Connection) -> None:
     version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
     if version == "1":
         _v1_to_v2(conn)
+        version = "2"
+    if version == "2":
+        _v2_to_v3(conn)
     elif version != SCHEMA_VERSION:
         raise InternalError(f"store schema version {version} is not {SCHEMA_VERSION}")
 
@@ -80,8 +91,17 @@ def _v1_to_v2(conn: sqlite3.Connection) -> None:
         first = conn.execute("SELECT COALESCE(MAX(rowid), 0) + 1 FROM jobs").fetchone()[0]
     conn.execute("DROP INDEX IF EXISTS jobs_unfinished")
     conn.execute("UPDATE meta SET value = ? WHERE key = 'recovery_from'", (str(first),))
-    conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION,))
+    conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
     conn.execute("COMMIT")
+
+
+def _v2_to_v3(conn: sqlite3.Connection) -> None:
+    """`credentials_by_job` came with the schema script above; the file is rewritten
+    once with incremental auto-vacuum (a `VACUUM` runs outside any transaction)."""
+    if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        conn.execute("VACUUM")
+    conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
 
 
 def recovery_mark(conn: sqlite3.Connection) -> int:
