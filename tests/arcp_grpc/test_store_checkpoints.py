@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import grpc
+import pytest
 
 from arcp_grpc._runtime import RuntimeLimits
 from arcp_grpc.server import CoreConfig, start_core
@@ -67,6 +68,7 @@ async def test_the_log_is_checkpointed_and_stays_small(tmp_path: Path) -> None:
 _MiB = 1024 * 1024
 
 
+@pytest.mark.timeout(120)  # megabytes through a shared machine; no timing checked
 async def test_large_results_keep_the_log_under_its_limit(tmp_path: Path) -> None:
     """Issue 15, defect 5, scaled down: results of a few MiB, each a few fat group
     commits (too few for the every-256-commits checkpoint), used to pile up in the log.

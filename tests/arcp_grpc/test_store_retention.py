@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
+import pytest
 
 from arcp_grpc._runtime import RuntimeLimits
 from arcp_grpc._sqlite_schema import SCHEMA
@@ -150,6 +151,7 @@ async def test_the_runtime_purges_past_the_retention_window(make_core: CoreFacto
 _MiB = 1024 * 1024
 
 
+@pytest.mark.timeout(120)  # megabytes through a shared machine; no timing checked
 async def test_purged_results_give_their_space_back(tmp_path: Path) -> None:
     """The acceptance probe, scaled down: after large results, a purge of half of them
     and a clean stop, the files hold at most the live data + 10 % (the size of a
