@@ -288,31 +288,27 @@ class SQLiteStore:
 
         def op(conn: sqlite3.Connection) -> int:
             newest = conn.execute("SELECT MAX(rowid) FROM jobs").fetchone()[0]
-            doomed: list[str] = []
+            doomed: list[tuple[str]] = []
             rows = conn.execute(
                 "SELECT rowid, job_id, created_at, completed_at FROM jobs ORDER BY rowid"
             )
             for rowid, job_id, created_at, completed_at in rows:
                 if created_at >= finished_before or rowid == newest or len(doomed) >= limit:
                     break
-                if completed_at is not None and completed_at < finished_before:
-                    doomed.append(job_id)
+                if completed_at is None or completed_at >= finished_before:
+                    continue
+                # Passed over, not counted, so such jobs never stall the purge behind them.
+                held = conn.execute(
+                    "SELECT 1 FROM credentials WHERE job_id = ? AND revoked_at IS NULL LIMIT 1",
+                    (job_id,),
+                ).fetchone()
+                if held is None:
+                    doomed.append((job_id,))
             rows.close()
-            if not doomed:
-                return 0
-            live = {
-                job_id
-                for (job_id,) in conn.execute(
-                    "SELECT DISTINCT job_id FROM credentials WHERE revoked_at IS NULL"
-                    f" AND job_id IN ({', '.join('?' * len(doomed))})",
-                    doomed,
-                )
-            }
-            gone = [(job_id,) for job_id in doomed if job_id not in live]
-            conn.executemany("DELETE FROM events WHERE job_id = ?", gone)
-            conn.executemany("DELETE FROM credentials WHERE job_id = ?", gone)
-            conn.executemany("DELETE FROM jobs WHERE job_id = ?", gone)
-            return len(gone)
+            conn.executemany("DELETE FROM events WHERE job_id = ?", doomed)
+            conn.executemany("DELETE FROM credentials WHERE job_id = ?", doomed)
+            conn.executemany("DELETE FROM jobs WHERE job_id = ?", doomed)
+            return len(doomed)
 
         return await self._writes().write_in_thread(op)
 

@@ -112,6 +112,23 @@ async def test_a_purge_takes_at_most_its_limit(make_store: StoreFactory) -> None
     await store.reclaim()  # nothing to give back on PostgreSQL; a few pages on SQLite
 
 
+async def test_jobs_held_by_credentials_do_not_stall_the_purge(make_store: StoreFactory) -> None:
+    """Old jobs whose credentials stay unrevoked (an upstream that keeps failing) are
+    passed over, not counted against the limit: the purge reaches the jobs after them."""
+    store = await make_store()
+    for index in range(3):
+        held = f"job_held_{index}"
+        await _job(store, held, created_at=_OLD, finished_at=_OLD, credential=f"cred_{index}")
+    for index in range(2):
+        await _job(store, f"job_free_{index}", created_at=_OLD + 1, finished_at=_OLD + 1)
+    await _job(store, "job_recent", created_at=time.time(), finished_at=time.time())
+
+    assert await store.purge_jobs(_CUTOFF, 2) == 2
+    assert await store.get_job("job_free_0") is None
+    assert await store.get_job("job_free_1") is None
+    assert len(await store.live_credentials()) == 3
+
+
 async def _found(stub: Stub, request: job_service_pb2.GetJobRequest) -> bool:
     """Whether GetJob finds the job; any error but JOB_NOT_FOUND fails the test."""
     try:
