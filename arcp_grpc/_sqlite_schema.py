@@ -97,10 +97,12 @@ def _v1_to_v2(conn: sqlite3.Connection) -> None:
 
 def _v2_to_v3(conn: sqlite3.Connection) -> None:
     """`credentials_by_job` came with the schema script above; the file is rewritten
-    once with incremental auto-vacuum (a `VACUUM` runs outside any transaction)."""
+    once with incremental auto-vacuum (a `VACUUM` runs outside any transaction). In WAL
+    mode the rewrite passes through the log, so the log is truncated right after."""
     if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
         conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
         conn.execute("VACUUM")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
     conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
 
 
