@@ -19,6 +19,12 @@ Version 2 keys the credential ledger by (credential_id, version), one row per
 minted value (see `arcp_grpc._sqlite_schema`, version 3, for why). The
 migration keeps every existing row as version 0; a node still running
 version 1 code keeps working meanwhile (its inserts get the defaults).
+
+The retention purge (issue 15) finds finished jobs by `jobs_finished` and their
+credentials by `credentials_by_job`; both are created if missing, so the
+version does not change for them (an older node ignores them). PostgreSQL gives the space of
+deleted rows back to its tables through autovacuum: the files do not shrink,
+but the pages are reused, so they stop growing once the purge keeps pace.
 """
 
 from __future__ import annotations
@@ -79,6 +85,8 @@ CREATE TABLE IF NOT EXISTS credentials (
     PRIMARY KEY (credential_id, version)
 );
 CREATE INDEX IF NOT EXISTS credentials_live ON credentials (job_id) WHERE revoked_at IS NULL;
+CREATE INDEX IF NOT EXISTS credentials_by_job ON credentials (job_id);
+CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (completed_at) WHERE completed_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS sessions (
     session_id TEXT PRIMARY KEY,
     principal TEXT NOT NULL,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -73,6 +74,9 @@ __all__ = ["JobRuntime", "RuntimeLimits", "Submission", "job_query"]
 
 log = logging.getLogger("arcp_grpc.runtime")
 
+_PURGE_BATCH = 200  # jobs per purge transaction: short, so other writes interleave
+_PURGE_ROUNDS = 500  # batches per round at most; the next round goes on
+
 _STATUS_OF_CODE = {
     "CANCELLED": jobs_pb2.JOB_STATUS_CANCELLED,
     "TIMEOUT": jobs_pb2.JOB_STATUS_TIMED_OUT,
@@ -96,6 +100,7 @@ class RuntimeLimits:
     replay_cache_entries: int = 10_000  # idempotency claims kept in memory for fast replay
     replay_cache_bytes: int = 64 * 1024 * 1024  # and the bytes they may hold together
     recent_jobs: int = 512  # small finished jobs kept in memory for the followers that come next
+    retention_sec: float = 7 * 24 * 3600.0  # finished jobs are purged this long after; 0: never
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +174,7 @@ class JobRuntime:
         await self._check_key()
         await self._recover_interrupted()
         await self._sweep_credentials()
-        self._purger = asyncio.create_task(self._purge_loop(), name="arcp-idempotency-purge")
+        self._purger = asyncio.create_task(self._purge_loop(), name="arcp-store-purge")
         if self.credentials is not None:
             self._revoker = asyncio.create_task(self._revoke_loop(), name="arcp-credential-sweep")
         if self.cluster is not None:
@@ -904,16 +909,42 @@ class JobRuntime:
         )
 
     async def _purge_loop(self) -> None:
-        interval = min(60.0, max(1.0, self.limits.idempotency_ttl_sec / 4))
+        """Expired idempotency claims, and finished jobs past the retention window."""
+        windows = [self.limits.idempotency_ttl_sec, self.limits.retention_sec or math.inf]
+        interval = min(60.0, max(1.0, min(windows) / 4))
         while True:
             await asyncio.sleep(interval)
             try:
                 purged = await self.store.purge_claims(time.time())
+                if purged:
+                    log.info("purged %d expired idempotency keys", purged)
+                if self.limits.retention_sec:
+                    await self.purge_finished(time.time() - self.limits.retention_sec)
             except ARCPError:
-                log.exception("purging expired idempotency keys failed")
-                continue
-            if purged:
-                log.info("purged %d expired idempotency keys", purged)
+                log.exception("purging the store failed; the next round retries")
+
+    async def purge_finished(self, finished_before: float) -> int:
+        """Delete jobs that ended before `finished_before` with their events, a batch
+        per transaction, then give the space back; returns how many (issue 15)."""
+        total = 0
+        for _ in range(_PURGE_ROUNDS):
+            purged = await self.store.purge_jobs(finished_before, _PURGE_BATCH)
+            total += purged
+            if purged < _PURGE_BATCH:
+                break
+        if total:
+            self._forget_recent(finished_before)
+            await self.store.reclaim()
+            log.info("purged %d jobs finished before the retention window", total)
+        return total
+
+    def _forget_recent(self, finished_before: float) -> None:
+        """Drop remembered jobs the purge may have deleted, so none outlives its row
+        in memory; `_recent` is in order of finishing, so the old ones are in front."""
+        for job_id, job in list(self._recent.items()):
+            if job.final is not None and job.final.completed_at.ToSeconds() >= finished_before:
+                return
+            del self._recent[job_id]
 
     async def _revoke_loop(self) -> None:
         """Retry due revocations while the process runs, not only at its next start

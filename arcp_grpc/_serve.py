@@ -83,6 +83,7 @@ def core_config(settings: Settings) -> CoreConfig:
         store_key=core.store_key or None,
         store_key_file=Path(settings.store.key_file) if settings.store.key_file else None,
         store_url=settings.store.url,
+        sqlite_wal_bytes=settings.store.sqlite_wal_bytes,
         cluster=ClusterLimits(**asdict(settings.cluster)),
         max_message_bytes=core.max_message_bytes,
         limits=RuntimeLimits(**asdict(settings.runtime)),
@@ -167,6 +168,7 @@ async def run(
             metrics = Metrics()
             core.runtime.observer = metrics
             metrics.watch_sessions(core.sessions)
+            metrics.watch_store(core.store)
             if settings.metrics.enabled:
                 metrics_server = _serve_metrics(metrics, settings)
         if role != "core":

@@ -5,12 +5,19 @@ in both commits of every job (5-8 % of the server's CPU per job through
 the gateway) to serve one query, at startup. Recovery instead scans jobs
 from a persisted rowid mark, `recovery_from`, kept at or below the first
 job not known to have finished (see `SQLiteStore`); rowids only grow, since
-jobs are never deleted.
+the newest job is never deleted (`SQLiteStore.purge_jobs` keeps it).
 
 Version 3 keys the credential ledger by (credential_id, version): one row per
 minted value, so a rotation adds a row and retires the old one instead of
 overwriting it, and a value whose revocation failed is never forgotten
 (§9.8.2, §14). `minted_at` tells operators how long a value has been live.
+
+Version 4 lets finished jobs be purged and their space given back:
+the file uses `auto_vacuum=INCREMENTAL`, which SQLite takes only before the
+first table exists or through a `VACUUM` (the migration runs one: it rewrites
+the file once and needs about its size free beside it), and credentials get an
+index by job so a purge finds a job's credentials without a scan. A new file
+takes the setting when the store connects, before WAL mode writes its header.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from arcp_grpc.errors import InternalError
 
 __all__ = ["SCHEMA_VERSION", "prepare", "recovery_mark"]
 
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (
@@ -66,6 +73,8 @@ CREATE TABLE IF NOT EXISTS credentials (
     PRIMARY KEY (credential_id, version)
 ) WITHOUT ROWID;
 """
+# Made by the version 4 migration on older files; with the schema on new ones.
+_CREDENTIALS_BY_JOB = "CREATE INDEX IF NOT EXISTS credentials_by_job ON credentials (job_id)"
 
 
 def prepare(conn: sqlite3.Connection) -> None:
@@ -81,8 +90,12 @@ def prepare(conn: sqlite3.Connection) -> None:
         version = "2"
     if version == "2":
         _v2_to_v3(conn)
+        version = "3"
+    if version == "3":
+        _v3_to_v4(conn)
     elif version != SCHEMA_VERSION:
         raise InternalError(f"store schema version {version} is not {SCHEMA_VERSION}")
+    conn.execute(_CREDENTIALS_BY_JOB)
 
 
 def _v1_to_v2(conn: sqlite3.Connection) -> None:
@@ -109,6 +122,17 @@ def _v2_to_v3(conn: sqlite3.Connection) -> None:
     conn.execute("DROP TABLE credentials_v2")
     conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
     conn.execute("COMMIT")
+
+
+def _v3_to_v4(conn: sqlite3.Connection) -> None:
+    """`credentials_by_job` is made in `prepare`; the file is rewritten
+    once with incremental auto-vacuum (a `VACUUM` runs outside any transaction). In WAL
+    mode the rewrite passes through the log, so the log is truncated right after."""
+    if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        conn.execute("VACUUM")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    conn.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
 
 
 def recovery_mark(conn: sqlite3.Connection) -> int:

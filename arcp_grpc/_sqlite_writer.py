@@ -19,17 +19,30 @@ stalling every session for milliseconds (about 10 µs per job on average).
 Every `CHECKPOINT_EVERY` commits one is queued to the writer thread instead,
 between its transactions; requests arriving meanwhile queue behind it while
 the loop runs on.
+
+The log's size is bounded too (issue 15: 24 results of 60 MB once left a
+1.46 GB log beside a 4 KB database). Counting commits does not bound it: a
+large streamed result is a few fat group commits. So after each of its
+transactions the writer thread looks at the log file, and once it reaches
+`wal_limit` bytes it checkpoints in TRUNCATE mode, which waits (up to the
+busy timeout) for readers still on an older snapshot, copies everything back
+and cuts the file to zero. Events always travel through the writer thread,
+so the bytes that make a log large are always followed by this look; the
+look is one `stat` on the writer thread, never on the loop. A clean stop
+truncates the log the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from arcp_grpc.errors import InternalError
@@ -62,7 +75,8 @@ class SQLiteWriter:
 
     `before_checkpoint` runs on the writer thread ahead of each checkpoint and at
     the stop, with the connection and no transaction open (the store saves its
-    recovery mark there).
+    recovery mark there). `wal` is the log file, truncated once it reaches
+    `wal_limit` bytes.
     """
 
     def __init__(
@@ -70,10 +84,14 @@ class SQLiteWriter:
         conn: sqlite3.Connection,
         *,
         before_checkpoint: Callable[[sqlite3.Connection], None],
+        wal: Path,
+        wal_limit: int,
         batch_limit: int = 2048,
     ) -> None:
         self._conn: sqlite3.Connection | None = conn
         self._before_checkpoint = before_checkpoint
+        self._wal = wal
+        self._wal_limit = wal_limit
         self._batch_limit = batch_limit
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._listener: Callable[[Sequence[EventRow]], None] = lambda _events: None
@@ -155,6 +173,12 @@ class SQLiteWriter:
         if len(self._deferred) == 1:
             self._loop.call_soon(self._commit_deferred)
         return await future
+
+    async def write_in_thread(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """As `write`, but always on the writer thread: for work that may take long
+        (a purge, a vacuum step), which must not hold the event loop."""
+        self._check_healthy()
+        return await self._to_writer(fn)
 
     async def _to_writer(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Queue behind the writer thread's work, keeping order."""
@@ -241,6 +265,7 @@ class SQLiteWriter:
             first = self._queue.get()
             if first is _STOP:
                 self._before_checkpoint(conn)  # a clean stop leaves nothing to scan
+                _checkpoint(conn, "TRUNCATE")  # and no log behind
                 conn.close()
                 return
             batch = [first]
@@ -260,8 +285,17 @@ class SQLiteWriter:
             events, results = self._commit_batch(conn, work) if work else ([], [])
             if len(work) < len(batch):
                 self._before_checkpoint(conn)
-                _checkpoint(conn)
+                _checkpoint(conn, "PASSIVE")
+            if self._wal_bytes() >= self._wal_limit:
+                self._before_checkpoint(conn)
+                _checkpoint(conn, "TRUNCATE")
             self._loop.call_soon_threadsafe(self._deliver, len(batch), event_bytes, events, results)
+
+    def _wal_bytes(self) -> int:
+        try:
+            return os.stat(self._wal).st_size
+        except FileNotFoundError:
+            return 0
 
     def _commit_batch(
         self, conn: sqlite3.Connection, batch: Sequence[object]
@@ -328,13 +362,18 @@ def _settle(results: list[_Settled]) -> None:
             future.set_result(value)
 
 
-def _checkpoint(conn: sqlite3.Connection) -> None:
+def _checkpoint(conn: sqlite3.Connection, mode: str) -> None:
     """Copy the log back into the database; with no transaction open on this (the only
-    writing) connection it completes, so the next commit starts the log afresh."""
+    writing) connection it completes, so the next commit starts the log afresh.
+    PASSIVE never waits for readers; TRUNCATE waits for them (busy timeout), then
+    cuts the file to zero bytes."""
     try:
-        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        busy, _, _ = conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
     except sqlite3.Error:
         log.warning("WAL checkpoint failed; the next one retries", exc_info=True)
+        return
+    if busy and mode == "TRUNCATE":
+        log.warning("a reader held the WAL past the busy timeout; the next commit retries")
 
 
 EVENTS_PER_INSERT = 128

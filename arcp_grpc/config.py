@@ -79,6 +79,7 @@ class StoreSettings:
 
     url: str = ""  # sqlite:///PATH or postgresql://USER@HOST:PORT/DB; empty: DATA_DIR/arcp.sqlite3
     key_file: str = ""  # base64 AES-256 sealing key every node shares; empty: DATA_DIR/store.key
+    sqlite_wal_bytes: int = 32 * _MiB  # SQLite: the log is checkpointed and truncated at this size
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,7 @@ class RuntimeSettings:
     replay_cache_entries: int = 10_000
     replay_cache_bytes: int = 64 * _MiB
     recent_jobs: int = 512
+    retention_sec: float = 7 * 24 * 3600.0  # finished jobs are purged this long after; 0: never
 
 
 @dataclass(frozen=True)
@@ -519,6 +521,14 @@ def _validate(settings: Settings, sources: Mapping[str, str]) -> None:
     key_file = settings.store.key_file
     if key_file and (problem := _unreadable(key_file)):
         raise fail("store.key_file", problem)
+    runtime = settings.runtime
+    if 0 < runtime.retention_sec < runtime.idempotency_ttl_sec:
+        # A key that still replays must find its job (§7.2).
+        raise fail(
+            "runtime.retention_sec",
+            "must be 0 (keep for ever) or at least runtime.idempotency_ttl_sec"
+            f" ({runtime.idempotency_ttl_sec:g})",
+        )
     cluster = settings.cluster
     if not 0 < cluster.heartbeat_sec < cluster.node_timeout_sec:
         raise fail(

@@ -19,21 +19,39 @@ read from the session registry at scrape time, so nothing is stale.
 | `arcp_sessions_unsent_bytes` | gauge | frames queued for attached clients, not yet sent |
 | `arcp_credentials_unrevoked` | gauge | values due for revocation, live after the last sweep |
 | `arcp_credential_revocation_failures_total` | counter | revocations that failed every try |
+| `arcp_store_bytes{part}` | gauge | on disk: SQLite `database`, `wal`; PostgreSQL `database` |
+
+`arcp_store_bytes` is read at scrape time too (PostgreSQL: this schema's
+tables with their indexes and TOAST), from the scrape's own thread:
+the store answers on the event loop (a `stat` of each SQLite file; one size
+query on a PostgreSQL pool connection, awaited), and the scrape waits at most
+`STORE_SCRAPE_TIMEOUT` for it, leaving the gauge out of that scrape rather
+than hold the event loop or hang the scraper.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from arcp_grpc._observe import RuntimeObserver
 from arcp_grpc._sessions import SessionRegistry
+from arcp_grpc.store import Store
 from arcp_grpc.v1 import jobs_pb2
 
-__all__ = ["Metrics", "MetricsServer", "serve_metrics"]
+__all__ = ["STORE_SCRAPE_TIMEOUT", "Metrics", "MetricsServer", "serve_metrics"]
+
+log = logging.getLogger("arcp_grpc.metrics")
+
+STORE_SCRAPE_TIMEOUT = 2.0  # seconds a scrape waits for the store's sizes
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -91,6 +109,11 @@ class Metrics(RuntimeObserver):
         self._sessions_attached.set_function(lambda: float(sessions.attached_count()))
         self._sessions_unsent.set_function(lambda: float(sessions.unsent_bytes()))
 
+    def watch_store(self, store: Store) -> None:
+        """Read `arcp_store_bytes` from `store` at scrape time; call on the event loop
+        the store runs on."""
+        self.registry.register(_StoreBytes(store, asyncio.get_running_loop()))
+
     # -- RuntimeObserver ---------------------------------------------------------
 
     def submitted(self, seconds: float, *, replay: bool) -> None:
@@ -117,6 +140,36 @@ class Metrics(RuntimeObserver):
 
     def credentials_unrevoked(self, count: int) -> None:
         self._unrevoked.set(count)
+
+
+class _StoreBytes(Collector):
+    """`arcp_store_bytes{part}`, asked of the store on its loop from the scrape thread."""
+
+    def __init__(self, store: Store, loop: asyncio.AbstractEventLoop) -> None:
+        self._store = store
+        self._loop = loop
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield self._family()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = self._family()
+        try:
+            sizes = asyncio.run_coroutine_threadsafe(self._store.disk_usage(), self._loop).result(
+                STORE_SCRAPE_TIMEOUT
+            )
+        except Exception:  # a store closing, a slow database: this scrape goes without
+            log.debug("store sizes unavailable for this scrape", exc_info=True)
+            return
+        for part, size in sizes.items():
+            family.add_metric([part], float(size))
+        yield family
+
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            "arcp_store_bytes", "Bytes the store takes on disk, by part.", labels=["part"]
+        )
 
 
 @dataclass

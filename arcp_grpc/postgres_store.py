@@ -30,6 +30,7 @@ import asyncpg
 from arcp_grpc._postgres_schema import prepare as prepare_schema
 from arcp_grpc._postgres_writer import EVENTS_CHANNEL, PostgresWriter
 from arcp_grpc._store_rows import JOB_COLUMNS, decode_cursor, encode_cursor, job_values
+from arcp_grpc.errors import InternalError
 from arcp_grpc.store import (
     CredentialEntry,
     EventRow,
@@ -353,6 +354,45 @@ class PostgresStore:
 
     async def unrevoked_credentials(self) -> list[UnrevokedCredential]:
         return await unrevoked_credentials(self._reads())
+
+    async def purge_jobs(self, finished_before: float, limit: int) -> int:
+        """On a pool connection, not the writer's: a purge must not hold up the group
+        commits. Nodes purging at once skip each other's rows (`SKIP LOCKED`). A failure
+        is the store's (`InternalError`); the next round retries."""
+        try:
+            async with self._reads().acquire() as conn, conn.transaction():
+                doomed: list[str] = [
+                    r["job_id"]
+                    for r in await conn.fetch(
+                        "SELECT job_id FROM jobs j WHERE completed_at < $1 AND NOT EXISTS"
+                        " (SELECT 1 FROM credentials c WHERE c.job_id = j.job_id"
+                        " AND c.revoked_at IS NULL)"
+                        " ORDER BY completed_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+                        finished_before,
+                        limit,
+                    )
+                ]
+                if doomed:
+                    await conn.execute("DELETE FROM events WHERE job_id = ANY($1)", doomed)
+                    await conn.execute("DELETE FROM credentials WHERE job_id = ANY($1)", doomed)
+                    await conn.execute("DELETE FROM jobs WHERE job_id = ANY($1)", doomed)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("purging finished jobs failed: %s", exc)
+            raise InternalError("the store could not purge finished jobs") from None
+        return len(doomed)
+
+    async def reclaim(self) -> None:
+        """Nothing to do here: autovacuum makes deleted rows' space reusable
+        (`_postgres_schema`)."""
+
+    async def disk_usage(self) -> dict[str, int]:
+        """Bytes of this store's tables in the schema, with their indexes and TOAST:
+        the database may hold other schemas (a cluster's WAL is the server's)."""
+        value = await self._reads().fetchval(
+            "SELECT COALESCE(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c"
+            " WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'r'"
+        )
+        return {"database": int(value)}
 
     # -- the cluster -----------------------------------------------------
 

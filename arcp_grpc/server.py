@@ -36,7 +36,7 @@ from arcp_grpc.auth import Authenticator
 from arcp_grpc.credentials import CredentialProvisioner, DevProvisioner
 from arcp_grpc.demo_agents import demo_registry
 from arcp_grpc.postgres_store import PostgresStore
-from arcp_grpc.sqlite_store import SQLiteStore
+from arcp_grpc.sqlite_store import WAL_LIMIT, SQLiteStore
 from arcp_grpc.store import Store
 from arcp_grpc.v1 import session_pb2
 
@@ -63,6 +63,7 @@ class CoreConfig:
     store_key: str | None = None  # base64 AES-256 key; default: store_key_file
     store_key_file: Path | None = None  # default: <data_dir>/store.key (created once)
     store_url: str = ""  # sqlite:///PATH or postgresql://…; empty: <data_dir>/arcp.sqlite3
+    sqlite_wal_bytes: int = WAL_LIMIT  # the SQLite log is checkpointed and cut at this size
     cluster: ClusterLimits = field(default_factory=ClusterLimits)
     max_message_bytes: int = 64 * _MiB
     tls: grpc.ServerCredentials | None = None  # gRPC over TLS when set
@@ -144,7 +145,13 @@ async def start_core(
         else SecretBox.from_key_file(config.store_key_file or config.data_dir / "store.key")
     )
     label = config.cluster.node_name or f"{socket.gethostname()}:{os.getpid()}"
-    store = open_store(config.store_url, config.data_dir, node_id=new_id("node"), label=label)
+    store = open_store(
+        config.store_url,
+        config.data_dir,
+        node_id=new_id("node"),
+        label=label,
+        wal_limit=config.sqlite_wal_bytes,
+    )
     await store.open()
     runtime = JobRuntime(
         store,
@@ -215,11 +222,13 @@ async def start_core(
     return core
 
 
-def open_store(url: str, data_dir: Path, *, node_id: str, label: str) -> Store:
+def open_store(
+    url: str, data_dir: Path, *, node_id: str, label: str, wal_limit: int = WAL_LIMIT
+) -> Store:
     """The (unopened) store `url` names (`arcp_grpc._store_url`)."""
     path = sqlite_path(url, data_dir)
     if path is not None:
-        return SQLiteStore(path)
+        return SQLiteStore(path, wal_limit=wal_limit)
     return PostgresStore(postgres_dsn(url), node_id=node_id, label=label)
 
 

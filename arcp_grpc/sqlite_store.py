@@ -7,12 +7,21 @@ statements behind each `Store` operation, the reads, and the recovery mark.
 Reads use a second connection on their own thread (WAL lets them run beside
 the writer); a lookup by key runs on the loop, on the writer's connection,
 while the writer thread is idle.
+
+Disk space stays bounded (issue 15): the log is checkpointed and truncated
+once it reaches `wal_limit` bytes (`SQLiteWriter`), `journal_size_limit`
+caps what a reused log keeps, and a clean stop closes the reader first so the
+writer's closing checkpoint leaves no log at all. Finished jobs past the
+retention window are deleted (`purge_jobs`) and the pages they held are
+handed back to the file system by incremental vacuum (`reclaim`), so the file
+stays near the size of the live data.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -35,19 +44,24 @@ from arcp_grpc.store import (
     UnrevokedCredential,
 )
 
-__all__ = ["SQLiteStore"]
+__all__ = ["WAL_LIMIT", "SQLiteStore"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+WAL_LIMIT = 32 * 1024 * 1024  # bytes of log that trigger a truncating checkpoint
+_VACUUM_STEP = 8 * 1024 * 1024  # bytes of free pages given back per transaction
+
 
 class SQLiteStore:
     """`Store` on a SQLite file. Safe to reopen: schema creation is idempotent."""
 
-    def __init__(self, path: Path, *, batch_limit: int = 2048) -> None:
+    def __init__(self, path: Path, *, batch_limit: int = 2048, wal_limit: int = WAL_LIMIT) -> None:
         self._path = path
+        self._wal = path.with_name(path.name + "-wal")
         self._batch_limit = batch_limit
+        self._wal_limit = wal_limit
         self._loop: asyncio.AbstractEventLoop | None = None
         self._writer: SQLiteWriter | None = None
         self._reader: ThreadPoolExecutor | None = None
@@ -66,6 +80,8 @@ class SQLiteStore:
         self._path.parent.mkdir(parents=True, exist_ok=True)
         write_conn = self._connect()
         write_conn.execute("PRAGMA wal_autocheckpoint=0")  # the writer thread checkpoints
+        # A log that is reused after a checkpoint is cut back to this size.
+        write_conn.execute(f"PRAGMA journal_size_limit={int(self._wal_limit)}")
         try:
             prepare_schema(write_conn)
         except BaseException:
@@ -73,20 +89,28 @@ class SQLiteStore:
             raise
         self._load_unfinished(write_conn)
         self._writer = SQLiteWriter(
-            write_conn, before_checkpoint=self._save_recovery_mark, batch_limit=self._batch_limit
+            write_conn,
+            before_checkpoint=self._save_recovery_mark,
+            wal=self._wal,
+            wal_limit=self._wal_limit,
+            batch_limit=self._batch_limit,
         )
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="arcp-store-reader")
         self._read_conn = await self._loop.run_in_executor(self._reader, self._connect)
 
     async def close(self) -> None:
+        """The reader closes first: then the writer's connection is the last one, its
+        truncating checkpoint waits for nobody, and closing it removes the log."""
         if self._writer is None:
             return
-        await self._writer.stop()
-        self._writer = None
         if self._reader is not None and self._read_conn is not None:
-            self._reader.submit(self._read_conn.close).result()
+            assert self._loop is not None
+            await self._loop.run_in_executor(self._reader, self._read_conn.close)
             self._reader.shutdown(wait=True)
             self._reader = None
+            self._read_conn = None
+        await self._writer.stop()
+        self._writer = None
 
     def _load_unfinished(self, conn: sqlite3.Connection) -> None:
         """Jobs a previous process left unfinished, found from the persisted mark."""
@@ -117,6 +141,9 @@ class SQLiteStore:
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        # Taken by a new file only, and only before WAL mode writes its header; an
+        # older file gets it by its migration to schema version 4 (`_sqlite_schema`).
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL
         conn.execute("PRAGMA busy_timeout=5000")
@@ -251,6 +278,60 @@ class SQLiteStore:
             return conn.execute("DELETE FROM idempotency WHERE expires_at <= ?", (now,)).rowcount
 
         return await self._writes().write(op)
+
+    async def purge_jobs(self, finished_before: float, limit: int) -> int:
+        """Walk jobs in rowid (creation) order and stop at the first created after
+        `finished_before`: old jobs sit at the front, so a purge reads what it deletes
+        and little more, with no index on `completed_at` to pay for at every finish.
+        The newest job is kept: rowids must only grow (the recovery mark relies on it,
+        `_sqlite_schema`), and SQLite picks max(rowid) + 1 for the next one."""
+
+        def op(conn: sqlite3.Connection) -> int:
+            newest = conn.execute("SELECT MAX(rowid) FROM jobs").fetchone()[0]
+            doomed: list[tuple[str]] = []
+            rows = conn.execute(
+                "SELECT rowid, job_id, created_at, completed_at FROM jobs ORDER BY rowid"
+            )
+            for rowid, job_id, created_at, completed_at in rows:
+                if created_at >= finished_before or rowid == newest or len(doomed) >= limit:
+                    break
+                if completed_at is None or completed_at >= finished_before:
+                    continue
+                # Passed over, not counted, so such jobs never stall the purge behind them.
+                held = conn.execute(
+                    "SELECT 1 FROM credentials WHERE job_id = ? AND revoked_at IS NULL LIMIT 1",
+                    (job_id,),
+                ).fetchone()
+                if held is None:
+                    doomed.append((job_id,))
+            rows.close()
+            conn.executemany("DELETE FROM events WHERE job_id = ?", doomed)
+            conn.executemany("DELETE FROM credentials WHERE job_id = ?", doomed)
+            conn.executemany("DELETE FROM jobs WHERE job_id = ?", doomed)
+            return len(doomed)
+
+        return await self._writes().write_in_thread(op)
+
+    async def reclaim(self) -> None:
+        """Hand free pages back to the file system (`auto_vacuum=INCREMENTAL`), a step
+        per transaction so the log stays under its limit and other writes interleave."""
+        step = max(1, min(_VACUUM_STEP, self._wal_limit // 2))
+
+        def op(conn: sqlite3.Connection) -> int:
+            page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+            conn.execute(f"PRAGMA incremental_vacuum({max(1, step // page_size)})").fetchall()
+            left: int = conn.execute("PRAGMA freelist_count").fetchone()[0]
+            return left
+
+        left = -1
+        while left != 0:
+            before, left = left, await self._writes().write_in_thread(op)
+            if before != -1 and left >= before:
+                return  # nothing more to give back (auto_vacuum off), or others free pages too
+
+    async def disk_usage(self) -> dict[str, int]:
+        """Bytes of the database file and of its write-ahead log (a `stat` each)."""
+        return {"database": _file_bytes(self._path), "wal": _file_bytes(self._wal)}
 
     # -- reads -----------------------------------------------------------
 
@@ -398,3 +479,10 @@ def unrevoked_credentials(conn: sqlite3.Connection) -> list[UnrevokedCredential]
         " ORDER BY c.minted_at, c.credential_id, c.version"
     ).fetchall()
     return [UnrevokedCredential(*r) for r in rows]
+
+
+def _file_bytes(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0

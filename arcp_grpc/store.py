@@ -225,6 +225,19 @@ class Store(Protocol):
     async def purge_claims(self, now: float) -> int:
         """Delete expired idempotency claims; returns how many."""
 
+    async def purge_jobs(self, finished_before: float, limit: int) -> int:
+        """Delete up to `limit` jobs that ended before `finished_before`, with their
+        events and their (revoked) credentials; returns how many. Never a running job,
+        nor one holding a credential not yet revoked (the sweep still needs it, §14);
+        an implementation may keep a few more (SQLite keeps the newest job)."""
+
+    async def reclaim(self) -> None:
+        """Give the space of purged rows back, without holding the event loop."""
+
+    async def disk_usage(self) -> dict[str, int]:
+        """Bytes the store takes on disk, by part (``database``, ``wal``), for the
+        `arcp_store_bytes` gauge."""
+
 
 @dataclass(frozen=True, slots=True)
 class SessionRow:

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from arcp_grpc import event_loop
+from arcp_grpc._runtime import RuntimeLimits
 from arcp_grpc.server import CoreConfig, start_core
+from arcp_grpc.sqlite_store import WAL_LIMIT
 from bench.servers._common import (
     BENCH_PRINCIPAL,
     BENCH_TOKEN,
@@ -34,6 +36,10 @@ async def _serve(args: Any) -> None:
             tokens={BENCH_TOKEN: BENCH_PRINCIPAL},
             store_url=args.store_url,
             store_key=args.store_key or None,
+            sqlite_wal_bytes=args.sqlite_wal_bytes,
+            limits=RuntimeLimits(
+                retention_sec=args.retention_sec, idempotency_ttl_sec=args.idempotency_ttl_sec
+            ),
         )
     )
     gateway: Any = None
@@ -61,6 +67,11 @@ def main() -> None:
     parser.add_argument("--gateway", action="store_true", help="also start the WebSocket gateway")
     parser.add_argument("--store-url", default="", help="store.url (default: SQLite in data dir)")
     parser.add_argument("--store-key", default="", help="base64 sealing key (a cluster's nodes)")
+    # The soak (bench.soak) shortens the windows so retention works within its run.
+    defaults = RuntimeLimits()
+    parser.add_argument("--sqlite-wal-bytes", type=int, default=WAL_LIMIT, help="store knob")
+    parser.add_argument("--retention-sec", type=float, default=defaults.retention_sec)
+    parser.add_argument("--idempotency-ttl-sec", type=float, default=defaults.idempotency_ttl_sec)
     args = parser.parse_args()
     event_loop.run(_serve(args), args.event_loop)
 

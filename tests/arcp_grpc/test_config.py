@@ -113,6 +113,10 @@ def test_environment_values_of_every_shape() -> None:
         ("", {}, {"gateway.core_tls_ca": "/nonexistent/ca.pem"}, "cannot read /nonexistent"),
         ("", {"ARCP_EVENT_LOOP": "trio"}, {}, "event_loop (from ARCP_EVENT_LOOP): 'trio' is not"),
         ("event_loop = 1\n", {}, {}, "event_loop (from "),
+        # A key that still replays (§7.2) must find its job: retention covers the TTL.
+        ("", {}, {"runtime.retention_sec": "3600"}, "runtime.retention_sec (from the command"),
+        ("", {}, {"runtime.retention_sec": "-1"}, "must not be negative"),
+        ("", {}, {"store.sqlite_wal_bytes": "0"}, "store.sqlite_wal_bytes (from the command"),
     ],
 )
 def test_bad_values_name_the_key_and_source(
@@ -122,6 +126,14 @@ def test_bad_values_name_the_key_and_source(
     with pytest.raises(ConfigError) as caught:
         load_settings(config_file=config, env=env, overrides=overrides)
     assert message in str(caught.value)
+
+
+def test_retention_may_be_off_or_cover_the_idempotency_window() -> None:
+    keep = load_settings(env={}, overrides={"runtime.retention_sec": "0"})
+    assert keep.runtime.retention_sec == 0
+    short = {"runtime.idempotency_ttl_sec": "60", "runtime.retention_sec": "60"}
+    assert load_settings(env={}, overrides=short).runtime.retention_sec == 60
+    assert load_settings(env={}).runtime.retention_sec == 7 * 24 * 3600  # the default
 
 
 def test_a_type_error_reads_the_same_from_every_source(tmp_path: Path) -> None:

@@ -52,7 +52,7 @@ PUBLIC: dict[str, set[str]] = {
     },
     "arcp_grpc.server": {"CoreConfig", "RunningCore", "start_core"},
     "arcp_grpc.postgres_store": {"PostgresStore"},
-    "arcp_grpc.sqlite_store": {"SQLiteStore"},
+    "arcp_grpc.sqlite_store": {"SQLiteStore", "WAL_LIMIT"},
     "arcp_grpc.store": {
         "ClusterStore",
         "CredentialEntry",

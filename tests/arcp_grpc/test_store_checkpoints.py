@@ -13,8 +13,14 @@ import sqlite3
 import time
 from pathlib import Path
 
+import grpc
+import pytest
+
+from arcp_grpc._runtime import RuntimeLimits
+from arcp_grpc.server import CoreConfig, start_core
 from arcp_grpc.sqlite_store import SQLiteStore
 from arcp_grpc.store import JobRow
+from tests.conftest import TOKENS, bearer, new_stub, submit_request, watch_all
 
 _JOBS = 1500
 
@@ -57,3 +63,45 @@ async def test_the_log_is_checkpointed_and_stays_small(tmp_path: Path) -> None:
         assert reopened.execute(
             "SELECT count(*) FROM jobs WHERE completed_at IS NOT NULL"
         ).fetchone() == (_JOBS,)
+
+
+_MiB = 1024 * 1024
+
+
+@pytest.mark.timeout(120)  # megabytes through a shared machine; no timing checked
+async def test_large_results_keep_the_log_under_its_limit(tmp_path: Path) -> None:
+    """Issue 15, defect 5, scaled down: results of a few MiB, each a few fat group
+    commits (too few for the every-256-commits checkpoint), used to pile up in the log.
+    The log is truncated once it reaches `sqlite_wal_bytes`, so between jobs it holds
+    at most that plus one group commit (bounded by `max_pending_event_bytes`), and a
+    clean stop leaves none."""
+    limit, pending = 1 * _MiB, 1 * _MiB
+    config = CoreConfig(
+        data_dir=tmp_path / "data",
+        tokens=TOKENS,
+        sqlite_wal_bytes=limit,
+        limits=RuntimeLimits(max_pending_event_bytes=pending),
+    )
+    wal = config.data_dir / "arcp.sqlite3-wal"
+    core = await start_core(config)
+    peaks: list[int] = []
+    try:
+        async with grpc.aio.insecure_channel(core.grpc_address) as channel:
+            stub = new_stub(channel)
+            for _ in range(6):
+                submitted = await stub.SubmitJob(
+                    submit_request("report", {"bytes": 3 * _MiB}), metadata=bearer()
+                )
+                watched = await watch_all(stub, submitted.accepted.job_id)
+                assert watched.outcome is not None
+                assert watched.outcome.HasField("result")
+                peaks.append(wal.stat().st_size if wal.exists() else 0)
+    finally:
+        await core.stop(grace=0.5)
+    # One group commit is at most the pending bytes plus a chunk, and page headers.
+    assert max(peaks) <= limit + 2 * pending + 256 * 1024, peaks
+    assert not wal.exists()  # a clean stop: checkpointed, truncated, removed
+    path = config.data_dir / "arcp.sqlite3"
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert path.stat().st_size > 6 * 3 * _MiB  # every result reached the database file

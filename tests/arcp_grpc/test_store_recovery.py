@@ -82,10 +82,12 @@ async def test_a_version_1_store_is_migrated(tmp_path: Path) -> None:
         assert [row.job_id for row in await store.interrupted_jobs()] == ["job_1"]
     finally:
         await store.close()
-    assert _meta(path, "schema_version") == SCHEMA_VERSION == "3"
+    assert _meta(path, "schema_version") == SCHEMA_VERSION == "4"
     with sqlite3.connect(path) as conn:
         indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
         assert "jobs_unfinished" not in indexes
+        assert "credentials_by_job" in indexes
+        assert conn.execute("PRAGMA auto_vacuum").fetchone() == (2,)  # version 4: incremental
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
 
@@ -121,4 +123,4 @@ async def test_a_version_2_credential_ledger_is_migrated(tmp_path: Path) -> None
         assert await store.live_credentials() == []
     finally:
         await store.close()
-    assert _meta(path, "schema_version") == "3"
+    assert _meta(path, "schema_version") == "4"
