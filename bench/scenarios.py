@@ -99,21 +99,29 @@ async def handshake(driver: Driver, scale: Scale, cpu: ServerCpu) -> Figures:
     }
 
 
+async def _one_at_a_time(
+    run: Callable[[], Awaitable[tuple[float, float]]], scale: Scale, cpu: ServerCpu
+) -> tuple[list[float], list[float], float, float]:
+    """Warm up, then `scale.sequential_jobs` jobs one after another: each one's seconds to
+    acceptance and to its result, the wall time, and the server's CPU µs per job."""
+    for _ in range(_WARMUP_JOBS):
+        await run()
+    accepted, result = [], []
+    since = cpu()
+    start = time.perf_counter()
+    for _ in range(scale.sequential_jobs):
+        to_accept, to_result = await run()
+        accepted.append(to_accept)
+        result.append(to_result)
+    elapsed = time.perf_counter() - start
+    return accepted, result, elapsed, _per_unit_us(cpu, since, scale.sequential_jobs)
+
+
 async def sequential(driver: Driver, scale: Scale, cpu: ServerCpu) -> Figures:
     """b. One session, one echo job at a time: submit→accepted, submit→result, jobs/s."""
     conn = await driver.connect()
     try:
-        for _ in range(_WARMUP_JOBS):
-            await conn.run_echo()
-        accepted, result = [], []
-        since = cpu()
-        start = time.perf_counter()
-        for _ in range(scale.sequential_jobs):
-            to_accept, to_result = await conn.run_echo()
-            accepted.append(to_accept)
-            result.append(to_result)
-        elapsed = time.perf_counter() - start
-        cpu_us = _per_unit_us(cpu, since, scale.sequential_jobs)
+        accepted, result, elapsed, cpu_us = await _one_at_a_time(conn.run_echo, scale, cpu)
     finally:
         await conn.close()
     return {
@@ -221,17 +229,7 @@ async def run_job(driver: Driver, scale: Scale, cpu: ServerCpu) -> Figures:
     first message) and submit→result in one call, jobs/s (JobService only)."""
     conn = await _job_api(driver)
     try:
-        for _ in range(_WARMUP_JOBS):
-            await conn.run_job_echo()
-        accepted, result = [], []
-        since = cpu()
-        start = time.perf_counter()
-        for _ in range(scale.sequential_jobs):
-            to_accept, to_result = await conn.run_job_echo()
-            accepted.append(to_accept)
-            result.append(to_result)
-        elapsed = time.perf_counter() - start
-        cpu_us = _per_unit_us(cpu, since, scale.sequential_jobs)
+        accepted, result, elapsed, cpu_us = await _one_at_a_time(conn.run_job_echo, scale, cpu)
     finally:
         await conn.close()
     return {

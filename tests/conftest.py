@@ -37,6 +37,7 @@ from arcp_grpc.server import CoreConfig, RunningCore, open_store, start_core
 from arcp_grpc.sqlite_store import SQLiteStore
 from arcp_grpc.store import Store
 from arcp_grpc.v1 import errors_pb2, events_pb2, job_service_pb2, job_service_pb2_grpc, jobs_pb2
+from tests.serve_process import ServeProcess
 
 if TYPE_CHECKING:
     from arcp_grpc.v1.job_service_pb2_grpc import JobServiceAsyncStub as Stub
@@ -190,6 +191,19 @@ async def wait_for_seq(
 
 
 CoreFactory = Callable[..., Awaitable[RunningCore]]
+
+
+@pytest.fixture
+def processes() -> Iterator[list[ServeProcess]]:
+    """`serve` processes a test starts; any still running at teardown is killed."""
+    started: list[ServeProcess] = []
+    try:
+        yield started
+    finally:
+        for process in started:
+            process.stop()
+
+
 STORES = ("sqlite", "postgres")
 _REPO = Path(__file__).resolve().parent.parent
 

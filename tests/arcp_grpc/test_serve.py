@@ -14,7 +14,6 @@ import sqlite3
 import ssl
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,17 +35,6 @@ _TERMINAL = {
     jobs_pb2.JOB_STATUS_CANCELLED,
     jobs_pb2.JOB_STATUS_TIMED_OUT,
 }
-
-
-@pytest.fixture
-def processes() -> Iterator[list[ServeProcess]]:
-    """Serve processes a test starts; any still running at teardown is killed."""
-    started: list[ServeProcess] = []
-    try:
-        yield started
-    finally:
-        for process in started:
-            process.stop()
 
 
 def _start(processes: list[ServeProcess], workdir: Path, *args: str) -> ServeProcess:

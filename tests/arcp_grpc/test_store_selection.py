@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -25,16 +25,6 @@ _PORTS = ("--grpc-port", "0", "--gateway-port", "0", "--no-metrics")
 async def store_url(postgres_server: str) -> AsyncIterator[str]:
     async with postgres_schema(postgres_server) as url:
         yield url
-
-
-@pytest.fixture
-def processes() -> Iterator[list[ServeProcess]]:
-    started: list[ServeProcess] = []
-    try:
-        yield started
-    finally:
-        for process in started:
-            process.stop()
 
 
 def _key(path: Path) -> Path:
