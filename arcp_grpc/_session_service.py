@@ -531,10 +531,10 @@ class SessionServiceServicer:
         session.send(frame_bytes(header, _ACCEPTED, _accepted_for(session, submission.accepted)))
         if job_id in session.pumps:
             return
+        if self._journal is not None:  # queued ahead of the job's first frame
+            self._journal.follow(session, job_id, submitted=True, after=0)
         live = None if submission.replay else self._runtime.live_feed(job_id)
         if live is not None:
-            if self._journal is not None:
-                self._journal.follow(session, job_id, submitted=True, after=0)
             # The common case: a new job, followed from its first event by its feed.
             feed, trace_id = live
             LiveDelivery(
@@ -543,8 +543,6 @@ class SessionServiceServicer:
                 lambda seq, delivery: self._start_pump(session, job_id, seq, delivery),
             )
             return
-        if self._journal is not None:
-            self._journal.follow(session, job_id, submitted=True, after=0)
         self._start_pump(session, job_id, 0)
 
     async def _replay(self, session: Session, header: FrameHeader, accepted: bytes) -> None:
@@ -558,11 +556,11 @@ class SessionServiceServicer:
         trace_id = await self._runtime.trace_id(job_id)
         # No await from here on: the rotations follow the acceptance at once.
         session.send(frame_bytes(header, _ACCEPTED, _accepted_for(session, accepted)))
+        if self._journal is not None:  # queued ahead of the rotations' frames
+            self._journal.follow(session, job_id, submitted=True, after=after)
         delivery = JobDelivery(session, job_id, trace_id)
         for seq, blob in rotations:
             delivery.deliver([blob], seq)
-        if self._journal is not None:
-            self._journal.follow(session, job_id, submitted=True, after=after)
         self._start_pump(session, job_id, after, delivery)
 
     async def _cancel(self, request: pb.ConnectRequest, session: Session) -> None:
