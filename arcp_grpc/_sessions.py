@@ -67,27 +67,29 @@ class SessionLimits:
     # half of it; past all of it (replies nobody reads) the transport is dropped, the session kept
 
 
-@dataclass(frozen=True, slots=True)
 class FrameHeader:
     """Envelope fields of a server frame built around pre-serialised bytes. The
-    constant fields are encoded once, when the header is made (one per job pump)."""
+    constant fields are encoded once, when the header is made (one per job pump).
+    A plain class: two are made per job, and a frozen dataclass's `__init__` cost
+    more than the encoding. Treat it as immutable."""
 
-    session_id: str
-    request_id: str = ""
-    job_id: str = ""
-    trace_id: str = ""
-    encoded: bytes = field(init=False, repr=False)
+    __slots__ = ("encoded", "job_id", "request_id", "session_id", "trace_id")
 
-    def __post_init__(self) -> None:
-        encoded = length_delimited(_SESSION_ID, self.session_id.encode())
-        for number, value in (
-            (_REQUEST_ID, self.request_id),
-            (_JOB_ID, self.job_id),
-            (_TRACE_ID, self.trace_id),
-        ):
-            if value:
-                encoded += length_delimited(number, value.encode())
-        object.__setattr__(self, "encoded", encoded)
+    def __init__(
+        self, session_id: str, *, request_id: str = "", job_id: str = "", trace_id: str = ""
+    ) -> None:
+        self.session_id = session_id
+        self.request_id = request_id
+        self.job_id = job_id
+        self.trace_id = trace_id
+        encoded = length_delimited(_SESSION_ID, session_id.encode())
+        if request_id:
+            encoded += length_delimited(_REQUEST_ID, request_id.encode())
+        if job_id:
+            encoded += length_delimited(_JOB_ID, job_id.encode())
+        if trace_id:
+            encoded += length_delimited(_TRACE_ID, trace_id.encode())
+        self.encoded = encoded
 
 
 _SEQ_TAG = varint(_EVENT_SEQ << 3)

@@ -305,6 +305,12 @@ class SQLiteWriter:
         results: list[_Settled] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
+            if len(batch) == 1 and isinstance(batch[0], _Op):
+                # A lone request needs no savepoint: the transaction is all its own.
+                settled = _run_alone(conn, batch[0])
+                results.append(settled)
+                conn.execute("COMMIT" if settled[2] is None else "ROLLBACK")
+                return events, results
             for item in batch:
                 if isinstance(item, EventRow):
                     events.append(item)
@@ -350,6 +356,16 @@ class SQLiteWriter:
         if events:
             self._listener(events)
         _settle(results)
+
+
+def _run_alone(conn: sqlite3.Connection, op: _Op) -> _Settled:
+    """A request that is its transaction's only one: its failure rolls it all back."""
+    try:
+        return op.future, op.fn(conn), None
+    except sqlite3.Error:
+        raise  # the store failed, not the request
+    except Exception as exc:
+        return op.future, None, exc
 
 
 def _settle(results: list[_Settled]) -> None:

@@ -16,11 +16,13 @@ library does it as before.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import struct
 from collections.abc import Sequence
 
 from websockets.asyncio.server import ServerConnection
+from websockets.protocol import State
 
 __all__ = ["CoalescingConnection", "text_frame"]
 
@@ -43,13 +45,37 @@ class CoalescingConnection(ServerConnection):
 
     async def send_texts(self, texts: Sequence[str]) -> None:
         """Send several text messages, in order, flushed together."""
+        protocol = self.protocol
+        if (
+            protocol.state is State.OPEN
+            and not protocol.extensions
+            and not protocol.expect_continuation_frame
+            and not self.paused
+            and not self.transport.is_closing()
+        ):
+            # The common case, without `send_context`: its generator-based context
+            # manager cost more than the frames' own encoding. Its exit is done here:
+            # the write (no drain wait, the transport is not paused), and on a failed
+            # write the same end as its own.
+            protocol.writes.append(_text_frames(texts))
+            try:
+                self.send_data()
+            except Exception as exc:
+                self.set_connection_exc(exc)
+                self.transport.abort()
+                await asyncio.shield(self.connection_lost_waiter)
+                raise self.close_exc from None
+            return
         async with self.send_context():
-            protocol = self.protocol
             if protocol.extensions or protocol.expect_continuation_frame:
                 for text in texts:
                     protocol.send_text(text.encode())
             else:
-                protocol.writes.append(b"".join([text_frame(t.encode()) for t in texts]))
+                protocol.writes.append(_text_frames(texts))
+
+
+def _text_frames(texts: Sequence[str]) -> bytes:
+    return b"".join([text_frame(t.encode()) for t in texts])
 
 
 def text_frame(payload: bytes) -> bytes:
