@@ -112,6 +112,7 @@ def gateway_config(settings: Settings, core_address: str) -> GatewayConfig:
         max_frame_bytes=gw.max_frame_bytes,
         max_message_bytes=gw.max_message_bytes,
         compression=gw.compression,
+        reuse_port=gw.reuse_port,
         ssl_context=context,
         core_ssl=core_ssl,
         console=console_enabled(gw.console, gw.host),

@@ -102,6 +102,7 @@ class GatewaySettings:
     max_frame_bytes: int = _MiB
     max_message_bytes: int = 16 * _MiB
     compression: bool = False
+    reuse_port: bool = False  # SO_REUSEPORT: several `serve gateway` processes share the port
     tls_cert: str = ""  # wss when set (with tls_key)
     tls_key: str = ""
     core: str = "127.0.0.1:7400"  # `serve gateway`: the core's gRPC address

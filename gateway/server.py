@@ -44,6 +44,9 @@ class GatewayConfig:
     max_frame_bytes: int = _MiB  # larger text frames get INVALID_REQUEST, socket kept
     max_message_bytes: int = 16 * _MiB  # larger messages close the socket with 1009
     compression: bool = False  # permessage-deflate costs CPU per frame; off by default
+    # SO_REUSEPORT: gateway processes bound to one port share its connections (the
+    # kernel spreads them), so a machine with more cores runs one gateway per core.
+    reuse_port: bool = False
     ssl_context: ssl.SSLContext | None = None  # wss when set
     core_ssl: grpc.ChannelCredentials | None = None  # TLS to the core when set
     console: bool = True  # serve the web console at /console
@@ -102,6 +105,7 @@ async def start_gateway(config: GatewayConfig, *, link: CoreLink | None = None) 
         process_request=process_request,
         max_size=config.max_message_bytes,
         compression="deflate" if config.compression else None,
+        reuse_port=config.reuse_port,
         ssl=config.ssl_context,
         create_connection=CoalescingConnection,
     )

@@ -10,6 +10,7 @@ import ipaddress
 import json
 import shlex
 import shutil
+import socket
 import sqlite3
 import ssl
 import subprocess
@@ -152,6 +153,46 @@ async def test_split_core_and_gateway_serve_the_published_client(
     assert results == [{"via": "gateway"}] * 2
     listed = core.cli("jobs", "--json")
     assert len(_lines(listed.stdout)) == 2
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def _echo_through(url: str, token: str, value: int) -> object:
+    client = ARCPClient(client=ClientInfo(name="reuse-port", version="1"), token=token)
+    await client.connect(await WebSocketTransport.connect(url))
+    try:
+        handle = await client.submit(agent="echo", input={"n": value})
+        return (await asyncio.wait_for(handle.done, 30)).result
+    finally:
+        await client.close()
+
+
+async def test_gateways_with_reuse_port_share_one_port(
+    tmp_path: Path, processes: list[ServeProcess]
+) -> None:
+    """`gateway.reuse_port`: two `serve gateway` processes bind the same port and both
+    serve it; once one stops, the port keeps serving through the other."""
+    core = _start(processes, tmp_path, "core", "--grpc-port", "0", "--metrics-port", "0")
+    port = str(_free_port())
+    shared = ("gateway", "--core", core.info["grpc"], "--gateway-port", port)
+    gateways = [_start(processes, tmp_path, *shared, "--set", "gateway.reuse_port=true")]
+    # A process that does not ask for the port to be shared is refused it, clearly.
+    refused = run_cli("serve", *shared, cwd=tmp_path)
+    assert refused.returncode == 2
+    assert "the port is in use" in refused.stderr
+    gateways.append(_start(processes, tmp_path, *shared, "--set", "gateway.reuse_port=true"))
+    url = gateways[0].info["gateway"]
+    assert gateways[1].info["gateway"] == url  # bound, where a plain bind was refused
+    results = await asyncio.gather(*(_echo_through(url, core.token, n) for n in range(12)))
+    assert results == [{"n": n} for n in range(12)]
+    code, _, _ = gateways[0].terminate()
+    assert code == 0
+    after = [await _echo_through(url, core.token, n) for n in range(4)]
+    assert after == [{"n": n} for n in range(4)]
 
 
 def _self_signed(directory: Path) -> tuple[Path, Path]:
