@@ -25,7 +25,7 @@ from google.protobuf.message import DecodeError
 
 from arcp_grpc._delivery import is_rotation
 from arcp_grpc._runtime import JobRuntime, job_query
-from arcp_grpc._transport_policy import Hop, credentials_allowed, gateway_hop, grpc_peer_host
+from arcp_grpc._transport_policy import WITHHELD, call_hops, credentials_allowed
 from arcp_grpc._validate import MAX_NAME_CHARS, check_job_request, request_parser
 from arcp_grpc._wire import length_delimited, varint
 from arcp_grpc.auth import Authenticator, Principal
@@ -292,12 +292,13 @@ class _CredentialGate:
     the call's peer, auth context and metadata (a third of SubmitJob's own CPU when it
     was made on every call)."""
 
-    __slots__ = ("_context", "_hidden", "_plaintext_ok")
+    __slots__ = ("_context", "_hidden")
 
     def __init__(self, context: Ctx, *, plaintext_ok: bool) -> None:
         self._context = context
-        self._plaintext_ok = plaintext_ok  # auth.plaintext_credentials
-        self._hidden: bool | None = None
+        # Undecided until needed; never withheld when the operator opted in to plaintext
+        # (auth.plaintext_credentials).
+        self._hidden: bool | None = False if plaintext_ok else None
 
     @property
     def hidden(self) -> bool:
@@ -307,26 +308,16 @@ class _CredentialGate:
         return self._hidden
 
     def _allowed(self) -> bool:
-        if self._plaintext_ok:
+        if credentials_allowed(call_hops(self._context), plaintext_ok=False):
             return True
-        context = self._context
-        over_tls = context.auth_context().get("transport_security_type") == [b"ssl"]
-        hops = [Hop(grpc_peer_host(context.peer()), over_tls)]
-        described = gateway_hop(context.invocation_metadata() or ())
-        if described is not None:
-            hops.append(described)  # can only take credentials away
-        if credentials_allowed(hops, plaintext_ok=False):
-            return True
-        log.warning(
-            "credentials withheld from %s: plaintext transport from a non-loopback peer"
-            " (§14; use TLS, or set auth.plaintext_credentials = true)",
-            context.peer(),
-        )
+        log.warning(WITHHELD, self._context.peer())
         return False
 
     def accepted(self, accepted: bytes) -> bytes:
         """The acceptance as this caller may see it: without credential values when they
         are withheld; deterministic, so a replay to it is still identical (§7.2)."""
+        if self._hidden is False:
+            return accepted
         message = jobs_pb2.JobAccepted.FromString(accepted)
         if not message.credentials or not self.hidden:
             return accepted

@@ -30,7 +30,7 @@ from arcp_grpc._sessions import (
     frame_bytes,
 )
 from arcp_grpc._stamps import stamp
-from arcp_grpc._transport_policy import Hop, credentials_allowed, gateway_hop, grpc_peer_host
+from arcp_grpc._transport_policy import WITHHELD, Hop, call_hops, credentials_allowed
 from arcp_grpc._validate import check_connect_request, check_id, request_parser
 from arcp_grpc._wire import varint
 from arcp_grpc.auth import Authenticator, Principal
@@ -195,11 +195,7 @@ class SessionServiceServicer:
     async def Connect(
         self, requests: AsyncIterator[pb.ConnectRequest | InvalidRequest], context: Ctx
     ) -> AsyncIterator[bytes]:
-        hops = [Hop(grpc_peer_host(context.peer()), _over_tls(context))]
-        described = gateway_hop(context.invocation_metadata() or ())
-        if described is not None:
-            hops.append(described)  # it can only take credentials away (`_transport_policy`)
-        stream = ConnectStream(self, hops)
+        stream = ConnectStream(self, call_hops(context))
         reader = asyncio.create_task(self._read(requests, stream))
         try:
             async for frame in stream.frames():
@@ -397,11 +393,7 @@ class SessionServiceServicer:
         offered = set(hello.capabilities.features)
         if CREDENTIALS_FEATURE in offered and not conn.credentials_ok:
             offered.discard(CREDENTIALS_FEATURE)  # as if the client had not asked (§14)
-            log.warning(
-                "credentials withheld from %s: plaintext transport from a non-loopback peer"
-                " (§14; use TLS, or set auth.plaintext_credentials = true)",
-                principal.name,
-            )
+            log.warning(WITHHELD, principal.name)
         features = frozenset(f for f in self._features if f in offered)
         self._admit_session(principal)
         session = self._sessions.create(principal, features)
@@ -758,11 +750,6 @@ def session_handler(servicer: SessionServiceServicer) -> grpc.GenericRpcHandler:
         )
     }
     return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
-
-
-def _over_tls(context: Ctx) -> bool:
-    """Whether this call reached the core over TLS (gRPC's own record of the transport)."""
-    return context.auth_context().get("transport_security_type") == [b"ssl"]
 
 
 def _check_transport(session: Session, conn: _Connection) -> None:

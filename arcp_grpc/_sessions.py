@@ -548,10 +548,10 @@ class SessionRegistry:
 
     def held_bytes(self, principal: str) -> int:
         """The bytes this node holds for `principal`'s sessions (`Session.held_bytes`)."""
-        return sum(s.held_bytes() for s in list(self._by_principal.get(principal, ())))
+        return sum(s.held_bytes() for s in self._by_principal.get(principal, ()))
 
     def held_bytes_total(self) -> int:
-        return sum(s.held_bytes() for s in list(self._sessions.values()))
+        return sum(s.held_bytes() for s in self._sessions.values())
 
     def _hold(self, session: Session) -> None:
         self._sessions[session.session_id] = session

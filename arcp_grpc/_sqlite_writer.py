@@ -305,12 +305,7 @@ class SQLiteWriter:
         results: list[_Settled] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
-            if len(batch) == 1 and isinstance(batch[0], _Op):
-                # A lone request needs no savepoint: the transaction is all its own.
-                settled = _run_alone(conn, batch[0])
-                results.append(settled)
-                conn.execute("COMMIT" if settled[2] is None else "ROLLBACK")
-                return events, results
+            alone = len(batch) == 1  # then the transaction is the request's own
             for item in batch:
                 if isinstance(item, EventRow):
                     events.append(item)
@@ -318,9 +313,10 @@ class SQLiteWriter:
                 assert isinstance(item, _Op)
                 _insert_events(conn, events[written:])  # keep call order around the op
                 written = len(events)
-                results.append(self._run_op(conn, item))
+                results.append(_run_op(conn, item, savepoint=not alone))
             _insert_events(conn, events[written:])
-            conn.execute("COMMIT")
+            refused = alone and bool(results) and results[0][2] is not None
+            conn.execute("ROLLBACK" if refused else "COMMIT")  # a refusal writes nothing
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -328,20 +324,6 @@ class SQLiteWriter:
             results = [(item.future, None, failure) for item in batch if isinstance(item, _Op)]
             events = []
         return events, results
-
-    @staticmethod
-    def _run_op(conn: sqlite3.Connection, op: _Op) -> _Settled:
-        conn.execute("SAVEPOINT op")
-        try:
-            value = op.fn(conn)
-        except sqlite3.Error:
-            raise  # the store failed, not the request: the whole transaction fails
-        except Exception as exc:
-            conn.execute("ROLLBACK TO op")
-            conn.execute("RELEASE op")
-            return op.future, None, exc
-        conn.execute("RELEASE op")
-        return op.future, value, None
 
     def _deliver(
         self,
@@ -358,14 +340,23 @@ class SQLiteWriter:
         _settle(results)
 
 
-def _run_alone(conn: sqlite3.Connection, op: _Op) -> _Settled:
-    """A request that is its transaction's only one: its failure rolls it all back."""
+def _run_op(conn: sqlite3.Connection, op: _Op, *, savepoint: bool) -> _Settled:
+    """Run one request; with neighbours in the transaction, inside its own savepoint so
+    that its failure does not undo theirs (alone, the caller rolls the whole back)."""
+    if savepoint:
+        conn.execute("SAVEPOINT op")
     try:
-        return op.future, op.fn(conn), None
+        value = op.fn(conn)
     except sqlite3.Error:
-        raise  # the store failed, not the request
+        raise  # the store failed, not the request: the whole transaction fails
     except Exception as exc:
+        if savepoint:
+            conn.execute("ROLLBACK TO op")
+            conn.execute("RELEASE op")
         return op.future, None, exc
+    if savepoint:
+        conn.execute("RELEASE op")
+    return op.future, value, None
 
 
 def _settle(results: list[_Settled]) -> None:

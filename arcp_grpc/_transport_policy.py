@@ -17,21 +17,25 @@ credentials away: a client that connects to the core directly over plaintext
 from another host and claims `arcp-client-tls: true` is still judged by its
 own, real hop.
 
-Pure functions: no grpc, no sockets; the servicers feed them.
+Pure functions: no grpc, no sockets; the servicers feed them (`call_hops` reads a
+gRPC call through the three methods it names).
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import unquote
 
 __all__ = [
     "CLIENT_ADDRESS_HEADER",
     "CLIENT_TLS_HEADER",
     "UNIX",
+    "WITHHELD",
     "Hop",
+    "call_hops",
     "credentials_allowed",
     "gateway_hop",
     "grpc_peer_host",
@@ -41,6 +45,11 @@ __all__ = [
 CLIENT_TLS_HEADER = "arcp-client-tls"  # "true" when the gateway's client socket is TLS (wss)
 CLIENT_ADDRESS_HEADER = "arcp-client-address"  # the gateway client's IP address
 UNIX = "unix"  # the host of a peer on a Unix socket: this machine
+#: The warning logged, with the client's name or address, when credentials are withheld.
+WITHHELD = (
+    "credentials withheld from %s: plaintext transport from a non-loopback peer"
+    " (§14; use TLS, or set auth.plaintext_credentials = true)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,3 +108,25 @@ def gateway_hop(metadata: Iterable[tuple[str, str | bytes]]) -> Hop | None:
     if tls is None and not address:
         return None
     return Hop(address, tls == "true")
+
+
+class CallContext(Protocol):
+    """What `call_hops` reads of a gRPC servicer context."""
+
+    def peer(self) -> str: ...
+
+    def auth_context(self) -> Mapping[str, Iterable[bytes]]: ...
+
+    def invocation_metadata(self) -> Iterable[tuple[str, str | bytes]] | None: ...
+
+
+def call_hops(context: CallContext) -> list[Hop]:
+    """The hops of one gRPC call to the core: the call's own (its peer, and whether it
+    came over TLS by gRPC's record of the transport), then the client hop a gateway
+    described in its metadata, which can only take credentials away."""
+    over_tls = context.auth_context().get("transport_security_type") == [b"ssl"]
+    hops = [Hop(grpc_peer_host(context.peer()), over_tls)]
+    described = gateway_hop(context.invocation_metadata() or ())
+    if described is not None:
+        hops.append(described)
+    return hops
