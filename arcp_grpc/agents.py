@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from arcp_grpc._agentref import AgentRef
+from arcp_grpc.base.agentref import AgentRef
 from arcp_grpc.errors import AgentNotAvailable, AgentVersionNotAvailable, InvalidRequest
 from arcp_grpc.v1 import jobs_pb2
 

@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from arcp_grpc._quotas import PER_PRINCIPAL
-from arcp_grpc._store_url import postgres_dsn
 from arcp_grpc.agents import AgentRegistry
 from arcp_grpc.auth import parse_token_target
 from arcp_grpc.demo_agents import demo_registry
-from arcp_grpc.event_loop import resolve as resolve_event_loop
+from arcp_grpc.process.event_loop import resolve as resolve_event_loop
+from arcp_grpc.runtime import PER_PRINCIPAL
+from arcp_grpc.store.url import postgres_dsn
 
 __all__ = [
     "DEV_TOKEN_FILE",
@@ -75,7 +75,7 @@ class CoreSettings:
 
 @dataclass(frozen=True)
 class StoreSettings:
-    """`[store]`: where the core keeps its state (`arcp_grpc._store_url`)."""
+    """`[store]`: where the core keeps its state (`arcp_grpc.store.url`)."""
 
     url: str = ""  # sqlite:///PATH or postgresql://USER@HOST:PORT/DB; empty: DATA_DIR/arcp.sqlite3
     key_file: str = ""  # base64 AES-256 sealing key every node shares; empty: DATA_DIR/store.key
@@ -84,7 +84,7 @@ class StoreSettings:
 
 @dataclass(frozen=True)
 class ClusterSettings:
-    """`[cluster]`: several nodes on one PostgreSQL store (`arcp_grpc._cluster`)."""
+    """`[cluster]`: several nodes on one PostgreSQL store (`arcp_grpc.runtime.cluster`)."""
 
     node_timeout_sec: float = 15.0
     heartbeat_sec: float = 3.0
@@ -132,7 +132,7 @@ class AuthSettings:
 
 @dataclass(frozen=True)
 class RuntimeSettings:
-    """`[runtime]`: job execution limits (`arcp_grpc._runtime.RuntimeLimits`)."""
+    """`[runtime]`: job execution limits (`arcp_grpc.runtime.job_runtime.RuntimeLimits`)."""
 
     idempotency_ttl_sec: float = 24 * 3600.0
     chunk_bytes: int = 192 * 1024
@@ -152,7 +152,7 @@ class RuntimeSettings:
 
 @dataclass(frozen=True)
 class SessionSettings:
-    """`[sessions]`: ARCP session limits (`arcp_grpc._sessions.SessionLimits`)."""
+    """`[sessions]`: ARCP session limits (`arcp_grpc.service.sessions.SessionLimits`)."""
 
     resume_window_sec: int = 600
     heartbeat_interval_sec: int = 30
@@ -166,7 +166,7 @@ class SessionSettings:
 
 @dataclass(frozen=True)
 class LimitSettings:
-    """`[limits]`: per-principal and global caps (§14; `arcp_grpc._quotas.QuotaLimits`)."""
+    """`[limits]`: per-principal and global caps (§14; `arcp_grpc.runtime.quotas.QuotaLimits`)."""
 
     max_sessions_per_principal: int = 1_000
     max_running_jobs_per_principal: int = 1_000

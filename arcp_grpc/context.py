@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from google.protobuf import json_format
 
-from arcp_grpc._ids import new_id
+from arcp_grpc.base.ids import new_id
 from arcp_grpc.errors import (
     ARCPError,
     BudgetExhausted,
@@ -30,7 +30,7 @@ from arcp_grpc.errors import (
 from arcp_grpc.v1 import events_pb2, jobs_pb2, lease_pb2
 
 if TYPE_CHECKING:
-    from arcp_grpc._job import ActiveJob
+    from arcp_grpc.runtime.job import ActiveJob
 
 __all__ = ["ChildJob", "JobContext", "ResultStream"]
 

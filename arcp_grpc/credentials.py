@@ -15,8 +15,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
-from arcp_grpc._budget import format_amount
-from arcp_grpc._ids import new_id
+from arcp_grpc.base.ids import new_id
+from arcp_grpc.lease import format_amount
 from arcp_grpc.v1 import lease_pb2
 
 __all__ = ["CredentialProvisioner", "CredentialRequest", "DevProvisioner"]

@@ -19,25 +19,23 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from arcp_grpc import __version__
-from arcp_grpc._cluster import ClusterLimits
-from arcp_grpc._ids import new_id
-from arcp_grpc._job_service import SERVICE_NAME as JOB_SERVICE
-from arcp_grpc._job_service import JobServiceServicer, job_service_handler
-from arcp_grpc._quotas import QuotaLimits, Quotas
-from arcp_grpc._runtime import JobRuntime, RuntimeLimits
-from arcp_grpc._secretbox import SecretBox
-from arcp_grpc._session_journal import SessionJournal
-from arcp_grpc._session_service import SERVICE_NAME as SESSION_SERVICE
-from arcp_grpc._session_service import SessionServiceServicer, session_handler
-from arcp_grpc._sessions import SessionLimits, SessionRegistry, UnsentLedger
-from arcp_grpc._store_url import postgres_dsn, sqlite_path
 from arcp_grpc.agents import AgentRegistry
 from arcp_grpc.auth import Authenticator
+from arcp_grpc.base.ids import new_id
 from arcp_grpc.credentials import CredentialProvisioner, DevProvisioner
 from arcp_grpc.demo_agents import demo_registry
-from arcp_grpc.postgres_store import PostgresStore
-from arcp_grpc.sqlite_store import WAL_LIMIT, SQLiteStore
+from arcp_grpc.runtime import ClusterLimits, JobRuntime, QuotaLimits, Quotas, RuntimeLimits
+from arcp_grpc.service.job_service import SERVICE_NAME as JOB_SERVICE
+from arcp_grpc.service.job_service import JobServiceServicer, job_service_handler
+from arcp_grpc.service.journal import SessionJournal
+from arcp_grpc.service.session_service import SERVICE_NAME as SESSION_SERVICE
+from arcp_grpc.service.session_service import SessionServiceServicer, session_handler
+from arcp_grpc.service.sessions import SessionLimits, SessionRegistry, UnsentLedger
 from arcp_grpc.store import Store
+from arcp_grpc.store.postgres.store import PostgresStore
+from arcp_grpc.store.secretbox import SecretBox
+from arcp_grpc.store.sqlite.store import WAL_LIMIT, SQLiteStore
+from arcp_grpc.store.url import postgres_dsn, sqlite_path
 from arcp_grpc.v1 import session_pb2
 
 __all__ = ["CoreConfig", "RunningCore", "start_core"]
@@ -225,7 +223,7 @@ async def start_core(
 def open_store(
     url: str, data_dir: Path, *, node_id: str, label: str, wal_limit: int = WAL_LIMIT
 ) -> Store:
-    """The (unopened) store `url` names (`arcp_grpc._store_url`)."""
+    """The (unopened) store `url` names (`arcp_grpc.store.url`)."""
     path = sqlite_path(url, data_dir)
     if path is not None:
         return SQLiteStore(path, wal_limit=wal_limit)

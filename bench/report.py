@@ -16,7 +16,7 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-from arcp_grpc.event_loop import resolve as resolve_event_loop
+from arcp_grpc.process.event_loop import resolve as resolve_event_loop
 from bench.runner import Options, RunResult
 from bench.scenarios import LOWER_IS_BETTER
 from bench.stats import Summary, better_ratio, summarize

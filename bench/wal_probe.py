@@ -30,7 +30,7 @@ from typing import Any
 import grpc
 from google.protobuf import json_format, struct_pb2
 
-from arcp_grpc.sqlite_store import SQLiteStore
+from arcp_grpc.store.sqlite.store import SQLiteStore
 from arcp_grpc.v1 import job_service_pb2, job_service_pb2_grpc, jobs_pb2
 from bench.procs import kill_all, running_server
 from bench.servers._common import BENCH_TOKEN

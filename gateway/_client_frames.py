@@ -6,8 +6,8 @@ import re
 from collections.abc import Callable
 from typing import Any, Final
 
-from arcp_grpc._struct import value_to_py
-from arcp_grpc._validate import check_connect_request, check_id, check_trace_id
+from arcp_grpc.base.json_values import value_to_py
+from arcp_grpc.base.validate import check_connect_request, check_id, check_trace_id
 from arcp_grpc.v1 import session_pb2, session_service_pb2
 from gateway._fields import (
     AGENT_REF_RE,
@@ -101,7 +101,7 @@ def _read_envelope(env: dict[str, Any]) -> str:
     envelope_id = get_str(env, "id", "", required=True)
     if envelope_id is None or _ID_RE.fullmatch(envelope_id) is None:
         raise bad("id", f"must be a ULID, a UUIDv7 or prefix_ULID, got {envelope_id!r}")
-    # The core's rules (arcp_grpc._validate), so both edges refuse the same input.
+    # The core's rules (arcp_grpc.base.validate), so both edges refuse the same input.
     check_trace_id(get_str(env, "trace_id", "") or "")
     check_id(get_str(env, "session_id", "") or "", "session_id")
     check_id(get_str(env, "job_id", "") or "", "job_id")

@@ -13,7 +13,7 @@ from typing import Any, Final
 
 from google.protobuf import struct_pb2, timestamp_pb2
 
-from arcp_grpc._struct import BadNumber, FieldError, fill_struct, fill_value, struct_to_py
+from arcp_grpc.base.json_values import BadNumber, FieldError, fill_struct, fill_value, struct_to_py
 from arcp_grpc.errors import InvalidRequest
 from arcp_grpc.v1 import errors_pb2, events_pb2, jobs_pb2, lease_pb2
 from gateway._values import format_timestamp, parse_timestamp

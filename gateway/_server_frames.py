@@ -16,8 +16,8 @@ from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
-from arcp_grpc._struct import json_number, number, struct_to_py, value_to_py
-from arcp_grpc._validate import MAX_ID_CHARS
+from arcp_grpc.base.json_values import json_number, number, struct_to_py, value_to_py
+from arcp_grpc.base.validate import MAX_ID_CHARS
 from arcp_grpc.v1 import (
     errors_pb2,
     events_pb2,

@@ -14,7 +14,7 @@ encodes in ~8 µs vs ~17 µs for ``MessageToDict`` + ``json.dumps``; a small
   names: it becomes a :class:`BadNumber`, and whoever reads the field raises
   INVALID_REQUEST naming it. A bad number in an ignored field stays harmless.
 * **Free-form values** (`input`, tool args, details) are built into
-  ``Value``/``Struct`` directly by ``arcp_grpc._struct`` (shared with the
+  ``Value``/``Struct`` directly by ``arcp_grpc.base.json_values`` (shared with the
   runtime), with a nesting limit: protobuf parsers stop at 100 nested
   messages, about 32 JSON levels inside a frame, and a frame the core cannot
   parse would break the whole gRPC stream.
@@ -38,7 +38,7 @@ from typing import Any, Final
 
 from google.protobuf import timestamp_pb2
 
-from arcp_grpc._struct import MAX_SAFE_INTEGER, BadNumber, FieldError, json_number
+from arcp_grpc.base.json_values import MAX_SAFE_INTEGER, BadNumber, FieldError, json_number
 
 __all__ = [
     "Raw",

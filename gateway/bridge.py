@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 import grpc
 from websockets.exceptions import ConnectionClosed
 
-from arcp_grpc._ids import new_ulid
-from arcp_grpc._transport_policy import Hop
+from arcp_grpc.base.ids import new_ulid
 from arcp_grpc.errors import ARCPError, InternalError, InvalidRequest
+from arcp_grpc.service.transport_policy import Hop
 from arcp_grpc.v1 import errors_pb2, session_pb2
 from arcp_grpc.v1.session_service_pb2 import ConnectResponse
 from gateway._connection import CoalescingConnection

@@ -84,7 +84,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from arcp_grpc._struct import MAX_SAFE_INTEGER, MAX_VALUE_DEPTH
+from arcp_grpc.base.json_values import MAX_SAFE_INTEGER, MAX_VALUE_DEPTH
 from arcp_grpc.v1 import session_pb2
 from gateway._client_frames import decode_client_frame, encode_client_frame
 from gateway._server_frames import decode_server_frame, encode_server_frame

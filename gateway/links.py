@@ -20,7 +20,7 @@ from typing import Protocol
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from arcp_grpc._transport_policy import CLIENT_ADDRESS_HEADER, CLIENT_TLS_HEADER, Hop
+from arcp_grpc.service.transport_policy import CLIENT_ADDRESS_HEADER, CLIENT_TLS_HEADER, Hop
 from arcp_grpc.v1 import session_service_pb2_grpc
 from arcp_grpc.v1.session_service_pb2 import ConnectRequest, ConnectResponse
 

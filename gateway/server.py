@@ -19,7 +19,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from arcp_grpc._transport_policy import Hop
+from arcp_grpc.service.transport_policy import Hop
 from gateway._connection import CoalescingConnection
 from gateway._console import SECURITY_HEADERS, ConsoleFiles, StaticFile
 from gateway.bridge import Bridge
@@ -83,7 +83,7 @@ async def start_gateway(config: GatewayConfig, *, link: CoreLink | None = None) 
     async def handler(ws: ServerConnection) -> None:
         assert isinstance(ws, CoalescingConnection)  # serve(create_connection=...) below
         # §14: the core decides whether credentials may flow to this client; it needs
-        # this hop as well as its own (`arcp_grpc._transport_policy`).
+        # this hop as well as its own (`arcp_grpc.service.transport_policy`).
         peer = ws.remote_address
         client = Hop(str(peer[0]) if peer else "", config.ssl_context is not None)
         await Bridge(ws, core, client, max_frame_bytes=config.max_frame_bytes).run()

@@ -27,15 +27,15 @@ import grpc
 import pytest
 from google.protobuf import json_format
 
-from arcp_grpc._ids import new_id
 from arcp_grpc.agents import AgentRegistry
+from arcp_grpc.base.ids import new_id
 from arcp_grpc.credentials import CredentialProvisioner
 from arcp_grpc.errors import ARCPError
 from arcp_grpc.grpc_status import from_rpc_error
-from arcp_grpc.postgres_store import PostgresStore
 from arcp_grpc.server import CoreConfig, RunningCore, open_store, start_core
-from arcp_grpc.sqlite_store import SQLiteStore
 from arcp_grpc.store import Store
+from arcp_grpc.store.postgres.store import PostgresStore
+from arcp_grpc.store.sqlite.store import SQLiteStore
 from arcp_grpc.v1 import errors_pb2, events_pb2, job_service_pb2, job_service_pb2_grpc, jobs_pb2
 from tests.serve_process import ServeProcess
 

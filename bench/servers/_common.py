@@ -11,7 +11,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from arcp_grpc import event_loop
+from arcp_grpc.process import event_loop
 
 __all__ = ["BENCH_PRINCIPAL", "BENCH_TOKEN", "launcher_args", "wait_for_stop", "write_ready"]
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import grpc
 
-from arcp_grpc import event_loop
+from arcp_grpc.process import event_loop
 from arcp_grpc.v1 import events_pb2, job_service_pb2
 from bench.servers._common import launcher_args, wait_for_stop, write_ready
 

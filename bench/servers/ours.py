@@ -11,10 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from arcp_grpc import event_loop
-from arcp_grpc._runtime import RuntimeLimits
+from arcp_grpc.process import event_loop
+from arcp_grpc.runtime.job_runtime import RuntimeLimits
 from arcp_grpc.server import CoreConfig, start_core
-from arcp_grpc.sqlite_store import WAL_LIMIT
+from arcp_grpc.store.sqlite.store import WAL_LIMIT
 from bench.servers._common import (
     BENCH_PRINCIPAL,
     BENCH_TOKEN,

@@ -14,7 +14,7 @@ from typing import Any
 
 from websockets.asyncio.server import ServerConnection, serve
 
-from arcp_grpc import event_loop
+from arcp_grpc.process import event_loop
 from bench.servers._common import launcher_args, wait_for_stop, write_ready
 
 __all__ = ["main", "push_frames"]

@@ -1,7 +1,7 @@
 """What an agent's input looks like and what it may return (§7.1, §8.4).
 
 The runtime converts `google.protobuf.Value` to Python data and back by hand
-(`arcp_grpc._struct`); these tests pin the meaning agents rely on: integral
+(`arcp_grpc.base.json_values`); these tests pin the meaning agents rely on: integral
 numbers arrive as `int`, a result must be JSON data, and a result that is not
 (NaN, an arbitrary object) ends the job with INTERNAL_ERROR naming where.
 """

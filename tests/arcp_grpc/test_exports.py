@@ -51,8 +51,8 @@ PUBLIC: dict[str, set[str]] = {
         "to_status",
     },
     "arcp_grpc.server": {"CoreConfig", "RunningCore", "start_core"},
-    "arcp_grpc.postgres_store": {"PostgresStore"},
-    "arcp_grpc.sqlite_store": {"SQLiteStore", "WAL_LIMIT"},
+    "arcp_grpc.store.postgres": {"PostgresStore"},
+    "arcp_grpc.store.sqlite": {"SQLiteStore", "WAL_LIMIT"},
     "arcp_grpc.store": {
         "ClusterStore",
         "CredentialEntry",
@@ -82,9 +82,9 @@ def test_public_exports_are_pinned(module_name: str) -> None:
 
 def _modules() -> list[str]:
     return sorted(
-        f"arcp_grpc.{info.name}"
-        for info in pkgutil.iter_modules(arcp_grpc.__path__)
-        if info.name != "v1"
+        info.name
+        for info in pkgutil.walk_packages(arcp_grpc.__path__, "arcp_grpc.")
+        if not info.name.startswith("arcp_grpc.v1")
     )
 
 

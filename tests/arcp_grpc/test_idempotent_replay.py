@@ -19,10 +19,10 @@ from typing import Any
 import grpc
 import pytest
 
-from arcp_grpc._runtime import RuntimeLimits
 from arcp_grpc.agents import AgentRegistry
 from arcp_grpc.context import JobContext
 from arcp_grpc.credentials import DevProvisioner
+from arcp_grpc.runtime.job_runtime import RuntimeLimits
 from arcp_grpc.server import CoreConfig, RunningCore
 from arcp_grpc.v1 import job_service_pb2 as pb
 from arcp_grpc.v1 import jobs_pb2

@@ -29,19 +29,19 @@ from typing import Final
 
 from google.protobuf.message import Message
 
-from arcp_grpc._agentref import parse_agent_ref
-from arcp_grpc._lease import Lease
-from arcp_grpc._runtime import _expires_at, _max_runtime, job_query
-from arcp_grpc._struct import value_to_py
-from arcp_grpc._validate import (
+from arcp_grpc.auth import Principal
+from arcp_grpc.base.agentref import parse_agent_ref
+from arcp_grpc.base.json_values import value_to_py
+from arcp_grpc.base.validate import (
     check_connect_request,
     check_id,
     check_job_request,
     check_submit,
     request_parser,
 )
-from arcp_grpc.auth import Principal
 from arcp_grpc.errors import ARCPError, InvalidRequest
+from arcp_grpc.lease.lease import Lease
+from arcp_grpc.runtime.job_runtime import _expires_at, _max_runtime, job_query
 from arcp_grpc.v1 import job_service_pb2, jobs_pb2
 from arcp_grpc.v1 import session_service_pb2 as spb
 from gateway.codec import decode_client_frame, encode_client_frame

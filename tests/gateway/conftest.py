@@ -21,12 +21,12 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from arcp_grpc._ids import new_ulid
-from arcp_grpc._quotas import QuotaLimits
-from arcp_grpc._sessions import SessionLimits
 from arcp_grpc.agents import AgentRegistry
 from arcp_grpc.auth import Principal
+from arcp_grpc.base.ids import new_ulid
+from arcp_grpc.runtime.quotas import QuotaLimits
 from arcp_grpc.server import CoreConfig, RunningCore, start_core
+from arcp_grpc.service.sessions import SessionLimits
 from gateway.links import LocalLink
 from gateway.server import GatewayConfig, RunningGateway, start_gateway
 from tests.conftest import postgres_schema

@@ -24,11 +24,11 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 
-from arcp_grpc._ids import new_ulid
-from arcp_grpc._quotas import QuotaLimits
-from arcp_grpc._sessions import SessionLimits
+from arcp_grpc.base.ids import new_ulid
 from arcp_grpc.credentials import CredentialRequest, DevProvisioner
+from arcp_grpc.runtime.quotas import QuotaLimits
 from arcp_grpc.server import CoreConfig, RunningCore, start_core
+from arcp_grpc.service.sessions import SessionLimits
 from arcp_grpc.v1 import lease_pb2
 from gateway.links import LocalLink
 from gateway.server import GatewayConfig, RunningGateway, start_gateway

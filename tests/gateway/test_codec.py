@@ -591,7 +591,7 @@ BAD_INPUTS: list[tuple[str, str | bytes, str]] = [
         "payload.from_event_seq",
     ),
     ("unsubscribe job", frame("job.unsubscribe", {"job_id": 1}), "payload.job_id"),
-    # The core's caps (arcp_grpc._validate), applied by the gateway too.
+    # The core's caps (arcp_grpc.base.validate), applied by the gateway too.
     (
         "cancel reason cap",
         frame("job.cancel", {"job_id": JOB, "reason": "r" * 1025}),

@@ -18,7 +18,7 @@ from google.protobuf import struct_pb2, timestamp_pb2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from arcp_grpc._struct import MAX_SAFE_INTEGER, fill_value
+from arcp_grpc.base.json_values import MAX_SAFE_INTEGER, fill_value
 from arcp_grpc.errors import InvalidRequest
 from arcp_grpc.v1 import errors_pb2, events_pb2, jobs_pb2, session_service_pb2
 from gateway._values import format_timestamp
@@ -42,7 +42,7 @@ ULID_CHARS = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 texts = st.text(max_size=12)
 nonempty = st.text(min_size=1, max_size=12)
-# Identifiers are visible ASCII (arcp_grpc._validate.check_id): both edges refuse the rest.
+# Identifiers are visible ASCII (arcp_grpc.base.validate.check_id): both edges refuse the rest.
 identifiers = st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=12)
 ulids = st.text(alphabet=ULID_CHARS, min_size=26, max_size=26)
 ids = st.one_of(ulids, st.builds(lambda p, u: f"{p}_{u}", st.sampled_from(["job", "sess"]), ulids))

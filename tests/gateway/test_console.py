@@ -11,7 +11,7 @@ from email.message import Message
 
 import pytest
 
-from arcp_grpc._serve import console_enabled
+from arcp_grpc.process.serve import console_enabled
 from tests.gateway.conftest import Stack, StackFactory
 
 

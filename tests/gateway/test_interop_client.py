@@ -21,9 +21,9 @@ from arcp._messages.execution import LeaseConstraints
 from arcp._messages.session import AgentInventoryEntry, SessionResume
 from arcp._version import PROVISIONED_CREDENTIAL_FEATURES, V1_1_FEATURES
 
-from arcp_grpc._sessions import SessionLimits
 from arcp_grpc.agents import AgentRegistry
 from arcp_grpc.context import JobContext
+from arcp_grpc.service.sessions import SessionLimits
 from tests.gateway.conftest import SAFETY, Stack, StackFactory
 
 Frame = dict[str, Any]

@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from arcp_grpc._quotas import QuotaLimits
 from arcp_grpc.agents import AgentRegistry
 from arcp_grpc.context import JobContext
+from arcp_grpc.runtime.quotas import QuotaLimits
 from tests.gateway.conftest import RawClient, StackFactory, open_raw
 
 Frame = dict[str, Any]

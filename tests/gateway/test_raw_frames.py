@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from arcp_grpc._sessions import SessionLimits
+from arcp_grpc.service.sessions import SessionLimits
 from tests.gateway.conftest import (
     ALL_FEATURES,
     RawClient,

@@ -9,9 +9,9 @@ from typing import Any
 
 import grpc
 
-from arcp_grpc._sessions import SessionLimits
 from arcp_grpc.agents import AgentRegistry
 from arcp_grpc.context import JobContext
+from arcp_grpc.service.sessions import SessionLimits
 from arcp_grpc.v1 import job_service_pb2 as pb
 from tests.conftest import SPENDING, bearer, new_stub
 from tests.gateway.conftest import (

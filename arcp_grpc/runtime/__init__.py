@@ -1,0 +1,27 @@
+"""The job runtime: admission and exact replay (§7.2), execution, cancellation and expiry,
+recovery, quotas, credentials and their ledger, live feeds, and a node's part in a cluster.
+
+What the layers above use is exported here; the modules inside import each other by their
+full path, never through this package (docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+from arcp_grpc.runtime.cluster import ClusterLimits
+from arcp_grpc.runtime.feed import JobFeed
+from arcp_grpc.runtime.job_runtime import JobRuntime, RuntimeLimits, Submission, job_query
+from arcp_grpc.runtime.observe import RuntimeObserver
+from arcp_grpc.runtime.quotas import PER_PRINCIPAL, QuotaLimits, Quotas
+
+__all__ = [
+    "PER_PRINCIPAL",
+    "ClusterLimits",
+    "JobFeed",
+    "JobRuntime",
+    "QuotaLimits",
+    "Quotas",
+    "RuntimeLimits",
+    "RuntimeObserver",
+    "Submission",
+    "job_query",
+]

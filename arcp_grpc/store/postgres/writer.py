@@ -1,0 +1,311 @@
+"""The PostgreSQL store's writes: one connection, one writer task, group commit.
+
+Every write of a node goes through one task that drains its queue into a
+single transaction per batch: while a commit is in flight the next batch
+gathers, so a busy node pays one round trip and one commit for many events
+and jobs, and an idle one commits each request at once. Order is call order,
+so a job's terminal write follows its last event (the `Store` contract).
+
+Each batch ends with one `NOTIFY arcp_events` naming the jobs it touched.
+PostgreSQL delivers it only if the transaction commits, after it commits, so
+a follower on another node that wakes on it always finds the rows; one that
+misses it finds them on its next poll (a lost notification costs latency,
+never an event).
+
+Session frames (a session's sequenced frames, recorded before they are sent)
+ride in the same batches. They are recorded only for sessions this node still
+holds: the batch first stamps each session's last seq with a conditional
+update on `node_id`, which also locks the row against a concurrent takeover,
+so a node that lost a session can record nothing more for it.
+
+A request that fails on its own (bad data for a column) is rolled back to its
+savepoint and raised to its caller; anything else (the connection lost, the
+server gone) fails the store, as a full disk fails the SQLite one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import asyncpg
+
+from arcp_grpc.errors import InternalError, InvalidRequest
+from arcp_grpc.store.protocol import EventRow, SessionFrame
+
+__all__ = ["EVENTS_CHANNEL", "PostgresWriter", "request_error"]
+
+log = logging.getLogger("arcp_grpc.postgres_store")
+
+T = TypeVar("T")
+Op = Callable[[asyncpg.Connection], Awaitable[Any]]
+FrameListener = Callable[[Sequence[SessionFrame], frozenset[str]], None]
+
+EVENTS_CHANNEL = "arcp_events"
+_NOTIFY_BYTES = 7000  # PostgreSQL caps a payload below 8000 bytes
+
+
+@dataclass(slots=True)
+class _Request:
+    fn: Op
+    future: asyncio.Future[Any]
+    touches: str  # a job whose followers elsewhere should look again, or ""
+
+
+def request_error(exc: BaseException) -> Exception | None:
+    """The caller's error for a failure caused by the request's own data (a NUL in a
+    text field, a value out of range), or None when the store itself failed."""
+    if isinstance(exc, asyncpg.DataError | asyncpg.IntegrityConstraintViolationError):
+        return InvalidRequest(f"the store refused a value: {exc}")
+    return None
+
+
+class PostgresWriter:
+    """Every write of one node, in order, committed before its caller resumes."""
+
+    def __init__(self, conn: asyncpg.Connection, node_id: str, *, batch_limit: int = 2048) -> None:
+        self._conn = conn
+        self._node_id = node_id
+        self._batch_limit = batch_limit
+        self._queue: list[EventRow | SessionFrame | _Request] = []
+        self._wake = asyncio.Event()
+        self._pending = 0
+        self._pending_event_bytes = 0
+        self._listener: Callable[[Sequence[EventRow]], None] = lambda _events: None
+        self._frame_listener: FrameListener = lambda _frames, _lost: None
+        self._on_failure: Callable[[], None] = lambda: None
+        self._failure: BaseException | None = None
+        self._stopping = False
+        self._task = asyncio.create_task(self._run(), name="arcp-postgres-writer")
+
+    def set_commit_listener(self, listener: Callable[[Sequence[EventRow]], None]) -> None:
+        self._listener = listener
+
+    def set_failure_listener(self, listener: Callable[[], None]) -> None:
+        self._on_failure = listener
+
+    def set_frame_listener(self, listener: FrameListener) -> None:
+        self._frame_listener = listener
+
+    def backlog(self) -> tuple[int, int]:
+        return self._pending, self._pending_event_bytes
+
+    def append_event(self, event: EventRow) -> None:
+        self._check_healthy()
+        self._pending += 1
+        self._pending_event_bytes += len(event.blob)
+        self._queue.append(event)
+        self._wake.set()
+
+    def append_frame(self, frame: SessionFrame) -> None:
+        self._check_healthy()
+        self._pending += 1
+        self._pending_event_bytes += len(frame.frame)
+        self._queue.append(frame)
+        self._wake.set()
+
+    async def write(self, fn: Op, *, touches: str = "") -> Any:
+        """Commit `fn`'s statements (with everything queued before) before returning."""
+        return await self.submit(fn, touches=touches)
+
+    def submit(self, fn: Op, *, touches: str = "") -> asyncio.Future[Any]:
+        """Queue `fn` now, in call order with everything else; the future settles once
+        it is committed (for callers that must not yield before it is queued)."""
+        self._check_healthy()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending += 1
+        self._queue.append(_Request(fn, future, touches))
+        self._wake.set()
+        return future
+
+    async def flush(self) -> None:
+        """Wait until everything queued so far is committed (at once if the store failed)."""
+        if self._failure is not None:
+            return
+        try:
+            await self.write(_nothing)
+        except InternalError:
+            return
+
+    async def stop(self) -> None:
+        await self.flush()
+        self._stopping = True
+        self._wake.set()
+        await self._task
+
+    def _check_healthy(self) -> None:
+        if self._failure is not None:
+            raise InternalError("the store failed and accepts no more writes") from None
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not self._queue:
+                if self._stopping:
+                    return
+                continue
+            batch = self._queue[: self._batch_limit]
+            del self._queue[: self._batch_limit]
+            if self._queue:
+                self._wake.set()
+            await self._commit(batch)
+
+    async def _commit(self, batch: list[EventRow | SessionFrame | _Request]) -> None:
+        events: list[EventRow] = []
+        frames = [item for item in batch if isinstance(item, SessionFrame)]
+        recorded: list[SessionFrame] = []
+        lost: frozenset[str] = frozenset()
+        written = 0
+        settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        touched: dict[str, None] = {}
+        alone = len(batch) == 1
+        conn = self._conn
+        try:
+            async with conn.transaction():
+                for item in batch:
+                    if isinstance(item, SessionFrame):
+                        continue  # recorded at the end of the batch, after its requests
+                    if isinstance(item, EventRow):
+                        events.append(item)
+                        touched[item.job_id] = None
+                        continue
+                    await _insert_events(conn, events[written:], self._node_id)  # call order
+                    written = len(events)
+                    settled.append(await _run_request(conn, item, savepoint=not alone))
+                    if item.touches:
+                        touched[item.touches] = None
+                await _insert_events(conn, events[written:], self._node_id)
+                if frames:
+                    recorded, lost = await _record_frames(conn, frames, self._node_id)
+                await _notify(conn, touched)
+        except Exception as exc:
+            own = request_error(exc) if alone and settled == [] else None
+            if own is not None and isinstance(batch[0], _Request):
+                settled = [(batch[0].future, None, own)]  # rolled back: nothing else in it
+                events = []
+            else:
+                failure = self._fail(exc)
+                settled = [(i.future, None, failure) for i in batch if isinstance(i, _Request)]
+                events = []
+                recorded, lost = [], frozenset()
+        self._pending -= len(batch)
+        self._pending_event_bytes -= sum(
+            len(i.blob) if isinstance(i, EventRow) else len(i.frame)
+            for i in batch
+            if not isinstance(i, _Request)
+        )
+        if events:
+            self._listener(events)
+        if frames:
+            self._frame_listener(recorded, lost)
+        for future, value, error in settled:
+            if future.done():
+                continue
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(value)
+
+    def _fail(self, exc: BaseException) -> InternalError:
+        if self._failure is None:
+            log.error("store commit failed; the store stops accepting writes", exc_info=exc)
+            self._failure = exc
+            asyncio.get_running_loop().call_soon(self._on_failure)
+        return InternalError("the store could not commit")
+
+
+async def _run_request(
+    conn: asyncpg.Connection, request: _Request, *, savepoint: bool
+) -> tuple[asyncio.Future[Any], Any, BaseException | None]:
+    """Run one request; with neighbours in the batch, inside its own savepoint so that
+    its failure does not undo theirs."""
+    if not savepoint:
+        try:
+            return request.future, await request.fn(conn), None
+        except asyncpg.PostgresError:
+            raise  # the transaction is aborted: `_commit` decides whose failure it is
+        except Exception as exc:  # the request's own refusal (a conflict): nothing written
+            return request.future, None, exc
+    try:
+        async with conn.transaction():
+            value = await request.fn(conn)
+    except asyncpg.PostgresError as exc:
+        own = request_error(exc)
+        if own is None:
+            raise
+        return request.future, None, own
+    except Exception as exc:
+        return request.future, None, exc
+    return request.future, value, None
+
+
+async def _insert_events(
+    conn: asyncpg.Connection, events: Sequence[EventRow], node_id: str
+) -> None:
+    """Each event only while its job is this node's and running: once a survivor has
+    taken a job over (this node was declared dead), a late event of it is dropped, so
+    the job's record is never written by two nodes."""
+    if events:
+        await conn.executemany(
+            "INSERT INTO events (job_id, seq, blob, sealed) SELECT $1, $2, $3, $4"
+            " WHERE EXISTS (SELECT 1 FROM jobs WHERE job_id = $1 AND owner_node = $5"
+            " AND completed_at IS NULL)",
+            [(e.job_id, e.seq, e.blob, e.sealed, node_id) for e in events],
+        )
+
+
+async def _record_frames(
+    conn: asyncpg.Connection, frames: Sequence[SessionFrame], node_id: str
+) -> tuple[list[SessionFrame], frozenset[str]]:
+    """Record the frames of the sessions this node still holds; returns them, and the
+    sessions it lost to another node."""
+    last: dict[str, int] = {}
+    for frame in frames:
+        last[frame.session_id] = frame.seq
+    held = {
+        record["session_id"]
+        for record in await conn.fetch(
+            "UPDATE sessions AS s SET last_seq = v.last"
+            " FROM unnest($1::text[], $2::int[]) AS v(id, last)"
+            " WHERE s.session_id = v.id AND s.node_id = $3 RETURNING s.session_id",
+            list(last),
+            list(last.values()),
+            node_id,
+        )
+    }
+    recorded = [f for f in frames if f.session_id in held]
+    if recorded:
+        await conn.executemany(
+            "INSERT INTO session_frames (session_id, seq, job_id, job_seq, frame)"
+            " VALUES ($1, $2, $3, $4, $5)",
+            [(f.session_id, f.seq, f.job_id, f.job_seq, f.frame) for f in recorded],
+        )
+        ended = [(f.session_id, f.job_id) for f in recorded if f.terminal]
+        if ended:
+            await conn.executemany(
+                "UPDATE session_jobs SET done = TRUE WHERE session_id = $1 AND job_id = $2",
+                ended,
+            )
+    return recorded, frozenset(last) - held
+
+
+async def _notify(conn: asyncpg.Connection, touched: dict[str, None]) -> None:
+    """One notification per batch (more only past the payload cap), sent at commit."""
+    payload: list[str] = []
+    size = 0
+    for job_id in touched:
+        if size + len(job_id) + 1 > _NOTIFY_BYTES and payload:
+            await conn.execute("SELECT pg_notify($1, $2)", EVENTS_CHANNEL, ",".join(payload))
+            payload, size = [], 0
+        payload.append(job_id)
+        size += len(job_id) + 1
+    if payload:
+        await conn.execute("SELECT pg_notify($1, $2)", EVENTS_CHANNEL, ",".join(payload))
+
+
+async def _nothing(_conn: asyncpg.Connection) -> None:
+    return None
