@@ -34,7 +34,7 @@ from arcp_grpc.runtime.job_runtime import RuntimeLimits
 from arcp_grpc.runtime.quotas import QuotaLimits
 from arcp_grpc.service.sessions import SessionLimits
 
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+DOCS = Path(__file__).resolve().parents[3] / "docs" / "configuration.md"
 
 
 def _toml(tmp_path: Path, text: str) -> Path:

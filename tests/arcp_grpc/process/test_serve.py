@@ -287,7 +287,7 @@ def test_a_port_in_use_is_named_and_exits_2(
     assert "Traceback" not in done.stderr
 
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_the_readme_submit_commands_work(tmp_path: Path, processes: list[ServeProcess]) -> None:

@@ -34,7 +34,7 @@ from tests.conftest import (
     watch_all,
 )
 
-_REPO = Path(__file__).resolve().parents[2]
+_REPO = Path(__file__).resolve().parents[3]
 _QUICK_TAKEOVER = ClusterLimits(node_timeout_sec=1.0, heartbeat_sec=0.2)
 _CHILD = textwrap.dedent(
     """
