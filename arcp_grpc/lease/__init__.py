@@ -8,14 +8,14 @@ context build on it; it imports only `errors` and `base` (docs/architecture.md).
 from __future__ import annotations
 
 from arcp_grpc.lease.budget import BudgetCounters, format_amount, parse_amount
-from arcp_grpc.lease.lease import (
-    Lease,
+from arcp_grpc.lease.expiry import (
     LeaseClock,
     child_expiry,
     format_timestamp,
     parse_expires_at,
     parse_timestamp,
 )
+from arcp_grpc.lease.lease import Lease
 
 __all__ = [
     "BudgetCounters",

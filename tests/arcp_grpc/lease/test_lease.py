@@ -11,19 +11,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from arcp_grpc.errors import InvalidRequest, LeaseSubsetViolation, PermissionDenied
-from arcp_grpc.lease.lease import (
-    RESERVED_NAMESPACES,
-    Lease,
+from arcp_grpc.lease.canonical import canonical_path, canonical_url
+from arcp_grpc.lease.expiry import (
     LeaseClock,
-    canonical_path,
-    canonical_url,
-    check_subset,
     child_expiry,
     format_timestamp,
-    glob_match,
     parse_expires_at,
     parse_timestamp,
 )
+from arcp_grpc.lease.lease import Lease, check_subset
+from arcp_grpc.lease.matchers import RESERVED_NAMESPACES
+from arcp_grpc.lease.patterns import glob_match
 
 D = Decimal
 NOW = datetime(2026, 5, 13, 19, 30, tzinfo=UTC)
