@@ -87,7 +87,8 @@ from typing import Final
 from arcp_grpc.base.json_values import MAX_SAFE_INTEGER, MAX_VALUE_DEPTH
 from arcp_grpc.v1 import session_pb2
 from gateway._client_frames import decode_client_frame, encode_client_frame
-from gateway._server_frames import decode_server_frame, encode_server_frame
+from gateway._read_frames import decode_server_frame
+from gateway._render_frames import encode_server_frame
 from gateway._types import ClientFrame, CloseForm, Dialect, ResumeForm
 
 __all__ = [
