@@ -1,40 +1,72 @@
 """The state of one running job and the single path by which its events leave it.
 
-`emit` stamps the next `job_seq`, serialises the `JobEvent` once and queues
-it for the store's group commit; followers see it only after the commit
-(§8.3: events are durable before delivery). `stop` records why the runtime
-is ending the job (cancel, lease expiry, shutdown) before cancelling its
-task, so the terminal frame names the real cause exactly once.
+`emit` stamps the next `job_seq`, serialises the `JobEvent` once and hands it
+to the runtime, which queues it for the store's group commit; followers see it
+only after the commit (§8.3: events are durable before delivery). `stop`
+records why the runtime is ending the job (cancel, lease expiry, shutdown)
+before cancelling its task, so the terminal frame names the real cause exactly
+once.
+
+An `ActiveJob` is the `JobHost` the agent's context acts on
+(`arcp_grpc.base.job_host`); what it needs of the runtime in turn is the
+narrow `JobServices` below, not the runtime itself.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from decimal import Decimal
+from typing import Any, Protocol
 
 from arcp_grpc.agents import RegisteredAgent
 from arcp_grpc.auth import Principal
+from arcp_grpc.base.job_host import ChildRequest, HostFunction, OpenStream
 from arcp_grpc.base.stamps import stamp
-from arcp_grpc.errors import ARCPError
+from arcp_grpc.errors import ARCPError, LeaseExpired
 from arcp_grpc.lease import BudgetCounters, Lease, LeaseClock
 from arcp_grpc.runtime.feed import JobFeed
-from arcp_grpc.store import EventRow
+from arcp_grpc.runtime.limits import RuntimeLimits
 from arcp_grpc.v1 import events_pb2, jobs_pb2, lease_pb2
 
-if TYPE_CHECKING:
-    from arcp_grpc.context import ResultStream
-    from arcp_grpc.runtime.job_runtime import JobRuntime
+__all__ = ["ActiveJob", "JobServices"]
 
-__all__ = ["ActiveJob"]
+
+class JobServices(Protocol):
+    """What a running job needs of the runtime that holds it."""
+
+    @property
+    def limits(self) -> RuntimeLimits: ...
+
+    def append(self, job_id: str, seq: int, blob: bytes, *, secret: bool) -> None:
+        """Queue one serialised event for the group commit; sealed if `secret`."""
+        ...
+
+    async def backpressure(self) -> None: ...
+
+    def tool(self, name: str) -> HostFunction: ...
+
+    def model(self, name: str) -> HostFunction: ...
+
+    async def rotate_credential(self, job: ActiveJob, credential_id: str) -> lease_pb2.Credential:
+        """Re-issue a credential of `job`; it emits `credential_rotated` (§9.8.2)."""
+        ...
+
+    async def delegate(self, parent: ActiveJob, request: ChildRequest) -> ActiveJob:
+        """Start a child of `parent` (§9.4, §10)."""
+        ...
 
 
 @dataclass(eq=False)
 class ActiveJob:
-    """A job between acceptance and its terminal state; dropped from memory after."""
+    """A job between acceptance and its terminal state. Once ended it leaves the
+    runtime's table of running jobs; a small one stays in memory a while for the
+    followers that come next (`arcp_grpc.runtime.table`)."""
 
-    runtime: JobRuntime
+    services: JobServices
     job_id: str
     principal: Principal
     agent: RegisteredAgent
@@ -55,7 +87,7 @@ class ActiveJob:
     stop_error: ARCPError | None = None
     finishing: bool = False  # the outcome is decided: nothing cancels the task any more
     streamed: jobs_pb2.StreamedResult | None = None
-    result_stream: ResultStream | None = None
+    result_stream: OpenStream | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
     outcome: jobs_pb2.JobOutcome | None = None
     final: jobs_pb2.JobSummary | None = None  # the stored summary, once the job has ended
@@ -74,10 +106,7 @@ class ActiveJob:
         event = events_pb2.JobEvent(job_id=self.job_id, job_seq=seq)
         stamp(event.ts)
         getattr(event, kind).CopyFrom(body)
-        blob = event.SerializeToString()
-        if secret:
-            blob = self.runtime.box.seal(blob, self.job_id.encode())
-        self.runtime.store.append_event(EventRow(self.job_id, seq, blob, secret))
+        self.services.append(self.job_id, seq, event.SerializeToString(), secret=secret)
         return seq
 
     def stop(self, error: ARCPError) -> bool:
@@ -92,6 +121,19 @@ class ActiveJob:
         """Interrupt the agent, unless its outcome is already being written."""
         if self.task is not None and not self.task.done() and not self.finishing:
             self.task.cancel()
+
+    def expire(self, error: LeaseExpired) -> None:
+        """The agent hit an expired lease: the job ends with LEASE_EXPIRED once the agent
+        has unwound, or after the grace period (§9.5, §13.4)."""
+        if self.stop_error is None and not self.done.is_set():
+            self.stop_error = error
+            grace = self.services.limits.lease_grace_sec
+            asyncio.get_running_loop().call_later(grace, self.cancel_task)
+
+    async def wait(self) -> jobs_pb2.JobOutcome:
+        await self.done.wait()
+        assert self.outcome is not None
+        return self.outcome
 
     def view(self, *, with_credentials: bool) -> jobs_pb2.JobSummary:
         """The live summary; credentials only for the submitter (§14), and only while the
@@ -109,3 +151,66 @@ class ActiveJob:
         if with_credentials and self.final is None:
             summary.credentials.extend(self.credentials)
         return summary
+
+    # -- the rest of `JobHost`: what the agent's context asks ------------------
+
+    @property
+    def agent_ref(self) -> str:
+        return self.agent.ref
+
+    @property
+    def stopping(self) -> bool:
+        """A stop reason is recorded; the task is, or soon will be, cancelled."""
+        return self.stop_error is not None
+
+    @property
+    def ended(self) -> bool:
+        return self.done.is_set()
+
+    # the lease (§9.3, §9.5)
+
+    @property
+    def grants(self) -> Mapping[str, tuple[str, ...]]:
+        return self.lease.grants
+
+    def authorize_lease(self, namespace: str, resource: str) -> str:
+        return self.lease.authorize(namespace, resource)
+
+    def lease_expired(self) -> bool:
+        return self.clock.expired(time.monotonic())
+
+    @property
+    def lease_expires_at(self) -> str:
+        return self.summary.lease_constraints.expires_at.ToJsonString()
+
+    # the budget, whose counters chain to the ancestors' (§9.6)
+
+    def budget_remaining(self, currency: str) -> Decimal | None:
+        return self.budget.remaining(currency)
+
+    def charge_budget(self, currency: str, amount: Decimal) -> bool:
+        return self.budget.charge(currency, amount)
+
+    def exhausted_budget(self) -> str | None:
+        return self.budget.exhausted()
+
+    # what the runtime provides
+
+    @property
+    def limits(self) -> RuntimeLimits:
+        return self.services.limits
+
+    async def backpressure(self) -> None:
+        await self.services.backpressure()
+
+    def tool(self, name: str) -> HostFunction:
+        return self.services.tool(name)
+
+    def model(self, name: str) -> HostFunction:
+        return self.services.model(name)
+
+    async def rotate_credential(self, credential_id: str) -> lease_pb2.Credential:
+        return await self.services.rotate_credential(self, credential_id)
+
+    async def delegate(self, request: ChildRequest) -> ActiveJob:
+        return await self.services.delegate(self, request)
