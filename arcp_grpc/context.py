@@ -255,11 +255,8 @@ class JobContext:
         return stream
 
     async def _emit(self, kind: str, body: Any) -> None:
-        job = self._job
-        if job.ended:
-            raise InvalidRequest("the job has ended; it can emit no more events")
-        job.emit(kind, body)
-        await job.backpressure()
+        self._job.emit(kind, body)  # an ended job refuses (InvalidRequest)
+        await self._job.backpressure()
 
 
 class ResultStream:

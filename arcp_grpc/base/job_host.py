@@ -146,7 +146,7 @@ class JobHost(ChildHandle, Protocol):
         ...
 
     def emit(self, kind: str, body: Any, *, secret: bool = False) -> int:
-        """Append one event; returns its `job_seq`."""
+        """Append one event; returns its `job_seq`. Raises InvalidRequest once ended."""
         ...
 
     async def backpressure(self) -> None:

@@ -61,9 +61,7 @@ class Executor:
             # Let the acceptance go out first: the submitter's reply was queued just
             # after this task was created and must not wait for the agent's first step.
             await asyncio.sleep(0)
-            # Running is known in memory only: the store keeps "not finished", which is
-            # all recovery needs, and starting a job costs no write (see `list_jobs`).
-            job.status = jobs_pb2.JOB_STATUS_RUNNING
+            job.start()  # known in memory only: starting a job costs no write
             async with asyncio.timeout(job.max_runtime_sec) as deadline:
                 value = await job.agent.fn(ctx, input_value)
             outcome = await _success(job, value)
@@ -90,7 +88,7 @@ class Executor:
         # the agent was not suspended (a cap error it raised or swallowed, a cancel
         # racing its return) may still be pending on this task: then the write runs
         # in a task of its own, shielded.
-        job.finishing = True
+        job.decide()
         task = asyncio.current_task()
         if task is None or not task.cancelling():
             await self._finish(job, outcome)
@@ -135,11 +133,7 @@ class Executor:
             status = summary.status = outcome.error.final_status
             outcome_bytes = outcome.SerializeToString(deterministic=True)
         finally:
-            job.status = status
-            job.outcome = outcome
-            job.feed.finish(outcome_bytes)
-            job.final = summary
-            job.done.set()
+            job.end(outcome, outcome_bytes, summary)
             self._parts.observer().finished(status)
             self._parts.table.active.pop(job.job_id, None)
             self._parts.table.count(job, -1)
@@ -176,5 +170,4 @@ async def _success(job: ActiveJob, value: Any) -> jobs_pb2.JobOutcome:
 
 def _expire_late(job: ActiveJob) -> None:
     """Proactive end of a job whose lease expired without a violating operation."""
-    expiry = job.summary.lease_constraints.expires_at.ToJsonString()
-    job.stop(LeaseExpired(f"the lease expired at {expiry} (§9.5)"))
+    job.stop(LeaseExpired(f"the lease expired at {job.lease_expires_at} (§9.5)"))

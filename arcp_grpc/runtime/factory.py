@@ -65,10 +65,6 @@ class JobFactory:
             trace_id=trace_id,
             parent_job_id=parent.job_id if parent else "",
         )
-        for namespace, patterns in lease.grants.items():
-            summary.lease.capabilities[namespace].patterns.extend(patterns)
-        if expires_at is not None:
-            summary.lease_constraints.expires_at.FromDatetime(expires_at)
         summary.budget.update(budget.snapshot())
         stamp(summary.created_at)
         return ActiveJob(
@@ -79,7 +75,6 @@ class JobFactory:
             trace_id=trace_id,
             lease=lease,
             clock=LeaseClock(expires_at, wall_now=datetime.now(UTC), mono_now=time.monotonic()),
-            expires_at=expires_at,
             budget=budget,
             credentials=[],
             summary=summary,
@@ -100,18 +95,19 @@ class JobFactory:
         ledger = self.parts.ledger
         if ledger is not None:
             job.credentials = await ledger.issue(job.job_id, job.lease, job.expires_at)
+        record = job.record()  # the summary the store keeps, with the lease
         accepted = jobs_pb2.JobAccepted(
             job_id=job.job_id,
             agent=job.agent.ref,
-            lease=job.summary.lease,
+            lease=record.lease,
             budget=job.summary.budget,
             credentials=job.credentials,
             accepted_at=job.summary.created_at,
             trace_id=job.trace_id,
             parent_job_id=job.summary.parent_job_id,
         )
-        if job.summary.HasField("lease_constraints"):
-            accepted.lease_constraints.CopyFrom(job.summary.lease_constraints)
+        if record.HasField("lease_constraints"):
+            accepted.lease_constraints.CopyFrom(record.lease_constraints)
         accepted_bytes = accepted.SerializeToString(deterministic=True)
         row = JobRow(
             job_id=job.job_id,
@@ -121,7 +117,7 @@ class JobFactory:
             created_at=now,
             trace_id=job.trace_id,
             parent_job_id=job.summary.parent_job_id,
-            summary=job.summary.SerializeToString(deterministic=True),
+            summary=record.SerializeToString(deterministic=True),
             accepted=(
                 self.parts.box.seal(accepted_bytes, job.job_id.encode())
                 if job.credentials  # nothing else in it is secret
@@ -184,8 +180,9 @@ class JobFactory:
         await self.persist(child, None, now)
         parent.children.append(child)
         body = events_pb2.DelegateEvent(child_job_id=child.job_id, agent=registered.ref)
-        body.lease.CopyFrom(child.summary.lease)
-        body.lease_constraints.CopyFrom(child.summary.lease_constraints)
+        terms = child.record()
+        body.lease.CopyFrom(terms.lease)
+        body.lease_constraints.CopyFrom(terms.lease_constraints)
         parent.emit("delegate", body)
         self.executor.launch(child, request.input_value)
         return child
