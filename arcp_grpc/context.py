@@ -7,18 +7,21 @@ counter (§9.6), then the lease patterns. A failed check raises the typed
 error to the agent; for tool calls it is also reported as the `tool_result`
 (§9.5, §13.4). Observability (log, thought, status, metric, progress,
 artifact_ref, x-vendor events) is never gated.
+
+The context acts on its job only through `JobHost` (`arcp_grpc.base.job_host`): the
+agent author's API imports nothing of the runtime.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from google.protobuf import json_format
 
 from arcp_grpc.base.ids import new_id
+from arcp_grpc.base.job_host import ChildHandle, ChildRequest, JobHost
 from arcp_grpc.errors import (
     ARCPError,
     BudgetExhausted,
@@ -28,9 +31,6 @@ from arcp_grpc.errors import (
     LeaseExpired,
 )
 from arcp_grpc.v1 import events_pb2, jobs_pb2, lease_pb2
-
-if TYPE_CHECKING:
-    from arcp_grpc.runtime.job import ActiveJob
 
 __all__ = ["ChildJob", "JobContext", "ResultStream"]
 
@@ -46,7 +46,7 @@ _LOG_LEVELS = {
 class JobContext:
     """The agent's handle on its job. One per job; not shared between jobs."""
 
-    def __init__(self, job: ActiveJob, input_value: Any) -> None:
+    def __init__(self, job: JobHost, input_value: Any) -> None:
         self._job = job
         self.input = input_value
         self._calls = 0
@@ -60,7 +60,7 @@ class JobContext:
     @property
     def agent(self) -> str:
         """The resolved agent, ``name@version``."""
-        return self._job.agent.ref
+        return self._job.agent_ref
 
     @property
     def trace_id(self) -> str:
@@ -69,7 +69,7 @@ class JobContext:
 
     @property
     def lease(self) -> Mapping[str, tuple[str, ...]]:
-        return self._job.lease.grants
+        return self._job.grants
 
     @property
     def credentials(self) -> tuple[lease_pb2.Credential, ...]:
@@ -79,10 +79,10 @@ class JobContext:
     @property
     def cancelled(self) -> bool:
         """True once the runtime has decided to end the job (cancel, expiry, shutdown)."""
-        return self._job.stop_error is not None
+        return self._job.stopping
 
     def budget_remaining(self, currency: str) -> Decimal | None:
-        return self._job.budget.remaining(currency)
+        return self._job.budget_remaining(currency)
 
     # -- events that need no authority -----------------------------------
 
@@ -149,11 +149,11 @@ class JobContext:
         if dimensions:
             body.dimensions.update(dict(dimensions))
         await self._emit("metric", body)
-        if is_cost and unit and self._job.budget.charge(unit, amount):
-            job: ActiveJob | None = self._job
+        if is_cost and unit and self._job.charge_budget(unit, amount):
+            job: JobHost | None = self._job
             while job is not None:
-                remaining = job.budget.remaining(unit)
-                if remaining is not None and not job.done.is_set():
+                remaining = job.budget_remaining(unit)
+                if remaining is not None and not job.ended:
                     job.emit(
                         "metric",
                         events_pb2.MetricEvent(
@@ -176,20 +176,20 @@ class JobContext:
         it for them. Raises PermissionDenied when the lease does not cover it.
         """
         job = self._job
-        if job.clock.expired(time.monotonic()):
+        if job.lease_expired():
             error = LeaseExpired(
-                f"the lease expired at {job.summary.lease_constraints.expires_at.ToJsonString()}",
+                f"the lease expired at {job.lease_expires_at}",
                 details={"namespace": namespace},
             )
-            job.runtime.expire(job, error)
+            job.expire(error)
             raise error
-        exhausted = job.budget.exhausted()
+        exhausted = job.exhausted_budget()
         if exhausted is not None:
             raise BudgetExhausted(
                 f"the {exhausted} budget is exhausted", details={"currency": exhausted}
             )
         # The canonical form is what the caller must act on: it is what was checked.
-        return job.lease.authorize(namespace, resource)
+        return job.authorize_lease(namespace, resource)
 
     async def call_tool(self, tool: str, args: Any = None) -> Any:
         """Run a registered tool under `tool.call` (§9.3); emits tool_call and tool_result."""
@@ -200,7 +200,7 @@ class JobContext:
         await self._emit("tool_call", call)
         try:
             self.authorize("tool.call", tool)
-            result = await self._job.runtime.registry.tool(tool)(args)
+            result = await self._job.tool(tool)(args)
         except ARCPError as error:
             await self._emit(
                 "tool_result", events_pb2.ToolResultEvent(call_id=call_id, error=error.to_proto())
@@ -215,11 +215,11 @@ class JobContext:
         """Run a registered model under `model.use` (§9.7); a lease without
         `model.use` grants no model."""
         self.authorize("model.use", model)
-        return await self._job.runtime.registry.model(model)(request)
+        return await self._job.model(model)(request)
 
     async def rotate_credential(self, credential_id: str) -> lease_pb2.Credential:
         """Re-issue a credential; emits `status` `credential_rotated` (§9.8.2)."""
-        return await self._job.runtime.rotate_credential(self._job, credential_id)
+        return await self._job.rotate_credential(credential_id)
 
     # -- delegation ----------------------------------------------------------
 
@@ -235,13 +235,8 @@ class JobContext:
         """Start a sub-agent with a subset of this job's lease (§9.4, §10)."""
         name = agent.split("@", 1)[0]
         self.authorize("agent.delegate", name)
-        child = await self._job.runtime.delegate(
-            self._job,
-            agent=agent,
-            input_value=input_value,
-            lease_request=lease_request,
-            expires_at=expires_at,
-            max_runtime_sec=max_runtime_sec,
+        child = await self._job.delegate(
+            ChildRequest(agent, input_value, lease_request, expires_at, max_runtime_sec)
         )
         return ChildJob(child)
 
@@ -260,11 +255,8 @@ class JobContext:
         return stream
 
     async def _emit(self, kind: str, body: Any) -> None:
-        job = self._job
-        if job.done.is_set():
-            raise InvalidRequest("the job has ended; it can emit no more events")
-        job.emit(kind, body)
-        await job.runtime.backpressure()
+        self._job.emit(kind, body)  # an ended job refuses (InvalidRequest)
+        await self._job.backpressure()
 
 
 class ResultStream:
@@ -285,7 +277,7 @@ class ResultStream:
     async def write(self, data: bytes | str) -> None:
         raw = data.encode() if isinstance(data, str) else data
         job = self._ctx._job
-        limits = job.runtime.limits
+        limits = job.limits
         assert job.streamed is not None
         if self.closed:
             raise InvalidRequest("the result stream is closed")
@@ -301,7 +293,7 @@ class ResultStream:
 
     async def write_all(self, data: bytes | str) -> None:
         raw = data.encode() if isinstance(data, str) else data
-        size = self._ctx._job.runtime.limits.chunk_bytes
+        size = self._ctx._job.limits.chunk_bytes
         for start in range(0, len(raw), size):
             await self.write(raw[start : start + size])
 
@@ -343,7 +335,7 @@ class ResultStream:
 class ChildJob:
     """A delegated job (§10). `result()` waits for its end."""
 
-    def __init__(self, job: ActiveJob) -> None:
+    def __init__(self, job: ChildHandle) -> None:
         self._job = job
 
     @property
@@ -352,9 +344,7 @@ class ChildJob:
 
     async def result(self) -> Any:
         """The child's inline result; raises the child's error if it failed."""
-        await self._job.done.wait()
-        outcome = self._job.outcome
-        assert outcome is not None
+        outcome = await self._job.wait()
         if outcome.HasField("error"):
             raise ARCPError.from_proto(outcome.error.error)
         result = outcome.result

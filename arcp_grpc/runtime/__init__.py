@@ -7,10 +7,14 @@ full path, never through this package (docs/architecture.md).
 
 from __future__ import annotations
 
+from arcp_grpc.runtime.admission import Submission
 from arcp_grpc.runtime.cluster import ClusterLimits
 from arcp_grpc.runtime.feed import JobFeed
-from arcp_grpc.runtime.job_runtime import JobRuntime, RuntimeLimits, Submission, job_query
+from arcp_grpc.runtime.job_credentials import is_rotation
+from arcp_grpc.runtime.job_runtime import JobRuntime
+from arcp_grpc.runtime.limits import RuntimeLimits
 from arcp_grpc.runtime.observe import RuntimeObserver
+from arcp_grpc.runtime.queries import job_query
 from arcp_grpc.runtime.quotas import PER_PRINCIPAL, QuotaLimits, Quotas
 
 __all__ = [
@@ -23,5 +27,6 @@ __all__ = [
     "RuntimeLimits",
     "RuntimeObserver",
     "Submission",
+    "is_rotation",
     "job_query",
 ]

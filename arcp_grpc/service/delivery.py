@@ -17,11 +17,11 @@ from collections.abc import Callable, Sequence
 from arcp_grpc.base.stamps import stamp
 from arcp_grpc.base.wire import only_field
 from arcp_grpc.errors import InternalError
-from arcp_grpc.runtime import JobFeed
+from arcp_grpc.runtime import JobFeed, is_rotation
 from arcp_grpc.service.sessions import FrameHeader, Session
 from arcp_grpc.v1 import events_pb2, jobs_pb2
 
-__all__ = ["CREDENTIALS_FEATURE", "Fallback", "JobDelivery", "LiveDelivery", "is_rotation"]
+__all__ = ["CREDENTIALS_FEATURE", "Fallback", "JobDelivery", "LiveDelivery"]
 
 CREDENTIALS_FEATURE = "provisioned_credentials"
 
@@ -150,12 +150,6 @@ def _fitting(blobs: Sequence[bytes], room: int) -> int:
             return index
         room -= len(blob) + _FRAME_HEAD
     return len(blobs)
-
-
-def is_rotation(blob: bytes) -> bool:
-    """A `credential_rotated` status event (§9.8.2): it carries a credential value."""
-    event = events_pb2.JobEvent.FromString(blob)
-    return event.WhichOneof("body") == "status" and event.status.phase == "credential_rotated"
 
 
 class _Inline:

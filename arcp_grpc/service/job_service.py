@@ -28,8 +28,7 @@ from arcp_grpc.base.validate import MAX_NAME_CHARS, check_job_request, request_p
 from arcp_grpc.base.wire import length_delimited, varint
 from arcp_grpc.errors import ARCPError, InternalError, InvalidRequest
 from arcp_grpc.grpc_status import rich_status, to_status
-from arcp_grpc.runtime import JobRuntime, job_query
-from arcp_grpc.service.delivery import is_rotation
+from arcp_grpc.runtime import JobRuntime, is_rotation, job_query
 from arcp_grpc.service.transport_policy import WITHHELD, call_hops, credentials_allowed
 from arcp_grpc.v1 import job_service_pb2 as pb
 from arcp_grpc.v1 import jobs_pb2

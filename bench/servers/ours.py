@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from arcp_grpc.process import event_loop
-from arcp_grpc.runtime.job_runtime import RuntimeLimits
+from arcp_grpc.runtime import RuntimeLimits
 from arcp_grpc.server import CoreConfig, start_core
 from arcp_grpc.store.sqlite.store import WAL_LIMIT
 from bench.servers._common import (

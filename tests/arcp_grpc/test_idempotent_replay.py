@@ -22,7 +22,7 @@ import pytest
 from arcp_grpc.agents import AgentRegistry
 from arcp_grpc.context import JobContext
 from arcp_grpc.credentials import DevProvisioner
-from arcp_grpc.runtime.job_runtime import RuntimeLimits
+from arcp_grpc.runtime import RuntimeLimits
 from arcp_grpc.server import CoreConfig, RunningCore
 from arcp_grpc.v1 import job_service_pb2 as pb
 from arcp_grpc.v1 import jobs_pb2

@@ -333,7 +333,7 @@ async def test_lease_expiry_during_execution(stub: Stub) -> None:
 
 async def test_an_idle_job_is_ended_when_its_lease_expires(make_core: CoreFactory) -> None:
     """§9.5: expiry is enforced even if the agent never touches its authority."""
-    from arcp_grpc.runtime.job_runtime import RuntimeLimits
+    from arcp_grpc.runtime import RuntimeLimits
 
     core = await make_core(agents=_registry(), limits=RuntimeLimits(lease_grace_sec=0.1))
     async with grpc.aio.insecure_channel(core.grpc_address) as channel:

@@ -24,7 +24,7 @@ from arcp_grpc.agents import AgentRegistry
 from arcp_grpc.context import JobContext
 from arcp_grpc.credentials import DevProvisioner
 from arcp_grpc.errors import InternalError
-from arcp_grpc.runtime.job_runtime import RuntimeLimits
+from arcp_grpc.runtime import RuntimeLimits
 from arcp_grpc.v1 import events_pb2, jobs_pb2
 from arcp_grpc.v1 import job_service_pb2 as pb
 from tests.conftest import (

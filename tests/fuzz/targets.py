@@ -41,7 +41,8 @@ from arcp_grpc.base.validate import (
 )
 from arcp_grpc.errors import ARCPError, InvalidRequest
 from arcp_grpc.lease.lease import Lease
-from arcp_grpc.runtime.job_runtime import _expires_at, _max_runtime, job_query
+from arcp_grpc.runtime import job_query
+from arcp_grpc.runtime.admission import expires_at_of, max_runtime_of
 from arcp_grpc.v1 import job_service_pb2, jobs_pb2
 from arcp_grpc.v1 import session_service_pb2 as spb
 from gateway.codec import decode_client_frame, encode_client_frame
@@ -109,12 +110,12 @@ def job_request(data: bytes) -> None:
 
 
 def _submit(submit: jobs_pb2.JobSubmit) -> None:
-    """What `JobRuntime._accept` checks before it stores anything, in its order."""
+    """What `Admission._accept` checks before it stores anything, in its order."""
     check_submit(submit)
     parse_agent_ref(submit.agent)
     Lease.parse({ns: list(p.patterns) for ns, p in submit.lease_request.capabilities.items()})
-    _expires_at(submit, time.time())
-    _max_runtime(submit)
+    expires_at_of(submit, time.time())
+    max_runtime_of(submit)
     if submit.HasField("input"):
         value_to_py(submit.input)
 

@@ -30,7 +30,7 @@ from arcp_grpc.config import (
     read_or_create_dev_token,
 )
 from arcp_grpc.process import event_loop
-from arcp_grpc.runtime.job_runtime import RuntimeLimits
+from arcp_grpc.runtime import RuntimeLimits
 from arcp_grpc.runtime.quotas import QuotaLimits
 from arcp_grpc.service.sessions import SessionLimits
 

@@ -17,7 +17,7 @@ from arcp_grpc.cli.ledger_report import unrevoked
 from arcp_grpc.context import JobContext
 from arcp_grpc.credentials import DevProvisioner
 from arcp_grpc.process.metrics import Metrics
-from arcp_grpc.runtime.job_runtime import RuntimeLimits
+from arcp_grpc.runtime import RuntimeLimits
 from arcp_grpc.server import CoreConfig
 from arcp_grpc.v1 import lease_pb2
 from tests.conftest import (

@@ -17,8 +17,8 @@ from arcp_grpc.agents import AgentRegistry
 from arcp_grpc.auth import Principal
 from arcp_grpc.context import JobContext
 from arcp_grpc.errors import ResumeWindowExpired
+from arcp_grpc.runtime import RuntimeLimits
 from arcp_grpc.runtime.feed import _TAIL_BYTES, JobFeed
-from arcp_grpc.runtime.job_runtime import RuntimeLimits
 from arcp_grpc.server import CoreConfig, start_core
 from arcp_grpc.service.sessions import FrameHeader, Session, SessionLimits
 from arcp_grpc.v1 import jobs_pb2

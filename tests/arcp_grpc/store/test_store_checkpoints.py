@@ -16,7 +16,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from arcp_grpc.runtime.job_runtime import RuntimeLimits
+from arcp_grpc.runtime import RuntimeLimits
 from arcp_grpc.server import CoreConfig, start_core
 from arcp_grpc.store import JobRow
 from arcp_grpc.store.sqlite.store import SQLiteStore

@@ -16,8 +16,8 @@ from pathlib import Path
 import grpc
 
 from arcp_grpc.credentials import DevProvisioner
+from arcp_grpc.runtime import RuntimeLimits
 from arcp_grpc.runtime.cluster import ClusterLimits
-from arcp_grpc.runtime.job_runtime import RuntimeLimits
 from arcp_grpc.server import CoreConfig
 from arcp_grpc.v1 import job_service_pb2 as pb
 from arcp_grpc.v1 import jobs_pb2, lease_pb2

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import grpc
 import pytest
 
-from arcp_grpc.runtime.job_runtime import RuntimeLimits
+from arcp_grpc.runtime import RuntimeLimits
 from arcp_grpc.server import CoreConfig, start_core
 from arcp_grpc.store import CredentialEntry, EventRow, JobRow, Store
 from arcp_grpc.store.sqlite.schema import SCHEMA

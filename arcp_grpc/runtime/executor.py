@@ -1,0 +1,173 @@
+"""Running a job: the agent's task, its deadline and lease expiry, and its one end.
+
+A job ends exactly once: with the agent's value (or its streamed result, §8.4),
+the agent's error, or the reason the runtime recorded when it stopped the job
+(cancel §7.4, `max_runtime_sec` §7.3, lease expiry §9.5, shutdown), which wins
+over whatever the agent did after. The end is written to the store before
+followers hear of it; children are stopped first, and the job's credentials
+are revoked after (§9.8.2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+from arcp_grpc.base.json_values import FieldError, fill_value
+from arcp_grpc.base.logs import bind as bind_log_context
+from arcp_grpc.base.stamps import stamp
+from arcp_grpc.context import JobContext
+from arcp_grpc.errors import ARCPError, Cancelled, InternalError, LeaseExpired, Timeout
+from arcp_grpc.runtime.job import ActiveJob
+from arcp_grpc.runtime.outcome import failure
+from arcp_grpc.runtime.parts import RuntimeParts
+from arcp_grpc.v1 import jobs_pb2
+
+__all__ = ["Executor"]
+
+log = logging.getLogger("arcp_grpc.runtime")
+
+
+class Executor:
+    """Launches jobs, runs their agents and records their ends."""
+
+    def __init__(self, parts: RuntimeParts) -> None:
+        self._parts = parts
+        # Writes and revocations that outlive the task that started them; `stop` waits.
+        self.background: set[asyncio.Task[Any]] = set()
+
+    def launch(self, job: ActiveJob, input_value: Any) -> None:
+        self._parts.observer().launched()
+        job.task = asyncio.create_task(self._run(job, input_value), name=f"job {job.job_id}")
+        seconds = job.clock.seconds_left(time.monotonic())
+        if seconds is not None:
+            loop = asyncio.get_running_loop()
+            loop.call_later(seconds + self._parts.limits.lease_grace_sec, _expire_late, job)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(coro)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    async def _run(self, job: ActiveJob, input_value: Any) -> None:
+        bind_log_context(job_id=job.job_id, trace_id=job.trace_id)
+        ctx = JobContext(job, input_value)
+        outcome: jobs_pb2.JobOutcome
+        try:
+            # Let the acceptance go out first: the submitter's reply was queued just
+            # after this task was created and must not wait for the agent's first step.
+            await asyncio.sleep(0)
+            job.start()  # known in memory only: starting a job costs no write
+            async with asyncio.timeout(job.max_runtime_sec) as deadline:
+                value = await job.agent.fn(ctx, input_value)
+            outcome = await _success(job, value)
+        except asyncio.CancelledError:
+            if job.stop_error is None:
+                job.stop_error = InternalError("the job task was cancelled")
+            outcome = failure(job.job_id, job.stop_error)
+        except TimeoutError:
+            if deadline.expired():
+                job.stop_error = job.stop_error or Timeout(
+                    f"the job ran longer than max_runtime_sec={job.max_runtime_sec} (§7.3)"
+                )
+                outcome = failure(job.job_id, job.stop_error)
+            else:
+                outcome = _agent_failed(job, TimeoutError("timed out"))
+        except ARCPError as error:
+            outcome = failure(job.job_id, error)
+        except Exception as exc:
+            outcome = _agent_failed(job, exc)
+        if job.stop_error is not None and not outcome.HasField("error"):
+            outcome = failure(job.job_id, job.stop_error)  # the runtime's reason wins
+        # From here on a stop only records its reason (the outcome is decided), so the
+        # terminal write and the revocation run to the end. A cancel requested while
+        # the agent was not suspended (a cap error it raised or swallowed, a cancel
+        # racing its return) may still be pending on this task: then the write runs
+        # in a task of its own, shielded.
+        job.decide()
+        task = asyncio.current_task()
+        if task is None or not task.cancelling():
+            await self._finish(job, outcome)
+            return
+        finishing = asyncio.create_task(self._finish(job, outcome))
+        self.background.add(finishing)
+        finishing.add_done_callback(self.background.discard)
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(finishing)
+
+    async def _finish(self, job: ActiveJob, outcome: jobs_pb2.JobOutcome) -> None:
+        for child in job.children:
+            if child.stop(Cancelled("the parent job ended")):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        child.done.wait(), timeout=self._parts.limits.shutdown_grace_sec
+                    )
+        status = (
+            outcome.error.final_status if outcome.HasField("error") else jobs_pb2.JOB_STATUS_SUCCESS
+        )
+        summary = job.view(with_credentials=False)
+        summary.status = status
+        summary.last_event_seq = job.last_seq
+        stamp(summary.completed_at)
+        outcome_bytes = outcome.SerializeToString(deterministic=True)
+        try:
+            await self._parts.store.finish_job(
+                job.job_id,
+                status,
+                outcome_bytes,
+                summary.SerializeToString(deterministic=True),
+                time.time(),
+                job.last_seq,
+                shared=len(self._parts.table.active) > 1,  # a lone job's end is written at once
+            )
+        except InternalError as failed:
+            # The store failed: this end is not recorded, and the next start ends the job
+            # as interrupted (a retryable INTERNAL_ERROR). Followers are told that now,
+            # not an outcome the store will never show.
+            log.error("the end of job %s could not be recorded: %s", job.job_id, failed)
+            outcome = failure(job.job_id, InternalError("the job's end could not be recorded"))
+            status = summary.status = outcome.error.final_status
+            outcome_bytes = outcome.SerializeToString(deterministic=True)
+        finally:
+            job.end(outcome, outcome_bytes, summary)
+            self._parts.observer().finished(status)
+            self._parts.table.active.pop(job.job_id, None)
+            self._parts.table.count(job, -1)
+            self._parts.table.remember(job)
+        if job.credentials:
+            assert self._parts.ledger is not None
+            self.spawn(self._parts.ledger.revoke_all(job.credentials))
+
+
+def _agent_failed(job: ActiveJob, exc: BaseException) -> jobs_pb2.JobOutcome:
+    log.warning("agent %s failed in job %s", job.agent.ref, job.job_id, exc_info=exc)
+    return failure(job.job_id, InternalError(f"agent {job.agent.ref} failed: {type(exc).__name__}"))
+
+
+async def _success(job: ActiveJob, value: Any) -> jobs_pb2.JobOutcome:
+    result = jobs_pb2.JobResult(job_id=job.job_id, final_status=jobs_pb2.JOB_STATUS_SUCCESS)
+    if job.streamed is not None:
+        if value is not None:
+            raise InternalError("the agent streamed its result and also returned one (§8.4)")
+        stream = job.result_stream
+        if stream is not None and not stream.closed:
+            await stream.close()
+        result.streamed.CopyFrom(job.streamed)
+    else:
+        try:
+            fill_value(result.value, value)
+        except FieldError as exc:
+            raise InternalError(
+                f"the agent returned a result that is not JSON: {exc.path('result')}: {exc.message}"
+            ) from None
+    stamp(result.completed_at)
+    return jobs_pb2.JobOutcome(result=result)
+
+
+def _expire_late(job: ActiveJob) -> None:
+    """Proactive end of a job whose lease expired without a violating operation."""
+    job.stop(LeaseExpired(f"the lease expired at {job.lease_expires_at} (§9.5)"))
