@@ -9,6 +9,7 @@ import pkgutil
 import pytest
 
 import arcp_grpc
+import gateway
 
 PUBLIC: dict[str, set[str]] = {
     "arcp_grpc": {"ARCPError", "__version__"},
@@ -81,9 +82,11 @@ def test_public_exports_are_pinned(module_name: str) -> None:
 
 
 def _modules() -> list[str]:
+    """Every module of the core and the gateway, the generated stubs aside."""
     return sorted(
         info.name
-        for info in pkgutil.walk_packages(arcp_grpc.__path__, "arcp_grpc.")
+        for package in (arcp_grpc, gateway)
+        for info in pkgutil.walk_packages(package.__path__, f"{package.__name__}.")
         if not info.name.startswith("arcp_grpc.v1")
     )
 
