@@ -40,6 +40,7 @@ __all__ = [
     "Stack",
     "StackFactory",
     "open_raw",
+    "seqs",
     "wait_until_finished",
 ]
 
@@ -172,6 +173,11 @@ async def stack(make_stack: StackFactory) -> Stack:
 
 
 Frame = dict[str, Any]
+
+
+def seqs(frames: list[Frame]) -> list[int]:
+    """The session sequence numbers (§8.3) that `frames` carry, in order."""
+    return [f["event_seq"] for f in frames if "event_seq" in f]
 
 
 @dataclass
