@@ -35,14 +35,9 @@ from arcp_grpc.errors import (
 from arcp_grpc.runtime import JobRuntime, job_query
 from arcp_grpc.service.delivery import CREDENTIALS_FEATURE, JobDelivery, LiveDelivery
 from arcp_grpc.service.journal import SessionJournal
-from arcp_grpc.service.sessions import (
-    FrameHeader,
-    Outbox,
-    Session,
-    SessionRegistry,
-    UnsentLedger,
-    frame_bytes,
-)
+from arcp_grpc.service.outbox import Outbox, UnsentLedger
+from arcp_grpc.service.registry import SessionRegistry
+from arcp_grpc.service.sessions import FrameHeader, Session, frame_bytes
 from arcp_grpc.service.transport_policy import WITHHELD, Hop, call_hops, credentials_allowed
 from arcp_grpc.v1 import jobs_pb2, session_pb2
 from arcp_grpc.v1 import session_service_pb2 as pb
@@ -257,7 +252,7 @@ class SessionServiceServicer:
         new token: the one it resumed with dies (DESIGN.md "Resume tokens"). In a cluster
         that is recorded before the frame is handled, so no node accepts it afterwards."""
         conn.awaiting_proof = False
-        if session.token_proven() and self._journal is not None:
+        if session.tokens.prove() and self._journal is not None:
             await self._journal.token_proven(session)
 
     async def _frames(self, conn: _Connection) -> AsyncGenerator[bytes, None]:
@@ -368,7 +363,7 @@ class SessionServiceServicer:
             reply = pb.ConnectResponse(session_id=session.session_id, request_id=request.id)
             reply.closed.reason = reason
             conn.send(reply)
-            if not session.pumps:
+            if not session.followers:
                 # Nothing in flight: nothing to resume, so free the buffer now.
                 self._sessions.discard(session)
                 if self._journal is not None:
@@ -397,7 +392,7 @@ class SessionServiceServicer:
         features = frozenset(f for f in self._features if f in offered)
         self._admit_session(principal)
         session = self._sessions.create(principal, features)
-        token = session.rotate_token()
+        token = session.tokens.rotate()
         if self._journal is not None:
             try:
                 await self._journal.opened(session)  # resumable anywhere from its welcome on
@@ -427,14 +422,16 @@ class SessionServiceServicer:
             resume.session_id,
             resume.resume_token,
         )
-        if resume.last_event_seq > session.next_seq - 1:
+        if resume.last_event_seq > session.replay.last_seq:
             raise InvalidRequest(
                 f"last_event_seq {resume.last_event_seq} is beyond the session's last event"
             )
         _check_transport(session, conn)
-        missed = session.replay_after(resume.last_event_seq)
+        missed = session.replay.after(resume.last_event_seq, session.session_id)
         # The token presented stays valid until the client uses the new one (DESIGN.md).
-        token = session.rotate_after_resume(resume.resume_token)
+        token = session.tokens.rotate_after_resume(
+            resume.resume_token, self._sessions.limits.resume_window_sec
+        )
         if principal is not None:
             session.principal = principal  # the wire profile is the token's (DESIGN.md)
         # No await from here on: replayed frames precede every live one.
@@ -517,11 +514,11 @@ class SessionServiceServicer:
         job_id = submission.job_id
         session.submitted.add(job_id)
         header = FrameHeader(session.session_id, request_id=request.id, job_id=job_id)
-        if submission.replay and job_id not in session.pumps:
+        if submission.replay and job_id not in session.followers:
             await self._replay(session, header, submission.accepted)
             return
         session.send(frame_bytes(header, _ACCEPTED, _accepted_for(session, submission.accepted)))
-        if job_id in session.pumps:
+        if job_id in session.followers:
             return
         if self._journal is not None:  # queued ahead of the job's first frame
             self._journal.follow(session, job_id, submitted=True, after=0)
@@ -617,7 +614,7 @@ class SessionServiceServicer:
         described.credentials.extend(summary.credentials)  # same principal: the submitter
         session.send(_with_id(reply))
         log.info("subscribe: %s to job %s", session.principal.name, sub.job_id)
-        if sub.job_id not in session.pumps:
+        if sub.job_id not in session.followers:
             if self._journal is not None:
                 self._journal.follow(session, sub.job_id, submitted=False, after=start)
             self._start_pump(session, sub.job_id, start)
@@ -626,10 +623,8 @@ class SessionServiceServicer:
         job_id = request.unsubscribe.job_id
         if job_id in session.submitted:
             raise InvalidRequest("a session cannot unsubscribe from a job it submitted")
-        task = session.pumps.pop(job_id, None)
-        if task is None:
+        if not session.followers.stop(job_id):
             raise InvalidRequest(f"not subscribed to job {job_id!r}", details={"job_id": job_id})
-        task.cancel()
         if self._journal is not None:
             self._journal.unfollow(session, job_id)
 
@@ -657,7 +652,7 @@ class SessionServiceServicer:
             self._pump(session, job_id, after_seq, delivery),
             name=f"pump {session.session_id} {job_id}",
         )
-        session.pumps[job_id] = task
+        session.followers.add(job_id, task)
         task.add_done_callback(lambda _t: _forget(session, job_id, task))
 
     async def _pump(
@@ -729,8 +724,7 @@ def _drain(outbound: Outbox, first: bytes) -> tuple[bytes, bool]:
 
 
 def _forget(session: Session, job_id: str, task: asyncio.Task[None]) -> None:
-    if session.pumps.get(job_id) is task:
-        del session.pumps[job_id]
+    session.followers.forget(job_id, task)
     if not task.cancelled() and task.exception() is not None:
         log.error("event pump for job %s failed", job_id, exc_info=task.exception())
 
