@@ -226,6 +226,7 @@ class Session:
             self.last_outbound = time.monotonic()
 
     def lag(self) -> int:
+        """`ReplayBuffer.lag`, read inline: delivery asks once per event (§6.5)."""
         replay = self.replay
         return replay.next_seq - 1 - replay.acked
 
