@@ -28,9 +28,11 @@ from arcp_grpc.runtime import ClusterLimits, JobRuntime, QuotaLimits, Quotas, Ru
 from arcp_grpc.service.job_service import SERVICE_NAME as JOB_SERVICE
 from arcp_grpc.service.job_service import JobServiceServicer, job_service_handler
 from arcp_grpc.service.journal import SessionJournal
+from arcp_grpc.service.outbox import UnsentLedger
+from arcp_grpc.service.registry import SessionRegistry
 from arcp_grpc.service.session_service import SERVICE_NAME as SESSION_SERVICE
 from arcp_grpc.service.session_service import SessionServiceServicer, session_handler
-from arcp_grpc.service.sessions import SessionLimits, SessionRegistry, UnsentLedger
+from arcp_grpc.service.sessions import SessionLimits
 from arcp_grpc.store import Store
 from arcp_grpc.store.postgres.store import PostgresStore
 from arcp_grpc.store.secretbox import SecretBox

@@ -43,7 +43,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from arcp_grpc.runtime import RuntimeObserver
-from arcp_grpc.service.sessions import SessionRegistry
+from arcp_grpc.service.registry import SessionRegistry
 from arcp_grpc.store import Store
 from arcp_grpc.v1 import jobs_pb2
 

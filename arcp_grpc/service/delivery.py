@@ -101,7 +101,7 @@ class JobDelivery:
 
 
 #: Starts a pump that goes on after `job_seq` with the given delivery (its filters and
-#: partial state carry over) and takes this delivery's place in the session's pumps.
+#: partial state carry over) and takes this delivery's place among the session's followers.
 Fallback = Callable[[int, JobDelivery], None]
 
 
@@ -118,7 +118,7 @@ class LiveDelivery:
         self._fallback = fallback
         self._seq = feed.committed_seq  # job_seq of the last event handed to us
         feed.listen(self)
-        delivery.session.pumps[delivery.header.job_id] = self
+        delivery.session.followers.add(delivery.header.job_id, self)
 
     def on_events(self, blobs: Sequence[bytes]) -> None:
         handled = self._delivery.deliver(blobs, self._seq + 1)
@@ -138,9 +138,7 @@ class LiveDelivery:
         return True
 
     def _forget(self) -> None:
-        pumps = self._delivery.session.pumps
-        if pumps.get(self._delivery.header.job_id) is self:
-            del pumps[self._delivery.header.job_id]
+        self._delivery.session.followers.forget(self._delivery.header.job_id, self)
 
 
 def _fitting(blobs: Sequence[bytes], room: int) -> int:

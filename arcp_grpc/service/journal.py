@@ -21,13 +21,9 @@ from collections.abc import Awaitable, Sequence
 
 from arcp_grpc.auth import Principal
 from arcp_grpc.errors import ARCPError, InvalidRequest, ResumeWindowExpired, Unauthenticated
-from arcp_grpc.service.sessions import (
-    Session,
-    SessionLimits,
-    SessionRegistry,
-    check_resume_token,
-    digest,
-)
+from arcp_grpc.service.registry import SessionRegistry
+from arcp_grpc.service.resume_tokens import check_resume_token, digest
+from arcp_grpc.service.sessions import Session, SessionLimits
 from arcp_grpc.store import ClusterStore, SessionFollow, SessionFrame, SessionRow
 
 __all__ = ["Resumed", "SessionJournal"]
@@ -110,7 +106,7 @@ class SessionJournal:
                 session.principal.name,
                 session.principal.profile,
                 tuple(sorted(session.features)),
-                session.token_digest,
+                session.tokens.current,
                 1,
                 "",
             )
@@ -195,20 +191,16 @@ class SessionJournal:
             self.limits,
             journal=self,
         )
-        token = session.rotate_after_resume(token)
+        token = session.tokens.rotate_after_resume(token, self.limits.resume_window_sec)
         await self._store.flush()  # what the dropped copy delivered meanwhile
         window = self.limits.resume_window_sec
-        if await self._store.claim_session(row, presented, session.token_digest, window) is None:
+        if await self._store.claim_session(row, presented, session.tokens.current, window) is None:
             if await self._store.load_session(session_id) is None:
                 raise _unknown(session_id)  # its window ended meanwhile
             raise Unauthenticated("the session was resumed elsewhere at the same time")
         frames = await self._store.session_frames(session_id, last_event_seq)
         last = max(last, frames[-1][0] if frames else 0)
-        session.next_seq = last + 1
-        session.acked = last_event_seq
-        for seq, frame in frames:
-            session.buffer.append((seq, frame))
-            session.buffered_bytes += len(frame)
+        session.replay.restore(frames, last, last_event_seq)
         follows = await self._store.session_follows(session_id)
         session.submitted.update(f.job_id for f in follows if f.submitted)
         self._registry.adopt(session)

@@ -44,10 +44,10 @@ async def test_a_session_buffer_evicts_by_bytes_and_a_resume_past_it_is_refused(
     header = FrameHeader("sess_1", job_id="job_1", trace_id="t")
     for _ in range(20):
         session.deliver(header, 23, b"x" * CHUNK)
-    assert session.buffered_bytes <= 4 * CHUNK + 1024  # a frame's header on top of its body
-    assert len(session.replay_after(20 - 3)) == 3
+    assert session.replay.bytes <= 4 * CHUNK + 1024  # a frame's header on top of its body
+    assert len(session.replay.after(20 - 3, "sess_1")) == 3
     with pytest.raises(ResumeWindowExpired):
-        session.replay_after(0)  # those frames were evicted for memory
+        session.replay.after(0, "sess_1")  # those frames were evicted for memory
 
 
 async def test_a_large_streamed_result_waits_for_the_store_instead_of_queueing(

@@ -1,4 +1,5 @@
-"""`ConnectStream`, the core's side of one Connect stream as the embedded gateway drives it."""
+"""`ConnectStream`, the core's side of one Connect stream as the embedded gateway drives it
+(`arcp_grpc.service.connection`)."""
 
 from __future__ import annotations
 
@@ -58,3 +59,11 @@ async def test_a_refused_handshake_ends_the_stream(core: RunningCore) -> None:
     [error] = await _next(frames)
     assert error.error.error.code == errors_pb2.ERROR_CODE_UNAUTHENTICATED
     assert [frame async for frame in frames] == []  # and nothing after it
+
+
+async def test_every_client_frame_type_has_a_handler(core: RunningCore) -> None:
+    """The dispatch table routes each `ConnectRequest` frame type (hello and resume to
+    the refusal a second handshake gets); an unrouted type would read as unrecognised."""
+    stream = core.session_service.open_stream()
+    frame_types = {f.name for f in pb.ConnectRequest.DESCRIPTOR.oneofs_by_name["frame"].fields}
+    assert set(stream._handlers) == frame_types

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from arcp_grpc.service.sessions import Outbox, UnsentLedger
+from arcp_grpc.service.outbox import Outbox, UnsentLedger
 
 
 async def test_frames_come_out_in_order_and_none_ends() -> None:
