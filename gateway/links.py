@@ -95,7 +95,8 @@ class LocalSessions(Protocol):
 
 
 class LocalConnect(Protocol):
-    """The core's side of one in-process Connect stream (`arcp_grpc.ConnectStream`)."""
+    """The core's side of one in-process Connect stream
+    (`arcp_grpc.service.connection.ConnectStream`)."""
 
     async def receive(self, request: ConnectRequest) -> bool:
         """Handle one frame; False once the stream is ending."""

@@ -41,8 +41,9 @@ class QuotaLimits:
     max_sessions: int = 10_000
     max_running_jobs: int = 5_000
     max_held_bytes: int = 1024 * _MiB
-    # Bytes waiting in every client's outbound queue together (`_sessions.UnsentLedger`):
-    # past it, clients over half their own `sessions.max_unsent_bytes` lose the transport.
+    # Bytes waiting in every client's outbound queue together
+    # (`arcp_grpc.service.outbox.UnsentLedger`): past it, clients over half their own
+    # `sessions.max_unsent_bytes` lose the transport.
     max_unsent_bytes: int = 256 * _MiB
     retry_after_ms: int = 1_000
     # "PRINCIPAL.CAP" -> value, CAP one of PER_PRINCIPAL: a principal's own caps.

@@ -299,7 +299,7 @@ async def test_rotation_emits_credential_rotated_and_revokes_the_old_value(env: 
 
 async def test_only_the_submitter_sees_credentials(env: Env) -> None:
     """§14: while a job runs its credentials appear in the submitter's GetJob/ListJobs,
-    nobody else's (after its end in nobody's: see tests/gateway/test_sessions.py)."""
+    nobody else's (after its end in nobody's: see tests/gateway/test_sessions_authority.py)."""
     request = submit_request("holder", {"mode": "wait"}, lease=SPENDING)
     accepted = (await env.stub.SubmitJob(request, metadata=bearer())).accepted
     await wait_for_seq(env.stub, accepted.job_id, lambda e: e.status.phase == "holding")
