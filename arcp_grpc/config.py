@@ -7,28 +7,35 @@ checks each knob is documented in ``docs/configuration.md``. Loading is
 strict: an unknown key, a value of the wrong type, a port out of range or a
 TLS file that cannot be read is a `ConfigError` naming the key and where the
 value came from, and `serve` exits with code 2 before binding anything.
+
+This module declares the knobs and puts a configuration together (sources in
+order of precedence, then the checks only the whole can show);
+`arcp_grpc.process.config_loading` holds the machinery it uses — coercing a
+value, reading TOML, the checks on one value, the dev token, agent modules —
+and knows no settings class, so nothing imports this module back.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import os
-import secrets
 import ssl
-import sys
-import tomllib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from arcp_grpc.agents import AgentRegistry
-from arcp_grpc.auth import parse_token_target
-from arcp_grpc.demo_agents import demo_registry
-from arcp_grpc.process.event_loop import resolve as resolve_event_loop
-from arcp_grpc.runtime import PER_PRINCIPAL
-from arcp_grpc.store.url import postgres_dsn
+from arcp_grpc.process.config_loading import (
+    DEV_TOKEN_FILE,
+    ConfigError,
+    from_text,
+    from_toml,
+    load_agents,
+    read_or_create_dev_token,
+    read_toml,
+    unreadable,
+    value_problem,
+)
 
 __all__ = [
     "DEV_TOKEN_FILE",
@@ -53,11 +60,6 @@ __all__ = [
 ]
 
 _MiB = 1024 * 1024
-DEV_TOKEN_FILE = "dev-token"  # in the data directory, mode 0600
-
-
-class ConfigError(Exception):
-    """Configuration that cannot work; the message names the knob and its source."""
 
 
 @dataclass(frozen=True)
@@ -132,7 +134,7 @@ class AuthSettings:
 
 @dataclass(frozen=True)
 class RuntimeSettings:
-    """`[runtime]`: job execution limits (`arcp_grpc.runtime.job_runtime.RuntimeLimits`)."""
+    """`[runtime]`: job execution limits (`arcp_grpc.runtime.RuntimeLimits`)."""
 
     idempotency_ttl_sec: float = 24 * 3600.0
     chunk_bytes: int = 192 * 1024
@@ -244,88 +246,6 @@ def env_name(key: str) -> str:
     return "ARCP_" + key.replace(".", "_").upper()
 
 
-# -- typed values ------------------------------------------------------------
-
-
-def _from_text(hint: Any, text: str) -> Any:
-    """Parse an environment or flag value for a knob of type `hint`."""
-    if hint is bool:
-        lowered = text.strip().lower()
-        if lowered in {"1", "true", "yes", "on"}:
-            return True
-        if lowered in {"0", "false", "no", "off"}:
-            return False
-        raise ValueError(f"expected {_KINDS[bool]}, got {text!r}")
-    if hint is int or hint is float:
-        try:
-            return hint(text)
-        except ValueError:
-            raise ValueError(f"expected {_KINDS[hint]}, got {text!r}") from None
-    if hint == tuple[str, ...]:
-        return tuple(item.strip() for item in text.split(",") if item.strip())
-    if hint == dict[str, int]:
-        caps: dict[str, int] = {}
-        for item in filter(None, (part.strip() for part in text.split(","))):
-            name, sep, number = item.partition("=")
-            try:
-                caps[name.strip()] = int(number)
-            except ValueError:
-                sep = ""
-            if not sep:
-                raise ValueError("expected comma-separated NAME=INTEGER pairs")
-        return caps
-    if hint == dict[str, str]:
-        pairs: dict[str, str] = {}
-        for item in filter(None, (part.strip() for part in text.split(","))):
-            token, sep, principal = item.partition("=")
-            if not sep:
-                raise ValueError("expected comma-separated TOKEN=PRINCIPAL pairs")
-            pairs[token.strip()] = principal.strip()
-        return pairs
-    if hint is Path:
-        return Path(text)
-    return text
-
-
-# What a knob's type is called in an error, the same whichever source gave the value.
-_KINDS: dict[Any, str] = {
-    bool: "a boolean (true/false)",
-    int: "an integer",
-    float: "a number",
-    str: "a string",
-    Path: "a string",
-    tuple[str, ...]: "an array of strings",
-    dict[str, str]: "a table of strings",
-    dict[str, int]: "a table of integers",
-}
-
-
-def _from_toml(hint: Any, value: Any) -> Any:
-    """Check a TOML value against a knob's type (TOML already typed it)."""
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    wrong = ValueError(f"expected {_KINDS[hint]}, got {value!r}")
-    if hint == tuple[str, ...]:
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise wrong
-        return tuple(value)
-    if hint == dict[str, str]:
-        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-            raise wrong
-        return dict(value)
-    if hint == dict[str, int]:
-        if not isinstance(value, dict) or not all(type(v) is int for v in value.values()):
-            raise wrong
-        return dict(value)
-    if hint is Path:
-        if not isinstance(value, str):
-            raise wrong
-        return Path(value)
-    if type(value) is not hint:
-        raise wrong
-    return value
-
-
 # -- loading -----------------------------------------------------------------
 
 
@@ -349,23 +269,23 @@ def load_settings(
     if config_file is None and env.get("ARCP_CONFIG"):
         config_file = Path(env["ARCP_CONFIG"])
     if config_file is not None:
-        for key, value in _read_toml(config_file).items():
-            given.append((key, _typed(key, str(config_file), _from_toml, value), str(config_file)))
+        for key, value in read_toml(config_file, _SECTIONS, _HINTS).items():
+            given.append((key, _typed(key, str(config_file), from_toml, value), str(config_file)))
     for key in _HINTS:
         name = env_name(key)
         if name in env:
-            given.append((key, _typed(key, name, _from_text, env[name]), name))
+            given.append((key, _typed(key, name, from_text, env[name]), name))
     texts = [(key, text, "the command line") for key, text in (overrides or {}).items()]
     for key, text, source in [*texts, *flags]:
         if key not in _HINTS:
             raise ConfigError(
                 f"unknown configuration key {key!r} from {source} (see docs/configuration.md)"
             )
-        given.append((key, _typed(key, source, _from_text, text), source))
+        given.append((key, _typed(key, source, from_text, text), source))
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for key, value, source in given:
-        problem = _problem(key, value)
+        problem = value_problem(key, value, _HINTS[key])
         if problem:
             raise ConfigError(f"{key} (from {source}): {problem}")
         values[key], sources[key] = value, source
@@ -381,31 +301,6 @@ def _typed(key: str, source: str, parse: Callable[[Any, Any], Any], raw: Any) ->
         raise ConfigError(f"{key} (from {source}): {exc}") from None
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
-    """Flatten a TOML file to dotted keys, refusing any key that is not a knob."""
-    try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    flat: dict[str, Any] = {}
-    for name, value in document.items():
-        if name in _SECTIONS:
-            if not isinstance(value, dict):
-                raise ConfigError(f"[{name}] in {path} must be a table")
-            for key, item in value.items():
-                flat[f"{name}.{key}"] = item
-        else:
-            flat[name] = value
-    for key in flat:
-        if key not in _HINTS:
-            raise ConfigError(
-                f"unknown configuration key {key!r} from {path} (see docs/configuration.md)"
-            )
-    return flat
-
-
 def _build(values: Mapping[str, Any]) -> Settings:
     sections: dict[str, Any] = {}
     for section, cls in _SECTIONS.items():
@@ -416,81 +311,7 @@ def _build(values: Mapping[str, Any]) -> Settings:
     return Settings(**top, **sections)
 
 
-# -- validation --------------------------------------------------------------
-
-
-_POSITIVE = {
-    "runtime.max_pending_writes",
-    "runtime.revoke_attempts",
-    "runtime.revoke_retry_sec",
-    "sessions.resume_window_sec",
-    "sessions.heartbeat_interval_sec",
-    "sessions.hello_timeout_sec",
-    "sessions.max_buffered_frames",
-    "sessions.back_pressure_lag",
-    "runtime.idempotency_ttl_sec",
-    "limits.max_sessions_per_principal",
-    "limits.max_running_jobs_per_principal",
-    "limits.max_held_bytes_per_principal",
-    "limits.max_sessions",
-    "limits.max_running_jobs",
-    "limits.max_held_bytes",
-}
-_LOG_LEVELS = ("debug", "info", "warning", "error")
-
-
-def _problem(key: str, value: Any) -> str:
-    """What is wrong with one knob's value on its own ("" when nothing is)."""
-    hint = _HINTS[key]
-    if key in ("core.port", "gateway.port", "metrics.port") and not 0 <= value <= 65535:
-        return f"{value} is not a port number (0-65535)"
-    if (key.endswith("_bytes") or key in _POSITIVE) and not value > 0:
-        return f"must be greater than 0, got {value}"
-    if hint is float and not value >= 0:
-        return f"must not be negative, got {value}"
-    if key in ("gateway.path", "gateway.health_path") and not value.startswith("/"):
-        return "must start with '/'"
-    if key == "event_loop":
-        try:
-            resolve_event_loop(value)
-        except ValueError as exc:
-            return str(exc)
-    if key == "log.level" and value not in _LOG_LEVELS:
-        return f"must be one of {list(_LOG_LEVELS)}"
-    if key == "log.format" and value not in ("text", "json"):
-        return "must be 'text' or 'json'"
-    if key == "gateway.console" and value not in ("auto", "on", "off"):
-        return "must be auto, on or off"
-    if key == "auth.tokens":
-        if not all(token and name for token, name in value.items()):
-            return "tokens and principals are non-empty"
-        for target in value.values():
-            try:
-                parse_token_target(target)
-            except ValueError as exc:
-                return str(exc)
-    if key == "limits.overrides":
-        for name, cap in value.items():
-            principal, _, knob = name.rpartition(".")
-            if not principal or knob not in PER_PRINCIPAL:
-                return f"{name!r} is not PRINCIPAL.CAP with CAP one of {list(PER_PRINCIPAL)}"
-            if cap <= 0:
-                return f"{name} must be greater than 0, got {cap}"
-    if key == "limits.retry_after_ms" and value < 0:
-        return f"must not be negative, got {value}"
-    if key == "auth.dev_principal" and not value:
-        return "must not be empty"
-    if key == "store.url" and value and not value.startswith("sqlite:///"):
-        try:
-            postgres_dsn(value)
-        except ValueError as exc:
-            return str(exc)
-    if key == "agents.modules":
-        for spec in value:
-            module, sep, attribute = spec.partition(":")
-            if not (module and sep and attribute):
-                return f"{spec!r} is not module:attr"
-    return ""
+# -- validation of the whole ---------------------------------------------------
 
 
 def _validate(settings: Settings, sources: Mapping[str, str]) -> None:
@@ -507,7 +328,7 @@ def _validate(settings: Settings, sources: Mapping[str, str]) -> None:
             raise fail(cert if not cert_path else key, "set tls_cert and tls_key together")
         if cert_path:
             for name, path in ((cert, cert_path), (key, key_path)):
-                problem = _unreadable(path)
+                problem = unreadable(path)
                 if problem:
                     raise fail(name, problem)
             try:
@@ -517,10 +338,10 @@ def _validate(settings: Settings, sources: Mapping[str, str]) -> None:
             except ssl.SSLError as exc:
                 raise fail(cert, f"not a usable PEM certificate and key: {exc.reason}") from None
     ca = settings.gateway.core_tls_ca
-    if ca and (problem := _unreadable(ca)):
+    if ca and (problem := unreadable(ca)):
         raise fail("gateway.core_tls_ca", problem)
     key_file = settings.store.key_file
-    if key_file and (problem := _unreadable(key_file)):
+    if key_file and (problem := unreadable(key_file)):
         raise fail("store.key_file", problem)
     runtime = settings.runtime
     if 0 < runtime.retention_sec < runtime.idempotency_ttl_sec:
@@ -543,85 +364,3 @@ def _value(settings: Settings, key: str) -> Any:
         return getattr(settings, key)
     section, name = key.split(".", 1)
     return getattr(getattr(settings, section), name)
-
-
-def _unreadable(path: str) -> str:
-    try:
-        with open(path, "rb") as handle:
-            handle.read(1)
-    except OSError as exc:
-        return f"cannot read {path}: {exc.strerror}"
-    return ""
-
-
-# -- data directory and agents -----------------------------------------------
-
-
-def read_or_create_dev_token(data_dir: Path) -> str:
-    """The development token in `data_dir`, created (mode 0600) on first start, so a
-    restart on the same directory keeps it."""
-    path = data_dir / DEV_TOKEN_FILE
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        token = path.read_text(encoding="utf-8").strip()
-        if not token:
-            raise ConfigError(f"the development token file {path} is empty") from None
-        return token
-    token = "arcp-dev-" + secrets.token_urlsafe(32)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(token + "\n")
-    return token
-
-
-def load_agents(specs: tuple[str, ...], *, demo: bool = False) -> AgentRegistry | None:
-    """Import each ``module:attribute`` (an `AgentRegistry` or a callable returning one)
-    and merge them; None when there are none. With `demo`, a name@version the demo
-    agents already hold is refused here, before anything starts. Raises `ConfigError`
-    naming ``agents.modules`` and the spec."""
-    if not specs:
-        return None
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())  # `serve` runs from a checkout: local modules load
-    merged = AgentRegistry()
-    for spec in specs:
-        _merge(merged, _load_one(spec), spec, "another agents module")
-    if demo:
-        _merge(demo_registry(), merged, ",".join(specs), "a demo agent (--no-demo-agents)")
-    return merged
-
-
-def _merge(into: AgentRegistry, other: AgentRegistry, spec: str, holder: str) -> None:
-    try:
-        into.merge(other)
-    except ValueError as exc:
-        raise ConfigError(f"agents.modules {spec!r}: {exc} by {holder}") from None
-
-
-def _load_one(spec: str) -> AgentRegistry:
-    def fail(problem: str) -> ConfigError:
-        return ConfigError(f"agents.modules {spec!r}: {problem}")
-
-    module_name, _, attribute = spec.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:
-        where = " (is it in the working directory or on PYTHONPATH?)"
-        hint = where if isinstance(exc, ModuleNotFoundError) else ""
-        raise fail(f"cannot import {module_name!r}: {type(exc).__name__}: {exc}{hint}") from None
-    try:
-        target: Any = getattr(module, attribute)
-    except AttributeError:
-        raise fail(f"{module_name} has no {attribute!r}") from None
-    if not isinstance(target, AgentRegistry) and callable(target):
-        factory: Callable[[], Any] = target
-        try:
-            target = factory()
-        except Exception as exc:
-            raise fail(f"calling {attribute}() failed: {type(exc).__name__}: {exc}") from None
-    if not isinstance(target, AgentRegistry):
-        raise fail(
-            f"{attribute} is {type(target).__name__}, "
-            "not an AgentRegistry or a callable returning one"
-        )
-    return target

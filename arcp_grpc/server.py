@@ -2,6 +2,10 @@
 
 `start_core` is the one place the core is assembled, for `serve`, tests and
 benchmarks alike: store, secret box, provisioner, agents, runtime, servicers.
+Each part is handed its collaborators when it is built (the health it reports
+to, the observer it feeds), never wired afterwards; each part it starts
+registers its stop on one exit stack, so a start that fails half-way stops what
+it started (in reverse) and a started core's `stop` is that same unwinding.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import logging
 import os
 import socket
 from collections.abc import Mapping
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +29,14 @@ from arcp_grpc.auth import Authenticator
 from arcp_grpc.base.ids import new_id
 from arcp_grpc.credentials import CredentialProvisioner, DevProvisioner
 from arcp_grpc.demo_agents import demo_registry
-from arcp_grpc.runtime import ClusterLimits, JobRuntime, QuotaLimits, Quotas, RuntimeLimits
+from arcp_grpc.runtime import (
+    ClusterLimits,
+    JobRuntime,
+    QuotaLimits,
+    Quotas,
+    RuntimeLimits,
+    RuntimeObserver,
+)
 from arcp_grpc.service.job_service import SERVICE_NAME as JOB_SERVICE
 from arcp_grpc.service.job_service import JobServiceServicer, job_service_handler
 from arcp_grpc.service.journal import SessionJournal
@@ -40,11 +52,12 @@ from arcp_grpc.store.sqlite.store import WAL_LIMIT, SQLiteStore
 from arcp_grpc.store.url import postgres_dsn, sqlite_path
 from arcp_grpc.v1 import session_pb2
 
-__all__ = ["CoreConfig", "RunningCore", "start_core"]
+__all__ = ["CoreConfig", "CoreHealth", "RunningCore", "start_core"]
 
 log = logging.getLogger("arcp_grpc.server")
 
 _MiB = 1024 * 1024
+_SERVICES = ("", JOB_SERVICE, SESSION_SERVICE)  # as the gRPC health service names them
 
 
 @dataclass(frozen=True)
@@ -72,6 +85,64 @@ class CoreConfig:
     quotas: QuotaLimits = field(default_factory=QuotaLimits)  # §14 caps, `[limits]`
 
 
+class CoreHealth:
+    """What the gRPC health service reports for every service of the core.
+
+    Built before anything runs, so the store's failure listener and the runtime's
+    `on_fenced` are this object's methods from the start: a failure while the core
+    is still starting is not missed, and it is never SERVING again afterwards.
+    """
+
+    def __init__(self) -> None:
+        self.servicer = health.aio.HealthServicer()
+        self.serving = False  # True once `serve` published SERVING
+        self._failed = False  # the store failed or the cluster fenced this node
+        self._publishing: asyncio.Future[None] | None = None
+
+    def status(self) -> str:
+        """What the gRPC health service reports for every service, by name."""
+        return "SERVING" if self.serving else "NOT_SERVING"
+
+    async def serve(self) -> None:
+        """SERVING for every service, unless the core already failed while starting."""
+        self.serving = not self._failed
+        await self._publish()
+
+    def store_failed(self) -> None:
+        """Health turns NOT_SERVING: balancers and supervisors stop sending work here."""
+        log.critical(
+            "the store failed (see the error above): the core reports NOT_SERVING and refuses"
+            " new work; restart it once the cause (a full disk?) is fixed"
+        )
+        self.not_serving()
+
+    def not_serving(self) -> None:
+        """NOT_SERVING for good (a failed store, a node the cluster declared dead)."""
+        self._failed = True
+        self.serving = False
+        self._publishing = asyncio.ensure_future(self._publish())
+
+    async def shut_down(self) -> None:
+        """NOT_SERVING for the rest of the process: the core is stopping."""
+        self.serving = False
+        await self.servicer.enter_graceful_shutdown()
+
+    async def _publish(self) -> None:
+        # Each service gets the status current when it is set, so a failure that lands
+        # while `serve` is publishing is never overwritten by a late SERVING.
+        serving = health_pb2.HealthCheckResponse.SERVING
+        not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+        for service in _SERVICES:
+            await self.servicer.set(service, serving if self.serving else not_serving)
+
+
+@dataclass
+class _Grace:
+    """The grace `RunningCore.stop` was given, read by the runtime's registered stop."""
+
+    seconds: float | None = None  # None: `RuntimeLimits.shutdown_grace_sec`
+
+
 @dataclass
 class RunningCore:
     """A started core. `grpc_address` is where clients connect."""
@@ -81,50 +152,31 @@ class RunningCore:
     store: Store
     port: int
     host: str
-    health: health.aio.HealthServicer
+    health: CoreHealth
     sessions: SessionRegistry
     session_service: SessionServiceServicer  # for an in-process gateway (gateway.links)
-    serving: bool = True
+    _stops: AsyncExitStack = field(repr=False)  # what `start_core` started, to unwind
+    _grace: _Grace = field(repr=False)
     stopped: bool = False
-    _sweeper: asyncio.Task[None] | None = field(default=None, repr=False)
-    _failing: asyncio.Future[None] | None = field(default=None, repr=False)
 
     @property
     def grpc_address(self) -> str:
         return f"{self.host}:{self.port}"
 
+    @property
+    def serving(self) -> bool:
+        return self.health.serving
+
     def serving_status(self) -> str:
         """What the gRPC health service reports for every service, by name."""
-        return "SERVING" if self.serving else "NOT_SERVING"
-
-    def _store_failed(self) -> None:
-        """Health turns NOT_SERVING: balancers and supervisors stop sending work here."""
-        log.critical(
-            "the store failed (see the error above): the core reports NOT_SERVING and refuses"
-            " new work; restart it once the cause (a full disk?) is fixed"
-        )
-        self._not_serving()
-
-    def _not_serving(self) -> None:
-        self.serving = False
-        self._failing = asyncio.ensure_future(self._publish_not_serving())
-
-    async def _publish_not_serving(self) -> None:
-        for service in _SERVICES:
-            await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+        return self.health.status()
 
     async def stop(self, grace: float | None = None) -> None:
         """Graceful: refuse new calls, let running jobs finish within `grace`, end the
         rest with a retryable INTERNAL_ERROR, then close the store cleanly."""
         self.stopped = True
-        self.serving = False
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-        await self.health.enter_graceful_shutdown()
-        await self.sessions.stop()
-        await self.runtime.stop(grace)
-        await self.server.stop(grace=1.0)
-        await self.store.close()
+        self._grace.seconds = grace
+        await self._stops.aclose()
 
 
 async def start_core(
@@ -132,8 +184,13 @@ async def start_core(
     *,
     agents: AgentRegistry | None = None,
     provisioner: CredentialProvisioner | None = None,
+    observer: RuntimeObserver | None = None,
 ) -> RunningCore:
-    """Open the store, recover, and serve gRPC on `config.grpc_host:grpc_port`."""
+    """Open the store, recover, and serve gRPC on `config.grpc_host:grpc_port`.
+
+    `observer` receives the runtime's measurements (`arcp_grpc.process.metrics`).
+    Whatever was started is stopped again when a later step fails (a port in use).
+    """
     registry = demo_registry() if config.demo_agents else AgentRegistry()
     if agents is not None:
         registry.merge(agents)
@@ -152,74 +209,61 @@ async def start_core(
         label=label,
         wal_limit=config.sqlite_wal_bytes,
     )
-    await store.open()
-    runtime = JobRuntime(
-        store,
-        registry,
-        box,
-        provisioner=provisioner,
-        limits=config.limits,
-        cluster_limits=config.cluster,
-        quotas=Quotas(config.quotas),
-    )
+    core_health = CoreHealth()
+    grace = _Grace()
+    stops = AsyncExitStack()  # each part started pushes its stop; unwound in reverse
     try:
-        await runtime.start()
-    except BaseException:
-        await store.close()
-        raise
-    auth = Authenticator.from_tokens(
-        config.tokens,
-        dict.fromkeys(config.compat_principals, session_pb2.WIRE_PROFILE_SDK_COMPAT),
-    )
-    options = [
-        ("grpc.max_receive_message_length", config.max_message_bytes),
-        ("grpc.max_send_message_length", config.max_message_bytes),
-        ("grpc.so_reuseport", 0),
-    ]
-    server = grpc.aio.server(options=options)
-    sessions = SessionRegistry(config.session_limits, UnsentLedger(config.quotas.max_unsent_bytes))
-    sessions.start(lambda s: log.info("session %s expired", s.session_id))
-    journal = SessionJournal(runtime.cluster, sessions) if runtime.cluster is not None else None
-    info = session_pb2.PeerInfo(name="arcp-grpc", version=__version__)
-    session_service = SessionServiceServicer(
-        runtime, auth, sessions, info, journal, plaintext_credentials=config.plaintext_credentials
-    )
-    server.add_generic_rpc_handlers(
-        (
-            job_service_handler(
-                JobServiceServicer(
-                    runtime, auth, plaintext_credentials=config.plaintext_credentials
-                )
-            ),
-            session_handler(session_service),
+        await store.open()
+        stops.push_async_callback(store.close)
+        # The store's writer exists once it is open; nothing has been written yet.
+        store.set_failure_listener(core_health.store_failed)
+        runtime = JobRuntime(
+            store,
+            registry,
+            box,
+            provisioner=provisioner,
+            limits=config.limits,
+            cluster_limits=config.cluster,
+            quotas=Quotas(config.quotas),
+            on_fenced=core_health.not_serving,
+            observer=observer,
         )
-    )
-    health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (JOB_SERVICE, SESSION_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
-    address = f"{config.grpc_host}:{config.grpc_port}"
-    port = (
-        server.add_secure_port(address, config.tls)
-        if config.tls
-        else server.add_insecure_port(address)
-    )
-    if port == 0:
-        await store.close()
-        raise OSError(f"could not bind gRPC to {config.grpc_host}:{config.grpc_port}")
-    await server.start()
-    for service in _SERVICES:
-        await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+        server = _grpc_server(config)
+        # Registered before the runtime's stop, so it unwinds after it: calls in flight
+        # (watchers of a job) see the jobs the runtime's grace lets finish.
+        stops.push_async_callback(server.stop, 1.0)
+        await runtime.start()
+        stops.push_async_callback(lambda: runtime.stop(grace.seconds))
+        sessions = SessionRegistry(
+            config.session_limits, UnsentLedger(config.quotas.max_unsent_bytes)
+        )
+        sessions.start(lambda s: log.info("session %s expired", s.session_id))
+        stops.push_async_callback(sessions.stop)
+        journal = SessionJournal(runtime.cluster, sessions) if runtime.cluster is not None else None
+        session_service = _add_services(server, config, runtime, sessions, journal, core_health)
+        port = _bind(server, config)
+        await server.start()
+        if journal is not None:
+            sweeper = asyncio.create_task(journal.sweep(), name="arcp-session-expiry")
+            stops.push_async_callback(_cancel, sweeper)
+        await core_health.serve()
+        stops.push_async_callback(core_health.shut_down)
+    except BaseException:
+        await stops.aclose()  # a failed start leaves nothing running, the store closed
+        raise
     log.info("core serving gRPC on %s:%d", config.grpc_host, port)
-    core = RunningCore(
-        server, runtime, store, port, config.grpc_host, health_servicer, sessions, session_service
+    return RunningCore(
+        server,
+        runtime,
+        store,
+        port,
+        config.grpc_host,
+        core_health,
+        sessions,
+        session_service,
+        stops,
+        grace,
     )
-    if journal is not None:
-        core._sweeper = asyncio.create_task(journal.sweep(), name="arcp-session-expiry")
-    store.set_failure_listener(core._store_failed)
-    runtime.on_fenced = core._not_serving
-    return core
 
 
 def open_store(
@@ -232,4 +276,61 @@ def open_store(
     return PostgresStore(postgres_dsn(url), node_id=node_id, label=label)
 
 
-_SERVICES = ("", JOB_SERVICE, SESSION_SERVICE)  # as the gRPC health service names them
+def _grpc_server(config: CoreConfig) -> grpc.aio.Server:
+    options = [
+        ("grpc.max_receive_message_length", config.max_message_bytes),
+        ("grpc.max_send_message_length", config.max_message_bytes),
+        ("grpc.so_reuseport", 0),
+    ]
+    return grpc.aio.server(options=options)
+
+
+def _add_services(
+    server: grpc.aio.Server,
+    config: CoreConfig,
+    runtime: JobRuntime,
+    sessions: SessionRegistry,
+    journal: SessionJournal | None,
+    core_health: CoreHealth,
+) -> SessionServiceServicer:
+    """JobService, SessionService, health and reflection; the session servicer is
+    returned for an in-process gateway."""
+    auth = Authenticator.from_tokens(
+        config.tokens,
+        dict.fromkeys(config.compat_principals, session_pb2.WIRE_PROFILE_SDK_COMPAT),
+    )
+    info = session_pb2.PeerInfo(name="arcp-grpc", version=__version__)
+    plaintext = config.plaintext_credentials
+    session_service = SessionServiceServicer(
+        runtime, auth, sessions, info, journal, plaintext_credentials=plaintext
+    )
+    server.add_generic_rpc_handlers(
+        (
+            job_service_handler(JobServiceServicer(runtime, auth, plaintext_credentials=plaintext)),
+            session_handler(session_service),
+        )
+    )
+    health_pb2_grpc.add_HealthServicer_to_server(core_health.servicer, server)
+    reflection.enable_server_reflection(
+        (JOB_SERVICE, SESSION_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    return session_service
+
+
+def _bind(server: grpc.aio.Server, config: CoreConfig) -> int:
+    """The port bound; gRPC raises RuntimeError, or returns 0, when it cannot bind."""
+    address = f"{config.grpc_host}:{config.grpc_port}"
+    port = (
+        server.add_secure_port(address, config.tls)
+        if config.tls
+        else server.add_insecure_port(address)
+    )
+    if port == 0:
+        raise OSError(f"could not bind gRPC to {address}")
+    return port
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    """Cancel `task` and wait until it has ended (a stop leaves nothing running)."""
+    task.cancel()
+    await asyncio.wait([task])

@@ -32,6 +32,7 @@ from arcp_grpc.base.ids import new_id
 from arcp_grpc.credentials import CredentialProvisioner
 from arcp_grpc.errors import ARCPError
 from arcp_grpc.grpc_status import from_rpc_error
+from arcp_grpc.runtime import RuntimeObserver
 from arcp_grpc.server import CoreConfig, RunningCore, open_store, start_core
 from arcp_grpc.store import Store
 from arcp_grpc.store.postgres.store import PostgresStore
@@ -342,10 +343,14 @@ async def make_core(core_config: CoreConfig) -> AsyncIterator[CoreFactory]:
             *,
             agents: AgentRegistry | None = None,
             provisioner: CredentialProvisioner | None = None,
+            observer: RuntimeObserver | None = None,
             **overrides: Any,
         ) -> RunningCore:
             running = await start_core(
-                replace(core_config, **overrides), agents=agents, provisioner=provisioner
+                replace(core_config, **overrides),
+                agents=agents,
+                provisioner=provisioner,
+                observer=observer,
             )
 
             async def stop() -> None:

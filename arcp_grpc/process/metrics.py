@@ -57,7 +57,7 @@ _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 
 
 class Metrics(RuntimeObserver):
-    """The runtime observer that feeds Prometheus; attach with ``runtime.observer = m``."""
+    """The runtime observer that feeds Prometheus; pass it to ``start_core(…, observer=m)``."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()

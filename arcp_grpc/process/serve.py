@@ -154,19 +154,18 @@ async def run(
         if role != "gateway":
             data_lock = _lock_data_dir(settings)
             config = core_config(settings)
+            metrics = Metrics()
             try:
                 core = await _bind(
                     "gRPC",
                     "core",
                     settings.core.host,
                     settings.core.port,
-                    start_core(config, agents=agents),
+                    start_core(config, agents=agents, observer=metrics),
                 )
             except StoreUnavailable as exc:
                 where = describe_store(settings.store.url, settings.data_dir)
                 raise StartupError(f"store {where}: {exc}") from None
-            metrics = Metrics()
-            core.runtime.observer = metrics
             metrics.watch_sessions(core.sessions)
             metrics.watch_store(core.store)
             if settings.metrics.enabled:

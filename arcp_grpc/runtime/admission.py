@@ -71,7 +71,7 @@ class Admission:
         """Accept a job, or replay the original acceptance for an identical resubmit (§7.2)."""
         started = time.perf_counter()
         submission = await self._accept(principal, submit)
-        self._parts.observer().submitted(time.perf_counter() - started, replay=submission.replay)
+        self._parts.observer.submitted(time.perf_counter() - started, replay=submission.replay)
         return submission
 
     async def _accept(self, principal: Principal, submit: jobs_pb2.JobSubmit) -> Submission:

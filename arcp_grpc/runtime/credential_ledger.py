@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Container, Sequence
 from datetime import datetime
 
 from arcp_grpc.credentials import CredentialProvisioner, CredentialRequest
@@ -46,13 +46,13 @@ class CredentialLedger:
         box: SecretBox,
         *,
         revoke_attempts: int,
-        observer: Callable[[], RuntimeObserver] = RuntimeObserver,
+        observer: RuntimeObserver | None = None,
     ) -> None:
         self.provisioner = provisioner
         self._store = store
         self._box = box
         self._attempts = revoke_attempts
-        self._observer = observer  # a getter: the runtime's observer is set after us
+        self._observer = observer or RuntimeObserver()
         # The live version of each credential of a running job here (a rotation bumps it).
         self._versions: dict[str, int] = {}
         # Values being revoked right now, which a concurrent sweep leaves alone.
@@ -149,7 +149,7 @@ class CredentialLedger:
             )
             if not await self._revoke_and_mark(credential, entry.version):
                 left += 1
-        self._observer().credentials_unrevoked(left)
+        self._observer.credentials_unrevoked(left)
         return left
 
     async def _revoke_and_mark(self, credential: lease_pb2.Credential, version: int) -> bool:
@@ -157,7 +157,7 @@ class CredentialLedger:
         self._revoking.add(key)
         try:
             if not await self._revoke(credential):
-                self._observer().revocation_failed()
+                self._observer.revocation_failed()
                 return False
             await self._store.mark_revoked(credential.id, version)
             return True

@@ -41,7 +41,7 @@ class JobEvents:
 
     def on_commit(self, events: Sequence[EventRow]) -> None:
         """The store committed `events`: the running jobs' followers may see them now."""
-        self._parts.observer().events_committed(len(events))
+        self._parts.observer.events_committed(len(events))
         active = self._parts.table.active
         committed: dict[str, list[tuple[int, bytes]]] = {}
         for row in events:

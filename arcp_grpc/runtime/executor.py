@@ -41,7 +41,7 @@ class Executor:
         self.background: set[asyncio.Task[Any]] = set()
 
     def launch(self, job: ActiveJob, input_value: Any) -> None:
-        self._parts.observer().launched()
+        self._parts.observer.launched()
         job.task = asyncio.create_task(self._run(job, input_value), name=f"job {job.job_id}")
         seconds = job.clock.seconds_left(time.monotonic())
         if seconds is not None:
@@ -134,7 +134,7 @@ class Executor:
             outcome_bytes = outcome.SerializeToString(deterministic=True)
         finally:
             job.end(outcome, outcome_bytes, summary)
-            self._parts.observer().finished(status)
+            self._parts.observer.finished(status)
             self._parts.table.active.pop(job.job_id, None)
             self._parts.table.count(job, -1)
             self._parts.table.remember(job)

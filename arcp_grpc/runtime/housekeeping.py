@@ -107,6 +107,8 @@ class Housekeeping:
                 await asyncio.wait_for(job.done.wait(), timeout=5.0)
         for loop in self._loops:
             loop.cancel()
+        if self._loops:  # ended, not only told to end: a stopped runtime leaves no task
+            await asyncio.wait(self._loops)
         if self._executor.background:
             await asyncio.wait(self._executor.background, timeout=5.0)
         await self._parts.store.flush()

@@ -57,19 +57,15 @@ class JobRuntime:
         cluster_limits: ClusterLimits | None = None,
         quotas: Quotas | None = None,
         on_fenced: Callable[[], None] | None = None,
+        observer: RuntimeObserver | None = None,
     ) -> None:
         limits = limits or RuntimeLimits()
         self.quotas = quotas or Quotas()
         self.provisioner = provisioner
         # Set when other nodes share the store: jobs may run, and be cancelled, elsewhere.
         self.cluster: ClusterStore | None = store if isinstance(store, ClusterStore) else None
-        # Called when the cluster declared this node dead (the server stops serving).
-        self.on_fenced: Callable[[], None] = on_fenced or (lambda: None)
-        self.observer = RuntimeObserver()  # metrics hooks (arcp_grpc.process.metrics)
-
-        def observer() -> RuntimeObserver:  # the process attaches its metrics after us
-            return self.observer
-
+        # Metrics hooks (arcp_grpc.process.metrics); the default measures nothing.
+        self.observer = observer or RuntimeObserver()
         parts = RuntimeParts(
             store=store,
             box=box,
@@ -82,13 +78,13 @@ class JobRuntime:
                     store,
                     box,
                     revoke_attempts=limits.revoke_attempts,
-                    observer=observer,
+                    observer=self.observer,
                 )
                 if provisioner is not None
                 else None
             ),
             cluster=self.cluster,
-            observer=observer,
+            observer=self.observer,
         )
         events = JobEvents(parts)
         executor = Executor(parts)
@@ -103,7 +99,8 @@ class JobRuntime:
             admission=self._admission,
             executor=executor,
             credentials=self._credentials,
-            on_fenced=lambda: self.on_fenced(),
+            # Called when the cluster declared this node dead (the server stops serving).
+            on_fenced=on_fenced or (lambda: None),
         )
 
     # -- lifecycle -------------------------------------------------------------

@@ -8,7 +8,6 @@ constructor. What a part needs beyond it (another part) it is given by name.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from arcp_grpc.agents import AgentRegistry
@@ -33,4 +32,4 @@ class RuntimeParts:
     table: JobTable
     ledger: CredentialLedger | None  # None: no credential provisioner is configured
     cluster: ClusterStore | None  # set when other nodes share the store
-    observer: Callable[[], RuntimeObserver]  # a getter: the process attaches metrics late
+    observer: RuntimeObserver  # metrics hooks, given at construction

@@ -51,7 +51,7 @@ PUBLIC: dict[str, set[str]] = {
         "rich_status",
         "to_status",
     },
-    "arcp_grpc.server": {"CoreConfig", "RunningCore", "start_core"},
+    "arcp_grpc.server": {"CoreConfig", "CoreHealth", "RunningCore", "start_core"},
     "arcp_grpc.store.postgres": {"PostgresStore"},
     "arcp_grpc.store.sqlite": {"SQLiteStore", "WAL_LIMIT"},
     "arcp_grpc.store": {

@@ -164,9 +164,8 @@ async def test_revocations_are_retried_while_the_core_runs(make_core: CoreFactor
     exhausted try by `arcp_credential_revocation_failures_total`."""
     upstream = FlakyUpstream()
     limits = RuntimeLimits(revoke_attempts=1, revoke_retry_sec=0.02)
-    core = await make_core(provisioner=upstream, limits=limits)
     metrics = SweepWatch()
-    core.runtime.observer = metrics
+    core = await make_core(provisioner=upstream, limits=limits, observer=metrics)
     async with grpc.aio.insecure_channel(core.grpc_address) as channel:
         stub = new_stub(channel)
         request = submit_request("echo", {}, lease=SPENDING)
