@@ -9,6 +9,7 @@ and `Session.release`. The per-principal index serves the quotas (§14).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import time
 from collections.abc import Callable
@@ -125,8 +126,12 @@ class SessionRegistry:
         self._sweeper = asyncio.create_task(self._sweep(on_expire), name="arcp-session-sweeper")
 
     async def stop(self) -> None:
+        """Stop the expiry sweeper (waiting for it, so a stopped core leaves no task) and
+        release every session."""
         if self._sweeper is not None:
             self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
         for session in self._sessions.values():
             session.release()
 
