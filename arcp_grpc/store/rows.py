@@ -1,6 +1,6 @@
-"""What both stores write and read the same way: a job row's columns and the
-listing cursor (opaque to clients, so either store can serve a page the other
-numbered after a migration)."""
+"""What both stores write and read the same way: a job row's columns, the listing
+cursor (opaque to clients, so either store can serve a page the other numbered after
+a migration) and the list of unrevoked credentials."""
 
 from __future__ import annotations
 
@@ -10,11 +10,29 @@ from typing import Any
 from arcp_grpc.errors import InvalidRequest
 from arcp_grpc.store.protocol import JobRow
 
-__all__ = ["JOB_COLUMNS", "decode_cursor", "encode_cursor", "job_values"]
+__all__ = [
+    "JOB_COLUMNS",
+    "UNREVOKED_CREDENTIALS",
+    "decode_cursor",
+    "encode_cursor",
+    "job_values",
+]
 
 JOB_COLUMNS = (
     "job_id, principal, agent, status, created_at, trace_id, parent_job_id, summary, accepted,"
     " last_seq, completed_at, outcome"
+)
+
+# Values due for revocation and still live (§14), oldest first, with why: what an operator
+# lists (`UnrevokedCredential`). The same statement on both stores (no parameter).
+UNREVOKED_CREDENTIALS = (
+    "SELECT c.credential_id, c.version, c.job_id, c.provisioner, c.minted_at,"
+    " CASE WHEN j.job_id IS NULL THEN 'not accepted' WHEN c.retired THEN 'rotated'"
+    " ELSE 'job ended' END"
+    " FROM credentials c LEFT JOIN jobs j ON j.job_id = c.job_id"
+    " WHERE c.revoked_at IS NULL"
+    " AND (c.retired OR j.job_id IS NULL OR j.completed_at IS NOT NULL)"
+    " ORDER BY c.minted_at, c.credential_id, c.version"
 )
 
 

@@ -39,7 +39,13 @@ from arcp_grpc.store.protocol import (
     JobRow,
     UnrevokedCredential,
 )
-from arcp_grpc.store.rows import JOB_COLUMNS, decode_cursor, encode_cursor, job_values
+from arcp_grpc.store.rows import (
+    JOB_COLUMNS,
+    UNREVOKED_CREDENTIALS,
+    decode_cursor,
+    encode_cursor,
+    job_values,
+)
 from arcp_grpc.store.sqlite.schema import prepare as prepare_schema
 from arcp_grpc.store.sqlite.schema import recovery_mark
 from arcp_grpc.store.sqlite.writer import SQLiteWriter
@@ -469,15 +475,7 @@ def unrevoked_credentials(conn: sqlite3.Connection) -> list[UnrevokedCredential]
     """Values due for revocation and still live (§14), oldest first. A plain function
     of a connection, so the operator CLI can run it on a read-only one while the
     core holds the store."""
-    rows = conn.execute(
-        "SELECT c.credential_id, c.version, c.job_id, c.provisioner, c.minted_at,"
-        " CASE WHEN j.job_id IS NULL THEN 'not accepted' WHEN c.retired THEN 'rotated'"
-        " ELSE 'job ended' END"
-        " FROM credentials c LEFT JOIN jobs j ON j.job_id = c.job_id"
-        " WHERE c.revoked_at IS NULL"
-        " AND (c.retired OR j.job_id IS NULL OR j.completed_at IS NOT NULL)"
-        " ORDER BY c.minted_at, c.credential_id, c.version"
-    ).fetchall()
+    rows = conn.execute(UNREVOKED_CREDENTIALS).fetchall()
     return [UnrevokedCredential(*r) for r in rows]
 
 
