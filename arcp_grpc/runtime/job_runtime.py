@@ -62,7 +62,7 @@ class JobRuntime:
         self.quotas = quotas or Quotas()
         self.provisioner = provisioner
         # Set when other nodes share the store: jobs may run, and be cancelled, elsewhere.
-        self.cluster: ClusterStore | None = store if isinstance(store, ClusterStore) else None
+        self.cluster: ClusterStore | None = store.cluster
         # Called when the cluster declared this node dead (the server stops serving).
         self.on_fenced: Callable[[], None] = on_fenced or (lambda: None)
         self.observer = RuntimeObserver()  # metrics hooks (arcp_grpc.process.metrics)

@@ -49,7 +49,10 @@ log = logging.getLogger("arcp_grpc.postgres_store")
 class PostgresStore(PostgresCredentials, PostgresSessions, PostgresMembership):
     """`Store` on a PostgreSQL database shared by the nodes of a cluster."""
 
-    shared = True  # other nodes run jobs in this store too
+    @property
+    def cluster(self) -> PostgresStore:
+        """Other nodes run jobs in this store too: it is its own `ClusterStore`."""
+        return self
 
     # -- lifecycle -------------------------------------------------------
 
@@ -162,17 +165,16 @@ class PostgresStore(PostgresCredentials, PostgresSessions, PostgresMembership):
     async def finish_job(
         self,
         job_id: str,
+        *,
         status: int,
         outcome: bytes,
         summary: bytes,
         completed_at: float,
         last_seq: int,
-        *,
-        shared: bool = False,
     ) -> None:
         """Only the owner finishes a job: once a survivor took it over, a fenced node's
-        late end is dropped (the survivor's stands). `shared` needs nothing here: the
-        writer groups whatever arrives while a commit is in flight."""
+        late end is dropped (the survivor's stands). The writer groups whatever arrives
+        while a commit is in flight, so ends of concurrent jobs share one already."""
         node = self.node_id
 
         async def op(conn: asyncpg.Connection) -> None:

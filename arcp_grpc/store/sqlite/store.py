@@ -79,6 +79,11 @@ class SQLiteStore:
         self._next_rowid = 1
         self._recovery_from = 1
 
+    @property
+    def cluster(self) -> None:
+        """One process holds the file: never shared by a cluster."""
+        return None
+
     # -- lifecycle -------------------------------------------------------
 
     async def open(self) -> None:
@@ -234,14 +239,18 @@ class SQLiteStore:
     async def finish_job(
         self,
         job_id: str,
+        *,
         status: int,
         outcome: bytes,
         summary: bytes,
         completed_at: float,
         last_seq: int,
-        *,
-        shared: bool = False,
     ) -> None:
+        """While other jobs are unfinished too, the end may wait for the end of the loop's
+        turn and share a transaction with theirs (`write_soon`); a lone job's end is
+        written at once. The store counts its own unfinished jobs (`_unfinished`), so the
+        runtime passes no hint."""
+
         def op(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "UPDATE jobs SET status = ?, outcome = ?, summary = ?, completed_at = ?,"
@@ -250,7 +259,7 @@ class SQLiteStore:
             )
             self._unfinished.pop(job_id, None)
 
-        if shared:
+        if len(self._unfinished) > 1:  # this job and at least one other
             await self._writes().write_soon(op)
         else:
             await self._writes().write(op)
