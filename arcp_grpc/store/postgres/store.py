@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import asyncpg
 
@@ -39,7 +38,7 @@ from arcp_grpc.store.protocol import (
     JobRow,
     StoreUnavailable,
 )
-from arcp_grpc.store.rows import JOB_COLUMNS, decode_cursor, encode_cursor, job_values
+from arcp_grpc.store.rows import JOB_COLUMNS, job_page, job_values, list_jobs_statement
 
 __all__ = ["PostgresStore"]
 
@@ -219,34 +218,9 @@ class PostgresStore(PostgresCredentials, PostgresSessions, PostgresMembership):
         return None if row is None else JobRow(*row)
 
     async def list_jobs(self, query: JobQuery) -> JobPage:
-        where = ["principal = $1"]
-        args: list[Any] = [query.principal]
-
-        def arg(value: Any) -> str:
-            args.append(value)
-            return f"${len(args)}"
-
-        if query.statuses:
-            where.append(f"status = ANY({arg(list(query.statuses))}::int[])")
-        if query.agent:
-            if "@" in query.agent:
-                where.append(f"agent = {arg(query.agent)}")
-            else:
-                where.append(f"starts_with(agent, {arg(query.agent + '@')})")
-        if query.created_after is not None:
-            where.append(f"created_at > {arg(query.created_after)}")
-        if query.cursor:
-            created_at, job_id = decode_cursor(query.cursor)
-            where.append(f"(created_at, job_id) < ({arg(created_at)}, {arg(job_id)})")
-        sql = (
-            f"SELECT {JOB_COLUMNS} FROM jobs WHERE {' AND '.join(where)}"
-            f" ORDER BY created_at DESC, job_id DESC LIMIT {arg(query.limit + 1)}"
-        )
-        rows = [JobRow(*r) for r in await self._reads().fetch(sql, *args)]
-        more = len(rows) > query.limit
-        rows = rows[: query.limit]
-        cursor = encode_cursor(rows[-1]) if more and rows else ""
-        return JobPage(tuple(rows), cursor)
+        sql, args = list_jobs_statement(query, _numbered)
+        rows = await self._reads().fetch(sql, *args)
+        return job_page([JobRow(*r) for r in rows], query.limit)
 
     async def read_events(self, job_id: str, after_seq: int, limit: int) -> list[EventRow]:
         rows = await self._reads().fetch(
@@ -311,3 +285,8 @@ class PostgresStore(PostgresCredentials, PostgresSessions, PostgresMembership):
             " WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'r'"
         )
         return {"database": int(value)}
+
+
+def _numbered(n: int) -> str:
+    """asyncpg's parameter style."""
+    return f"${n}"

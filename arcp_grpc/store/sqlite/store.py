@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from arcp_grpc.store.protocol import (
     CredentialEntry,
@@ -42,9 +42,9 @@ from arcp_grpc.store.protocol import (
 from arcp_grpc.store.rows import (
     JOB_COLUMNS,
     UNREVOKED_CREDENTIALS,
-    decode_cursor,
-    encode_cursor,
+    job_page,
     job_values,
+    list_jobs_statement,
 )
 from arcp_grpc.store.sqlite.schema import prepare as prepare_schema
 from arcp_grpc.store.sqlite.schema import recovery_mark
@@ -387,37 +387,10 @@ class SQLiteStore:
         return await self._lookup(fn)
 
     async def list_jobs(self, query: JobQuery) -> JobPage:
-        where = ["principal = ?"]
-        args: list[Any] = [query.principal]
-        if query.statuses:
-            where.append(f"status IN ({', '.join('?' * len(query.statuses))})")
-            args.extend(query.statuses)
-        if query.agent:
-            if "@" in query.agent:
-                where.append("agent = ?")
-                args.append(query.agent)
-            else:
-                where.append("substr(agent, 1, ?) = ?")
-                args.extend([len(query.agent) + 1, query.agent + "@"])
-        if query.created_after is not None:
-            where.append("created_at > ?")
-            args.append(query.created_after)
-        if query.cursor:
-            created_at, job_id = decode_cursor(query.cursor)
-            where.append("(created_at, job_id) < (?, ?)")
-            args.extend([created_at, job_id])
-        sql = (
-            f"SELECT {JOB_COLUMNS} FROM jobs WHERE {' AND '.join(where)}"
-            " ORDER BY created_at DESC, job_id DESC LIMIT ?"
-        )
-        args.append(query.limit + 1)
+        sql, args = list_jobs_statement(query, _qmark)
 
         def fn(conn: sqlite3.Connection) -> JobPage:
-            rows = [JobRow(*r) for r in conn.execute(sql, args).fetchall()]
-            more = len(rows) > query.limit
-            rows = rows[: query.limit]
-            cursor = encode_cursor(rows[-1]) if more and rows else ""
-            return JobPage(tuple(rows), cursor)
+            return job_page([JobRow(*r) for r in conn.execute(sql, args).fetchall()], query.limit)
 
         return await self._read(fn)
 
@@ -493,3 +466,8 @@ def _file_bytes(path: Path) -> int:
         return os.stat(path).st_size
     except FileNotFoundError:
         return 0
+
+
+def _qmark(_n: int) -> str:
+    """sqlite3's parameter style."""
+    return "?"
