@@ -29,7 +29,7 @@ async def unrevoked(store_url: str, data_dir: Path) -> list[UnrevokedCredential]
         return _from_sqlite(path)
     import asyncpg  # only for a PostgreSQL store
 
-    from arcp_grpc.store.postgres.store import unrevoked_credentials
+    from arcp_grpc.store.postgres.credentials import unrevoked_credentials
 
     try:
         conn = await asyncpg.connect(postgres_dsn(store_url))

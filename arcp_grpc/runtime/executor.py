@@ -117,12 +117,11 @@ class Executor:
         try:
             await self._parts.store.finish_job(
                 job.job_id,
-                status,
-                outcome_bytes,
-                summary.SerializeToString(deterministic=True),
-                time.time(),
-                job.last_seq,
-                shared=len(self._parts.table.active) > 1,  # a lone job's end is written at once
+                status=status,
+                outcome=outcome_bytes,
+                summary=summary.SerializeToString(deterministic=True),
+                completed_at=time.time(),
+                last_seq=job.last_seq,
             )
         except InternalError as failed:
             # The store failed: this end is not recorded, and the next start ends the job

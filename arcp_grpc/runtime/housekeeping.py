@@ -173,11 +173,11 @@ class Housekeeping:
         summary.last_event_seq = last_seq
         await self._parts.store.finish_job(
             row.job_id,
-            jobs_pb2.JOB_STATUS_ERROR,
-            outcome.SerializeToString(deterministic=True),
-            summary.SerializeToString(deterministic=True),
-            time.time(),
-            last_seq,
+            status=jobs_pb2.JOB_STATUS_ERROR,
+            outcome=outcome.SerializeToString(deterministic=True),
+            summary=summary.SerializeToString(deterministic=True),
+            completed_at=time.time(),
+            last_seq=last_seq,
         )
 
     # -- background loops ----------------------------------------------------------

@@ -63,7 +63,7 @@ class JobRuntime:
         self.quotas = quotas or Quotas()
         self.provisioner = provisioner
         # Set when other nodes share the store: jobs may run, and be cancelled, elsewhere.
-        self.cluster: ClusterStore | None = store if isinstance(store, ClusterStore) else None
+        self.cluster: ClusterStore | None = store.cluster
         # Metrics hooks (arcp_grpc.process.metrics); the default measures nothing.
         self.observer = observer or RuntimeObserver()
         parts = RuntimeParts(

@@ -10,8 +10,10 @@ imports nothing above it: not the runtime, not a servicer (docs/architecture.md)
 from __future__ import annotations
 
 from arcp_grpc.store.protocol import (
+    ClusterMembership,
     ClusterStore,
     CredentialEntry,
+    CredentialStore,
     EventRow,
     IdempotencyClaim,
     IdempotencyConflict,
@@ -19,17 +21,21 @@ from arcp_grpc.store.protocol import (
     JobPage,
     JobQuery,
     JobRow,
+    JobStore,
     SessionFollow,
     SessionFrame,
     SessionRow,
+    SessionStore,
     Store,
     StoreUnavailable,
     UnrevokedCredential,
 )
 
 __all__ = [
+    "ClusterMembership",
     "ClusterStore",
     "CredentialEntry",
+    "CredentialStore",
     "EventRow",
     "IdempotencyClaim",
     "IdempotencyConflict",
@@ -37,9 +43,11 @@ __all__ = [
     "JobPage",
     "JobQuery",
     "JobRow",
+    "JobStore",
     "SessionFollow",
     "SessionFrame",
     "SessionRow",
+    "SessionStore",
     "Store",
     "StoreUnavailable",
     "UnrevokedCredential",

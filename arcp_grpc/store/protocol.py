@@ -4,17 +4,27 @@ Jobs, their event logs (written before delivery), the idempotency cache of
 sealed `JobAccepted` bytes (§7.2) and the ledger of unrevoked credentials
 (§9.8.2, §14). `SQLiteStore` is the embedded implementation; a PostgreSQL
 one implements the same protocol.
+
+One small protocol per concern: `JobStore` (jobs, events, claims, retention),
+`CredentialStore` (the ledger), `SessionStore` (a cluster's session journal) and
+`ClusterMembership` (nodes, takeover, cancels across nodes). `Store` is what
+every store has; `ClusterStore` adds what only a shared store has. Whether a
+store is shared is said, not guessed: `Store.cluster` is the store itself as a
+`ClusterStore`, or None for a single node (an `isinstance` check against a
+25-member protocol would run a store missing one method as a single node).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 __all__ = [
+    "ClusterMembership",
     "ClusterStore",
     "CredentialEntry",
+    "CredentialStore",
     "EventRow",
     "IdempotencyClaim",
     "IdempotencyConflict",
@@ -22,9 +32,11 @@ __all__ = [
     "JobPage",
     "JobQuery",
     "JobRow",
+    "JobStore",
     "SessionFollow",
     "SessionFrame",
     "SessionRow",
+    "SessionStore",
     "Store",
     "StoreUnavailable",
     "UnrevokedCredential",
@@ -131,8 +143,9 @@ class IdempotencyConflict(Exception):
         self.fingerprint = fingerprint
 
 
-class Store(Protocol):
-    """Durable state of the core. Writes from one process are applied in call order."""
+class JobStore(Protocol):
+    """Jobs and their events, idempotency claims and retention. Writes from one process
+    are applied in call order."""
 
     async def open(self) -> None: ...
 
@@ -177,17 +190,15 @@ class Store(Protocol):
     async def finish_job(
         self,
         job_id: str,
+        *,
         status: int,
         outcome: bytes,
         summary: bytes,
         completed_at: float,
         last_seq: int,
-        *,
-        shared: bool = False,
     ) -> None:
-        """Record the terminal state; ordered after every event appended before it.
-        `shared`: other jobs are finishing too, so the write may wait for the end of the
-        event loop's turn and share their transaction (group commit)."""
+        """Record the terminal state; ordered after every event appended before it. How
+        it is batched with other writes is the store's business (group commit)."""
 
     async def flush(self) -> None:
         """Wait until everything queued so far is committed."""
@@ -200,24 +211,6 @@ class Store(Protocol):
 
     async def interrupted_jobs(self) -> list[JobRow]:
         """Jobs left pending or running by a previous process."""
-
-    async def live_credentials(self) -> list[CredentialEntry]:
-        """Unrevoked values this node may revoke: retired ones, those of ended jobs,
-        and those of its own running jobs (the caller skips the jobs it runs)."""
-
-    async def unrevoked_credentials(self) -> list[UnrevokedCredential]:
-        """Every value due for revocation and not yet revoked, on any node (§14)."""
-
-    async def record_credentials(self, entries: Sequence[CredentialEntry]) -> None:
-        """Record minted values that belong to no stored job (a submit that lost an
-        idempotent race), before anything tries to revoke them (§14)."""
-
-    async def mark_revoked(self, credential_id: str, version: int) -> None: ...
-
-    async def rotate_credential(self, old_id: str, old_version: int, new: CredentialEntry) -> None:
-        """In one transaction: retire the value (`old_id`, `old_version`) and record `new`
-        (the same id, next version, or a new id) (§9.8.2). The old value stays until its
-        revocation is confirmed."""
 
     async def last_seq(self, job_id: str) -> int:
         """The highest stored `job_seq` of a job (0 when it has none)."""
@@ -237,6 +230,37 @@ class Store(Protocol):
     async def disk_usage(self) -> dict[str, int]:
         """Bytes the store takes on disk, by part (``database``, ``wal``), for the
         `arcp_store_bytes` gauge."""
+
+
+class CredentialStore(Protocol):
+    """The ledger of minted credential values not yet revoked at their upstream (§14)."""
+
+    async def live_credentials(self) -> list[CredentialEntry]:
+        """Unrevoked values this node may revoke: retired ones, those of ended jobs,
+        and those of its own running jobs (the caller skips the jobs it runs)."""
+
+    async def unrevoked_credentials(self) -> list[UnrevokedCredential]:
+        """Every value due for revocation and not yet revoked, on any node (§14)."""
+
+    async def record_credentials(self, entries: Sequence[CredentialEntry]) -> None:
+        """Record minted values that belong to no stored job (a submit that lost an
+        idempotent race), before anything tries to revoke them (§14)."""
+
+    async def mark_revoked(self, credential_id: str, version: int) -> None: ...
+
+    async def rotate_credential(self, old_id: str, old_version: int, new: CredentialEntry) -> None:
+        """In one transaction: retire the value (`old_id`, `old_version`) and record `new`
+        (the same id, next version, or a new id) (§9.8.2). The old value stays until its
+        revocation is confirmed."""
+
+
+class Store(JobStore, CredentialStore, Protocol):
+    """Durable state of the core: what every store has."""
+
+    @property
+    def cluster(self) -> ClusterStore | None:
+        """This store as one several nodes share, or None when this node is alone: the
+        runtime follows, cancels and takes over jobs across nodes only through it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,10 +320,9 @@ class StoreUnavailable(Exception):
     sealing key, or of a newer schema. `serve` exits 2 with the message."""
 
 
-@runtime_checkable
-class ClusterStore(Store, Protocol):
-    """A store several nodes share (PostgreSQL): what a node needs beyond `Store` to
-    follow, cancel and outlive jobs that run on the others (DESIGN.md, scale-out)."""
+class ClusterMembership(Protocol):
+    """A node's part in a cluster: what it needs to follow, cancel and outlive jobs that
+    run on the other nodes (DESIGN.md, scale-out)."""
 
     node_id: str
 
@@ -327,7 +350,10 @@ class ClusterStore(Store, Protocol):
     async def nodes(self) -> list[tuple[str, str, str, float]]:
         """(node_id, label, state, seconds since its heartbeat) of every known node."""
 
-    # -- sessions (DESIGN.md: sessions live in the store) ------------------------
+
+class SessionStore(Protocol):
+    """A cluster's session journal (DESIGN.md: sessions live in the store): enough for
+    any node to take a session over and resume it (§6.5, §8.3)."""
 
     async def create_session(self, row: SessionRow) -> None:
         """Record a new session, attached to this node."""
@@ -388,3 +414,7 @@ class ClusterStore(Store, Protocol):
 
     async def expire_sessions(self, window_sec: float) -> int:
         """Delete sessions detached for longer than `window_sec`; returns how many."""
+
+
+class ClusterStore(Store, ClusterMembership, SessionStore, Protocol):
+    """A store several nodes share (PostgreSQL): `Store` plus membership and sessions."""

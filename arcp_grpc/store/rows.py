@@ -1,20 +1,45 @@
-"""What both stores write and read the same way: a job row's columns and the
-listing cursor (opaque to clients, so either store can serve a page the other
-numbered after a migration)."""
+"""What both stores write and read the same way: a job row's columns, the listing
+(§6.6) with its cursor (opaque to clients, so either store can serve a page the other
+numbered after a migration) and the list of unrevoked credentials.
+
+The listing is one statement builder for both: the SQL is the same on SQLite and
+PostgreSQL but for how a parameter is written (`?` for sqlite3, `$n` for asyncpg),
+which the caller passes as a function of the parameter's number."""
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from arcp_grpc.errors import InvalidRequest
-from arcp_grpc.store.protocol import JobRow
+from arcp_grpc.store.protocol import JobPage, JobQuery, JobRow
 
-__all__ = ["JOB_COLUMNS", "decode_cursor", "encode_cursor", "job_values"]
+__all__ = [
+    "JOB_COLUMNS",
+    "UNREVOKED_CREDENTIALS",
+    "decode_cursor",
+    "encode_cursor",
+    "job_page",
+    "job_values",
+    "list_jobs_statement",
+]
 
 JOB_COLUMNS = (
     "job_id, principal, agent, status, created_at, trace_id, parent_job_id, summary, accepted,"
     " last_seq, completed_at, outcome"
+)
+
+# Values due for revocation and still live (§14), oldest first, with why: what an operator
+# lists (`UnrevokedCredential`). The same statement on both stores (no parameter).
+UNREVOKED_CREDENTIALS = (
+    "SELECT c.credential_id, c.version, c.job_id, c.provisioner, c.minted_at,"
+    " CASE WHEN j.job_id IS NULL THEN 'not accepted' WHEN c.retired THEN 'rotated'"
+    " ELSE 'job ended' END"
+    " FROM credentials c LEFT JOIN jobs j ON j.job_id = c.job_id"
+    " WHERE c.revoked_at IS NULL"
+    " AND (c.retired OR j.job_id IS NULL OR j.completed_at IS NOT NULL)"
+    " ORDER BY c.minted_at, c.credential_id, c.version"
 )
 
 
@@ -50,3 +75,43 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
         raise InvalidRequest(
             "cursor is not one this runtime issued", details={"field": "cursor"}
         ) from None
+
+
+def list_jobs_statement(
+    query: JobQuery, placeholder: Callable[[int], str]
+) -> tuple[str, list[Any]]:
+    """The statement for one page of `query`, newest first, and its parameters in order;
+    `placeholder(n)` writes the n-th parameter (from 1) in the driver's style. One row
+    more than the page is asked for: whether it comes says whether a next page exists."""
+    args: list[Any] = []
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return placeholder(len(args))
+
+    where = [f"principal = {arg(query.principal)}"]
+    if query.statuses:
+        where.append(f"status IN ({', '.join([arg(status) for status in query.statuses])})")
+    if query.agent:
+        if "@" in query.agent:  # name@version: that version
+            where.append(f"agent = {arg(query.agent)}")
+        else:  # a bare name: any of its versions
+            prefix = query.agent + "@"
+            where.append(f"substr(agent, 1, {arg(len(prefix))}) = {arg(prefix)}")
+    if query.created_after is not None:
+        where.append(f"created_at > {arg(query.created_after)}")
+    if query.cursor:
+        created_at, job_id = decode_cursor(query.cursor)
+        where.append(f"(created_at, job_id) < ({arg(created_at)}, {arg(job_id)})")
+    sql = (
+        f"SELECT {JOB_COLUMNS} FROM jobs WHERE {' AND '.join(where)}"
+        f" ORDER BY created_at DESC, job_id DESC LIMIT {arg(query.limit + 1)}"
+    )
+    return sql, args
+
+
+def job_page(rows: Sequence[JobRow], limit: int) -> JobPage:
+    """A page from `list_jobs_statement`'s rows: the extra row, if any, means a next page."""
+    page = tuple(rows[:limit])
+    cursor = encode_cursor(page[-1]) if len(rows) > limit and page else ""
+    return JobPage(page, cursor)

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from arcp_grpc.store.protocol import (
     CredentialEntry,
@@ -39,7 +39,13 @@ from arcp_grpc.store.protocol import (
     JobRow,
     UnrevokedCredential,
 )
-from arcp_grpc.store.rows import JOB_COLUMNS, decode_cursor, encode_cursor, job_values
+from arcp_grpc.store.rows import (
+    JOB_COLUMNS,
+    UNREVOKED_CREDENTIALS,
+    job_page,
+    job_values,
+    list_jobs_statement,
+)
 from arcp_grpc.store.sqlite.schema import prepare as prepare_schema
 from arcp_grpc.store.sqlite.schema import recovery_mark
 from arcp_grpc.store.sqlite.writer import SQLiteWriter
@@ -72,6 +78,11 @@ class SQLiteStore:
         self._unfinished: dict[str, int] = {}
         self._next_rowid = 1
         self._recovery_from = 1
+
+    @property
+    def cluster(self) -> None:
+        """One process holds the file: never shared by a cluster."""
+        return None
 
     # -- lifecycle -------------------------------------------------------
 
@@ -228,14 +239,18 @@ class SQLiteStore:
     async def finish_job(
         self,
         job_id: str,
+        *,
         status: int,
         outcome: bytes,
         summary: bytes,
         completed_at: float,
         last_seq: int,
-        *,
-        shared: bool = False,
     ) -> None:
+        """While other jobs are unfinished too, the end may wait for the end of the loop's
+        turn and share a transaction with theirs (`write_soon`); a lone job's end is
+        written at once. The store counts its own unfinished jobs (`_unfinished`), so the
+        runtime passes no hint."""
+
         def op(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "UPDATE jobs SET status = ?, outcome = ?, summary = ?, completed_at = ?,"
@@ -244,7 +259,7 @@ class SQLiteStore:
             )
             self._unfinished.pop(job_id, None)
 
-        if shared:
+        if len(self._unfinished) > 1:  # this job and at least one other
             await self._writes().write_soon(op)
         else:
             await self._writes().write(op)
@@ -372,37 +387,10 @@ class SQLiteStore:
         return await self._lookup(fn)
 
     async def list_jobs(self, query: JobQuery) -> JobPage:
-        where = ["principal = ?"]
-        args: list[Any] = [query.principal]
-        if query.statuses:
-            where.append(f"status IN ({', '.join('?' * len(query.statuses))})")
-            args.extend(query.statuses)
-        if query.agent:
-            if "@" in query.agent:
-                where.append("agent = ?")
-                args.append(query.agent)
-            else:
-                where.append("substr(agent, 1, ?) = ?")
-                args.extend([len(query.agent) + 1, query.agent + "@"])
-        if query.created_after is not None:
-            where.append("created_at > ?")
-            args.append(query.created_after)
-        if query.cursor:
-            created_at, job_id = decode_cursor(query.cursor)
-            where.append("(created_at, job_id) < (?, ?)")
-            args.extend([created_at, job_id])
-        sql = (
-            f"SELECT {JOB_COLUMNS} FROM jobs WHERE {' AND '.join(where)}"
-            " ORDER BY created_at DESC, job_id DESC LIMIT ?"
-        )
-        args.append(query.limit + 1)
+        sql, args = list_jobs_statement(query, _qmark)
 
         def fn(conn: sqlite3.Connection) -> JobPage:
-            rows = [JobRow(*r) for r in conn.execute(sql, args).fetchall()]
-            more = len(rows) > query.limit
-            rows = rows[: query.limit]
-            cursor = encode_cursor(rows[-1]) if more and rows else ""
-            return JobPage(tuple(rows), cursor)
+            return job_page([JobRow(*r) for r in conn.execute(sql, args).fetchall()], query.limit)
 
         return await self._read(fn)
 
@@ -469,15 +457,7 @@ def unrevoked_credentials(conn: sqlite3.Connection) -> list[UnrevokedCredential]
     """Values due for revocation and still live (§14), oldest first. A plain function
     of a connection, so the operator CLI can run it on a read-only one while the
     core holds the store."""
-    rows = conn.execute(
-        "SELECT c.credential_id, c.version, c.job_id, c.provisioner, c.minted_at,"
-        " CASE WHEN j.job_id IS NULL THEN 'not accepted' WHEN c.retired THEN 'rotated'"
-        " ELSE 'job ended' END"
-        " FROM credentials c LEFT JOIN jobs j ON j.job_id = c.job_id"
-        " WHERE c.revoked_at IS NULL"
-        " AND (c.retired OR j.job_id IS NULL OR j.completed_at IS NOT NULL)"
-        " ORDER BY c.minted_at, c.credential_id, c.version"
-    ).fetchall()
+    rows = conn.execute(UNREVOKED_CREDENTIALS).fetchall()
     return [UnrevokedCredential(*r) for r in rows]
 
 
@@ -486,3 +466,8 @@ def _file_bytes(path: Path) -> int:
         return os.stat(path).st_size
     except FileNotFoundError:
         return 0
+
+
+def _qmark(_n: int) -> str:
+    """sqlite3's parameter style."""
+    return "?"

@@ -96,7 +96,9 @@ async def test_one_survivor_takes_a_dead_nodes_jobs_and_fences_it(
     dead, survivor, other = await node(), await node(), await node()
     await dead.create_job(_job("job_orphan"), None, [], time.time())
     await dead.create_job(_job("job_done"), None, [], time.time())
-    await dead.finish_job("job_done", 3, b"out", b"s", time.time(), 0)
+    await dead.finish_job(
+        "job_done", status=3, outcome=b"out", summary=b"s", completed_at=time.time(), last_seq=0
+    )
     await _age(store_url, dead, 60)
 
     taken = await survivor.take_over(timeout_sec=30)
@@ -107,8 +109,12 @@ async def test_one_survivor_takes_a_dead_nodes_jobs_and_fences_it(
     dead.append_event(EventRow("job_orphan", 1, b"late event"))
     await dead.flush()
     assert await other.read_events("job_orphan", 0, 10) == []  # its late output is dropped
-    await dead.finish_job("job_orphan", 3, b"late", b"s", time.time(), 0)
-    await survivor.finish_job("job_orphan", 4, b"ended", b"s", time.time(), 0)
+    await dead.finish_job(
+        "job_orphan", status=3, outcome=b"late", summary=b"s", completed_at=time.time(), last_seq=0
+    )
+    await survivor.finish_job(
+        "job_orphan", status=4, outcome=b"ended", summary=b"s", completed_at=time.time(), last_seq=0
+    )
     row = await other.get_job("job_orphan")
     assert row is not None
     assert (row.status, row.outcome) == (4, b"ended")  # the dead node's late end lost
@@ -128,7 +134,14 @@ async def test_a_cancel_reaches_the_owner_by_notification_and_by_poll(node: Node
     assert await asyncio.wait_for(heard.get(), SAFETY) == ("job_far", "stop it")
     assert await owner.cancel_requests() == [("job_far", "stop it")]  # a missed one is polled
     assert await asker.cancel_requests() == []  # only the owner's
-    await owner.finish_job("job_far", 5, b"cancelled", b"s", time.time(), 0)
+    await owner.finish_job(
+        "job_far",
+        status=5,
+        outcome=b"cancelled",
+        summary=b"s",
+        completed_at=time.time(),
+        last_seq=0,
+    )
     assert await asker.request_cancel("job_far", "again") is False  # ended: nothing to stop
 
 

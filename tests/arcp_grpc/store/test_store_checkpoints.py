@@ -46,7 +46,14 @@ async def test_the_log_is_checkpointed_and_stays_small(tmp_path: Path) -> None:
     try:
         for index in range(_JOBS):
             await store.create_job(_row(index), None, [], time.time())
-            await store.finish_job(f"job_{index:026d}", 3, b"outcome", b"summary", time.time(), 1)
+            await store.finish_job(
+                f"job_{index:026d}",
+                status=3,
+                outcome=b"outcome",
+                summary=b"summary",
+                completed_at=time.time(),
+                last_seq=1,
+            )
         await store.flush()
         wal = path.with_name(path.name + "-wal")
         # 3,000 commits of 2-4 pages each would leave a log of ~35 MiB unchecked.

@@ -35,8 +35,9 @@ async def test_events_read_back_in_order_and_intact(make_store: StoreFactory, co
 
 
 async def test_shared_terminal_writes_all_land(make_store: StoreFactory) -> None:
-    """Terminal writes of concurrent jobs share transactions (with each other, or with the
-    next job's creation); each lands once, and `flush` waits for the ones still pending."""
+    """Terminal writes of concurrent jobs (the store sees others unfinished) share
+    transactions (with each other, or with the next job's creation); each lands once, and
+    `flush` waits for the ones still pending."""
     store = await make_store()
     try:
         ids = [f"job_{i:03d}" for i in range(40)]
@@ -49,7 +50,14 @@ async def test_shared_terminal_writes_all_land(make_store: StoreFactory) -> None
             )
 
         async def finish(job_id: str) -> None:
-            await store.finish_job(job_id, 3, job_id.encode(), b"s", time.time(), 0, shared=True)
+            await store.finish_job(
+                job_id,
+                status=3,
+                outcome=job_id.encode(),
+                summary=b"s",
+                completed_at=time.time(),
+                last_seq=0,
+            )
 
         # Half finish concurrently; a creation in the same turn takes pending ones along.
         pending = [asyncio.ensure_future(finish(job_id)) for job_id in ids[:20]]

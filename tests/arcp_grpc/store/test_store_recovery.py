@@ -42,7 +42,9 @@ async def test_a_restart_finds_exactly_the_unfinished_jobs(tmp_path: Path) -> No
         job_id = f"job_{index:04d}"
         await store.create_job(_row(job_id), None, [], time.time())
         if job_id not in left_running:
-            await store.finish_job(job_id, 3, b"o", b"s", time.time(), 0)
+            await store.finish_job(
+                job_id, status=3, outcome=b"o", summary=b"s", completed_at=time.time(), last_seq=0
+            )
     await store.flush()
     # The first unfinished job holds the mark back, however many finished after it.
     assert int(_meta(path, "recovery_from")) <= 11
@@ -52,7 +54,9 @@ async def test_a_restart_finds_exactly_the_unfinished_jobs(tmp_path: Path) -> No
     try:
         assert {row.job_id for row in await again.interrupted_jobs()} == left_running
         for job_id in left_running:  # what the runtime's recovery does
-            await again.finish_job(job_id, 4, b"o", b"s", time.time(), 0)
+            await again.finish_job(
+                job_id, status=4, outcome=b"o", summary=b"s", completed_at=time.time(), last_seq=0
+            )
     finally:
         await again.close()
     assert int(_meta(path, "recovery_from")) == 601  # a clean stop: nothing left to scan

@@ -70,7 +70,14 @@ async def _job(
     for seq in (1, 2):
         store.append_event(EventRow(job_id, seq, os.urandom(64)))
     if finished_at is not None:
-        await store.finish_job(job_id, _DONE, b"outcome", b"summary", finished_at, 2)
+        await store.finish_job(
+            job_id,
+            status=_DONE,
+            outcome=b"outcome",
+            summary=b"summary",
+            completed_at=finished_at,
+            last_seq=2,
+        )
     await store.flush()
 
 

@@ -1,0 +1,145 @@
+"""Cluster membership in the shared store (DESIGN.md, scale-out): who is alive, who
+runs which job, and who asks whom to cancel.
+
+- a job row names the node that runs it (`owner_node`); a node finishes only the
+  jobs it owns (`PostgresStore.finish_job`), so once a survivor has taken a dead
+  node's jobs the dead node (if it was only slow) cannot overwrite their end;
+- a cancel for a job running elsewhere is a durable request on the job row plus a
+  notification to its owner, which also polls for requests;
+- each node heartbeats in `nodes`; a survivor declares a node dead with one
+  conditional update and takes its running jobs in the same transaction, so
+  exactly one survivor ends each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+
+from arcp_grpc.store.postgres.connections import PostgresConnections
+from arcp_grpc.store.protocol import JobChanges, JobRow
+from arcp_grpc.store.rows import JOB_COLUMNS
+
+__all__ = ["CANCEL_CHANNEL", "PostgresMembership"]
+
+CANCEL_CHANNEL = "arcp_cancel"
+_REASON_IN_NOTICE = 2000  # characters; the row holds the whole reason for the poll
+
+
+class PostgresMembership(PostgresConnections):
+    """`Membership` on the shared database: heartbeats, takeover and cancel requests."""
+
+    def changes(self, job_id: str) -> JobChanges:
+        """Wake-ups for a follower of `job_id`, which may run on another node."""
+        return self._followers.changes(job_id)
+
+    def set_cancel_listener(self, listener: Callable[[str, str], None]) -> None:
+        """Call `listener(job_id, reason)` when another node asks this one to cancel."""
+        self._on_cancel = listener
+
+    def _on_cancel_notified(self, _conn: Any, _pid: int, _channel: str, payload: object) -> None:
+        node, _, rest = str(payload).partition(" ")
+        job_id, _, reason = rest.partition(" ")
+        if node == self.node_id:
+            self._on_cancel(job_id, reason)
+
+    async def request_cancel(self, job_id: str, reason: str) -> bool:
+        """Ask the node running `job_id` to cancel it; False if the job is not running."""
+
+        async def op(conn: asyncpg.Connection) -> str | None:
+            owner: str | None = await conn.fetchval(
+                "UPDATE jobs SET cancel_reason = $2 WHERE job_id = $1 AND completed_at IS NULL"
+                " RETURNING owner_node",
+                job_id,
+                reason,
+            )
+            if owner is not None:
+                notice = f"{owner} {job_id} {reason[:_REASON_IN_NOTICE]}"
+                await conn.execute("SELECT pg_notify($1, $2)", CANCEL_CHANNEL, notice)
+            return owner
+
+        owner = await self._writes().write(op)
+        return owner is not None
+
+    async def cancel_requests(self) -> list[tuple[str, str]]:
+        """(job_id, reason) of this node's running jobs that someone asked to cancel."""
+        rows = await self._reads().fetch(
+            "SELECT job_id, cancel_reason FROM jobs WHERE owner_node = $1"
+            " AND completed_at IS NULL AND cancel_reason IS NOT NULL",
+            self.node_id,
+        )
+        return [(r["job_id"], r["cancel_reason"]) for r in rows]
+
+    async def heartbeat(self) -> bool:
+        """Record that this node is alive; False once a survivor declared it dead (then
+        it must stop running jobs: they were ended and may not be finished twice)."""
+
+        async def op(conn: asyncpg.Connection) -> bool:
+            alive = await conn.fetchval(
+                "UPDATE nodes SET heartbeat_at = now() WHERE node_id = $1 AND state = 'alive'"
+                " RETURNING true",
+                self.node_id,
+            )
+            return bool(alive)
+
+        beating: bool = await self._writes().write(op)
+        return beating
+
+    async def take_over(self, timeout_sec: float) -> list[tuple[str, list[JobRow]]]:
+        """Declare dead every node silent for `timeout_sec` and take its running jobs.
+        One conditional update per node decides which survivor does it. Each dead node is
+        named `label/node_id` (its host:pid unless `cluster.node_name` says otherwise)."""
+
+        async def op(conn: asyncpg.Connection) -> list[tuple[str, list[JobRow]]]:
+            dead = await conn.fetch(
+                "UPDATE nodes SET state = 'dead' WHERE state = 'alive' AND node_id <> $1"
+                " AND heartbeat_at < now() - make_interval(secs => $2) RETURNING node_id, label",
+                self.node_id,
+                timeout_sec,
+            )
+            taken: list[tuple[str, list[JobRow]]] = []
+            for record in dead:
+                # Its sessions' resume windows start now: any node may resume them.
+                await conn.execute(
+                    "UPDATE sessions SET detached_at = extract(epoch FROM now())"
+                    " WHERE node_id = $1 AND detached_at IS NULL",
+                    record["node_id"],
+                )
+                rows = await conn.fetch(
+                    f"UPDATE jobs SET owner_node = $1 WHERE owner_node = $2"
+                    f" AND completed_at IS NULL RETURNING {JOB_COLUMNS}",
+                    self.node_id,
+                    record["node_id"],
+                )
+                name = f"{record['label']}/{record['node_id']}"  # host:pid, for operators
+                taken.append((name, [JobRow(*r) for r in rows]))
+            return taken
+
+        taken: list[tuple[str, list[JobRow]]] = await self._writes().write(op)
+        return taken
+
+    async def leave(self) -> None:
+        """A clean stop: this node's jobs are finished; it is no longer a member."""
+
+        async def op(conn: asyncpg.Connection) -> None:
+            await conn.execute(
+                "UPDATE nodes SET state = 'left' WHERE node_id = $1 AND state = 'alive'",
+                self.node_id,
+            )
+            await conn.execute(
+                "UPDATE sessions SET detached_at = extract(epoch FROM now())"
+                " WHERE node_id = $1 AND detached_at IS NULL",
+                self.node_id,
+            )
+
+        await self._writes().write(op)
+
+    async def nodes(self) -> list[tuple[str, str, str, float]]:
+        """(node_id, label, state, seconds since its heartbeat) of every known node."""
+        rows = await self._reads().fetch(
+            "SELECT node_id, label, state, extract(epoch FROM now() - heartbeat_at) AS silent"
+            " FROM nodes ORDER BY started_at"
+        )
+        return [(r["node_id"], r["label"], r["state"], float(r["silent"])) for r in rows]
