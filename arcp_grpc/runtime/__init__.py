@@ -7,8 +7,23 @@ full path, never through this package (docs/architecture.md).
 
 from __future__ import annotations
 
+from arcp_grpc.runtime.access import (
+    authorize_cancel,
+    authorize_observe,
+    authorize_resume,
+    authorize_session_cancel,
+    authorize_subscribe,
+)
 from arcp_grpc.runtime.admission import Submission
 from arcp_grpc.runtime.cluster import ClusterLimits
+from arcp_grpc.runtime.disclosure import (
+    BUDGET_FEATURE,
+    CLEAR,
+    CREDENTIALS_FEATURE,
+    JOB_SERVICE_FEATURES,
+    Disclosure,
+    Transport,
+)
 from arcp_grpc.runtime.feed import JobFeed
 from arcp_grpc.runtime.job_credentials import is_rotation
 from arcp_grpc.runtime.job_runtime import JobRuntime
@@ -18,8 +33,13 @@ from arcp_grpc.runtime.queries import job_query
 from arcp_grpc.runtime.quotas import PER_PRINCIPAL, QuotaLimits, Quotas
 
 __all__ = [
+    "BUDGET_FEATURE",
+    "CLEAR",
+    "CREDENTIALS_FEATURE",
+    "JOB_SERVICE_FEATURES",
     "PER_PRINCIPAL",
     "ClusterLimits",
+    "Disclosure",
     "JobFeed",
     "JobRuntime",
     "QuotaLimits",
@@ -27,6 +47,12 @@ __all__ = [
     "RuntimeLimits",
     "RuntimeObserver",
     "Submission",
+    "Transport",
+    "authorize_cancel",
+    "authorize_observe",
+    "authorize_resume",
+    "authorize_session_cancel",
+    "authorize_subscribe",
     "is_rotation",
     "job_query",
 ]

@@ -109,7 +109,7 @@ class Executor:
         status = (
             outcome.error.final_status if outcome.HasField("error") else jobs_pb2.JOB_STATUS_SUCCESS
         )
-        summary = job.view(with_credentials=False)
+        summary = job.view()
         summary.status = status
         summary.last_event_seq = job.last_seq
         stamp(summary.completed_at)

@@ -208,21 +208,19 @@ class ActiveJob:
         assert self.outcome is not None
         return self.outcome
 
-    def view(self, *, with_credentials: bool) -> jobs_pb2.JobSummary:
-        """The live summary; credentials only for the submitter (§14), and only while the
-        job runs: once it ended they are revoked, and no surface shows them (DESIGN.md,
-        "Replay after a rotation")."""
+    def view(self) -> jobs_pb2.JobSummary:
+        """The live summary, without credential values: what a caller may see of them
+        is added by its `Disclosure` (`arcp_grpc.runtime.disclosure`, §9.8, §14), and
+        the store never keeps them in a summary."""
         if self.final is not None:
             summary = jobs_pb2.JobSummary()
             summary.CopyFrom(self.final)
-        else:
-            summary = self.record()
-            summary.status = self.status
-            summary.last_event_seq = self.feed.committed_seq
-            summary.budget.clear()
-            summary.budget.update(self.budget.snapshot())
-        if with_credentials and self.final is None:
-            summary.credentials.extend(self.credentials)
+            return summary
+        summary = self.record()
+        summary.status = self.status
+        summary.last_event_seq = self.feed.committed_seq
+        summary.budget.clear()
+        summary.budget.update(self.budget.snapshot())
         return summary
 
     # -- the rest of `JobHost`: what the agent's context asks ------------------

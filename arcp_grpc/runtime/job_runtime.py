@@ -24,6 +24,7 @@ from arcp_grpc.credentials import CredentialProvisioner
 from arcp_grpc.runtime.admission import Admission, Submission
 from arcp_grpc.runtime.cluster import ClusterLimits
 from arcp_grpc.runtime.credential_ledger import CredentialLedger
+from arcp_grpc.runtime.disclosure import Disclosure
 from arcp_grpc.runtime.events import JobEvents
 from arcp_grpc.runtime.executor import Executor
 from arcp_grpc.runtime.factory import JobFactory
@@ -126,19 +127,20 @@ class JobRuntime:
     # -- control and observation -----------------------------------------------
 
     async def cancel(self, principal: Principal, job_id: str, reason: str) -> None:
-        """Cancel a job of `principal` (§7.4). Another principal's job is not found."""
+        """Cancel a job of `principal` (§7.4, `access.authorize_cancel`)."""
         await self._queries.cancel(principal, job_id, reason)
 
     async def get(
-        self, principal: Principal, job_id: str
+        self, shown: Disclosure, job_id: str
     ) -> tuple[jobs_pb2.JobSummary, jobs_pb2.JobOutcome | None]:
-        return await self._queries.get(principal, job_id)
+        """A job the caller may see (§6.6), as it may see it (§7.6, §14)."""
+        return await self._queries.get(shown, job_id)
 
     async def list_jobs(
-        self, principal: Principal, query: JobQuery
+        self, shown: Disclosure, query: JobQuery
     ) -> tuple[list[jobs_pb2.JobSummary], str]:
-        """A principal's own jobs, newest first (§6.6), with their credentials (§14)."""
-        return await self._queries.list_jobs(principal, query)
+        """The caller's own jobs, newest first (§6.6), as it may see them (§14)."""
+        return await self._queries.list_jobs(shown, query)
 
     def watch(self, principal: Principal, job_id: str, after_seq: int) -> AsyncIterator[FeedBatch]:
         """Events after `after_seq`, then the outcome (WatchJob, subscriptions)."""

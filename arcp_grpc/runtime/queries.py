@@ -1,30 +1,37 @@
 """Queries and control over jobs: get, list, watch, cancel, and what the sessions and
 the follow loop read (§6.6, §7.4, §8.3).
 
-A principal sees only its own jobs: another principal's job is "not found", never
-"forbidden" (§6.6). Memory answers first (running and recently finished jobs), the
-store after; with a cluster, an unfinished job absent from memory runs on another
-node, and a cancel for it becomes a durable request its owner acts on (§7.4).
+Who may see or cancel which job is decided by `arcp_grpc.runtime.access` (another
+principal's job is "not found", §6.6), what a caller sees of it by its `Disclosure`
+(`arcp_grpc.runtime.disclosure`, §7.6, §14). Memory answers first (running and
+recently finished jobs), the store after; with a cluster, an unfinished job absent
+from memory runs on another node, and a cancel for it becomes a durable request its
+owner acts on (§7.4).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 
 from arcp_grpc.auth import Principal
 from arcp_grpc.errors import Cancelled, InvalidRequest, JobNotFound
+from arcp_grpc.runtime.access import authorize_cancel, authorize_observe
+from arcp_grpc.runtime.disclosure import Disclosure
 from arcp_grpc.runtime.events import JobEvents
 from arcp_grpc.runtime.feed import FeedBatch, JobFeed, follow
+from arcp_grpc.runtime.job import ActiveJob
 from arcp_grpc.runtime.outcome import status
 from arcp_grpc.runtime.parts import RuntimeParts
 from arcp_grpc.store import EventRow, JobChanges, JobQuery, JobRow
-from arcp_grpc.v1 import jobs_pb2
+from arcp_grpc.v1 import jobs_pb2, lease_pb2
 
 __all__ = ["JobQueries", "job_query"]
 
 _MAX_JOB_ID = 128
 _LIVE = frozenset({jobs_pb2.JOB_STATUS_PENDING, jobs_pb2.JOB_STATUS_RUNNING})
+#: An `access` function: returns, or raises the answer for (caller, job id, owner).
+_Check = Callable[[str, str, str | None], None]
 _LIST_READS = 5  # store pages read at most to fill one page filtered on live statuses
 
 
@@ -36,21 +43,21 @@ class JobQueries:
         self._events = events
 
     async def cancel(self, principal: Principal, job_id: str, reason: str) -> None:
-        """Cancel a job of `principal` (§7.4). Another principal's job is not found."""
-        job = self._parts.table.active.get(job_id)
-        if job is not None and job.principal.name == principal.name:
-            job.stop(Cancelled(reason or "cancelled by the submitter"))
-            return
-        known = self._parts.table.recent.get(job_id)
-        if known is not None and known.principal.name == principal.name:
+        """Cancel a job of `principal` (§7.4; `access.authorize_cancel`)."""
+        known = self._parts.table.known(job_id)
+        if known is not None:
+            authorize_cancel(principal.name, job_id, known.principal.name)
+            if job_id in self._parts.table.active:
+                known.stop(Cancelled(reason or "cancelled by the submitter"))
+                return
             final = known.status
         else:
-            row = await self._visible_row(principal, job_id)
+            row = await self._checked_row(authorize_cancel, principal.name, job_id)
             if row.completed_at is None and self._parts.cluster is not None:
                 # Running on another node: a durable request its owner acts on.
                 if await self._parts.cluster.request_cancel(job_id, reason):
                     return
-                row = await self._visible_row(principal, job_id)  # it ended meanwhile
+                row = await self._checked_row(authorize_cancel, principal.name, job_id)  # ended
             final = status(row.status)
         if final == jobs_pb2.JOB_STATUS_CANCELLED:
             return  # CancelJob is idempotent
@@ -62,22 +69,25 @@ class JobQueries:
         )
 
     async def get(
-        self, principal: Principal, job_id: str
+        self, shown: Disclosure, job_id: str
     ) -> tuple[jobs_pb2.JobSummary, jobs_pb2.JobOutcome | None]:
+        """A job `shown.principal` may see (§6.6), as it may see it (`Disclosure`)."""
         job = self._parts.table.known(job_id)
-        if job is not None and job.principal.name == principal.name:
-            return job.view(with_credentials=True), job.outcome
-        row = await self._visible_row(principal, job_id)
-        summary = self._summary_of(row)
+        if job is not None:
+            authorize_observe(shown.principal, job_id, job.principal.name)
+            return self._shown_job(shown, job), job.outcome
+        row = await self._checked_row(authorize_observe, shown.principal, job_id)
+        summary = self._summary_of(shown, row)
         if row.completed_at is None:
             summary.last_event_seq = await self._parts.store.last_seq(job_id)
         outcome = jobs_pb2.JobOutcome.FromString(row.outcome) if row.outcome else None
         return summary, outcome
 
     async def list_jobs(
-        self, principal: Principal, query: JobQuery
+        self, shown: Disclosure, query: JobQuery
     ) -> tuple[list[jobs_pb2.JobSummary], str]:
-        """A principal's own jobs, newest first (§6.6), with their credentials (§14).
+        """`shown.principal`'s own jobs, newest first (§6.6; the store keeps to
+        `query.principal`, see `job_query`), as it may see them (`Disclosure`, §14).
 
         The store records unfinished jobs as pending; whether one is running is known
         here. So a filter on pending or running asks the store for unfinished jobs and
@@ -94,7 +104,7 @@ class JobQueries:
             page = await self._parts.store.list_jobs(query)
             for row in page.jobs:
                 job = self._parts.table.known(row.job_id)
-                summary = job.view(with_credentials=True) if job else self._summary_of(row)
+                summary = self._shown_job(shown, job) if job else self._summary_of(shown, row)
                 if not wanted or summary.status in wanted:
                     summaries.append(summary)
             if not live or not page.next_cursor or len(summaries) >= query.limit:
@@ -105,12 +115,14 @@ class JobQueries:
     async def watch(
         self, principal: Principal, job_id: str, after_seq: int
     ) -> AsyncIterator[FeedBatch]:
-        """Events after `after_seq`, then the outcome (WatchJob, subscriptions)."""
+        """Events after `after_seq`, then the outcome (WatchJob, subscriptions), of a
+        job `principal` may see (§6.6). Which events go out is the caller's
+        `Disclosure.events` or `JobDelivery`'s: this is the job's log as stored."""
         job = self._parts.table.known(job_id)
-        if job is None:
-            await self._visible_row(principal, job_id)
-        elif job.principal.name != principal.name:
-            raise JobNotFound(f"job {job_id!r} not found", details={"job_id": job_id})
+        if job is not None:
+            authorize_observe(principal.name, job_id, job.principal.name)
+        else:
+            await self._checked_row(authorize_observe, principal.name, job_id)
         async for batch in follow(self, job_id, after_seq):
             yield batch
 
@@ -155,27 +167,35 @@ class JobQueries:
     def agents(self) -> list[jobs_pb2.AgentInfo]:
         return self._parts.registry.inventory()
 
-    async def _visible_row(self, principal: Principal, job_id: str) -> JobRow:
+    async def _checked_row(self, check: _Check, caller: str, job_id: str) -> JobRow:
+        """The stored job, once `check` (an `access` function) let `caller` have it."""
         if len(job_id) > _MAX_JOB_ID:
             raise JobNotFound("no job has an id that long")  # never echo oversized input
         row = await self._parts.store.get_job(job_id) if job_id else None
-        if row is None or row.principal != principal.name:
-            # Never reveal another principal's job exists (§6.6).
-            raise JobNotFound(f"job {job_id!r} not found", details={"job_id": job_id})
+        check(caller, job_id, row.principal if row is not None else None)
+        assert row is not None, "an access check refuses a job that does not exist"
         return row
 
-    def _summary_of(self, row: JobRow) -> jobs_pb2.JobSummary:
+    @staticmethod
+    def _shown_job(shown: Disclosure, job: ActiveJob) -> jobs_pb2.JobSummary:
+        return shown.summary(
+            job.view(), job.principal.name, running=not job.ended, credentials=job.credentials
+        )
+
+    def _summary_of(self, shown: Disclosure, row: JobRow) -> jobs_pb2.JobSummary:
         summary = jobs_pb2.JobSummary.FromString(row.summary)
         summary.status = status(row.status)
         if row.completed_at is None and self._parts.cluster is not None:
             summary.status = jobs_pb2.JOB_STATUS_RUNNING  # on another node (it starts at once)
         summary.last_event_seq = row.last_seq
-        if row.completed_at is None:  # an ended job's values are revoked: never shown
+        running = row.completed_at is None
+        credentials: Sequence[lease_pb2.Credential] = ()
+        if running:  # an ended job's values are revoked: never read
             accepted = jobs_pb2.JobAccepted.FromString(
                 self._parts.box.open_any(row.accepted, row.job_id.encode())
             )
-            summary.credentials.extend(accepted.credentials)
-        return summary
+            credentials = accepted.credentials
+        return shown.summary(summary, row.principal, running=running, credentials=credentials)
 
     # -- EventHistory (for `follow`) ---------------------------------------------
 

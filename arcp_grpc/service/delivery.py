@@ -21,9 +21,7 @@ from arcp_grpc.runtime import JobFeed, is_rotation
 from arcp_grpc.service.sessions import FrameHeader, Session
 from arcp_grpc.v1 import events_pb2, jobs_pb2
 
-__all__ = ["CREDENTIALS_FEATURE", "Fallback", "JobDelivery", "LiveDelivery"]
-
-CREDENTIALS_FEATURE = "provisioned_credentials"
+__all__ = ["Fallback", "JobDelivery", "LiveDelivery"]
 
 # ConnectResponse field numbers (proto/arcp/v1/session_service.proto).
 _EVENT, _RESULT, _JOB_ERROR = 23, 24, 25
@@ -33,14 +31,16 @@ _FRAME_HEAD = 128  # about what a frame adds to its event's bytes (ids, seq): ro
 
 
 class JobDelivery:
-    """Delivers one job's committed events, then its terminal frame, to a session."""
+    """Delivers one job's committed events, then its terminal frame, to a session.
+    `submitter`: the principal that submitted the job, which decides with the session's
+    `Disclosure` whether its `credential_rotated` events may go out (§9.8.2, §14)."""
 
-    def __init__(self, session: Session, job_id: str, trace_id: str) -> None:
+    def __init__(self, session: Session, job_id: str, trace_id: str, submitter: str) -> None:
         self.session = session
         self.header = FrameHeader(session.session_id, job_id=job_id, trace_id=trace_id)
         features = session.features
         self._filtering = not {"progress", "result_chunk"} <= features
-        self._hide_secrets = CREDENTIALS_FEATURE not in features
+        self._hide_secrets = not session.shown.rotations(submitter)
         self._chunks_ok = "result_chunk" in features
         self._inline = _Inline(session.limits.max_inline_result_bytes)
         self.job_seq = 0  # of the last event handled
@@ -58,7 +58,7 @@ class JobDelivery:
         for job_seq, blob in enumerate(blobs, first_seq):
             self.job_seq = job_seq
             if self._hide_secrets and _ROTATION in blob and is_rotation(blob):
-                continue  # §6.2: credentials only to clients that negotiated them
+                continue  # a credential value this client may not see (`Disclosure`)
             if self._filtering and not self._keep(blob):
                 continue
             session.deliver(header, _EVENT, blob, job_seq)

@@ -28,7 +28,13 @@ from arcp_grpc.base.validate import MAX_NAME_CHARS, check_job_request, request_p
 from arcp_grpc.base.wire import length_delimited, varint
 from arcp_grpc.errors import ARCPError, InternalError, InvalidRequest
 from arcp_grpc.grpc_status import rich_status, to_status
-from arcp_grpc.runtime import JobRuntime, is_rotation, job_query
+from arcp_grpc.runtime import (
+    CLEAR,
+    JOB_SERVICE_FEATURES,
+    Disclosure,
+    JobRuntime,
+    job_query,
+)
 from arcp_grpc.service.transport_policy import WITHHELD, call_hops, credentials_allowed
 from arcp_grpc.v1 import job_service_pb2 as pb
 from arcp_grpc.v1 import jobs_pb2
@@ -46,7 +52,6 @@ SUBMIT_WINDOW = 64
 _REPLAY_TRUE = varint(4 << 3) + varint(1)
 
 log = logging.getLogger("arcp_grpc.job_service")
-_ROTATION = b"credential_rotated"  # a cheap test before parsing an event
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
@@ -118,14 +123,17 @@ class JobServiceServicer:
                 break
         return self._auth.authenticate_header(header)
 
-    def _gate(self, context: Ctx) -> _CredentialGate:
-        return _CredentialGate(context, plaintext_ok=self._plaintext_credentials)
+    def _shown(self, principal: Principal, context: Ctx) -> Disclosure:
+        """What this call's caller may see (§14): it negotiates nothing, so every feature;
+        the transport is judged only if a credential is about to go out."""
+        transport = CLEAR if self._plaintext_credentials else _CallTransport(context)
+        return Disclosure(principal.name, JOB_SERVICE_FEATURES, transport)
 
     @_unary_edge
     async def SubmitJob(self, request: pb.SubmitJobRequest, context: Ctx) -> bytes:
         principal = self._principal(context)
         submission = await self._runtime.submit(principal, _submission_of(request))
-        accepted = self._gate(context).accepted(submission.accepted)
+        accepted = self._shown(principal, context).accepted(submission.accepted)
         # In the trailers: sending initial metadata on its own costs an extra write and a
         # wait, which measured as ~0.25 ms on a ~0.7 ms call.
         context.set_trailing_metadata(((REPLAY_TRAILER, "true" if submission.replay else "false"),))
@@ -133,9 +141,8 @@ class JobServiceServicer:
 
     @_unary_edge
     async def GetJob(self, request: pb.GetJobRequest, context: Ctx) -> pb.GetJobResponse:
-        summary, outcome = await self._runtime.get(self._principal(context), request.job_id)
-        if summary.credentials and self._gate(context).hidden:
-            del summary.credentials[:]
+        shown = self._shown(self._principal(context), context)
+        summary, outcome = await self._runtime.get(shown, request.job_id)
         response = pb.GetJobResponse(job=summary)
         if outcome is not None:
             response.outcome.CopyFrom(outcome)
@@ -145,10 +152,7 @@ class JobServiceServicer:
     async def ListJobs(self, request: pb.ListJobsRequest, context: Ctx) -> pb.ListJobsResponse:
         principal = self._principal(context)
         query = job_query(principal, request.filter, request.page_size, request.page_token)
-        jobs, cursor = await self._runtime.list_jobs(principal, query)
-        if any(job.credentials for job in jobs) and self._gate(context).hidden:
-            for job in jobs:
-                del job.credentials[:]
+        jobs, cursor = await self._runtime.list_jobs(self._shown(principal, context), query)
         return pb.ListJobsResponse(jobs=jobs, next_page_token=cursor)
 
     @_unary_edge
@@ -170,9 +174,13 @@ class JobServiceServicer:
         try:
             _check(request)
             principal = self._principal(context)
-            gate = self._gate(context)
-            async for batch in self._runtime.watch(principal, request.job_id, request.after_seq):
-                for frame in _frames(gate.events(batch.events), batch.outcome):
+            shown = self._shown(principal, context)
+            job_id = request.job_id
+            submitter: str | None = None  # asked once the watch is authorised (§6.6)
+            async for batch in self._runtime.watch(principal, job_id, request.after_seq):
+                if submitter is None:
+                    submitter = await self._runtime.owner(job_id) or ""
+                for frame in _frames(shown.events(batch.events, submitter), batch.outcome):
                     yield frame
         except Exception as exc:
             await _abort(context, exc, "WatchJob")
@@ -182,12 +190,14 @@ class JobServiceServicer:
             _check(request)
             principal = self._principal(context)
             submission = await self._runtime.submit(principal, _submission_of(request))
-            gate = self._gate(context)
-            first = length_delimited(3, gate.accepted(submission.accepted))  # .accepted
+            shown = self._shown(principal, context)
+            first = length_delimited(3, shown.accepted(submission.accepted))  # .accepted
             yield (first + _REPLAY_TRUE) if submission.replay else first
             async for batch in self._runtime.watch(principal, submission.job_id, 0):
                 # RunJobResponse.events and .outcome are numbered as WatchJobResponse's.
-                for frame in _frames(gate.events(batch.events), batch.outcome):
+                # The caller submitted the job (or replayed its own submission, §7.2).
+                events = shown.events(batch.events, principal.name)
+                for frame in _frames(events, batch.outcome):
                     yield frame
         except Exception as exc:
             await _abort(context, exc, "RunJob")
@@ -197,7 +207,8 @@ class JobServiceServicer:
     ) -> AsyncIterator[bytes]:
         try:
             principal = self._principal(context)
-            stream = _SubmitStream(self._runtime, principal, self._items, self._gate(context))
+            shown = self._shown(principal, context)
+            stream = _SubmitStream(self._runtime, principal, self._items, shown)
             async for answer in stream.answers(requests):
                 yield answer
         except Exception as exc:
@@ -219,9 +230,9 @@ class _SubmitStream:
         runtime: JobRuntime,
         principal: Principal,
         items: set[asyncio.Task[None]],
-        gate: _CredentialGate,
+        shown: Disclosure,
     ) -> None:
-        self._gate = gate  # §14: a plaintext, non-local caller gets no credential values
+        self._shown = shown  # §14: a plaintext, non-local caller gets no credential values
         self._runtime = runtime
         self._principal = principal
         self._items = items
@@ -273,7 +284,7 @@ class _SubmitStream:
         except Exception as exc:
             self._ready.put_nowait(_refusal(head, _arcp_error(exc, "SubmitJobs")))
             return
-        answer = head + length_delimited(2, self._gate.accepted(submitted.accepted))
+        answer = head + length_delimited(2, self._shown.accepted(submitted.accepted))
         self._ready.put_nowait((answer + _REPLAY_TRUE) if submitted.replay else answer)
 
 
@@ -283,52 +294,25 @@ def _refusal(head: bytes, error: ARCPError) -> bytes:
     return head + length_delimited(3, status)  # SubmitJobsResponse.error
 
 
-class _CredentialGate:
+class _CallTransport:
     """§14: whether one call's transport may carry credential values (TLS, or a peer on
-    this host, or the operator's opt-in); if not, the caller is served as one that did
-    not ask for them (`arcp_grpc.service.transport_policy`). Decided once per call, and only
-    when a credential is about to go out: most jobs carry none, and the decision reads
-    the call's peer, auth context and metadata (a third of SubmitJob's own CPU when it
-    was made on every call)."""
+    this host; `arcp_grpc.service.transport_policy`), a `Transport` for the call's
+    `Disclosure`. Decided once per call, and only when a credential is about to go out:
+    most jobs carry none, and the decision reads the call's peer, auth context and
+    metadata (a third of SubmitJob's own CPU when it was made on every call)."""
 
-    __slots__ = ("_context", "_hidden")
+    __slots__ = ("_allowed", "_context")
 
-    def __init__(self, context: Ctx, *, plaintext_ok: bool) -> None:
+    def __init__(self, context: Ctx) -> None:
         self._context = context
-        # Undecided until needed; never withheld when the operator opted in to plaintext
-        # (auth.plaintext_credentials).
-        self._hidden: bool | None = False if plaintext_ok else None
+        self._allowed: bool | None = None  # undecided until asked
 
-    @property
-    def hidden(self) -> bool:
-        """True when credential values must be withheld from this caller."""
-        if self._hidden is None:
-            self._hidden = not self._allowed()
-        return self._hidden
-
-    def _allowed(self) -> bool:
-        if credentials_allowed(call_hops(self._context), plaintext_ok=False):
-            return True
-        log.warning(WITHHELD, self._context.peer())
-        return False
-
-    def accepted(self, accepted: bytes) -> bytes:
-        """The acceptance as this caller may see it: without credential values when they
-        are withheld; deterministic, so a replay to it is still identical (§7.2)."""
-        if self._hidden is False:
-            return accepted
-        message = jobs_pb2.JobAccepted.FromString(accepted)
-        if not message.credentials or not self.hidden:
-            return accepted
-        del message.credentials[:]
-        return message.SerializeToString(deterministic=True)
-
-    def events(self, events: Sequence[bytes]) -> Sequence[bytes]:
-        """The events this caller may see: without `credential_rotated` when values are
-        withheld, as for a session that did not negotiate them."""
-        if not any(_ROTATION in e for e in events) or not self.hidden:
-            return events
-        return [e for e in events if not (_ROTATION in e and is_rotation(e))]
+    def carries_credentials(self) -> bool:
+        if self._allowed is None:
+            self._allowed = credentials_allowed(call_hops(self._context), plaintext_ok=False)
+            if not self._allowed:
+                log.warning(WITHHELD, self._context.peer())
+        return self._allowed
 
 
 def _frames(events: Sequence[bytes], outcome: bytes | None) -> Iterator[bytes]:

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Sequence
 
 from arcp_grpc.auth import Principal
 from arcp_grpc.errors import ARCPError, InvalidRequest, ResumeWindowExpired, Unauthenticated
+from arcp_grpc.runtime import authorize_resume
 from arcp_grpc.service.registry import SessionRegistry
 from arcp_grpc.service.resume_tokens import check_resume_token, digest
 from arcp_grpc.service.sessions import Session, SessionLimits
@@ -156,8 +157,7 @@ class SessionJournal:
         row = await self._store.load_session(session_id)
         if row is None:
             raise _unknown(session_id)
-        if row.principal != principal.name:
-            raise Unauthenticated("the resume token or principal does not match the session")
+        authorize_resume(principal.name, row.principal)
         presented = digest(token)
         check_resume_token(
             session_id,

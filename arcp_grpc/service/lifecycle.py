@@ -18,8 +18,7 @@ from arcp_grpc.auth import Authenticator, Principal
 from arcp_grpc.base.logs import bind as bind_log_context
 from arcp_grpc.base.stamps import stamp
 from arcp_grpc.errors import InvalidRequest, PermissionDenied
-from arcp_grpc.runtime import JobRuntime
-from arcp_grpc.service.delivery import CREDENTIALS_FEATURE
+from arcp_grpc.runtime import CREDENTIALS_FEATURE, JobRuntime
 from arcp_grpc.service.journal import SessionJournal
 from arcp_grpc.service.outbox import UnsentLedger
 from arcp_grpc.service.registry import SessionRegistry

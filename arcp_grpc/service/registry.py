@@ -16,7 +16,8 @@ from collections.abc import Callable
 
 from arcp_grpc.auth import Principal
 from arcp_grpc.base.ids import new_id
-from arcp_grpc.errors import ResumeWindowExpired, Unauthenticated
+from arcp_grpc.errors import ResumeWindowExpired
+from arcp_grpc.runtime import authorize_resume
 from arcp_grpc.service.outbox import UnsentLedger
 from arcp_grpc.service.sessions import FrameJournal, Session, SessionLimits
 
@@ -102,8 +103,7 @@ class SessionRegistry:
                 f"session {session_id!r} is unknown or its resume window has passed",
                 details={"session_id": session_id},
             )
-        if session.principal.name != principal.name:
-            raise Unauthenticated("the resume token or principal does not match the session")
+        authorize_resume(principal.name, session.principal.name)
         session.tokens.check(session_id, token)
         return session
 

@@ -13,12 +13,18 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from arcp_grpc.errors import InvalidRequest, JobNotFound, PermissionDenied
-from arcp_grpc.runtime import JobRuntime, job_query
+from arcp_grpc.errors import InvalidRequest
+from arcp_grpc.runtime import (
+    JobRuntime,
+    authorize_cancel,
+    authorize_session_cancel,
+    authorize_subscribe,
+    job_query,
+)
 from arcp_grpc.service.delivery import JobDelivery, LiveDelivery
 from arcp_grpc.service.journal import SessionJournal
 from arcp_grpc.service.registry import SessionRegistry
-from arcp_grpc.service.session_frames import ACCEPTED, accepted_for, scrub, with_id
+from arcp_grpc.service.session_frames import ACCEPTED, with_id
 from arcp_grpc.service.sessions import FrameHeader, Session, frame_bytes
 from arcp_grpc.v1 import session_service_pb2 as pb
 
@@ -54,9 +60,7 @@ class SessionJobs:
         if submission.replay and not followed:
             await self._replay(session, header, submission.accepted)
             return
-        session.send(
-            frame_bytes(header, ACCEPTED, accepted_for(session.features, submission.accepted))
-        )
+        session.send(frame_bytes(header, ACCEPTED, session.shown.accepted(submission.accepted)))
         if followed:
             return
         if self._journal is not None:  # queued ahead of the job's first frame
@@ -66,7 +70,7 @@ class SessionJobs:
             # The common case: a new job, followed from its first event by its feed.
             feed, trace_id = live
             LiveDelivery(
-                JobDelivery(session, job_id, trace_id),
+                JobDelivery(session, job_id, trace_id, session.principal.name),  # its submitter
                 feed,
                 lambda seq, delivery: self.follow(session, job_id, seq, delivery),
             )
@@ -83,26 +87,22 @@ class SessionJobs:
         rotations = await self._runtime.rotations(job_id, after)
         trace_id = await self._runtime.trace_id(job_id)
         # No await from here on: the rotations follow the acceptance at once.
-        session.send(frame_bytes(header, ACCEPTED, accepted_for(session.features, accepted)))
+        session.send(frame_bytes(header, ACCEPTED, session.shown.accepted(accepted)))
         if self._journal is not None:  # queued ahead of the rotations' frames
             self._journal.follow(session, job_id, submitted=True, after=after)
-        delivery = JobDelivery(session, job_id, trace_id)
+        delivery = JobDelivery(session, job_id, trace_id, session.principal.name)
         for seq, blob in rotations:
             delivery.deliver([blob], seq)
         self.follow(session, job_id, after, delivery)
 
     async def cancel(self, request: pb.ConnectRequest, session: Session) -> None:
+        """§7.4: the submitting session only (`access.authorize_session_cancel`)."""
         job_id = request.cancel.job_id
         if job_id not in session.submitted:  # which holds only this session's running jobs
-            owner = await self._runtime.owner(job_id)
-            if owner != session.principal.name:
-                raise JobNotFound(f"job {job_id!r} not found", details={"job_id": job_id})
-            _, outcome = await self._runtime.get(session.principal, job_id)
-            if outcome is None:
-                raise PermissionDenied(
-                    "only the session that submitted a job may cancel it (§7.4, §7.6)",
-                    details={"job_id": job_id},
-                )
+            name = session.principal.name
+            authorize_cancel(name, job_id, await self._runtime.owner(job_id))
+            _, outcome = await self._runtime.get(session.shown, job_id)
+            authorize_session_cancel(job_id, submitted_here=False, ended=outcome is not None)
             # An ended job: the runtime answers as for any cancel that came too late.
         await self._runtime.cancel(session.principal, job_id, request.cancel.reason)
         reply = pb.ConnectResponse(
@@ -116,20 +116,9 @@ class SessionJobs:
         require(session, "subscribe")
         sub = request.subscribe
         owner = await self._runtime.owner(sub.job_id)
-        if owner is None:
-            raise JobNotFound(f"job {sub.job_id!r} not found", details={"job_id": sub.job_id})
-        if owner != session.principal.name:
-            log.info(
-                "subscribe denied: %s to job %s of %s",
-                session.principal.name,
-                sub.job_id,
-                owner,
-            )
-            raise PermissionDenied(
-                "subscribing to another principal's job is not permitted (§14)",
-                details={"job_id": sub.job_id},
-            )
-        summary, _ = await self._runtime.get(session.principal, sub.job_id)
+        authorize_subscribe(session.principal.name, sub.job_id, owner)  # logged there (§14)
+        # The same observable view as `session.list_jobs`, credentials to the submitter only.
+        summary, _ = await self._runtime.get(session.shown, sub.job_id)
         current = summary.last_event_seq
         start = min(sub.from_event_seq, current) if sub.history else current
         reply = pb.ConnectResponse(
@@ -145,15 +134,13 @@ class SessionJobs:
         described.lease.CopyFrom(summary.lease)
         if summary.HasField("lease_constraints"):
             described.lease_constraints.CopyFrom(summary.lease_constraints)
-        scrub(summary, session.features)
         described.budget.update(summary.budget)
         described.parent_job_id = summary.parent_job_id
         described.trace_id = summary.trace_id
         described.subscribed_from = start
         described.replayed = current - start
-        described.credentials.extend(summary.credentials)  # same principal: the submitter
+        described.credentials.extend(summary.credentials)
         session.send(with_id(reply))
-        log.info("subscribe: %s to job %s", session.principal.name, sub.job_id)
         if sub.job_id not in session.followers:
             if self._journal is not None:
                 self._journal.follow(session, sub.job_id, submitted=False, after=start)
@@ -172,10 +159,8 @@ class SessionJobs:
         require(session, "list_jobs")
         listing = request.list_jobs
         query = job_query(session.principal, listing.filter, listing.limit, listing.cursor)
-        jobs, cursor = await self._runtime.list_jobs(session.principal, query)
+        jobs, cursor = await self._runtime.list_jobs(session.shown, query)
         reply = pb.ConnectResponse(session_id=session.session_id, request_id=request.id)
-        for job in jobs:
-            scrub(job, session.features)
         reply.jobs.jobs.extend(jobs)
         reply.jobs.next_cursor = cursor
         session.send(with_id(reply))
@@ -204,7 +189,9 @@ class SessionJobs:
         """Follow a job from the store and its feed (§7.6 subscriptions, §7.2 replays,
         and a submitter that fell behind its job), at the client's pace."""
         if delivery is None:
-            delivery = JobDelivery(session, job_id, await self._runtime.trace_id(job_id))
+            trace_id = await self._runtime.trace_id(job_id)
+            submitter = await self._runtime.owner(job_id) or ""  # `watch` refuses a missing job
+            delivery = JobDelivery(session, job_id, trace_id, submitter)
         async for batch in self._runtime.watch(session.principal, job_id, after_seq):
             events = batch.events
             first = batch.last_seq - len(events) + 1

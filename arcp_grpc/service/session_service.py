@@ -21,9 +21,8 @@ import grpc
 from arcp_grpc.auth import Authenticator
 from arcp_grpc.base.validate import request_parser
 from arcp_grpc.errors import InvalidRequest
-from arcp_grpc.runtime import JobRuntime
+from arcp_grpc.runtime import CREDENTIALS_FEATURE, JobRuntime
 from arcp_grpc.service.connection import ConnectStream
-from arcp_grpc.service.delivery import CREDENTIALS_FEATURE
 from arcp_grpc.service.journal import SessionJournal
 from arcp_grpc.service.lifecycle import SessionLifecycle
 from arcp_grpc.service.registry import SessionRegistry

@@ -28,6 +28,7 @@ from typing import Protocol
 from arcp_grpc.auth import Principal
 from arcp_grpc.base.ids import new_ulid
 from arcp_grpc.base.wire import length_delimited, varint
+from arcp_grpc.runtime import Disclosure
 from arcp_grpc.service.outbox import Outbox
 from arcp_grpc.service.replay import ReplayBuffer
 from arcp_grpc.service.resume_tokens import ResumeTokens
@@ -176,6 +177,10 @@ class Session:
         self.session_id = session_id
         self.principal = principal
         self.features = features
+        # What its client may see (§6.2, §14). The transport's verdict is in `features`:
+        # `provisioned_credentials` is negotiated, and a resume accepted, only where
+        # credential values may flow (`arcp_grpc.service.lifecycle`).
+        self.shown = Disclosure(principal.name, features)
         self.limits = limits
         self.replay = ReplayBuffer(limits.max_buffered_frames, limits.max_buffered_bytes)
         self.tokens = ResumeTokens()

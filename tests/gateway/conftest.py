@@ -22,8 +22,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from arcp_grpc.agents import AgentRegistry
-from arcp_grpc.auth import Principal
 from arcp_grpc.base.ids import new_ulid
+from arcp_grpc.runtime import Disclosure
 from arcp_grpc.runtime.quotas import QuotaLimits
 from arcp_grpc.server import CoreConfig, RunningCore, start_core
 from arcp_grpc.service.sessions import SessionLimits
@@ -67,7 +67,7 @@ TERMINAL = ("job.result", "job.error")
 async def wait_until_finished(core: RunningCore, principal: str, job_id: str) -> None:
     """Return once `job_id` has an outcome (whoever is or is not reading its events)."""
     async with asyncio.timeout(SAFETY):
-        while (await core.runtime.get(Principal(principal), job_id))[1] is None:  # noqa: ASYNC110
+        while (await core.runtime.get(Disclosure(principal, frozenset()), job_id))[1] is None:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
 
 

@@ -69,7 +69,7 @@ def _job(services: Services, expires_at: datetime | None = None) -> ActiveJob:
 
 def _ended(job: ActiveJob) -> None:
     outcome = jobs_pb2.JobOutcome(result=jobs_pb2.JobResult(job_id=job.job_id))
-    final = job.view(with_credentials=False)
+    final = job.view()
     final.status = jobs_pb2.JOB_STATUS_SUCCESS
     job.end(outcome, outcome.SerializeToString(), final)
 

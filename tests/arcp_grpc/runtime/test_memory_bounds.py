@@ -17,7 +17,7 @@ from arcp_grpc.agents import AgentRegistry
 from arcp_grpc.auth import Principal
 from arcp_grpc.context import JobContext
 from arcp_grpc.errors import ResumeWindowExpired
-from arcp_grpc.runtime import RuntimeLimits
+from arcp_grpc.runtime import Disclosure, RuntimeLimits
 from arcp_grpc.runtime.feed import _TAIL_BYTES, JobFeed
 from arcp_grpc.server import CoreConfig, start_core
 from arcp_grpc.service.sessions import FrameHeader, Session, SessionLimits
@@ -74,10 +74,11 @@ async def test_a_large_streamed_result_waits_for_the_store_instead_of_queueing(
     core = await start_core(config, agents=agents)
     holder["store"] = core.store
     alice = Principal("alice")
+    as_alice = Disclosure(alice.name, frozenset())
     try:
         submission = await core.runtime.submit(alice, jobs_pb2.JobSubmit(agent="producer"))
         async with asyncio.timeout(20):
-            while (await core.runtime.get(alice, submission.job_id))[1] is None:  # noqa: ASYNC110
+            while (await core.runtime.get(as_alice, submission.job_id))[1] is None:  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
         assert len(seen) == 64
         assert max(seen) <= limit + CHUNK  # at most the chunk that crossed the line
@@ -91,6 +92,7 @@ async def test_only_small_finished_jobs_stay_in_memory(tmp_path: Path) -> None:
     config = CoreConfig(data_dir=tmp_path / "core", tokens=TOKENS)
     core = await start_core(config)
     alice = Principal("alice")
+    as_alice = Disclosure(alice.name, frozenset())
     try:
         outcomes = {}
         for name, text in (("small", "hi"), ("large", "x" * (256 * 1024))):
@@ -98,12 +100,12 @@ async def test_only_small_finished_jobs_stay_in_memory(tmp_path: Path) -> None:
             submit.input.struct_value.fields["text"].string_value = text
             submission = await core.runtime.submit(alice, submit)
             async with asyncio.timeout(20):
-                while (await core.runtime.get(alice, submission.job_id))[1] is None:  # noqa: ASYNC110
+                while (await core.runtime.get(as_alice, submission.job_id))[1] is None:  # noqa: ASYNC110
                     await asyncio.sleep(0.02)
             outcomes[name] = submission.job_id
         assert core.runtime.feed(outcomes["small"]) is not None  # still in memory
         assert core.runtime.feed(outcomes["large"]) is None  # only in the store
-        _, large = await core.runtime.get(alice, outcomes["large"])
+        _, large = await core.runtime.get(as_alice, outcomes["large"])
         assert large is not None
         assert large.result.value.struct_value.fields["text"].string_value == "x" * (256 * 1024)
     finally:
