@@ -139,10 +139,17 @@ class Disclosure:
         transport verdict at once: use `events` where that must wait for a rotation."""
         return self._may_hold_credentials(submitter) and self.transport.carries_credentials()
 
+    @staticmethod
+    def may_rotate(events: Sequence[bytes]) -> bool:
+        """Whether `events` may hold a `credential_rotated` event, the only kind whose
+        disclosure depends on who submitted the job: a caller that must look the
+        submitter up does so only then (most batches hold none)."""
+        return any(_ROTATION in e for e in events)
+
     def events(self, events: Sequence[bytes], submitter: str) -> Sequence[bytes]:
         """The events of a job of `submitter` this caller may see: `events` itself
         unless it holds a rotation the caller may not, then a copy without those."""
-        if not any(_ROTATION in e for e in events) or self.rotations(submitter):
+        if not self.may_rotate(events) or self.rotations(submitter):
             return events
         return [e for e in events if not (_ROTATION in e and is_rotation(e))]
 

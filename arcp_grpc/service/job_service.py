@@ -176,11 +176,16 @@ class JobServiceServicer:
             principal = self._principal(context)
             shown = self._shown(principal, context)
             job_id = request.job_id
-            submitter: str | None = None  # asked once the watch is authorised (§6.6)
+            # Asked once the watch is authorised (§6.6), and only for a batch that may
+            # hold a rotation: a lookup per call cost a store read once the job had ended.
+            submitter: str | None = None
             async for batch in self._runtime.watch(principal, job_id, request.after_seq):
-                if submitter is None:
-                    submitter = await self._runtime.owner(job_id) or ""
-                for frame in _frames(shown.events(batch.events, submitter), batch.outcome):
+                events: Sequence[bytes] = batch.events
+                if shown.may_rotate(events):
+                    if submitter is None:
+                        submitter = await self._runtime.owner(job_id) or ""
+                    events = shown.events(events, submitter)
+                for frame in _frames(events, batch.outcome):
                     yield frame
         except Exception as exc:
             await _abort(context, exc, "WatchJob")
