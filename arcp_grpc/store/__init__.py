@@ -9,46 +9,8 @@ imports nothing above it: not the runtime, not a servicer (docs/architecture.md)
 
 from __future__ import annotations
 
-from arcp_grpc.store.protocol import (
-    ClusterMembership,
-    ClusterStore,
-    CredentialEntry,
-    CredentialStore,
-    EventRow,
-    IdempotencyClaim,
-    IdempotencyConflict,
-    JobChanges,
-    JobPage,
-    JobQuery,
-    JobRow,
-    JobStore,
-    SessionFollow,
-    SessionFrame,
-    SessionRow,
-    SessionStore,
-    Store,
-    StoreUnavailable,
-    UnrevokedCredential,
-)
+# The protocol is this package's face: its names, listed once, in `protocol.__all__`.
+from arcp_grpc.store import protocol
+from arcp_grpc.store.protocol import *  # noqa: F403
 
-__all__ = [
-    "ClusterMembership",
-    "ClusterStore",
-    "CredentialEntry",
-    "CredentialStore",
-    "EventRow",
-    "IdempotencyClaim",
-    "IdempotencyConflict",
-    "JobChanges",
-    "JobPage",
-    "JobQuery",
-    "JobRow",
-    "JobStore",
-    "SessionFollow",
-    "SessionFrame",
-    "SessionRow",
-    "SessionStore",
-    "Store",
-    "StoreUnavailable",
-    "UnrevokedCredential",
-]
+__all__ = protocol.__all__
