@@ -244,8 +244,8 @@ async def start_core(
         port = _bind(server, config)
         await server.start()
         if journal is not None:
-            sweeper = asyncio.create_task(journal.sweep(), name="arcp-session-expiry")
-            stops.push_async_callback(_cancel, sweeper)
+            journal.start()
+            stops.push_async_callback(journal.stop)
         await core_health.serve()
         stops.push_async_callback(core_health.shut_down)
     except BaseException:
@@ -328,9 +328,3 @@ def _bind(server: grpc.aio.Server, config: CoreConfig) -> int:
     if port == 0:
         raise OSError(f"could not bind gRPC to {address}")
     return port
-
-
-async def _cancel(task: asyncio.Task[None]) -> None:
-    """Cancel `task` and wait until it has ended (a stop leaves nothing running)."""
-    task.cancel()
-    await asyncio.wait([task])

@@ -31,6 +31,7 @@ from arcp_grpc.runtime.limits import RuntimeLimits
 from arcp_grpc.runtime.observe import RuntimeObserver
 from arcp_grpc.runtime.queries import job_query
 from arcp_grpc.runtime.quotas import PER_PRINCIPAL, QuotaLimits, Quotas
+from arcp_grpc.runtime.supervisor import Supervisor
 
 __all__ = [
     "BUDGET_FEATURE",
@@ -47,6 +48,7 @@ __all__ = [
     "RuntimeLimits",
     "RuntimeObserver",
     "Submission",
+    "Supervisor",
     "Transport",
     "authorize_cancel",
     "authorize_observe",

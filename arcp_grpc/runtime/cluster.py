@@ -14,12 +14,10 @@ already recorded by a survivor. It stops them and reports itself failed.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from arcp_grpc.errors import ARCPError
 from arcp_grpc.store import ClusterStore, JobRow
 
 __all__ = ["ClusterLimits", "ClusterMember"]
@@ -38,7 +36,8 @@ class ClusterLimits:
 
 @dataclass(frozen=True, slots=True)
 class ClusterMember:
-    """Runs the membership loop for one node; the runtime supplies what to do."""
+    """One node's membership round (`beat`, run every `heartbeat_sec` by the runtime's
+    supervisor); the runtime supplies what to do."""
 
     store: ClusterStore
     limits: ClusterLimits
@@ -46,25 +45,22 @@ class ClusterMember:
     cancel_local: Callable[[str, str], None]
     fenced: Callable[[], None]
 
-    async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self.limits.heartbeat_sec)
-            try:
-                if not await self.store.heartbeat():
-                    log.critical(
-                        "this node (%s) was declared dead by the cluster: it was silent for"
-                        " more than %g s; its jobs were ended elsewhere. Restart it to rejoin.",
-                        self.store.node_id,
-                        self.limits.node_timeout_sec,
-                    )
-                    self.fenced()
-                    return
-                for node, rows in await self.store.take_over(self.limits.node_timeout_sec):
-                    log.warning(
-                        "node %s stopped heartbeating; ending its %d running jobs", node, len(rows)
-                    )
-                    await self.end_orphans(node, rows)
-                for job_id, reason in await self.store.cancel_requests():
-                    self.cancel_local(job_id, reason)
-            except ARCPError:
-                log.exception("cluster heartbeat failed; retrying")
+    async def beat(self) -> bool:
+        """One round: heartbeat, take over dead nodes, pick up cancel requests. False
+        once this node was declared dead (it is fenced; there is nothing more to do).
+        A failure propagates to the supervisor, which logs it and retries."""
+        if not await self.store.heartbeat():
+            log.critical(
+                "this node (%s) was declared dead by the cluster: it was silent for"
+                " more than %g s; its jobs were ended elsewhere. Restart it to rejoin.",
+                self.store.node_id,
+                self.limits.node_timeout_sec,
+            )
+            self.fenced()
+            return False
+        for node, rows in await self.store.take_over(self.limits.node_timeout_sec):
+            log.warning("node %s stopped heartbeating; ending its %d running jobs", node, len(rows))
+            await self.end_orphans(node, rows)
+        for job_id, reason in await self.store.cancel_requests():
+            self.cancel_local(job_id, reason)
+        return True

@@ -1,5 +1,6 @@
 """The runtime's own lifecycle: start (key check, recovery, revocation sweep, cluster
-membership), the background loops (purge, revocation retries), and stop.
+membership), the background loops (purge, revocation retries, membership; each under
+the supervisor, `arcp_grpc.runtime.supervisor`), and stop.
 
 What a previous process or a dead node left running is ended, never re-run behind
 a client's back (agents spend money): with a retryable INTERNAL_ERROR, its
@@ -17,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from arcp_grpc.base.stamps import stamp
-from arcp_grpc.errors import ARCPError, Cancelled, InternalError
+from arcp_grpc.errors import Cancelled, InternalError
 from arcp_grpc.runtime.admission import Admission
 from arcp_grpc.runtime.cluster import ClusterLimits, ClusterMember
 from arcp_grpc.runtime.events import JobEvents
@@ -25,6 +26,7 @@ from arcp_grpc.runtime.executor import Executor
 from arcp_grpc.runtime.job_credentials import JobCredentials
 from arcp_grpc.runtime.outcome import failure
 from arcp_grpc.runtime.parts import RuntimeParts
+from arcp_grpc.runtime.supervisor import Supervisor
 from arcp_grpc.store import JobRow, StoreUnavailable
 from arcp_grpc.v1 import jobs_pb2
 
@@ -58,7 +60,7 @@ class Housekeeping:
         self._executor = executor
         self._credentials = credentials
         self._on_fenced = on_fenced
-        self._loops: list[asyncio.Task[None]] = []
+        self._loops = Supervisor()
 
     async def start(self) -> None:
         """Recover from a previous process, then serve (§9.8.2 revocation retries)."""
@@ -66,11 +68,11 @@ class Housekeeping:
         await self._check_key()
         await self._recover_interrupted()
         await self._credentials.sweep()
-        self._loops.append(asyncio.create_task(self._purge_loop(), name="arcp-store-purge"))
+        limits = self._parts.limits
+        windows = [limits.idempotency_ttl_sec, limits.retention_sec or math.inf]
+        self._loops.every("arcp-store-purge", min(60.0, max(1.0, min(windows) / 4)), self._purge)
         if self._parts.ledger is not None:  # retry the provisioner's revocations
-            self._loops.append(
-                asyncio.create_task(self._revoke_loop(), name="arcp-credential-sweep")
-            )
+            self._loops.every("arcp-credential-sweep", limits.revoke_retry_sec, self._revoke)
         cluster = self._parts.cluster
         if cluster is not None:
             cluster.set_cancel_listener(self._cancel_here)
@@ -81,7 +83,10 @@ class Housekeeping:
                 cancel_local=self._cancel_here,
                 fenced=self._fenced,
             )
-            self._loops.append(asyncio.create_task(member.run(), name="arcp-cluster-member"))
+            # Never waits longer than a heartbeat after a failure: a node that beats late
+            # is declared dead by its peers.
+            beat = self._cluster_limits.heartbeat_sec
+            self._loops.every("arcp-cluster-member", beat, member.beat, backoff_limit=beat)
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting, give running jobs `grace` seconds, then end the rest."""
@@ -105,10 +110,7 @@ class Housekeeping:
         for job in list(active.values()):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(job.done.wait(), timeout=5.0)
-        for loop in self._loops:
-            loop.cancel()
-        if self._loops:  # ended, not only told to end: a stopped runtime leaves no task
-            await asyncio.wait(self._loops)
+        await self._loops.stop()  # ended, not only told to end: a stopped runtime leaves no task
         if self._executor.background:
             await asyncio.wait(self._executor.background, timeout=5.0)
         await self._parts.store.flush()
@@ -182,21 +184,14 @@ class Housekeeping:
 
     # -- background loops ----------------------------------------------------------
 
-    async def _purge_loop(self) -> None:
+    async def _purge(self) -> bool:
         """Expired idempotency claims, and finished jobs past the retention window."""
-        limits = self._parts.limits
-        windows = [limits.idempotency_ttl_sec, limits.retention_sec or math.inf]
-        interval = min(60.0, max(1.0, min(windows) / 4))
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                purged = await self._parts.store.purge_claims(time.time())
-                if purged:
-                    log.info("purged %d expired idempotency keys", purged)
-                if limits.retention_sec:
-                    await self.purge_finished(time.time() - limits.retention_sec)
-            except ARCPError:
-                log.exception("purging the store failed; the next round retries")
+        purged = await self._parts.store.purge_claims(time.time())
+        if purged:
+            log.info("purged %d expired idempotency keys", purged)
+        if self._parts.limits.retention_sec:
+            await self.purge_finished(time.time() - self._parts.limits.retention_sec)
+        return True
 
     async def purge_finished(self, finished_before: float) -> int:
         """Delete jobs that ended before `finished_before` with their events, a batch
@@ -213,12 +208,8 @@ class Housekeeping:
             log.info("purged %d jobs finished before the retention window", total)
         return total
 
-    async def _revoke_loop(self) -> None:
+    async def _revoke(self) -> bool:
         """Retry due revocations while the process runs, not only at its next start
         (§14): an upstream that was down comes back, and nobody restarts for it."""
-        while True:
-            await asyncio.sleep(self._parts.limits.revoke_retry_sec)
-            try:
-                await self._credentials.sweep()
-            except ARCPError:
-                log.exception("retrying credential revocations failed")
+        await self._credentials.sweep()
+        return True

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Sequence
 
 from arcp_grpc.auth import Principal
 from arcp_grpc.errors import ARCPError, InvalidRequest, ResumeWindowExpired, Unauthenticated
-from arcp_grpc.runtime import authorize_resume
+from arcp_grpc.runtime import Supervisor, authorize_resume
 from arcp_grpc.service.registry import SessionRegistry
 from arcp_grpc.service.resume_tokens import check_resume_token, digest
 from arcp_grpc.service.sessions import Session, SessionLimits
@@ -50,6 +50,7 @@ class SessionJournal:
         self._trims: dict[str, int] = {}
         self._trimming: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._loops = Supervisor()  # the expiry of stored sessions
         registry.journal = self
         store.set_frame_listener(self._recorded)
         store.set_session_listener(self._lost)
@@ -218,18 +219,21 @@ class SessionJournal:
                 return kept[index + 1 :]
         return kept
 
-    async def sweep(self) -> None:
-        """Delete sessions whose resume window ended, whichever node they were on."""
+    def start(self) -> None:
+        """Delete sessions whose resume window ended, whichever node they were on, every
+        tenth of the window (0.2 s to 5 s), under the supervisor."""
         interval = max(0.2, min(5.0, self.limits.resume_window_sec / 10))
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                expired = await self._store.expire_sessions(self.limits.resume_window_sec)
-            except ARCPError:
-                log.warning("expiring stored sessions failed; retrying")
-                continue
-            if expired:
-                log.info("%d stored sessions expired", expired)
+        self._loops.every("arcp-session-expiry", interval, self._expire)
+
+    async def stop(self) -> None:
+        """Stop the expiry loop and wait until it has ended."""
+        await self._loops.stop()
+
+    async def _expire(self) -> bool:
+        expired = await self._store.expire_sessions(self.limits.resume_window_sec)
+        if expired:
+            log.info("%d stored sessions expired", expired)
+        return True
 
 
 def _unknown(session_id: str) -> ResumeWindowExpired:

@@ -8,16 +8,15 @@ and `Session.release`. The per-principal index serves the quotas (§14).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 
 from arcp_grpc.auth import Principal
 from arcp_grpc.base.ids import new_id
 from arcp_grpc.errors import ResumeWindowExpired
-from arcp_grpc.runtime import authorize_resume
+from arcp_grpc.runtime import Supervisor, authorize_resume
 from arcp_grpc.service.outbox import UnsentLedger
 from arcp_grpc.service.sessions import FrameJournal, Session, SessionLimits
 
@@ -34,7 +33,7 @@ class SessionRegistry:
         self.unsent = unsent or UnsentLedger(sys.maxsize)
         self._sessions: dict[str, Session] = {}
         self._by_principal: dict[str, set[Session]] = {}  # for the quotas (§14)
-        self._sweeper: asyncio.Task[None] | None = None
+        self._loops = Supervisor()  # the expiry sweeper
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -123,25 +122,22 @@ class SessionRegistry:
         return session.principal
 
     def start(self, on_expire: Callable[[Session], None]) -> None:
-        self._sweeper = asyncio.create_task(self._sweep(on_expire), name="arcp-session-sweeper")
+        interval = max(0.2, min(5.0, self.limits.resume_window_sec / 10))
+        self._loops.every("arcp-session-sweeper", interval, partial(self._sweep, on_expire))
 
     async def stop(self) -> None:
         """Stop the expiry sweeper (waiting for it, so a stopped core leaves no task) and
         release every session."""
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+        await self._loops.stop()
         for session in self._sessions.values():
             session.release()
 
-    async def _sweep(self, on_expire: Callable[[Session], None]) -> None:
-        interval = max(0.2, min(5.0, self.limits.resume_window_sec / 10))
-        while True:
-            await asyncio.sleep(interval)
-            now = time.monotonic()
-            for session in list(self._sessions.values()):
-                gone = session.detached_at
-                if gone is not None and now - gone > self.limits.resume_window_sec:
-                    self._release(session)
-                    on_expire(session)
+    async def _sweep(self, on_expire: Callable[[Session], None]) -> bool:
+        """Let go of the sessions detached longer than the resume window (§6.3)."""
+        now = time.monotonic()
+        for session in list(self._sessions.values()):
+            gone = session.detached_at
+            if gone is not None and now - gone > self.limits.resume_window_sec:
+                self._release(session)
+                on_expire(session)
+        return True
