@@ -36,6 +36,7 @@ from arcp_grpc.runtime import ClusterLimits, QuotaLimits, RuntimeLimits
 from arcp_grpc.server import CoreConfig, RunningCore, start_core
 from arcp_grpc.service.sessions import SessionLimits
 from arcp_grpc.store import StoreUnavailable
+from arcp_grpc.store.secretbox import StoreKeyError
 from arcp_grpc.store.url import describe as describe_store
 from gateway._console import CONSOLE_PATH
 from gateway.links import LocalLink
@@ -166,6 +167,8 @@ async def run(
             except StoreUnavailable as exc:
                 where = describe_store(settings.store.url, settings.data_dir)
                 raise StartupError(f"store {where}: {exc}") from None
+            except StoreKeyError as exc:
+                raise ConfigError(f"{_key_setting(settings)}: {exc}") from None
             metrics.watch_sessions(core.sessions)
             metrics.watch_store(core.store)
             if settings.metrics.enabled:
@@ -209,6 +212,11 @@ def _lock_data_dir(settings: Settings) -> DataDirLock:
         raise ConfigError(str(exc)) from None
     except OSError as exc:
         raise ConfigError(f"data_dir: cannot lock {settings.data_dir}: {exc.strerror}") from None
+
+
+def _key_setting(settings: Settings) -> str:
+    """The setting a store key came from: the key itself wins over its file."""
+    return "core.store_key" if settings.core.store_key else "store.key_file"
 
 
 def _on_signal(stop: asyncio.Event, signum: int) -> None:

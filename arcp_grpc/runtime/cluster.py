@@ -59,7 +59,9 @@ class ClusterMember:
             self.fenced()
             return False
         for node, rows in await self.store.take_over(self.limits.node_timeout_sec):
-            log.warning("node %s stopped heartbeating; ending its %d running jobs", node, len(rows))
+            log.warning(
+                "node %s stopped heartbeating; its running jobs are now ended (%d)", node, len(rows)
+            )
             await self.end_orphans(node, rows)
         for job_id, reason in await self.store.cancel_requests():
             self.cancel_local(job_id, reason)

@@ -46,7 +46,9 @@ class Executor:
         seconds = job.clock.seconds_left(time.monotonic())
         if seconds is not None:
             loop = asyncio.get_running_loop()
-            loop.call_later(seconds + self._parts.limits.lease_grace_sec, _expire_late, job)
+            job.expiry_timer = loop.call_later(
+                seconds + self._parts.limits.lease_grace_sec, _expire_late, job
+            )
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.create_task(coro)

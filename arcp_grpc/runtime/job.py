@@ -109,6 +109,9 @@ class ActiveJob:
     next_seq: int = 1
     phase: Phase = Phase.PENDING
     task: asyncio.Task[None] | None = None
+    # Ends the job once its lease has expired (§9.5), set at launch when the lease has an
+    # `expires_at`; cancelled at the end, or the loop would hold the ended job till then.
+    expiry_timer: asyncio.TimerHandle | None = None
     stop_error: ARCPError | None = None
     streamed: jobs_pb2.StreamedResult | None = None
     result_stream: OpenStream | None = None
@@ -136,6 +139,9 @@ class ActiveJob:
         """→ ENDED: the outcome is recorded (or its recording failed for good); tell
         the followers and the waiters."""
         self.phase = Phase.ENDED
+        if self.expiry_timer is not None:
+            self.expiry_timer.cancel()
+            self.expiry_timer = None
         self.outcome = outcome
         self.final = final
         self.feed.finish(outcome_bytes)

@@ -23,6 +23,12 @@ __all__ = ["PER_PRINCIPAL", "QuotaLimits", "Quotas"]
 
 _MiB = 1024 * 1024
 
+# What a cap counts, in the singular and the plural, for the refusal's message.
+_Noun = tuple[str, str]
+_SESSIONS: _Noun = ("session", "sessions")
+_JOBS: _Noun = ("running job", "running jobs")
+_BYTES: _Noun = ("byte held for sessions", "bytes held for sessions")
+
 # The caps a per-principal override may set (`[limits] overrides`).
 PER_PRINCIPAL = (
     "max_sessions_per_principal",
@@ -70,35 +76,40 @@ class Quotas:
 
     def check_session(self, principal: str, held: int, total: int) -> None:
         """Before a new session: `held` of this principal's, `total` on the node."""
-        self._check(principal, "max_sessions_per_principal", held, "sessions")
-        self._check_global("max_sessions", total, "sessions")
+        self._check(principal, "max_sessions_per_principal", held, _SESSIONS)
+        self._check_global("max_sessions", total, _SESSIONS)
 
     def check_job(self, principal: str, running: int, total: int) -> None:
         """Before a new job: `running` of this principal's, `total` on the node."""
-        self._check(principal, "max_running_jobs_per_principal", running, "running jobs")
-        self._check_global("max_running_jobs", total, "running jobs")
+        self._check(principal, "max_running_jobs_per_principal", running, _JOBS)
+        self._check_global("max_running_jobs", total, _JOBS)
 
     def check_held_bytes(self, principal: str, held: int, total: int | None = None) -> None:
         """Before a new session or job: bytes buffered or unsent for the principal's
         sessions (`held`) and, when given, for every session on the node (`total`)."""
-        self._check(principal, "max_held_bytes_per_principal", held, "bytes held for sessions")
+        self._check(principal, "max_held_bytes_per_principal", held, _BYTES)
         if total is not None:
-            self._check_global("max_held_bytes", total, "bytes held for sessions")
+            self._check_global("max_held_bytes", total, _BYTES)
 
-    def _check(self, principal: str, name: str, used: int, what: str) -> None:
+    def _check(self, principal: str, name: str, used: int, what: _Noun) -> None:
         cap = self.cap(principal, name)
         if used >= cap:
             raise QuotaExceeded.of(
                 name,
                 self.limits.retry_after_ms,
-                f"principal {principal!r} holds {used} {what}, its cap is {cap} ({name})",
+                f"principal {principal!r} holds {_counted(used, what)}, its cap is {cap} ({name})",
             )
 
-    def _check_global(self, name: str, used: int, what: str) -> None:
+    def _check_global(self, name: str, used: int, what: _Noun) -> None:
         cap: int = getattr(self.limits, name)
         if used >= cap:
             raise QuotaExceeded.of(
                 name,
                 self.limits.retry_after_ms,
-                f"the runtime holds {used} {what}, its cap is {cap} ({name})",
+                f"the runtime holds {_counted(used, what)}, its cap is {cap} ({name})",
             )
+
+
+def _counted(count: int, noun: _Noun) -> str:
+    """`1 running job`, `2 running jobs`."""
+    return f"{count} {noun[0] if count == 1 else noun[1]}"

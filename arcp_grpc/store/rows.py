@@ -9,6 +9,7 @@ which the caller passes as a function of the parameter's number."""
 from __future__ import annotations
 
 import base64
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -24,6 +25,8 @@ __all__ = [
     "job_values",
     "list_jobs_statement",
 ]
+
+_MAX_JOB_ID = 128  # as `arcp_grpc.base.validate.MAX_ID_CHARS`: ours are far shorter
 
 JOB_COLUMNS = (
     "job_id, principal, agent, status, created_at, trace_id, parent_job_id, summary, accepted,"
@@ -62,19 +65,42 @@ def job_values(job: JobRow) -> tuple[Any, ...]:
 
 
 def encode_cursor(row: JobRow) -> str:
-    raw = f"{row.created_at!r}|{row.job_id}".encode()
+    return _cursor(row.created_at, row.job_id)
+
+
+def _cursor(created_at: float, job_id: str) -> str:
+    raw = f"{created_at!r}|{job_id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str) -> tuple[float, str]:
+    """The position (created_at, job_id) of a cursor `encode_cursor` wrote; any other
+    text, whatever its bytes, is INVALID_REQUEST (§6.6: a cursor is opaque to the client;
+    §12). Both stores build their listing here, so the check holds for both: a NUL byte
+    passed on to PostgreSQL was a driver error (INTERNAL) per call. Only the exact text
+    this runtime issues is taken (the position re-encodes to it): the lenient base64
+    decoder skips stray characters, and `1e1` or `1_0` would read as a time too."""
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created_at, job_id = raw.split("|", 1)
-        return float(created_at), job_id
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidRequest(
-            "cursor is not one this runtime issued", details={"field": "cursor"}
-        ) from None
+        created_at, job_id = (
+            base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+            .decode("ascii")
+            .split("|", 1)
+        )
+        position = float(created_at), job_id
+    except ValueError:  # not base64, not ASCII, no separator, not a number
+        raise _not_issued() from None
+    if (
+        not math.isfinite(position[0])
+        or len(job_id) > _MAX_JOB_ID
+        or not job_id.isprintable()
+        or _cursor(*position) != cursor
+    ):
+        raise _not_issued()
+    return position
+
+
+def _not_issued() -> InvalidRequest:
+    return InvalidRequest("cursor is not one this runtime issued", details={"field": "cursor"})
 
 
 def list_jobs_statement(

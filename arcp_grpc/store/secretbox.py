@@ -23,10 +23,18 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from arcp_grpc.errors import InternalError
 
-__all__ = ["SecretBox"]
+__all__ = ["SecretBox", "StoreKeyError"]
 
 _VERSION = b"\x01"
 _PLAIN = b"\x00"  # a blob with nothing secret in it (`plain`)
+_EXPECTED = "expected a base64 AES-256 key (32 bytes)"
+
+
+class StoreKeyError(ValueError):
+    """The configured key is not a base64 AES-256 key, or its file cannot be read.
+
+    The message names the file, never the key's text; whoever reports it names the
+    setting (`store.key_file`, `core.store_key`)."""
 
 
 class SecretBox:
@@ -34,26 +42,35 @@ class SecretBox:
 
     def __init__(self, key: bytes) -> None:
         if len(key) != 32:
-            raise ValueError("the store encryption key must be 32 bytes")
+            raise StoreKeyError(_EXPECTED + f", found {len(key)} bytes")
         self._aead = AESGCM(key)
 
     @classmethod
     def from_key_file(cls, path: Path) -> SecretBox:
         """Load the key (base64) from `path`, creating it with a random key if absent."""
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(base64.b64encode(os.urandom(32)).decode() + "\n")
-        return cls.from_text(path.read_text())
+        try:
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(base64.b64encode(os.urandom(32)).decode() + "\n")
+            data = path.read_bytes()
+        except OSError as exc:
+            raise StoreKeyError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        try:
+            return cls.from_text(data.decode("ascii"))
+        except UnicodeDecodeError:
+            raise StoreKeyError(f"{path}: {_EXPECTED}, found text that is not base64") from None
+        except StoreKeyError as exc:
+            raise StoreKeyError(f"{path}: {exc}") from None
 
     @classmethod
     def from_text(cls, text: str) -> SecretBox:
         """A key given as base64 text (configuration or key file)."""
         try:
             key = base64.b64decode(text.strip(), validate=True)
-        except ValueError as exc:
-            raise ValueError("the store encryption key is not valid base64") from exc
+        except ValueError:
+            raise StoreKeyError(_EXPECTED + ", found text that is not base64") from None
         return cls(key)
 
     def seal(self, plaintext: bytes, context: bytes) -> bytes:

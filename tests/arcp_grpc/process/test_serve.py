@@ -5,6 +5,7 @@ fails fast with exit code 2 and a message naming the problem."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime
 import ipaddress
 import json
@@ -469,3 +470,51 @@ def test_a_second_serve_on_the_same_data_dir_exits_2_and_touches_nothing(
     assert code == 0, err
     third = _start(processes, tmp_path, *_PORTS)  # the lock went with the first process
     assert third.info["pid"] != first.info["pid"]
+
+
+_KEY_16 = base64.b64encode(bytes(16)).decode()
+
+
+@pytest.mark.parametrize(
+    ("files", "args", "named"),
+    [
+        pytest.param(
+            {"data/store.key": b"\x8f\x01abc"},
+            (),
+            "store.key_file: data/store.key: expected a base64 AES-256 key (32 bytes), found"
+            " text that is not base64",
+            id="default-key-file-5-bytes",
+        ),
+        pytest.param(
+            {"shared.key": _KEY_16.encode() + b"\n"},
+            ("--store-key-file", "shared.key"),
+            "store.key_file: shared.key: expected a base64 AES-256 key (32 bytes), found 16 bytes",
+            id="named-key-file-short-key",
+        ),
+        pytest.param(
+            {},
+            ("--set", "core.store_key=not base64!"),
+            "core.store_key: expected a base64 AES-256 key (32 bytes), found text that is not"
+            " base64",
+            id="store-key-not-base64",
+        ),
+        pytest.param(
+            {},
+            ("--set", f"core.store_key={_KEY_16}"),
+            "core.store_key: expected a base64 AES-256 key (32 bytes), found 16 bytes",
+            id="store-key-short",
+        ),
+    ],
+)
+def test_a_wrong_store_key_exits_2_naming_the_setting_and_the_file(
+    tmp_path: Path, files: dict[str, bytes], args: tuple[str, ...], named: str
+) -> None:
+    for name, data in files.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(data)
+    done = run_cli("serve", *_PORTS, *args, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines()[-1] == f"arcp-grpc: configuration error: {named}"
+    assert "Traceback" not in done.stderr
+    assert _KEY_16 not in done.stderr  # a key's text is never shown
+    assert "serving" not in done.stdout

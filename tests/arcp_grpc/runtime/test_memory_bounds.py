@@ -8,6 +8,8 @@ live feed's tail, not in a session's resume buffer, not in the store's write que
 from __future__ import annotations
 
 import asyncio
+import gc
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from arcp_grpc.context import JobContext
 from arcp_grpc.errors import ResumeWindowExpired
 from arcp_grpc.runtime import Disclosure, RuntimeLimits
 from arcp_grpc.runtime.feed import _TAIL_BYTES, JobFeed
+from arcp_grpc.runtime.job import ActiveJob
 from arcp_grpc.server import CoreConfig, start_core
 from arcp_grpc.service.sessions import FrameHeader, Session, SessionLimits
 from arcp_grpc.v1 import jobs_pb2
@@ -108,5 +111,33 @@ async def test_only_small_finished_jobs_stay_in_memory(tmp_path: Path) -> None:
         _, large = await core.runtime.get(as_alice, outcomes["large"])
         assert large is not None
         assert large.result.value.struct_value.fields["text"].string_value == "x" * (256 * 1024)
+    finally:
+        await core.stop(grace=0.5)
+
+
+async def test_a_finished_job_is_not_held_until_its_lease_expiry(tmp_path: Path) -> None:
+    """The timer that ends a job outliving its lease (§9.5) goes with the job's end: a job
+    that finished long before its `expires_at` is not kept in memory (its event tail is up
+    to 4 MiB) until that wall-clock time."""
+    config = CoreConfig(
+        data_dir=tmp_path / "core", tokens=TOKENS, limits=RuntimeLimits(recent_jobs=0)
+    )
+    core = await start_core(config)
+    alice = Principal("alice")
+    try:
+        submit = jobs_pb2.JobSubmit(agent="echo")
+        submit.lease_constraints.expires_at.FromDatetime(datetime.now(UTC) + timedelta(days=1))
+        submission = await core.runtime.submit(alice, submit)
+        async with asyncio.timeout(20):
+            while core.runtime.feed(submission.job_id) is not None:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(0)  # let the job's task finish unwinding
+        gc.collect()
+        held = [
+            job
+            for job in gc.get_objects()
+            if isinstance(job, ActiveJob) and job.job_id == submission.job_id
+        ]
+        assert held == []
     finally:
         await core.stop(grace=0.5)

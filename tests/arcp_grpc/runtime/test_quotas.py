@@ -136,3 +136,38 @@ def test_the_quota_error_survives_the_contract_both_ways() -> None:
     plain = ARCPError.from_proto(InternalError("boom").to_proto())
     assert type(plain) is InternalError
     assert rich_status(InternalError("boom")).code == grpc.StatusCode.INTERNAL.value[0]
+
+
+@pytest.mark.parametrize(
+    ("check", "message"),
+    [
+        (
+            lambda q: q.check_job("alice", running=1, total=1),
+            "principal 'alice' holds 1 running job, its cap is 1",
+        ),
+        (
+            lambda q: q.check_job("bob", running=0, total=2),
+            "the runtime holds 2 running jobs, its cap is 2",
+        ),
+        (
+            lambda q: q.check_session("alice", held=1, total=1),
+            "principal 'alice' holds 1 session, its cap is 1",
+        ),
+        (
+            lambda q: q.check_held_bytes("alice", held=1),
+            "principal 'alice' holds 1 byte held for sessions, its cap is 1",
+        ),
+    ],
+)
+def test_a_refusal_counts_in_words_that_agree_with_the_count(check: Any, message: str) -> None:
+    quotas = Quotas(
+        QuotaLimits(
+            max_running_jobs_per_principal=1,
+            max_running_jobs=2,
+            max_sessions_per_principal=1,
+            max_held_bytes_per_principal=1,
+        )
+    )
+    with pytest.raises(QuotaExceeded) as refused:
+        check(quotas)
+    assert str(refused.value).startswith(message + " ("), str(refused.value)

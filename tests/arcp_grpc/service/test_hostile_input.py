@@ -9,6 +9,7 @@ serializer, as a client in another language (or an attacker) would send them.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import ctypes
 from collections.abc import AsyncIterator
@@ -260,6 +261,7 @@ async def session(core: RunningCore) -> AsyncIterator[_RawSession]:
         raw = _RawSession(chan)
         hello = spb.ConnectRequest(id="01HELLO0000000000000000000")
         hello.hello.auth.token = "tok-alice"
+        hello.hello.capabilities.features.append("list_jobs")
         await raw.send(hello)
         welcome = await raw.reply()
         assert welcome.HasField("welcome"), welcome
@@ -372,3 +374,49 @@ async def test_the_probe_150_submits_with_a_1mb_trace_id_leave_no_memory_behind(
     grown = _rss_bytes() - before
     assert grown < 64 * _MB, f"{grown / _MB:.0f} MiB kept by 150 refused submits"
     await _no_jobs(stub)
+
+
+# -- listing cursors: any bytes (§6.6) ---------------------------------------------------
+
+
+def _cursor(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+# A cursor is opaque to a client, so whatever it sends that this runtime did not issue is
+# INVALID_REQUEST (§12) on both stores; a NUL byte reached PostgreSQL, which refused the
+# text (INTERNAL and a traceback per call).
+_NOT_ISSUED = [
+    pytest.param("\x00", id="nul"),
+    pytest.param("not-a-cursor!", id="not-base64"),
+    pytest.param("é", id="not-ascii"),
+    pytest.param(_cursor(b"garbage"), id="base64-of-garbage"),
+    pytest.param(_cursor(b"\xff\xfe|job_1"), id="base64-of-bytes"),
+    pytest.param(_cursor(b"1700000000.5|job_\x00"), id="nul-in-the-position"),
+    pytest.param("\x00" + _cursor(b"1700000000.5|job_1"), id="nul-before-a-good-cursor"),
+    pytest.param(_cursor(b"nan|job_1"), id="not-a-time"),
+    pytest.param(_cursor(b"1700000000.5|" + b"j" * 370), id="oversize-position"),
+]
+
+
+@pytest.mark.parametrize("cursor", _NOT_ISSUED)
+async def test_a_list_jobs_page_token_not_issued_here_is_invalid(stub: Stub, cursor: str) -> None:
+    await stub.SubmitJob(submit_request("echo", {"x": 1}), metadata=bearer())
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.ListJobs(pb.ListJobsRequest(page_token=cursor), metadata=bearer())
+    _assert_invalid(caught.value, "cursor")
+    listed = await stub.ListJobs(pb.ListJobsRequest(), metadata=bearer())
+    assert len(listed.jobs) == 1  # the core carries on
+
+
+@pytest.mark.parametrize("cursor", _NOT_ISSUED)
+async def test_a_session_list_jobs_cursor_not_issued_here_is_invalid(
+    session: _RawSession, cursor: str
+) -> None:
+    request = spb.ConnectRequest(id="01LIST00000000000000000000")
+    request.list_jobs.cursor = cursor
+    await session.send(request)
+    reply = await session.reply()
+    assert _field_of(reply) == "cursor"
+    assert reply.request_id == request.id
+    await _still_serving(session)
