@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from arcp_grpc.runtime.access import is_submitter
-from arcp_grpc.runtime.job_credentials import is_rotation
+from arcp_grpc.runtime.job_credentials import is_rotation, may_be_rotation
 from arcp_grpc.v1 import jobs_pb2, lease_pb2
 
 __all__ = [
@@ -57,7 +57,6 @@ BUDGET_FEATURE = "cost.budget"  # §9.6
 #: The features whose fields a `JobAccepted` or `JobSummary` may hold; a JobService
 #: caller, which negotiates nothing, is served all of them.
 JOB_SERVICE_FEATURES = frozenset({CREDENTIALS_FEATURE, BUDGET_FEATURE})
-_ROTATION = b"credential_rotated"  # a cheap test before parsing an event
 
 
 class Transport(Protocol):
@@ -144,14 +143,14 @@ class Disclosure:
         """Whether `events` may hold a `credential_rotated` event, the only kind whose
         disclosure depends on who submitted the job: a caller that must look the
         submitter up does so only then (most batches hold none)."""
-        return any(_ROTATION in e for e in events)
+        return any(map(may_be_rotation, events))
 
     def events(self, events: Sequence[bytes], submitter: str) -> Sequence[bytes]:
         """The events of a job of `submitter` this caller may see: `events` itself
         unless it holds a rotation the caller may not, then a copy without those."""
         if not self.may_rotate(events) or self.rotations(submitter):
             return events
-        return [e for e in events if not (_ROTATION in e and is_rotation(e))]
+        return [e for e in events if not is_rotation(e)]
 
     def _may_hold_credentials(self, submitter: str) -> bool:
         return CREDENTIALS_FEATURE in self.features and is_submitter(self.principal, submitter)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -165,14 +166,23 @@ class ActiveJob:
     def last_seq(self) -> int:
         return self.next_seq - 1
 
-    def record(self) -> jobs_pb2.JobSummary:
-        """The summary as accepted, with the lease and its expiry: what the store keeps."""
+    @functools.cached_property
+    def _recorded(self) -> jobs_pb2.JobSummary:
+        """Built once: neither the acceptance nor the lease changes after it, and the
+        summary is asked for at acceptance, at the end and by every live read."""
         summary = jobs_pb2.JobSummary()
         summary.CopyFrom(self.summary)
         for namespace, patterns in self.lease.grants.items():
             summary.lease.capabilities[namespace].patterns.extend(patterns)
         if self.clock.expires_at is not None:
             summary.lease_constraints.expires_at.FromDatetime(self.clock.expires_at)
+        return summary
+
+    def record(self) -> jobs_pb2.JobSummary:
+        """The summary as accepted, with the lease and its expiry: what the store keeps.
+        A copy: callers fill in what changes (status, last seq, budget)."""
+        summary = jobs_pb2.JobSummary()
+        summary.CopyFrom(self._recorded)
         return summary
 
     def emit(self, kind: str, body: Any, *, secret: bool = False) -> int:

@@ -16,15 +16,24 @@ from arcp_grpc.runtime.job import ActiveJob
 from arcp_grpc.runtime.parts import RuntimeParts
 from arcp_grpc.v1 import events_pb2, lease_pb2
 
-__all__ = ["JobCredentials", "is_rotation"]
+__all__ = ["JobCredentials", "is_rotation", "may_be_rotation"]
 
 log = logging.getLogger("arcp_grpc.runtime")
 
+_ROTATION_MARK = b"credential_rotated"  # in the bytes of every rotation event
 _ROTATION_PAGE = 1000  # events read at once when a replay looks for rotations
+
+
+def may_be_rotation(blob: bytes) -> bool:
+    """Whether a serialised event may be a `credential_rotated` one: a test on its bytes,
+    so the callers that look at every event parse only the rare candidates."""
+    return _ROTATION_MARK in blob
 
 
 def is_rotation(blob: bytes) -> bool:
     """A `credential_rotated` status event (§9.8.2): it carries a credential value."""
+    if _ROTATION_MARK not in blob:
+        return False
     event = events_pb2.JobEvent.FromString(blob)
     return event.WhichOneof("body") == "status" and event.status.phase == "credential_rotated"
 

@@ -26,7 +26,6 @@ __all__ = ["Fallback", "JobDelivery", "LiveDelivery"]
 # ConnectResponse field numbers (proto/arcp/v1/session_service.proto).
 _EVENT, _RESULT, _JOB_ERROR = 23, 24, 25
 _OUTCOME_ERROR = 2  # JobOutcome.error (proto/arcp/v1/jobs.proto)
-_ROTATION = b"credential_rotated"
 _FRAME_HEAD = 128  # about what a frame adds to its event's bytes (ids, seq): room is approximate
 
 
@@ -57,7 +56,7 @@ class JobDelivery:
             blobs = blobs[:count]
         for job_seq, blob in enumerate(blobs, first_seq):
             self.job_seq = job_seq
-            if self._hide_secrets and _ROTATION in blob and is_rotation(blob):
+            if self._hide_secrets and is_rotation(blob):
                 continue  # a credential value this client may not see (`Disclosure`)
             if self._filtering and not self._keep(blob):
                 continue
