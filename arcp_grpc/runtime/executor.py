@@ -102,46 +102,93 @@ class Executor:
             await asyncio.shield(finishing)
 
     async def _finish(self, job: ActiveJob, outcome: jobs_pb2.JobOutcome) -> None:
-        for child in job.children:
-            if child.stop(Cancelled("the parent job ended")):
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        child.done.wait(), timeout=self._parts.limits.shutdown_grace_sec
-                    )
-        status = (
-            outcome.error.final_status if outcome.HasField("error") else jobs_pb2.JOB_STATUS_SUCCESS
-        )
-        summary = job.view()
-        summary.status = status
-        summary.last_event_seq = job.last_seq
-        stamp(summary.completed_at)
-        outcome_bytes = outcome.SerializeToString(deterministic=True)
+        summary: jobs_pb2.JobSummary | None = None
+        recorded: tuple[jobs_pb2.JobOutcome, bytes] | None = None
         try:
-            await self._parts.store.finish_job(
-                job.job_id,
-                status=status,
-                outcome=outcome_bytes,
-                summary=summary.SerializeToString(deterministic=True),
-                completed_at=time.time(),
-                last_seq=job.last_seq,
-            )
-        except InternalError as failed:
-            # The store failed: this end is not recorded, and the next start ends the job
-            # as interrupted (a retryable INTERNAL_ERROR). Followers are told that now,
-            # not an outcome the store will never show.
-            log.error("the end of job %s could not be recorded: %s", job.job_id, failed)
-            outcome = failure(job.job_id, InternalError("the job's end could not be recorded"))
-            status = summary.status = outcome.error.final_status
-            outcome_bytes = outcome.SerializeToString(deterministic=True)
+            for child in job.children:
+                if child.stop(Cancelled("the parent job ended")):
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(
+                            child.done.wait(), timeout=self._parts.limits.shutdown_grace_sec
+                        )
+            summary = _final_summary(job)  # after the children: their ends may add events
+            recorded = await self._record(job, outcome, summary)
         finally:
+            if summary is None:
+                summary = _final_summary(job)
+            # Followers hear only an end the store holds. When none could be recorded
+            # (the store failed, or this task was cancelled mid-write) they get a
+            # retryable INTERNAL_ERROR saying so (§12): what the next start, or a
+            # survivor's takeover, records for a job whose end was lost; never the
+            # decided outcome the store does not hold, and never silence.
+            if recorded is None:
+                recorded = _unrecorded(job, summary)
+            outcome, outcome_bytes = recorded
             job.end(outcome, outcome_bytes, summary)
-            self._parts.observer.finished(status)
+            self._parts.observer.finished(summary.status)
             self._parts.table.active.pop(job.job_id, None)
             self._parts.table.count(job, -1)
             self._parts.table.remember(job)
-        if job.credentials:
-            assert self._parts.ledger is not None
-            self.spawn(self._parts.ledger.revoke_all(job.credentials))
+            # On every path, recorded or not: a job that ended holds no live credential
+            # (§9.8.2); a failed revocation stays in the ledger for the next sweep.
+            if job.credentials:
+                assert self._parts.ledger is not None
+                self.spawn(self._parts.ledger.revoke_all(job.credentials))
+
+    async def _record(
+        self, job: ActiveJob, outcome: jobs_pb2.JobOutcome, summary: jobs_pb2.JobSummary
+    ) -> tuple[jobs_pb2.JobOutcome, bytes] | None:
+        """Write the job's end; returns the outcome the store now holds, with its bytes,
+        or None when the store recorded none. An end the store refused (not failed) is
+        replaced by a recorded INTERNAL_ERROR, so the store and the followers agree."""
+        try:
+            return outcome, await self._write_end(job, outcome, summary)
+        except InternalError as failed:  # the store failed: it accepts no more writes
+            log.error("the end of job %s could not be recorded: %s", job.job_id, failed)
+            return None
+        except Exception as refused:  # a value it would not keep, or an unforeseen error
+            log.error("the store refused the end of job %s: %s", job.job_id, refused)
+        substitute, _ = _unrecorded(job, summary)
+        try:
+            return substitute, await self._write_end(job, substitute, summary)
+        except Exception as failed:  # the followers are told in `_finish`
+            log.error("the end of job %s could not be recorded: %s", job.job_id, failed)
+            return None
+
+    async def _write_end(
+        self, job: ActiveJob, outcome: jobs_pb2.JobOutcome, summary: jobs_pb2.JobSummary
+    ) -> bytes:
+        summary.status = _status(outcome)
+        outcome_bytes = outcome.SerializeToString(deterministic=True)
+        await self._parts.store.finish_job(
+            job.job_id,
+            status=summary.status,
+            outcome=outcome_bytes,
+            summary=summary.SerializeToString(deterministic=True),
+            completed_at=time.time(),
+            last_seq=job.last_seq,
+        )
+        return outcome_bytes
+
+
+def _final_summary(job: ActiveJob) -> jobs_pb2.JobSummary:
+    summary = job.view()
+    summary.last_event_seq = job.last_seq
+    stamp(summary.completed_at)
+    return summary
+
+
+def _status(outcome: jobs_pb2.JobOutcome) -> jobs_pb2.JobStatus.ValueType:
+    if outcome.HasField("error"):
+        return outcome.error.final_status
+    return jobs_pb2.JOB_STATUS_SUCCESS
+
+
+def _unrecorded(job: ActiveJob, summary: jobs_pb2.JobSummary) -> tuple[jobs_pb2.JobOutcome, bytes]:
+    """The retryable INTERNAL_ERROR that stands for an end the store did not take (§12)."""
+    outcome = failure(job.job_id, InternalError("the job's end could not be recorded"))
+    summary.status = _status(outcome)
+    return outcome, outcome.SerializeToString(deterministic=True)
 
 
 def _agent_failed(job: ActiveJob, exc: BaseException) -> jobs_pb2.JobOutcome:
