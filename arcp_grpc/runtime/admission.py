@@ -29,13 +29,16 @@ from arcp_grpc.lease import BudgetCounters, Lease, parse_expires_at
 from arcp_grpc.runtime.executor import Executor
 from arcp_grpc.runtime.factory import JobFactory
 from arcp_grpc.runtime.fingerprint import submit_fingerprint
+from arcp_grpc.runtime.job import ActiveJob
 from arcp_grpc.runtime.parts import RuntimeParts
 from arcp_grpc.runtime.quotas import Quotas
 from arcp_grpc.runtime.replay_cache import Claimed, ReplayCache
-from arcp_grpc.store import IdempotencyClaim, IdempotencyConflict
+from arcp_grpc.store import IdempotencyClaim, IdempotencyConflict, OverCap
 from arcp_grpc.v1 import jobs_pb2
 
 __all__ = ["Admission", "Submission", "expires_at_of", "max_runtime_of"]
+
+_RUNNING_CAP = "max_running_jobs_per_principal"
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,9 +114,11 @@ class Admission:
         agent = self._parts.registry.resolve(ref)
         lease = Lease.parse(lease_request)
         # No await between this check and `persist` counting the job: concurrent
-        # submits cannot all pass it.
+        # submits cannot all pass it. A shared store counts the principal's running
+        # jobs on every node again, in the insert that takes the slot.
         table = self._parts.table
         self._quotas.check_job(principal.name, table.running(principal.name), table.running_total)
+        cap = self._quotas.cap(principal.name, _RUNNING_CAP)
         job = self._factory.new_job(
             principal,
             agent,
@@ -125,18 +130,25 @@ class Admission:
             parent=None,
         )
         try:
-            accepted = await self._factory.persist(job, claim, now)
+            accepted = await self._factory.persist(job, claim, now, cap)
         except IdempotencyConflict as held_by:
-            if self._parts.ledger is not None:
-                await self._parts.ledger.discard(job.job_id, job.credentials)
+            await self._discard_credentials(job)
             held = (held_by.job_id, held_by.fingerprint)
             return await self._replay(principal.name, key, held, fingerprint)
+        except OverCap as over:
+            await self._discard_credentials(job)
+            raise self._quotas.refusal(principal.name, _RUNNING_CAP, over.held) from None
         if claim is not None:
             self._replays.put(
                 principal.name, key, Claimed(job.job_id, fingerprint, accepted, claim.expires_at)
             )
         self._executor.launch(job, input_value)
         return Submission(job.job_id, accepted, replay=False)
+
+    async def _discard_credentials(self, job: ActiveJob) -> None:
+        """The values minted for a job that was not created: revoked, never shown."""
+        if self._parts.ledger is not None:
+            await self._parts.ledger.discard(job.job_id, job.credentials)
 
     async def _replay(
         self, principal: str, key: str, held: tuple[str, bytes], fingerprint: bytes

@@ -82,16 +82,25 @@ class JobFactory:
             parent=parent,
         )
 
-    async def persist(self, job: ActiveJob, claim: IdempotencyClaim | None, now: float) -> bytes:
-        """Provision credentials, serialise `JobAccepted` once, store job + claim atomically."""
+    async def persist(
+        self,
+        job: ActiveJob,
+        claim: IdempotencyClaim | None,
+        now: float,
+        running_cap: int | None = None,
+    ) -> bytes:
+        """Provision credentials, serialise `JobAccepted` once, store job + claim atomically
+        (under `running_cap` on a shared store: `JobStore.create_job`)."""
         self.parts.table.count(job, 1)
         try:
-            return await self._store_new(job, claim, now)
+            return await self._store_new(job, claim, now, running_cap)
         except BaseException:
             self.parts.table.count(job, -1)
             raise
 
-    async def _store_new(self, job: ActiveJob, claim: IdempotencyClaim | None, now: float) -> bytes:
+    async def _store_new(
+        self, job: ActiveJob, claim: IdempotencyClaim | None, now: float, running_cap: int | None
+    ) -> bytes:
         ledger = self.parts.ledger
         if ledger is not None:
             job.credentials = await ledger.issue(job.job_id, job.lease, job.expires_at)
@@ -128,7 +137,7 @@ class JobFactory:
         active = self.parts.table.active
         active[job.job_id] = job  # followers may attach as soon as the row commits
         try:
-            await self.parts.store.create_job(row, claim, entries, now)
+            await self.parts.store.create_job(row, claim, entries, now, running_cap=running_cap)
         except BaseException:
             active.pop(job.job_id, None)
             raise

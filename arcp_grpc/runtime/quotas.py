@@ -7,9 +7,13 @@ bytes buffered or queued for its sessions. Each cap has a per-principal value
 is a `QuotaExceeded` naming the cap (DESIGN.md, "Quotas"); nothing already
 admitted is ever taken away, so a cap bounds what a principal can *add*.
 
-The counts are this node's: in a cluster each node applies the caps to what it
-holds (see docs/operations.md, "Quotas"). The checks are pure functions of the
-counts their callers keep, so they cost a few comparisons per hello or submit.
+The checks here are pure functions of the counts this node keeps, so they
+cost a few comparisons per hello or submit, and on one node (SQLite) they are
+the whole truth. In a cluster the per-principal caps on sessions and running
+jobs hold for the whole cluster: the shared store checks them again in the
+statement that takes the slot and raises `OverCap`, answered with `refusal`
+(the same error). The node-wide caps, and the per-principal cap on held bytes
+(this process's memory), stay per node (docs/operations.md, "Quotas").
 """
 
 from __future__ import annotations
@@ -91,14 +95,26 @@ class Quotas:
         if total is not None:
             self._check_global("max_held_bytes", total, _BYTES)
 
+    def refusal(self, principal: str, name: str, held: int) -> QuotaExceeded:
+        """The refusal of a slot the cluster's store found taken: `principal` holds
+        `held` on every node against per-principal cap `name` (sessions or jobs)."""
+        what = _SESSIONS if name == "max_sessions_per_principal" else _JOBS
+        return self._refused(principal, name, held, what, " in the cluster")
+
     def _check(self, principal: str, name: str, used: int, what: _Noun) -> None:
+        if used >= self.cap(principal, name):
+            raise self._refused(principal, name, used, what, "")
+
+    def _refused(
+        self, principal: str, name: str, used: int, what: _Noun, where: str
+    ) -> QuotaExceeded:
         cap = self.cap(principal, name)
-        if used >= cap:
-            raise QuotaExceeded.of(
-                name,
-                self.limits.retry_after_ms,
-                f"principal {principal!r} holds {_counted(used, what)}, its cap is {cap} ({name})",
-            )
+        return QuotaExceeded.of(
+            name,
+            self.limits.retry_after_ms,
+            f"principal {principal!r} holds {_counted(used, what)}{where},"
+            f" its cap is {cap} ({name})",
+        )
 
     def _check_global(self, name: str, used: int, what: _Noun) -> None:
         cap: int = getattr(self.limits, name)

@@ -100,8 +100,9 @@ class SessionJournal:
 
     # -- lifecycle ---------------------------------------------------------
 
-    async def opened(self, session: Session) -> None:
-        """A new session: recorded before its welcome goes out."""
+    async def opened(self, session: Session, cap: int) -> None:
+        """A new session: recorded before its welcome goes out, if its principal holds
+        fewer than `cap` sessions on every node (else `OverCap`, nothing recorded)."""
         await self._store.create_session(
             SessionRow(
                 session.session_id,
@@ -111,7 +112,9 @@ class SessionJournal:
                 session.tokens.current,
                 1,
                 "",
-            )
+            ),
+            cap,
+            self.limits.resume_window_sec,
         )
 
     def follow(self, session: Session, job_id: str, *, submitted: bool, after: int) -> None:
@@ -150,11 +153,12 @@ class SessionJournal:
         return Principal(row.principal, row.profile)
 
     async def resume(
-        self, principal: Principal, session_id: str, token: str, last_event_seq: int
+        self, principal: Principal, session_id: str, token: str, last_event_seq: int, cap: int
     ) -> tuple[Resumed, str]:
         """Take the session over for this node (§6.3); returns it with the frames to
         replay, the jobs to follow on, and the new resume token. A failed attempt
-        changes nothing, so it cannot lock the owner out."""
+        changes nothing, so it cannot lock the owner out. `OverCap` when the principal
+        holds `cap` other sessions on the cluster's nodes (a resume counts like a hello)."""
         row = await self._store.load_session(session_id)
         if row is None:
             raise _unknown(session_id)
@@ -195,7 +199,10 @@ class SessionJournal:
         token = session.tokens.rotate_after_resume(token, self.limits.resume_window_sec)
         await self._store.flush()  # what the dropped copy delivered meanwhile
         window = self.limits.resume_window_sec
-        if await self._store.claim_session(row, presented, session.tokens.current, window) is None:
+        claimed = await self._store.claim_session(
+            row, presented, session.tokens.current, window, cap
+        )
+        if claimed is None:
             if await self._store.load_session(session_id) is None:
                 raise _unknown(session_id)  # its window ended meanwhile
             raise Unauthenticated("the session was resumed elsewhere at the same time")

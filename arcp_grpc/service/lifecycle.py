@@ -24,13 +24,15 @@ from arcp_grpc.service.outbox import UnsentLedger
 from arcp_grpc.service.registry import SessionRegistry
 from arcp_grpc.service.sessions import Session, SessionLimits
 from arcp_grpc.service.transport_policy import WITHHELD
-from arcp_grpc.store import SessionFollow
+from arcp_grpc.store import OverCap, SessionFollow
 from arcp_grpc.v1 import session_pb2
 from arcp_grpc.v1 import session_service_pb2 as pb
 
 __all__ = ["Opened", "SessionLifecycle"]
 
 log = logging.getLogger("arcp_grpc.sessions")
+
+_SESSIONS_CAP = "max_sessions_per_principal"
 
 
 class Opened:
@@ -101,10 +103,13 @@ class SessionLifecycle:
         session = self._sessions.create(principal, features)
         token = session.tokens.rotate()
         if self._journal is not None:
-            try:
-                await self._journal.opened(session)  # resumable anywhere from its welcome on
-            except BaseException:
+            quotas = self._runtime.quotas
+            try:  # resumable anywhere from its welcome on, if the cluster's cap allows
+                await self._journal.opened(session, quotas.cap(principal.name, _SESSIONS_CAP))
+            except BaseException as exc:
                 self._sessions.discard(session)  # never welcomed: nothing to keep
+                if isinstance(exc, OverCap):
+                    raise quotas.refusal(principal.name, _SESSIONS_CAP, exc.held) from None
                 raise
         log.info("session %s opened for %s", session.session_id, principal.name)
         return Opened(
@@ -159,9 +164,15 @@ class SessionLifecycle:
         frames too, and the jobs it follows go on from where its frames left them."""
         if principal is None:
             principal = await journal.owner(resume.session_id)
-        resumed, token = await journal.resume(
-            principal, resume.session_id, resume.resume_token, resume.last_event_seq
-        )
+        self._admit_session(principal, resumed=resume.session_id)
+        quotas = self._runtime.quotas
+        cap = quotas.cap(principal.name, _SESSIONS_CAP)
+        try:
+            resumed, token = await journal.resume(
+                principal, resume.session_id, resume.resume_token, resume.last_event_seq, cap
+            )
+        except OverCap as over:
+            raise quotas.refusal(principal.name, _SESSIONS_CAP, over.held) from None
         session = resumed.session
         _check_transport(session, credentials_ok)  # the previous token stays valid (DESIGN.md)
         log.info("session %s resumed after seq %d", session.session_id, resume.last_event_seq)
@@ -186,12 +197,24 @@ class SessionLifecycle:
         if self._journal is not None:
             self._journal.closed(session)
 
-    def _admit_session(self, principal: Principal) -> None:
-        """§14: a new session counts against its principal's caps and the node's; a
-        resume does not (the session is already held)."""
+    def _admit_session(self, principal: Principal, *, resumed: str = "") -> None:
+        """§14: a new session counts against its principal's caps and the node's; so does
+        one `resumed` from the cluster's store, which this node may not hold yet (the
+        node's caps bound what it holds, whichever node a session began on). If this
+        node holds it already, it is not counted twice; nor are the bytes it holds, so
+        that a client over its bytes can still resume and drain them."""
         quotas, sessions, name = self._runtime.quotas, self._sessions, principal.name
-        quotas.check_session(name, sessions.count(name), len(sessions))
-        quotas.check_held_bytes(name, sessions.held_bytes(name), sessions.held_bytes_total())
+        own = sessions.get(resumed) if resumed else None
+        if own is None or own.principal.name != name:
+            mine, own_bytes = 0, 0
+        else:
+            mine, own_bytes = 1, own.held_bytes()
+        quotas.check_session(name, sessions.count(name) - mine, len(sessions) - mine)
+        quotas.check_held_bytes(
+            name,
+            sessions.held_bytes(name) - own_bytes,
+            sessions.held_bytes_total() - own_bytes,
+        )
 
     def _welcome(
         self, request_id: str, session: Session, token: str, *, resumed: bool

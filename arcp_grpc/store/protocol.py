@@ -33,6 +33,7 @@ __all__ = [
     "JobQuery",
     "JobRow",
     "JobStore",
+    "OverCap",
     "SessionFollow",
     "SessionFrame",
     "SessionRow",
@@ -143,6 +144,16 @@ class IdempotencyConflict(Exception):
         self.fingerprint = fingerprint
 
 
+class OverCap(Exception):
+    """A per-principal cap, counted over the whole cluster in the statement that would
+    have taken the slot, is reached: the principal already holds `held`. Nothing of the
+    request was written (the runtime answers with `QuotaExceeded`, DESIGN.md "Quotas")."""
+
+    def __init__(self, held: int) -> None:
+        super().__init__(held)
+        self.held = held
+
+
 class JobStore(Protocol):
     """Jobs and their events, idempotency claims and retention. Writes from one process
     are applied in call order."""
@@ -162,12 +173,20 @@ class JobStore(Protocol):
         claim: IdempotencyClaim | None,
         credentials: Sequence[CredentialEntry],
         now: float,
+        *,
+        running_cap: int | None = None,
     ) -> None:
         """Insert the job, its idempotency claim and its credentials atomically.
 
         Raises `IdempotencyConflict` when an unexpired claim on the same
         (principal, key) exists; then nothing is written. An expired claim
         is replaced.
+
+        `running_cap` (the principal's `max_running_jobs_per_principal`; None for a
+        child, which its root's admission already counted): a shared store inserts
+        the job only while the principal's running jobs on every node are fewer, in
+        the same statement, and raises `OverCap` otherwise. A single node's store
+        ignores it: the node's own counts, checked before, are the whole count.
         """
 
     async def find_claim(self, principal: str, key: str, now: float) -> tuple[str, bytes] | None:
@@ -355,20 +374,23 @@ class SessionStore(Protocol):
     """A cluster's session journal (DESIGN.md: sessions live in the store): enough for
     any node to take a session over and resume it (§6.5, §8.3)."""
 
-    async def create_session(self, row: SessionRow) -> None:
-        """Record a new session, attached to this node."""
+    async def create_session(self, row: SessionRow, cap: int, window_sec: float) -> None:
+        """Record a new session, attached to this node, only while its principal holds
+        fewer than `cap` sessions on every node (attached, or detached for less than
+        `window_sec`, still resumable); else raise `OverCap` (§14)."""
 
     async def load_session(self, session_id: str) -> SessionRow | None:
         """The session, unless it is unknown or expired."""
 
     async def claim_session(
-        self, row: SessionRow, presented: bytes, token_digest: bytes, window_sec: float
+        self, row: SessionRow, presented: bytes, token_digest: bytes, window_sec: float, cap: int
     ) -> int | None:
         """Attach the session to this node if it is still at `row`'s generation and the
         token `presented` (its digest) is its current one, or the previous one while that
         is valid: `token_digest` becomes current, `presented` the previous one, valid for
         `window_sec`; the next generation is returned. From then on the node that held it
-        can record no frame. None if it changed meanwhile."""
+        can record no frame. None if it changed meanwhile. A resume counts like a hello:
+        raises `OverCap` when the principal holds `cap` other sessions already (§14)."""
 
     async def retire_previous_token(self, session_id: str) -> None:
         """The client used the session it resumed here: the token it resumed with dies."""

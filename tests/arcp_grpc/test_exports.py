@@ -67,6 +67,7 @@ PUBLIC: dict[str, set[str]] = {
         "JobQuery",
         "JobRow",
         "JobStore",
+        "OverCap",
         "SessionFollow",
         "SessionFrame",
         "SessionRow",

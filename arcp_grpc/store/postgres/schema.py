@@ -22,9 +22,14 @@ version 1 code keeps working meanwhile (its inserts get the defaults).
 
 The retention purge (issue 15) finds finished jobs by `jobs_finished` and their
 credentials by `credentials_by_job`; both are created if missing, so the
-version does not change for them (an older node ignores them). PostgreSQL gives the space of
-deleted rows back to its tables through autovacuum: the files do not shrink,
-but the pages are reused, so they stop growing once the purge keeps pace.
+version does not change for them (an older node ignores them). So are
+`jobs_running_by_principal` and `sessions_by_principal`, which count what a
+principal holds on every node when a job or a session takes a slot under its
+cap (DESIGN.md "Quotas").
+
+PostgreSQL gives the space of deleted rows back to its tables through
+autovacuum: the files do not shrink, but the pages are reused, so they stop
+growing once the purge keeps pace.
 """
 
 from __future__ import annotations
@@ -106,6 +111,9 @@ CREATE TABLE IF NOT EXISTS sessions (
 CREATE INDEX IF NOT EXISTS sessions_detached ON sessions (detached_at)
     WHERE detached_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS sessions_by_node ON sessions (node_id);
+CREATE INDEX IF NOT EXISTS sessions_by_principal ON sessions (principal);
+CREATE INDEX IF NOT EXISTS jobs_running_by_principal ON jobs (principal)
+    WHERE completed_at IS NULL;
 CREATE TABLE IF NOT EXISTS session_frames (
     session_id TEXT NOT NULL REFERENCES sessions ON DELETE CASCADE,
     seq INTEGER NOT NULL,

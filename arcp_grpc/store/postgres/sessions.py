@@ -16,28 +16,48 @@ from typing import Any
 import asyncpg
 
 from arcp_grpc.store.postgres.connections import PostgresConnections
-from arcp_grpc.store.protocol import SessionFollow, SessionFrame, SessionRow
+from arcp_grpc.store.protocol import OverCap, SessionFollow, SessionFrame, SessionRow
 
 __all__ = ["SESSIONS_CHANNEL", "PostgresSessions"]
 
 SESSIONS_CHANNEL = "arcp_sessions"  # "NODE SESSION_ID": NODE lost the session to another
 
+# The sessions of principal {p} that count against its cap on every node: attached, or
+# detached for less than the resume window {w} (still resumable), as a node counts those
+# it holds. `sessions_by_principal` serves it.
+_SESSIONS_OF_PRINCIPAL = (
+    "SELECT count(*) FROM sessions WHERE principal = {p}"
+    " AND (detached_at IS NULL OR detached_at > extract(epoch FROM now()) - {w})"
+)
+
 
 class PostgresSessions(PostgresConnections):
     """`SessionJournal` on the shared database."""
 
-    async def create_session(self, row: SessionRow) -> None:
-        await self._execute(
-            "INSERT INTO sessions (session_id, principal, profile, features, token_digest,"
-            " generation, node_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            row.session_id,
-            row.principal,
-            row.profile,
-            ",".join(row.features),
-            row.token_digest,
-            row.generation,
-            self.node_id,
-        )
+    async def create_session(self, row: SessionRow, cap: int, window_sec: float) -> None:
+        """Conditional on the principal's sessions on every node, counted after the batch
+        took the principal's slot lock (the writer): two nodes cannot both take the last."""
+        node = self.node_id
+
+        async def op(conn: asyncpg.Connection) -> None:
+            inserted = await conn.fetchval(
+                "INSERT INTO sessions (session_id, principal, profile, features, token_digest,"
+                " generation, node_id) SELECT $1, $2, $3, $4, $5, $6, $7"
+                f" WHERE ({_SESSIONS_OF_PRINCIPAL.format(p='$2', w='$9')}) < $8 RETURNING true",
+                row.session_id,
+                row.principal,
+                row.profile,
+                ",".join(row.features),
+                row.token_digest,
+                row.generation,
+                node,
+                cap,
+                window_sec,
+            )
+            if inserted is None:
+                raise OverCap(await _sessions_held(conn, row.principal, "", window_sec))
+
+        await self._writes().write(op, lock=row.principal)
 
     async def load_session(self, session_id: str) -> SessionRow | None:
         record = await self._reads().fetchrow(
@@ -61,8 +81,10 @@ class PostgresSessions(PostgresConnections):
         )
 
     async def claim_session(
-        self, row: SessionRow, presented: bytes, token_digest: bytes, window_sec: float
+        self, row: SessionRow, presented: bytes, token_digest: bytes, window_sec: float, cap: int
     ) -> int | None:
+        """The cap counts the principal's other sessions: a resume moves a session, it adds
+        none to the cluster's count, so it needs no slot lock (unlike `create_session`)."""
         node = self.node_id
 
         async def op(conn: asyncpg.Connection) -> int | None:
@@ -74,15 +96,22 @@ class PostgresSessions(PostgresConnections):
                 " WHERE session_id = $3 AND generation = $4 AND (token_digest = $5"
                 " OR (previous_token_digest = $5"
                 " AND previous_token_until > extract(epoch FROM now())))"
-                " RETURNING generation",
+                f" AND ({_SESSIONS_OF_PRINCIPAL.format(p='$8', w='$6')}"
+                " AND session_id <> $3) < $7 RETURNING generation",
                 node,
                 token_digest,
                 row.session_id,
                 row.generation,
                 presented,
                 window_sec,
+                cap,
+                row.principal,
             )
-            if generation is not None and row.node_id != node:
+            if generation is None:
+                others = await _sessions_held(conn, row.principal, row.session_id, window_sec)
+                if others >= cap:
+                    raise OverCap(others)
+            elif row.node_id != node:
                 await conn.execute(
                     "SELECT pg_notify($1, $2)", SESSIONS_CHANNEL, f"{row.node_id} {row.session_id}"
                 )
@@ -192,3 +221,16 @@ class PostgresSessions(PostgresConnections):
 
         expired: int = await self._writes().write(op)
         return expired
+
+
+async def _sessions_held(
+    conn: asyncpg.Connection, principal: str, other_than: str, window_sec: float
+) -> int:
+    """How many sessions count against `principal`'s cap, besides `other_than`."""
+    held: int = await conn.fetchval(
+        f"{_SESSIONS_OF_PRINCIPAL.format(p='$1', w='$3')} AND session_id <> $2",
+        principal,
+        other_than,
+        window_sec,
+    )
+    return held

@@ -36,6 +36,7 @@ from arcp_grpc.store.protocol import (
     JobPage,
     JobQuery,
     JobRow,
+    OverCap,
     StoreUnavailable,
 )
 from arcp_grpc.store.rows import JOB_COLUMNS, job_page, job_values, list_jobs_statement
@@ -43,6 +44,14 @@ from arcp_grpc.store.rows import JOB_COLUMNS, job_page, job_values, list_jobs_st
 __all__ = ["PostgresStore"]
 
 log = logging.getLogger("arcp_grpc.postgres_store")
+
+# The running jobs of a principal on every node (children count: their principal is
+# their root's), and the clause that makes a job's insert take a slot under its cap
+# ($2 is the job's principal, $14 the cap). `jobs_running_by_principal` serves both.
+_RUNNING_OF_PRINCIPAL = "SELECT count(*) FROM jobs WHERE principal = $1 AND completed_at IS NULL"
+_UNDER_RUNNING_CAP = (
+    " WHERE (SELECT count(*) FROM jobs WHERE principal = $2 AND completed_at IS NULL) < $14"
+)
 
 
 class PostgresStore(PostgresCredentials, PostgresSessions, PostgresMembership):
@@ -118,8 +127,14 @@ class PostgresStore(PostgresCredentials, PostgresSessions, PostgresMembership):
         claim: IdempotencyClaim | None,
         credentials: Sequence[CredentialEntry],
         now: float,
+        *,
+        running_cap: int | None = None,
     ) -> None:
+        """With `running_cap`, the insert itself is conditional on the principal's running
+        jobs on every node (`_UNDER_RUNNING_CAP`), counted after the batch took the
+        principal's slot lock (the writer), so two nodes cannot both take the last slot."""
         node = self.node_id
+        capped = running_cap is not None
 
         async def op(conn: asyncpg.Connection) -> None:
             if claim is not None:
@@ -150,16 +165,21 @@ class PostgresStore(PostgresCredentials, PostgresSessions, PostgresMembership):
                     )
                     assert holder is not None
                     raise IdempotencyConflict(holder["job_id"], holder["fingerprint"])
-            await conn.execute(
+            inserted = await conn.fetchval(
                 f"INSERT INTO jobs ({JOB_COLUMNS}, owner_node)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                " SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13"
+                f"{_UNDER_RUNNING_CAP if capped else ''} RETURNING true",
                 *job_values(job),
                 node,
+                *((running_cap,) if capped else ()),
             )
+            if inserted is None:
+                held = await conn.fetchval(_RUNNING_OF_PRINCIPAL, job.principal)
+                raise OverCap(held)  # the writer rolls back the claim taken above
             if credentials:
                 await insert_credentials(conn, credentials)
 
-        await self._writes().write(op)
+        await self._writes().write(op, lock=job.principal if capped else "")
 
     async def finish_job(
         self,

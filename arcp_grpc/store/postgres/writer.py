@@ -18,9 +18,19 @@ holds: the batch first stamps each session's last seq with a conditional
 update on `node_id`, which also locks the row against a concurrent takeover,
 so a node that lost a session can record nothing more for it.
 
-A request that fails on its own (bad data for a column) is rolled back to its
-savepoint and raised to its caller; anything else (the connection lost, the
-server gone) fails the store, as a full disk fails the SQLite one.
+A request that fails on its own (bad data for a column, a refusal such as an
+idempotency conflict or a cap reached) is rolled back to its savepoint (alone
+in its batch: with its transaction) and raised to its caller; anything else
+(the connection lost, the server gone) fails the store, as a full disk fails
+the SQLite one.
+
+A request that takes a per-principal slot (a job, a session: DESIGN.md
+"Quotas") names the principal in `lock`. The batch first takes every such
+principal's advisory lock, in key order, before any other statement: the
+count in the request's statement then sees every other node's committed
+slots, and a node that takes the same principal's slot waits for this commit.
+Taken first and in order, these locks cannot close a deadlock cycle; they
+cost one statement per batch that takes a slot, not one per request.
 """
 
 from __future__ import annotations
@@ -45,6 +55,7 @@ Op = Callable[[asyncpg.Connection], Awaitable[Any]]
 FrameListener = Callable[[Sequence[SessionFrame], frozenset[str]], None]
 
 EVENTS_CHANNEL = "arcp_events"
+_SLOT_LOCKS = 0x41524351  # the advisory-lock class of the per-principal slot locks
 _NOTIFY_BYTES = 7000  # PostgreSQL caps a payload below 8000 bytes
 
 
@@ -53,6 +64,16 @@ class _Request:
     fn: Op
     future: asyncio.Future[Any]
     touches: str  # a job whose followers elsewhere should look again, or ""
+    lock: str  # a principal whose slots the request counts and takes, or ""
+
+
+class _Refused(Exception):
+    """A lone request's own refusal, raised through its transaction so that nothing
+    it wrote before refusing is committed."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(error)
+        self.error = error
 
 
 def request_error(exc: BaseException) -> Exception | None:
@@ -107,17 +128,18 @@ class PostgresWriter:
         self._queue.append(frame)
         self._wake.set()
 
-    async def write(self, fn: Op, *, touches: str = "") -> Any:
-        """Commit `fn`'s statements (with everything queued before) before returning."""
-        return await self.submit(fn, touches=touches)
+    async def write(self, fn: Op, *, touches: str = "", lock: str = "") -> Any:
+        """Commit `fn`'s statements (with everything queued before) before returning;
+        `lock`: the principal whose slot-taking requests `fn` serialises with."""
+        return await self.submit(fn, touches=touches, lock=lock)
 
-    def submit(self, fn: Op, *, touches: str = "") -> asyncio.Future[Any]:
+    def submit(self, fn: Op, *, touches: str = "", lock: str = "") -> asyncio.Future[Any]:
         """Queue `fn` now, in call order with everything else; the future settles once
         it is committed (for callers that must not yield before it is queued)."""
         self._check_healthy()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending += 1
-        self._queue.append(_Request(fn, future, touches))
+        self._queue.append(_Request(fn, future, touches, lock))
         self._wake.set()
         return future
 
@@ -166,6 +188,7 @@ class PostgresWriter:
         conn = self._conn
         try:
             async with conn.transaction():
+                await _lock_slots(conn, batch)
                 for item in batch:
                     if isinstance(item, SessionFrame):
                         continue  # recorded at the end of the batch, after its requests
@@ -183,7 +206,7 @@ class PostgresWriter:
                     recorded, lost = await _record_frames(conn, frames, self._node_id)
                 await _notify(conn, touched)
         except Exception as exc:
-            own = request_error(exc) if alone and settled == [] else None
+            own = _own_error(exc) if alone and settled == [] else None
             if own is not None and isinstance(batch[0], _Request):
                 settled = [(batch[0].future, None, own)]  # rolled back: nothing else in it
                 events = []
@@ -228,8 +251,8 @@ async def _run_request(
             return request.future, await request.fn(conn), None
         except asyncpg.PostgresError:
             raise  # the transaction is aborted: `_commit` decides whose failure it is
-        except Exception as exc:  # the request's own refusal (a conflict): nothing written
-            return request.future, None, exc
+        except Exception as exc:  # the request's own refusal: roll back what it wrote
+            raise _Refused(exc) from exc
     try:
         async with conn.transaction():
             value = await request.fn(conn)
@@ -241,6 +264,26 @@ async def _run_request(
     except Exception as exc:
         return request.future, None, exc
     return request.future, value, None
+
+
+def _own_error(exc: BaseException) -> Exception | None:
+    """The caller's error when a lone request failed on its own, else None."""
+    if isinstance(exc, _Refused):
+        return exc.error
+    return request_error(exc)
+
+
+async def _lock_slots(conn: asyncpg.Connection, batch: Sequence[object]) -> None:
+    """Take the slot locks of the principals the batch's requests name, in key order
+    (a hash collision merely shares a lock); held until the batch commits."""
+    principals = {i.lock for i in batch if isinstance(i, _Request) and i.lock}
+    if principals:
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock($1, k) FROM (SELECT DISTINCT hashtext(p) AS k"
+            " FROM unnest($2::text[]) AS p) AS keys ORDER BY k",
+            _SLOT_LOCKS,
+            list(principals),
+        )
 
 
 async def _insert_events(

@@ -196,7 +196,12 @@ class SQLiteStore:
         claim: IdempotencyClaim | None,
         credentials: Sequence[CredentialEntry],
         now: float,
+        *,
+        running_cap: int | None = None,
     ) -> None:
+        """`running_cap` is not read: this node is the whole store, and its own count of
+        running jobs (checked before, without a round trip) is the truth."""
+
         def op(conn: sqlite3.Connection) -> None:
             if claim is not None:
                 conn.execute(

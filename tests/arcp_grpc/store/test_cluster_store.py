@@ -4,7 +4,9 @@
 What only a shared store must guarantee: the database's unique key decides an
 idempotency race between nodes (§7.2); exactly one survivor takes a dead node's
 jobs and the dead node can no longer finish them; a cancel reaches the owner;
-a follower on one node wakes when another commits.
+a follower on one node wakes when another commits; a principal's caps on running
+jobs and sessions hold over every node, in the statement that takes the slot (§14,
+DESIGN.md "Quotas"), also when nodes race for the last one.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from arcp_grpc.store import (
     IdempotencyClaim,
     IdempotencyConflict,
     JobRow,
+    OverCap,
+    SessionRow,
     StoreUnavailable,
 )
 from arcp_grpc.store.postgres.schema import SCHEMA_VERSION
@@ -51,8 +55,8 @@ def node(make_store: StoreFactory) -> Nodes:
     return factory
 
 
-def _job(job_id: str) -> JobRow:
-    return JobRow(job_id, "alice", "echo@1.0.0", 1, time.time(), "1" * 32, "", b"s", b"a")
+def _job(job_id: str, principal: str = "alice") -> JobRow:
+    return JobRow(job_id, principal, "echo@1.0.0", 1, time.time(), "1" * 32, "", b"s", b"a")
 
 
 async def _age(url: str, store: PostgresStore, seconds: float) -> None:
@@ -223,3 +227,120 @@ async def test_an_unreachable_database_is_a_clear_startup_error(postgres_server:
     )
     with pytest.raises(StoreUnavailable, match="cannot use the PostgreSQL store"):
         await unreachable.open()
+
+
+_WINDOW = 60.0  # the resume window the session tests count within
+
+
+async def _finish(store: PostgresStore, job_id: str) -> None:
+    await store.finish_job(
+        job_id, status=3, outcome=b"out", summary=b"s", completed_at=time.time(), last_seq=0
+    )
+
+
+async def test_running_jobs_are_capped_over_every_node(node: Nodes) -> None:
+    """§14: alice's cap of 3 counts her running jobs on both nodes; a refused creation
+    writes nothing, not even the claim taken before the insert; bob is unaffected; an
+    end frees a slot; a child (no cap: its root was admitted) is never refused."""
+    a, b = await node(), await node()
+    for store, job_id in ((a, "job_c1"), (b, "job_c2"), (a, "job_c3")):
+        await store.create_job(_job(job_id), None, [], time.time(), running_cap=3)
+    claim = IdempotencyClaim("alice", "K-over", b"fp", time.time() + 60)
+    with pytest.raises(OverCap) as over:
+        await b.create_job(_job("job_c4"), claim, [], time.time(), running_cap=3)
+    assert over.value.held == 3
+    assert await a.get_job("job_c4") is None
+    assert await a.find_claim("alice", "K-over", time.time()) is None
+    await b.create_job(_job("job_bob", "bob"), None, [], time.time(), running_cap=3)
+    await b.create_job(_job("job_child"), None, [], time.time())
+    await _finish(a, "job_c1")
+    await _finish(b, "job_child")
+    await b.create_job(_job("job_c5"), claim, [], time.time(), running_cap=3)
+    assert await a.find_claim("alice", "K-over", time.time()) == ("job_c5", b"fp")
+
+
+async def test_nodes_racing_for_the_last_slots_admit_exactly_the_cap(node: Nodes) -> None:
+    """Twelve creations at once over two nodes, cap 5: the slot lock makes one node's
+    count wait for the other's commit, so exactly five are created; the refused ones
+    share batches with admitted ones and undo none of them."""
+    a, b = await node(), await node()
+
+    async def create(store: PostgresStore, i: int) -> int | None:
+        """None when created, else what the refusal says the principal holds."""
+        try:
+            await store.create_job(_job(f"job_r{i:02d}"), None, [], time.time(), running_cap=5)
+        except OverCap as over:
+            return over.held
+        return None
+
+    held = await asyncio.gather(*(create(a if i % 2 else b, i) for i in range(12)))
+    admitted = [h is None for h in held]
+    assert sum(admitted) == 5
+    assert {h for h in held if h is not None} == {5}
+    created = [i for i in range(12) if await a.get_job(f"job_r{i:02d}") is not None]
+    assert created == [i for i, ok in enumerate(admitted) if ok]
+
+
+def _session(session_id: str, principal: str = "alice") -> SessionRow:
+    return SessionRow(session_id, principal, 1, (), b"token-" + session_id.encode(), 1, "")
+
+
+async def test_sessions_are_capped_over_every_node(node: Nodes, store_url: str) -> None:
+    """§14: attached sessions and detached ones still resumable count on every node;
+    one detached longer than the resume window does not (its node forgot it too)."""
+    a, b = await node(), await node()
+    await a.create_session(_session("sess_1"), 2, _WINDOW)
+    await b.create_session(_session("sess_2"), 2, _WINDOW)
+    with pytest.raises(OverCap) as over:
+        await a.create_session(_session("sess_3"), 2, _WINDOW)
+    assert over.value.held == 2
+    assert await b.load_session("sess_3") is None
+    await a.create_session(_session("sess_bob", "bob"), 2, _WINDOW)
+    await b.detach_session("sess_2")
+    with pytest.raises(OverCap):
+        await a.create_session(_session("sess_3"), 2, _WINDOW)  # still resumable: held
+    conn = await asyncpg.connect(store_url)
+    try:
+        await conn.execute(
+            "UPDATE sessions SET detached_at = detached_at - $1 WHERE session_id = 'sess_2'",
+            2 * _WINDOW,
+        )
+    finally:
+        await conn.close()
+    await a.create_session(_session("sess_3"), 2, _WINDOW)
+
+
+async def test_nodes_racing_for_the_last_session_slots_admit_exactly_the_cap(
+    node: Nodes,
+) -> None:
+    a, b = await node(), await node()
+
+    async def open_one(store: PostgresStore, i: int) -> bool:
+        try:
+            await store.create_session(_session(f"sess_r{i:02d}"), 3, _WINDOW)
+        except OverCap:
+            return False
+        return True
+
+    admitted = await asyncio.gather(*(open_one(a if i % 2 else b, i) for i in range(10)))
+    assert sum(admitted) == 3
+
+
+async def test_a_resume_counts_its_session_once_and_respects_the_cap(node: Nodes) -> None:
+    """A resume moves a session between nodes: under the cap it goes through (the
+    session is not counted twice); with more other sessions than the cap it is refused
+    and the session stays where it was (§14: a resume counts like a hello)."""
+    a, b = await node(), await node()
+    for store, session_id in ((a, "sess_m1"), (b, "sess_m2")):
+        await store.create_session(_session(session_id), 2, _WINDOW)
+    row = await b.load_session("sess_m1")
+    assert row is not None
+    assert await b.claim_session(row, row.token_digest, b"next-1", _WINDOW, 2) == 2
+    row = await a.load_session("sess_m2")
+    assert row is not None
+    with pytest.raises(OverCap) as over:  # the cap was lowered to 1 meanwhile
+        await a.claim_session(row, row.token_digest, b"next-2", _WINDOW, 1)
+    assert over.value.held == 1
+    held = await a.load_session("sess_m2")
+    assert held is not None
+    assert (held.node_id, held.generation) == (b.node_id, 1)
