@@ -23,7 +23,8 @@ strings.
      ├── InvalidRequest              INVALID_REQUEST
      ├── Unauthenticated             UNAUTHENTICATED
      └── InternalError               INTERNAL_ERROR         (always retryable)
-          └── QuotaExceeded          INTERNAL_ERROR, details.reason QUOTA_EXCEEDED
+          ├── QuotaExceeded          INTERNAL_ERROR, details.reason QUOTA_EXCEEDED
+          └── NodeUnavailable        INTERNAL_ERROR, details.reason NODE_UNAVAILABLE
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ __all__ = [
     "JobNotFound",
     "LeaseExpired",
     "LeaseSubsetViolation",
+    "NodeUnavailable",
     "PermissionDenied",
     "QuotaExceeded",
     "ResumeWindowExpired",
@@ -234,6 +236,28 @@ class QuotaExceeded(InternalError):
         return int(self.details["retry_after_ms"])
 
 
+NODE_UNAVAILABLE_REASON = "NODE_UNAVAILABLE"
+
+
+class NodeUnavailable(InternalError):
+    """This node may not serve: the cluster declared it dead (issue 20). The request
+    was not acted on; the same request to another node succeeds.
+
+    §12 has no code for it, so on the ARCP wire it is a retryable ``INTERNAL_ERROR``
+    with ``details.reason`` ``NODE_UNAVAILABLE``; on gRPC it is ``UNAVAILABLE``, the
+    code every gRPC client and balancer retries elsewhere."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, retryable=retryable, details=details)
+        self.details["reason"] = NODE_UNAVAILABLE_REASON
+
+
 _BY_CODE: dict[str, type[ARCPError]] = {
     klass.code: klass
     for klass in (
@@ -260,9 +284,15 @@ def error_class(code: str, details: Mapping[str, Any] | None = None) -> type[ARC
     """The exception class for a §12 code (and its details, which tell a quota refusal
     from another internal error); unknown codes are internal errors."""
     klass = _BY_CODE.get(code, InternalError)
-    if klass is InternalError and details and details.get("reason") == QUOTA_REASON:
-        return QuotaExceeded
+    if klass is InternalError and details:
+        return _BY_REASON.get(details.get("reason"), InternalError)
     return klass
+
+
+_BY_REASON: dict[object, type[ARCPError]] = {
+    QUOTA_REASON: QuotaExceeded,
+    NODE_UNAVAILABLE_REASON: NodeUnavailable,
+}
 
 
 def _struct(values: Mapping[str, Any]) -> struct_pb2.Struct:

@@ -36,6 +36,7 @@ from arcp_grpc.store.protocol import (
     JobPage,
     JobQuery,
     JobRow,
+    NodeNotAlive,
     StoreUnavailable,
 )
 from arcp_grpc.store.rows import JOB_COLUMNS, job_page, job_values, list_jobs_statement
@@ -43,6 +44,11 @@ from arcp_grpc.store.rows import JOB_COLUMNS, job_page, job_values, list_jobs_st
 __all__ = ["PostgresStore"]
 
 log = logging.getLogger("arcp_grpc.postgres_store")
+
+# The fence of a job's creation: this node's row is alive, share-locked until the commit,
+# so a survivor declaring it dead (which updates the row) waits for the job to exist and
+# then takes it over, or goes first and the insert finds the node dead (issue 20).
+_ALIVE = "EXISTS (SELECT 1 FROM nodes WHERE node_id = {node} AND state = 'alive' FOR SHARE)"
 
 
 class PostgresStore(PostgresCredentials, PostgresSessions, PostgresMembership):
@@ -132,14 +138,17 @@ class PostgresStore(PostgresCredentials, PostgresSessions, PostgresMembership):
                 )
                 # The unique key decides between concurrent submits on any node (§7.2):
                 # a second inserter waits for the first's commit, then finds the row.
+                # Claimed only while this node is alive (the fence, below).
                 won = await conn.fetchval(
                     "INSERT INTO idempotency (principal, key, fingerprint, job_id, expires_at)"
-                    " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING job_id",
+                    f" SELECT $1, $2, $3, $4, $5 WHERE {_ALIVE.format(node='$6')}"
+                    " ON CONFLICT DO NOTHING RETURNING job_id",
                     claim.principal,
                     claim.key,
                     claim.fingerprint,
                     job.job_id,
                     claim.expires_at,
+                    node,
                 )
                 if won is None:
                     holder = await conn.fetchrow(
@@ -148,14 +157,18 @@ class PostgresStore(PostgresCredentials, PostgresSessions, PostgresMembership):
                         claim.principal,
                         claim.key,
                     )
-                    assert holder is not None
+                    if holder is None:
+                        raise NodeNotAlive(node)
                     raise IdempotencyConflict(holder["job_id"], holder["fingerprint"])
-            await conn.execute(
+            created = await conn.fetchval(
                 f"INSERT INTO jobs ({JOB_COLUMNS}, owner_node)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                " SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13"
+                f" WHERE {_ALIVE.format(node='$13')} RETURNING true",
                 *job_values(job),
                 node,
             )
+            if not created:
+                raise NodeNotAlive(node)
             if credentials:
                 await insert_credentials(conn, credentials)
 
@@ -170,16 +183,25 @@ class PostgresStore(PostgresCredentials, PostgresSessions, PostgresMembership):
         summary: bytes,
         completed_at: float,
         last_seq: int,
-    ) -> None:
+    ) -> bool:
         """Only the owner finishes a job: once a survivor took it over, a fenced node's
-        late end is dropped (the survivor's stands). The writer groups whatever arrives
-        while a commit is in flight, so ends of concurrent jobs share one already."""
+        late end is refused (False; the survivor's stands). One statement also answers
+        True for this very end already recorded (the same outcome bytes: the write
+        applied again after a reconnect), so a re-applied batch is not taken for a loss.
+        The writer groups whatever arrives while a commit is in flight, so ends of
+        concurrent jobs share one already."""
         node = self.node_id
 
-        async def op(conn: asyncpg.Connection) -> None:
-            await conn.execute(
-                "UPDATE jobs SET status = $1, outcome = $2, summary = $3, completed_at = $4,"
-                " last_seq = $5 WHERE job_id = $6 AND owner_node = $7 AND completed_at IS NULL",
+        async def op(conn: asyncpg.Connection) -> bool:
+            # The main query sees the row as it was before the update (one snapshot), so
+            # the second test holds only for an end recorded before this statement.
+            held: bool = await conn.fetchval(
+                "WITH ended AS (UPDATE jobs SET status = $1, outcome = $2, summary = $3,"
+                " completed_at = $4, last_seq = $5 WHERE job_id = $6 AND owner_node = $7"
+                " AND completed_at IS NULL RETURNING 1)"
+                " SELECT EXISTS (SELECT 1 FROM ended) OR EXISTS (SELECT 1 FROM jobs"
+                " WHERE job_id = $6 AND owner_node = $7 AND completed_at IS NOT NULL"
+                " AND outcome = $2)",
                 status,
                 outcome,
                 summary,
@@ -188,8 +210,10 @@ class PostgresStore(PostgresCredentials, PostgresSessions, PostgresMembership):
                 job_id,
                 node,
             )
+            return held
 
-        await self._writes().write(op, touches=job_id)
+        held: bool = await self._writes().write(op, touches=job_id)
+        return held
 
     async def purge_claims(self, now: float) -> int:
         async def op(conn: asyncpg.Connection) -> int:
