@@ -54,18 +54,8 @@ class ClusterMember:
         """One round: heartbeat, take over dead nodes, pick up cancel requests. False
         once this node was declared dead (it is fenced; there is nothing more to do).
         A failure propagates to the supervisor, which logs it and retries."""
-        started = time.monotonic()  # before the write: the lease ends before peers judge
-        if not await self.store.heartbeat():
-            log.critical(
-                "this node (%s) was declared dead by the cluster: it was silent for"
-                " more than %g s; its jobs were ended elsewhere. Restart it to rejoin.",
-                self.store.node_id,
-                self.limits.node_timeout_sec,
-            )
-            self.lease.fence()
-            self.fenced()
+        if not await self.renew():
             return False
-        self.lease.renew(started)
         for node, rows in await self.store.take_over(self.limits.node_timeout_sec):
             log.warning(
                 "node %s stopped heartbeating; its running jobs are now ended (%d)", node, len(rows)
@@ -74,3 +64,20 @@ class ClusterMember:
         for job_id, reason in await self.store.cancel_requests():
             self.cancel_local(job_id, reason)
         return True
+
+    async def renew(self) -> bool:
+        """Heartbeat: renew the lease from this moment, or fence this node (False) once
+        the cluster declared it dead."""
+        started = time.monotonic()  # before the write: the lease ends before peers judge
+        if await self.store.heartbeat():
+            self.lease.renew(started)
+            return True
+        log.critical(
+            "this node (%s) was declared dead by the cluster: it was silent for"
+            " more than %g s; its jobs were ended elsewhere. Restart it to rejoin.",
+            self.store.node_id,
+            self.limits.node_timeout_sec,
+        )
+        self.lease.fence()
+        self.fenced()
+        return False

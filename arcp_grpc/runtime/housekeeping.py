@@ -87,9 +87,9 @@ class Housekeeping:
                 fenced=self._fenced,
                 lease=self._lease,
             )
-            # A first round now: the lease starts from a heartbeat, not from the node's
+            # A first heartbeat now: the lease starts from one, not from the node's
             # registration at open (which recovery and the key check came after).
-            await member.beat()
+            await member.renew()
             # Never waits longer than a heartbeat after a failure: a node that beats late
             # is declared dead by its peers.
             beat = self._cluster_limits.heartbeat_sec
