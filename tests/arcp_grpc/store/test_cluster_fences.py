@@ -99,7 +99,8 @@ async def test_finish_job_says_whether_the_store_holds_this_end(
     assert await _finish(survivor, "job_taken", b"survivor's") is True
     assert await _finish(dead, "job_taken", b"late success") is False
     row = await survivor.get_job("job_taken")
-    assert row is not None and row.outcome == b"survivor's"
+    assert row is not None
+    assert row.outcome == b"survivor's"
 
 
 async def test_a_taken_over_jobs_late_events_are_neither_stored_nor_published(
