@@ -65,6 +65,8 @@ class ARCPError(Exception):
     code: ClassVar[str] = "INTERNAL_ERROR"
     retryable_default: ClassVar[bool] = False
     fixed_retryable: ClassVar[bool | None] = None  # §12: some codes' retryable is not a choice
+    # `details.reason`: which error of a code this is, where §12 has none of its own.
+    reason: ClassVar[str] = ""
 
     def __init__(
         self,
@@ -80,6 +82,8 @@ class ARCPError(Exception):
         else:
             self.retryable = self.retryable_default if retryable is None else retryable
         self.details: dict[str, Any] = dict(details or {})
+        if self.reason:
+            self.details["reason"] = self.reason
 
     def to_proto(self) -> errors_pb2.ErrorDetail:
         """The contract's view of this error."""
@@ -211,6 +215,8 @@ class QuotaExceeded(InternalError):
     ``QuotaFailure`` and a ``RetryInfo`` beside the ``ErrorInfo``.
     """
 
+    reason = QUOTA_REASON
+
     def __init__(
         self,
         message: str,
@@ -219,7 +225,6 @@ class QuotaExceeded(InternalError):
         details: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(message, retryable=retryable, details=details)
-        self.details["reason"] = QUOTA_REASON
         # A peer's details may carry the number as text (gRPC metadata) or a double (Struct).
         self.details["retry_after_ms"] = int(float(self.details.get("retry_after_ms", 0)))
 
@@ -247,15 +252,7 @@ class NodeUnavailable(InternalError):
     with ``details.reason`` ``NODE_UNAVAILABLE``; on gRPC it is ``UNAVAILABLE``, the
     code every gRPC client and balancer retries elsewhere."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        retryable: bool | None = None,
-        details: Mapping[str, Any] | None = None,
-    ) -> None:
-        super().__init__(message, retryable=retryable, details=details)
-        self.details["reason"] = NODE_UNAVAILABLE_REASON
+    reason = NODE_UNAVAILABLE_REASON
 
 
 _BY_CODE: dict[str, type[ARCPError]] = {

@@ -6,7 +6,7 @@ Several `PostgresStore` instances on one schema are several nodes."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Sequence
 
 import asyncpg
 import pytest
@@ -14,36 +14,14 @@ import pytest
 from arcp_grpc.store import (
     EventRow,
     IdempotencyClaim,
-    JobRow,
     NodeNotAlive,
     SessionFrame,
     SessionRow,
 )
 from arcp_grpc.store.postgres.store import PostgresStore
-from tests.conftest import StoreFactory, postgres_schema
+from tests.arcp_grpc.store.cluster.conftest import Nodes, job
 
-Nodes = Callable[[], Awaitable[PostgresStore]]
 Recorded = list[tuple[list[SessionFrame], frozenset[str]]]
-
-
-@pytest.fixture
-async def store_url(postgres_server: str) -> AsyncIterator[str]:
-    async with postgres_schema(postgres_server) as url:
-        yield url
-
-
-@pytest.fixture
-def node(make_store: StoreFactory) -> Nodes:
-    async def factory() -> PostgresStore:
-        store = await make_store()
-        assert isinstance(store, PostgresStore)
-        return store
-
-    return factory
-
-
-def _job(job_id: str) -> JobRow:
-    return JobRow(job_id, "alice", "echo@1.0.0", 1, time.time(), "1" * 32, "", b"s", b"a")
 
 
 async def _sql(url: str, statement: str, *args: object) -> list[asyncpg.Record]:
@@ -77,21 +55,21 @@ async def test_a_dead_node_creates_no_job_with_or_without_a_key(
     await _declared_dead(store_url, dead, survivor)
     claim = IdempotencyClaim("alice", "K-dead", b"fp", time.time() + 60)
     with pytest.raises(NodeNotAlive):
-        await dead.create_job(_job("job_keyed"), claim, [], time.time())
+        await dead.create_job(job("job_keyed"), claim, [], time.time())
     with pytest.raises(NodeNotAlive):
-        await dead.create_job(_job("job_plain"), None, [], time.time())
+        await dead.create_job(job("job_plain"), None, [], time.time())
     assert await survivor.get_job("job_keyed") is None
     assert await survivor.get_job("job_plain") is None
     assert await survivor.find_claim("alice", "K-dead", time.time()) is None  # key still free
-    await survivor.create_job(_job("job_alive"), claim, [], time.time())  # alive: created
+    await survivor.create_job(job("job_alive"), claim, [], time.time())  # alive: created
 
 
 async def test_finish_job_says_whether_the_store_holds_this_end(
     node: Nodes, store_url: str
 ) -> None:
     dead, survivor = await node(), await node()
-    await dead.create_job(_job("job_taken"), None, [], time.time())
-    await dead.create_job(_job("job_mine"), None, [], time.time())
+    await dead.create_job(job("job_taken"), None, [], time.time())
+    await dead.create_job(job("job_mine"), None, [], time.time())
     assert await _finish(dead, "job_mine", b"done") is True
     assert await _finish(dead, "job_mine", b"done") is True  # the same end applied again
     assert await _finish(dead, "job_mine", b"other") is False  # not this end
@@ -113,7 +91,7 @@ async def test_a_taken_over_jobs_late_events_are_neither_stored_nor_published(
         published.extend((e.job_id, e.seq) for e in events)
 
     dead.set_commit_listener(listener)
-    await dead.create_job(_job("job_orphan"), None, [], time.time())
+    await dead.create_job(job("job_orphan"), None, [], time.time())
     dead.append_event(EventRow("job_orphan", 1, b"before"))
     await dead.flush()
     await _declared_dead(store_url, dead, survivor)
@@ -168,7 +146,7 @@ async def test_a_job_frame_is_recorded_only_for_what_the_store_holds(
 ) -> None:
     """An event frame needs its event stored; a terminal frame needs the job's end."""
     store = await node()
-    await store.create_job(_job("job_j"), None, [], time.time())
+    await store.create_job(job("job_j"), None, [], time.time())
     store.append_event(EventRow("job_j", 1, b"e1"))
     recorded = _listen(store)
     await _session(store, "sess_ok")
@@ -199,7 +177,7 @@ async def test_take_over_sweeps_the_jobs_of_an_owner_already_dead(
     """A job whose owner was declared dead before (a job it created in the race with
     its takeover, a node that left with a job unfinished) is swept on the next round."""
     gone, survivor = await node(), await node()
-    await gone.create_job(_job("job_stranded"), None, [], time.time())
+    await gone.create_job(job("job_stranded"), None, [], time.time())
     await _sql(store_url, "UPDATE nodes SET state = 'dead' WHERE node_id = $1", gone.node_id)
     taken = await survivor.take_over(timeout_sec=30)
     assert [(name, [r.job_id for r in rows]) for name, rows in taken] == [
