@@ -23,7 +23,8 @@ strings.
      ├── InvalidRequest              INVALID_REQUEST
      ├── Unauthenticated             UNAUTHENTICATED
      └── InternalError               INTERNAL_ERROR         (always retryable)
-          └── QuotaExceeded          INTERNAL_ERROR, details.reason QUOTA_EXCEEDED
+          ├── QuotaExceeded          INTERNAL_ERROR, details.reason QUOTA_EXCEEDED
+          └── NodeUnavailable        INTERNAL_ERROR, details.reason NODE_UNAVAILABLE
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ __all__ = [
     "JobNotFound",
     "LeaseExpired",
     "LeaseSubsetViolation",
+    "NodeUnavailable",
     "PermissionDenied",
     "QuotaExceeded",
     "ResumeWindowExpired",
@@ -63,6 +65,8 @@ class ARCPError(Exception):
     code: ClassVar[str] = "INTERNAL_ERROR"
     retryable_default: ClassVar[bool] = False
     fixed_retryable: ClassVar[bool | None] = None  # §12: some codes' retryable is not a choice
+    # `details.reason`: which error of a code this is, where §12 has none of its own.
+    reason: ClassVar[str] = ""
 
     def __init__(
         self,
@@ -78,6 +82,8 @@ class ARCPError(Exception):
         else:
             self.retryable = self.retryable_default if retryable is None else retryable
         self.details: dict[str, Any] = dict(details or {})
+        if self.reason:
+            self.details["reason"] = self.reason
 
     def to_proto(self) -> errors_pb2.ErrorDetail:
         """The contract's view of this error."""
@@ -209,6 +215,8 @@ class QuotaExceeded(InternalError):
     ``QuotaFailure`` and a ``RetryInfo`` beside the ``ErrorInfo``.
     """
 
+    reason = QUOTA_REASON
+
     def __init__(
         self,
         message: str,
@@ -217,7 +225,6 @@ class QuotaExceeded(InternalError):
         details: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(message, retryable=retryable, details=details)
-        self.details["reason"] = QUOTA_REASON
         # A peer's details may carry the number as text (gRPC metadata) or a double (Struct).
         self.details["retry_after_ms"] = int(float(self.details.get("retry_after_ms", 0)))
 
@@ -232,6 +239,20 @@ class QuotaExceeded(InternalError):
     @property
     def retry_after_ms(self) -> int:
         return int(self.details["retry_after_ms"])
+
+
+NODE_UNAVAILABLE_REASON = "NODE_UNAVAILABLE"
+
+
+class NodeUnavailable(InternalError):
+    """This node may not serve: the cluster declared it dead (issue 20). The request
+    was not acted on; the same request to another node succeeds.
+
+    §12 has no code for it, so on the ARCP wire it is a retryable ``INTERNAL_ERROR``
+    with ``details.reason`` ``NODE_UNAVAILABLE``; on gRPC it is ``UNAVAILABLE``, the
+    code every gRPC client and balancer retries elsewhere."""
+
+    reason = NODE_UNAVAILABLE_REASON
 
 
 _BY_CODE: dict[str, type[ARCPError]] = {
@@ -260,9 +281,15 @@ def error_class(code: str, details: Mapping[str, Any] | None = None) -> type[ARC
     """The exception class for a §12 code (and its details, which tell a quota refusal
     from another internal error); unknown codes are internal errors."""
     klass = _BY_CODE.get(code, InternalError)
-    if klass is InternalError and details and details.get("reason") == QUOTA_REASON:
-        return QuotaExceeded
+    if klass is InternalError and details:
+        return _BY_REASON.get(details.get("reason"), InternalError)
     return klass
+
+
+_BY_REASON: dict[object, type[ARCPError]] = {
+    QUOTA_REASON: QuotaExceeded,
+    NODE_UNAVAILABLE_REASON: NodeUnavailable,
+}
 
 
 def _struct(values: Mapping[str, Any]) -> struct_pb2.Struct:

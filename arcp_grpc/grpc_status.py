@@ -11,6 +11,8 @@ to "the natural code of the ARCP code": §12 calls it ``INTERNAL_ERROR``, but
 the gRPC code is ``RESOURCE_EXHAUSTED`` and the status also carries a
 ``google.rpc.QuotaFailure`` (which cap) and a ``google.rpc.RetryInfo`` (when
 to try again), which gRPC clients and proxies understand without knowing ARCP.
+Likewise a node the cluster declared dead (`NodeUnavailable`) answers ``UNAVAILABLE``:
+the request was not acted on, and any gRPC client may retry it on another node.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from arcp_grpc.errors import ARCPError, InternalError, QuotaExceeded, error_class
+from arcp_grpc.errors import ARCPError, InternalError, NodeUnavailable, QuotaExceeded, error_class
 
 __all__ = ["ERROR_DOMAIN", "GRPC_CODES", "from_rpc_error", "rich_status", "to_status"]
 
@@ -60,6 +62,8 @@ def rich_status(error: ARCPError) -> status_pb2.Status:
     if isinstance(error, QuotaExceeded):
         code = grpc.StatusCode.RESOURCE_EXHAUSTED
         details += _quota_details(error)
+    elif isinstance(error, NodeUnavailable):
+        code = grpc.StatusCode.UNAVAILABLE
     return status_pb2.Status(
         code=getattr(code_pb2, code.name),
         message=error.message,

@@ -20,6 +20,8 @@ from typing import Protocol
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from arcp_grpc.errors import ARCPError
+from arcp_grpc.grpc_status import to_status
 from arcp_grpc.service.transport_policy import CLIENT_ADDRESS_HEADER, CLIENT_TLS_HEADER, Hop
 from arcp_grpc.v1 import session_service_pb2_grpc
 from arcp_grpc.v1.session_service_pb2 import ConnectRequest, ConnectResponse
@@ -281,8 +283,14 @@ class _LocalStream:
 
     async def _read(self) -> AsyncIterator[ConnectResponse]:
         self._reader = asyncio.current_task()
-        async for frame in self._stream.frames():
-            yield ConnectResponse.FromString(frame)
+        try:
+            async for frame in self._stream.frames():
+                yield ConnectResponse.FromString(frame)
+        except ARCPError as error:  # the status the gRPC servicer ends the call with
+            status = to_status(error)
+            raise grpc.aio.AioRpcError(
+                status.code, grpc.aio.Metadata(), grpc.aio.Metadata(), status.details
+            ) from None
 
     async def write(self, request: ConnectRequest) -> None:
         if not await self._stream.receive(request):

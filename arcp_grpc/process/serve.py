@@ -7,6 +7,12 @@ may resume through another gateway), then the core refuses new work, gives
 running jobs the grace period, ends the rest with a retryable
 INTERNAL_ERROR and closes the store (`RunningCore.stop`), then the metrics
 endpoint goes. A clean stop exits 0.
+
+A node the cluster declared dead (it was paused or cut off from the database for
+longer than `cluster.node_timeout_sec`) may never serve again under its identity:
+its transports are closed (WebSocket 1011, gRPC UNAVAILABLE) so its clients resume
+elsewhere, it stops as above and exits `EXIT_FENCED` (75, EX_TEMPFAIL), which the
+shipped systemd unit restarts; the new process joins as a new node.
 """
 
 from __future__ import annotations
@@ -42,11 +48,23 @@ from gateway._console import CONSOLE_PATH
 from gateway.links import LocalLink
 from gateway.server import GatewayConfig, RunningGateway, start_gateway
 
-__all__ = ["Role", "StartupError", "console_enabled", "core_config", "gateway_config", "run"]
+__all__ = [
+    "EXIT_FENCED",
+    "Role",
+    "StartupError",
+    "console_enabled",
+    "core_config",
+    "gateway_config",
+    "run",
+]
 
 log = logging.getLogger("arcp_grpc.serve")
 
 Role = Literal["all", "core", "gateway"]
+EXIT_FENCED = 75  # EX_TEMPFAIL: declared dead by the cluster; start again as a new node
+# How long a fenced node's transports get to send their closes (1011, UNAVAILABLE)
+# before the gateway's own stop would close what is left as "going away" (1001).
+_FENCED_CLOSE_SEC = 0.5
 T = TypeVar("T")
 
 
@@ -151,6 +169,7 @@ async def run(
     gateway: RunningGateway | None = None
     metrics_server: MetricsServer | None = None
     data_lock: DataDirLock | None = None
+    fenced = False
     try:
         if role != "gateway":
             data_lock = _lock_data_dir(settings)
@@ -185,7 +204,15 @@ async def run(
         _banner(out, info, settings, role)
         if ready_file is not None:
             _write_ready(ready_file, info)
-        await stop.wait()
+        fenced = await _stopped_or_fenced(stop, core)
+        if fenced:
+            log.critical(
+                "this node was declared dead by the cluster: its clients were sent to"
+                " other nodes; stopping, exit %d (EX_TEMPFAIL) so that a supervisor starts"
+                " it again as a new node",
+                EXIT_FENCED,
+            )
+            await asyncio.sleep(_FENCED_CLOSE_SEC)
         log.info("shutting down (grace %.1fs)", settings.runtime.shutdown_grace_sec)
     finally:
         if gateway is not None:
@@ -198,8 +225,25 @@ async def run(
             data_lock.release()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
+    if fenced:
+        return EXIT_FENCED
     log.info("stopped cleanly")
     return 0
+
+
+async def _stopped_or_fenced(stop: asyncio.Event, core: RunningCore | None) -> bool:
+    """Wait for SIGTERM/SIGINT, or for the cluster to fence this node; True for a fence."""
+    if core is None:
+        await stop.wait()
+        return False
+    stopping = asyncio.ensure_future(stop.wait())
+    fence = asyncio.ensure_future(core.runtime.lease.until_fenced())
+    try:
+        await asyncio.wait((stopping, fence), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        fence.cancel()
+    return fence.done() and not fence.cancelled()
 
 
 def _lock_data_dir(settings: Settings) -> DataDirLock:

@@ -28,6 +28,7 @@ from arcp_grpc.runtime.feed import JobFeed
 from arcp_grpc.runtime.job_credentials import is_rotation
 from arcp_grpc.runtime.job_runtime import JobRuntime
 from arcp_grpc.runtime.limits import RuntimeLimits
+from arcp_grpc.runtime.node_lease import NodeLease
 from arcp_grpc.runtime.observe import RuntimeObserver
 from arcp_grpc.runtime.queries import job_query
 from arcp_grpc.runtime.quotas import PER_PRINCIPAL, QuotaLimits, Quotas
@@ -43,6 +44,7 @@ __all__ = [
     "Disclosure",
     "JobFeed",
     "JobRuntime",
+    "NodeLease",
     "QuotaLimits",
     "Quotas",
     "RuntimeLimits",

@@ -24,7 +24,7 @@ from arcp_grpc.base.agentref import parse_agent_ref
 from arcp_grpc.base.ids import new_trace_id
 from arcp_grpc.base.json_values import value_to_py
 from arcp_grpc.base.validate import check_submit
-from arcp_grpc.errors import DuplicateKey, InternalError, InvalidRequest
+from arcp_grpc.errors import DuplicateKey, InternalError, InvalidRequest, NodeUnavailable
 from arcp_grpc.lease import BudgetCounters, Lease, parse_expires_at
 from arcp_grpc.runtime.executor import Executor
 from arcp_grpc.runtime.factory import JobFactory
@@ -33,7 +33,7 @@ from arcp_grpc.runtime.job import ActiveJob
 from arcp_grpc.runtime.parts import RuntimeParts
 from arcp_grpc.runtime.quotas import Quotas
 from arcp_grpc.runtime.replay_cache import Claimed, ReplayCache
-from arcp_grpc.store import IdempotencyClaim, IdempotencyConflict, OverCap
+from arcp_grpc.store import IdempotencyClaim, IdempotencyConflict, NodeNotAlive, OverCap
 from arcp_grpc.v1 import jobs_pb2
 
 __all__ = ["Admission", "Submission", "expires_at_of", "max_runtime_of"]
@@ -50,6 +50,9 @@ class Submission:
     replay: bool
 
 
+_FENCED = "this node was declared dead by the cluster and accepts no job; submit to another node"
+
+
 class Admission:
     """Accepts submits while the node serves; replays identical resubmits (§7.2)."""
 
@@ -64,11 +67,16 @@ class Admission:
         self._replays = ReplayCache(
             limits.replay_cache_entries, max_bytes=limits.replay_cache_bytes
         )
-        self._accepting = True
+        # Set: every submit is refused with this error (a fresh one each time).
+        self._refusal: tuple[type[InternalError], str] | None = None
 
     def close(self) -> None:
-        """Refuse new work from now on (shutdown, or this node was fenced)."""
-        self._accepting = False
+        """Refuse new work from now on: the runtime is shutting down."""
+        self._refusal = self._refusal or (InternalError, "the runtime is shutting down")
+
+    def fence(self) -> None:
+        """Refuse new work from now on: the cluster declared this node dead (issue 20)."""
+        self._refusal = (NodeUnavailable, _FENCED)
 
     async def submit(self, principal: Principal, submit: jobs_pb2.JobSubmit) -> Submission:
         """Accept a job, or replay the original acceptance for an identical resubmit (§7.2)."""
@@ -78,8 +86,9 @@ class Admission:
         return submission
 
     async def _accept(self, principal: Principal, submit: jobs_pb2.JobSubmit) -> Submission:
-        if not self._accepting:
-            raise InternalError("the runtime is shutting down")
+        if self._refusal is not None:
+            error, message = self._refusal
+            raise error(message)
         check_submit(submit)  # every submit path (SessionService, JobService) comes here
         now = time.time()
         ref = parse_agent_ref(submit.agent)
@@ -138,6 +147,12 @@ class Admission:
         except OverCap as over:
             await self._discard_credentials(job)
             raise self._quotas.refusal(principal.name, _RUNNING_CAP, over.held) from None
+        except NodeNotAlive:
+            # Declared dead while the submit was on its way (the store refused the job in
+            # the same statement): nothing was accepted; the client retries elsewhere.
+            await self._discard_credentials(job)
+            self.fence()
+            raise NodeUnavailable(_FENCED) from None
         if claim is not None:
             self._replays.put(
                 principal.name, key, Claimed(job.job_id, fingerprint, accepted, claim.expires_at)

@@ -9,15 +9,19 @@ the nodes' clocks need not agree.
 
 A node that finds itself declared dead (it was paused, or cut off from the
 database, longer than the timeout) must not run its jobs on: their end was
-already recorded by a survivor. It stops them and reports itself failed.
+already recorded by a survivor. It stops them, fences its lease (every send of
+its transports gives up, `arcp_grpc.runtime.node_lease`) and reports itself
+failed. Each successful heartbeat renews that lease from the moment it started.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from arcp_grpc.runtime.node_lease import NodeLease
 from arcp_grpc.store import ClusterStore, JobRow
 
 __all__ = ["ClusterLimits", "ClusterMember"]
@@ -44,19 +48,13 @@ class ClusterMember:
     end_orphans: Callable[[str, Sequence[JobRow]], Awaitable[None]]
     cancel_local: Callable[[str, str], None]
     fenced: Callable[[], None]
+    lease: NodeLease
 
     async def beat(self) -> bool:
         """One round: heartbeat, take over dead nodes, pick up cancel requests. False
         once this node was declared dead (it is fenced; there is nothing more to do).
         A failure propagates to the supervisor, which logs it and retries."""
-        if not await self.store.heartbeat():
-            log.critical(
-                "this node (%s) was declared dead by the cluster: it was silent for"
-                " more than %g s; its jobs were ended elsewhere. Restart it to rejoin.",
-                self.store.node_id,
-                self.limits.node_timeout_sec,
-            )
-            self.fenced()
+        if not await self.renew():
             return False
         for node, rows in await self.store.take_over(self.limits.node_timeout_sec):
             log.warning(
@@ -66,3 +64,20 @@ class ClusterMember:
         for job_id, reason in await self.store.cancel_requests():
             self.cancel_local(job_id, reason)
         return True
+
+    async def renew(self) -> bool:
+        """Heartbeat: renew the lease from this moment, or fence this node (False) once
+        the cluster declared it dead."""
+        started = time.monotonic()  # before the write: the lease ends before peers judge
+        if await self.store.heartbeat():
+            self.lease.renew(started)
+            return True
+        log.critical(
+            "this node (%s) was declared dead by the cluster: it was silent for"
+            " more than %g s; its jobs were ended elsewhere. Restart it to rejoin.",
+            self.store.node_id,
+            self.limits.node_timeout_sec,
+        )
+        self.lease.fence()
+        self.fenced()
+        return False

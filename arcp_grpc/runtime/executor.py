@@ -138,11 +138,12 @@ class Executor:
     async def _record(
         self, job: ActiveJob, outcome: jobs_pb2.JobOutcome, summary: jobs_pb2.JobSummary
     ) -> tuple[jobs_pb2.JobOutcome, bytes] | None:
-        """Write the job's end; returns the outcome the store now holds, with its bytes,
-        or None when the store recorded none. An end the store refused (not failed) is
-        replaced by a recorded INTERNAL_ERROR, so the store and the followers agree."""
+        """Write the job's end; returns the outcome the store now holds, with its bytes
+        (another node's, when it took the job over), or None when the store recorded
+        none. An end the store refused (not failed) is replaced by a recorded
+        INTERNAL_ERROR, so the store and the followers agree."""
         try:
-            return outcome, await self._write_end(job, outcome, summary)
+            return await self._write_end(job, outcome, summary)
         except InternalError as failed:  # the store failed: it accepts no more writes
             log.error("the end of job %s could not be recorded: %s", job.job_id, failed)
             return None
@@ -150,17 +151,20 @@ class Executor:
             log.error("the store refused the end of job %s: %s", job.job_id, refused)
         substitute, _ = _unrecorded(job, summary)
         try:
-            return substitute, await self._write_end(job, substitute, summary)
+            return await self._write_end(job, substitute, summary)
         except Exception as failed:  # the followers are told in `_finish`
             log.error("the end of job %s could not be recorded: %s", job.job_id, failed)
             return None
 
     async def _write_end(
         self, job: ActiveJob, outcome: jobs_pb2.JobOutcome, summary: jobs_pb2.JobSummary
-    ) -> bytes:
+    ) -> tuple[jobs_pb2.JobOutcome, bytes]:
+        """The end the store holds once this one was offered: this one, or, when the job
+        was not this node's to finish (a survivor took it over while this node was paused
+        or cut off), the survivor's recorded end, which followers get instead (issue 20)."""
         summary.status = _status(outcome)
         outcome_bytes = outcome.SerializeToString(deterministic=True)
-        await self._parts.store.finish_job(
+        held = await self._parts.store.finish_job(
             job.job_id,
             status=summary.status,
             outcome=outcome_bytes,
@@ -168,7 +172,15 @@ class Executor:
             completed_at=time.time(),
             last_seq=job.last_seq,
         )
-        return outcome_bytes
+        if held:
+            return outcome, outcome_bytes
+        row = await self._parts.store.get_job(job.job_id)
+        if row is None or row.outcome is None:  # purged or not ended: nothing to publish
+            raise InternalError("the job was taken over and its end is not recorded")
+        log.warning("job %s was ended by another node; its recorded end stands", job.job_id)
+        recorded = jobs_pb2.JobOutcome.FromString(row.outcome)
+        summary.status = _status(recorded)
+        return recorded, row.outcome
 
 
 def _final_summary(job: ActiveJob) -> jobs_pb2.JobSummary:

@@ -24,6 +24,7 @@ from arcp_grpc.runtime.cluster import ClusterLimits, ClusterMember
 from arcp_grpc.runtime.events import JobEvents
 from arcp_grpc.runtime.executor import Executor
 from arcp_grpc.runtime.job_credentials import JobCredentials
+from arcp_grpc.runtime.node_lease import NodeLease
 from arcp_grpc.runtime.outcome import failure
 from arcp_grpc.runtime.parts import RuntimeParts
 from arcp_grpc.runtime.supervisor import Supervisor
@@ -51,6 +52,7 @@ class Housekeeping:
         admission: Admission,
         executor: Executor,
         credentials: JobCredentials,
+        lease: NodeLease,
         on_fenced: Callable[[], None],
     ) -> None:
         self._parts = parts
@@ -59,6 +61,7 @@ class Housekeeping:
         self._admission = admission
         self._executor = executor
         self._credentials = credentials
+        self._lease = lease
         self._on_fenced = on_fenced
         self._loops = Supervisor()
 
@@ -82,7 +85,11 @@ class Housekeeping:
                 end_orphans=self._end_orphans,
                 cancel_local=self._cancel_here,
                 fenced=self._fenced,
+                lease=self._lease,
             )
+            # A first heartbeat now: the lease starts from one, not from the node's
+            # registration at open (which recovery and the key check came after).
+            await member.renew()
             # Never waits longer than a heartbeat after a failure: a node that beats late
             # is declared dead by its peers.
             beat = self._cluster_limits.heartbeat_sec
@@ -160,7 +167,7 @@ class Housekeeping:
     def _fenced(self) -> None:
         """This node was declared dead: its jobs were ended elsewhere, so stop them here
         (their late end is not recorded) and refuse new work."""
-        self._admission.close()
+        self._admission.fence()
         for job in list(self._parts.table.active.values()):
             job.stop(InternalError("this node was declared dead by the cluster"))
         self._on_fenced()

@@ -32,6 +32,7 @@ from arcp_grpc.runtime.feed import FeedBatch, JobFeed
 from arcp_grpc.runtime.housekeeping import Housekeeping
 from arcp_grpc.runtime.job_credentials import JobCredentials
 from arcp_grpc.runtime.limits import RuntimeLimits
+from arcp_grpc.runtime.node_lease import NodeLease, lease_seconds
 from arcp_grpc.runtime.observe import RuntimeObserver
 from arcp_grpc.runtime.parts import RuntimeParts
 from arcp_grpc.runtime.queries import JobQueries
@@ -67,6 +68,13 @@ class JobRuntime:
         self.cluster: ClusterStore | None = store.cluster
         # Metrics hooks (arcp_grpc.process.metrics); the default measures nothing.
         self.observer = observer or RuntimeObserver()
+        cluster_limits = cluster_limits or ClusterLimits()
+        # May this node emit now? Renewed by heartbeats; a single node's never lapses.
+        self.lease = (
+            NodeLease(lease_seconds(cluster_limits.node_timeout_sec, cluster_limits.heartbeat_sec))
+            if self.cluster is not None
+            else NodeLease()
+        )
         parts = RuntimeParts(
             store=store,
             box=box,
@@ -95,11 +103,12 @@ class JobRuntime:
         self._queries = JobQueries(parts, events)
         self._housekeeping = Housekeeping(
             parts,
-            cluster_limits or ClusterLimits(),
+            cluster_limits,
             events=events,
             admission=self._admission,
             executor=executor,
             credentials=self._credentials,
+            lease=self.lease,
             # Called when the cluster declared this node dead (the server stops serving).
             on_fenced=on_fenced or (lambda: None),
         )

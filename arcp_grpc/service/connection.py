@@ -9,6 +9,11 @@ with `session.error` carrying the request's id and the stream stays open; only
 connection-level faults (no hello first, bad credentials, a refused resume,
 heartbeat loss, a client that does not read) end it. Jobs never end because a
 stream did: the session outlives its transport (§6.3).
+
+In a cluster nothing goes out while this node's lease has lapsed (a pause, a slow
+database: `NodeLease`): the stream waits for the next heartbeat, and once the node is
+declared dead it ends with `NodeUnavailable` (gRPC UNAVAILABLE; the gateway closes
+the WebSocket 1011), so the client resumes on another node and hears from the store.
 """
 
 from __future__ import annotations
@@ -26,8 +31,10 @@ from arcp_grpc.errors import (
     HeartbeatLost,
     InternalError,
     InvalidRequest,
+    NodeUnavailable,
     Unauthenticated,
 )
+from arcp_grpc.runtime import NodeLease
 from arcp_grpc.service.lifecycle import SessionLifecycle
 from arcp_grpc.service.outbox import Outbox
 from arcp_grpc.service.session_frames import drain, with_id
@@ -53,9 +60,15 @@ class ConnectStream:
     faster than the core handles waits in its own socket buffers, not in a queue."""
 
     def __init__(
-        self, lifecycle: SessionLifecycle, jobs: SessionJobs, *, credentials_ok: bool
+        self,
+        lifecycle: SessionLifecycle,
+        jobs: SessionJobs,
+        *,
+        credentials_ok: bool,
+        lease: NodeLease,
     ) -> None:
         self._lifecycle = lifecycle
+        self._lease = lease
         limits = lifecycle.limits
         self._limits = limits
         self.outbound = Outbox(limits.max_unsent_bytes, self._overflowed, lifecycle.unsent)
@@ -192,15 +205,27 @@ class ConnectStream:
         self.outbound.close(last)
 
     async def frames(self) -> AsyncGenerator[bytes, None]:
-        """Serialized `ConnectResponse` messages until the stream ends; iterate once."""
+        """Serialized `ConnectResponse` messages until the stream ends; iterate once.
+        Raises `NodeUnavailable` when the cluster declared this node dead: what is
+        queued is not sent (it may be what the store no longer holds)."""
         outbound = self.outbound
+        lease = self._lease
         heart = asyncio.create_task(self._heartbeat())
+        # A fence ends even an idle stream at once: its queue closes, the gate below raises.
+        fence = asyncio.ensure_future(lease.until_fenced()) if lease.bounded else None
+        if fence is not None:
+            fence.add_done_callback(lambda _: outbound.close())
         deadline = asyncio.get_running_loop().call_later(
             self._limits.hello_timeout_sec, self._hello_overdue
         )
         try:
             while True:
                 frame = await outbound.get()
+                if not lease.ready() and not await lease.wait():
+                    raise NodeUnavailable(
+                        "this node was declared dead by the cluster; resume the session"
+                        " on another node (§6.3)"
+                    )
                 if frame is None:
                     return
                 if outbound.empty():
@@ -213,6 +238,8 @@ class ConnectStream:
         finally:
             heart.cancel()
             deadline.cancel()
+            if fence is not None:
+                fence.cancel()
             self.end()  # also when cancelled: detached, and later frames are not queued
             outbound.discard()  # what was left unsent no longer counts (`UnsentLedger`)
 

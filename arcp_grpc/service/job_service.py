@@ -35,6 +35,7 @@ from arcp_grpc.runtime import (
     JobRuntime,
     job_query,
 )
+from arcp_grpc.service.stream_gate import gated
 from arcp_grpc.service.transport_policy import WITHHELD, call_hops, credentials_allowed
 from arcp_grpc.v1 import job_service_pb2 as pb
 from arcp_grpc.v1 import jobs_pb2
@@ -179,7 +180,10 @@ class JobServiceServicer:
             # Asked once the watch is authorised (§6.6), and only for a batch that may
             # hold a rotation: a lookup per call cost a store read once the job had ended.
             submitter: str | None = None
-            async for batch in self._runtime.watch(principal, job_id, request.after_seq):
+            lease = self._runtime.lease
+            async for batch in gated(
+                lease, self._runtime.watch(principal, job_id, request.after_seq)
+            ):
                 events: Sequence[bytes] = batch.events
                 if shown.may_rotate(events):
                     if submitter is None:
@@ -198,7 +202,9 @@ class JobServiceServicer:
             shown = self._shown(principal, context)
             first = length_delimited(3, shown.accepted(submission.accepted))  # .accepted
             yield (first + _REPLAY_TRUE) if submission.replay else first
-            async for batch in self._runtime.watch(principal, submission.job_id, 0):
+            async for batch in gated(
+                self._runtime.lease, self._runtime.watch(principal, submission.job_id, 0)
+            ):
                 # RunJobResponse.events and .outcome are numbered as WatchJobResponse's.
                 # The caller submitted the job (or replayed its own submission, §7.2).
                 events = shown.events(batch.events, principal.name)

@@ -20,7 +20,8 @@ import grpc
 
 from arcp_grpc.auth import Authenticator
 from arcp_grpc.base.validate import request_parser
-from arcp_grpc.errors import InvalidRequest
+from arcp_grpc.errors import InvalidRequest, NodeUnavailable
+from arcp_grpc.grpc_status import to_status
 from arcp_grpc.runtime import CREDENTIALS_FEATURE, JobRuntime
 from arcp_grpc.service.connection import ConnectStream
 from arcp_grpc.service.journal import SessionJournal
@@ -79,6 +80,7 @@ class SessionServiceServicer:
             sessions, journal, runtime, auth, offered=features, info=runtime_info
         )
         self._jobs = SessionJobs(runtime, sessions, journal)
+        self._lease = runtime.lease
 
     async def Connect(
         self, requests: AsyncIterator[pb.ConnectRequest | InvalidRequest], context: Ctx
@@ -88,6 +90,8 @@ class SessionServiceServicer:
         try:
             async for frame in stream.frames():
                 yield frame
+        except NodeUnavailable as fenced:  # UNAVAILABLE: the client goes elsewhere
+            await context.abort_with_status(to_status(fenced))
         finally:
             reader.cancel()
 
@@ -99,7 +103,9 @@ class SessionServiceServicer:
 
     def _stream(self, hops: Sequence[Hop]) -> ConnectStream:
         credentials_ok = credentials_allowed(hops, plaintext_ok=self.plaintext_credentials)
-        return ConnectStream(self._lifecycle, self._jobs, credentials_ok=credentials_ok)
+        return ConnectStream(
+            self._lifecycle, self._jobs, credentials_ok=credentials_ok, lease=self._lease
+        )
 
 
 async def _read(

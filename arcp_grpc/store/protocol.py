@@ -33,6 +33,7 @@ __all__ = [
     "JobQuery",
     "JobRow",
     "JobStore",
+    "NodeNotAlive",
     "OverCap",
     "SessionFollow",
     "SessionFrame",
@@ -187,6 +188,10 @@ class JobStore(Protocol):
         the job only while the principal's running jobs on every node are fewer, in
         the same statement, and raises `OverCap` otherwise. A single node's store
         ignores it: the node's own counts, checked before, are the whole count.
+
+        A shared store raises `NodeNotAlive` when this node is no longer alive in
+        the cluster (a survivor declared it dead): nothing is written, in the same
+        statements, so no dead node ever creates a job.
         """
 
     async def find_claim(self, principal: str, key: str, now: float) -> tuple[str, bytes] | None:
@@ -215,9 +220,15 @@ class JobStore(Protocol):
         summary: bytes,
         completed_at: float,
         last_seq: int,
-    ) -> None:
+    ) -> bool:
         """Record the terminal state; ordered after every event appended before it. How
-        it is batched with other writes is the store's business (group commit)."""
+        it is batched with other writes is the store's business (group commit).
+
+        True when the store now holds this end: written now, or found already written
+        with the same outcome bytes (the same write applied again after a reconnect).
+        False when the job was not this node's to finish (a survivor took it over and
+        recorded its own end, which stands): the caller must publish the recorded end,
+        never its own. A single node's store always finishes its jobs."""
 
     async def flush(self) -> None:
         """Wait until everything queued so far is committed."""
@@ -332,6 +343,12 @@ class JobChanges(Protocol):
         """Return once the job may have changed since the last `wait`, or after `poll_sec`."""
 
     def close(self) -> None: ...
+
+
+class NodeNotAlive(Exception):
+    """This node is not alive in the cluster (a survivor declared it dead, or it left):
+    the store refused to create a job for it. Nothing was written; the submitter may
+    retry on another node."""
 
 
 class StoreUnavailable(Exception):

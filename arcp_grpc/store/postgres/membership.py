@@ -25,6 +25,7 @@ from arcp_grpc.store.rows import JOB_COLUMNS
 __all__ = ["CANCEL_CHANNEL", "PostgresMembership"]
 
 CANCEL_CHANNEL = "arcp_cancel"
+_JOB_COLUMNS_OF_JOBS = ", ".join(f"jobs.{c.strip()}" for c in JOB_COLUMNS.split(","))
 _REASON_IN_NOTICE = 2000  # characters; the row holds the whole reason for the poll
 
 
@@ -88,34 +89,51 @@ class PostgresMembership(PostgresConnections):
         return beating
 
     async def take_over(self, timeout_sec: float) -> list[tuple[str, list[JobRow]]]:
-        """Declare dead every node silent for `timeout_sec` and take its running jobs.
-        One conditional update per node decides which survivor does it. Each dead node is
-        named `label/node_id` (its host:pid unless `cluster.node_name` says otherwise)."""
+        """Declare dead every node silent for `timeout_sec`, then take every running job
+        whose owner is not alive: the nodes just declared dead, and any whose owner was
+        already dead, left, or is unknown (a job a dead node created in a race, a node
+        that left with a job whose end it could not record). One conditional update per
+        statement decides which survivor does it. Each owner is named `label/node_id`
+        (its host:pid unless `cluster.node_name` says otherwise)."""
 
         async def op(conn: asyncpg.Connection) -> list[tuple[str, list[JobRow]]]:
             dead = await conn.fetch(
                 "UPDATE nodes SET state = 'dead' WHERE state = 'alive' AND node_id <> $1"
-                " AND heartbeat_at < now() - make_interval(secs => $2) RETURNING node_id, label",
+                " AND heartbeat_at < now() - make_interval(secs => $2) RETURNING node_id",
                 self.node_id,
                 timeout_sec,
             )
-            taken: list[tuple[str, list[JobRow]]] = []
-            for record in dead:
-                # Its sessions' resume windows start now: any node may resume them.
+            if dead:
+                # Their sessions' resume windows start now: any node may resume them.
                 await conn.execute(
                     "UPDATE sessions SET detached_at = extract(epoch FROM now())"
-                    " WHERE node_id = $1 AND detached_at IS NULL",
-                    record["node_id"],
+                    " WHERE node_id = ANY($1::text[]) AND detached_at IS NULL",
+                    [record["node_id"] for record in dead],
                 )
-                rows = await conn.fetch(
-                    f"UPDATE jobs SET owner_node = $1 WHERE owner_node = $2"
-                    f" AND completed_at IS NULL RETURNING {JOB_COLUMNS}",
-                    self.node_id,
-                    record["node_id"],
+            # Every running job without a live owner, in one statement; the owner's
+            # label is read after (a node never deleted, or '?').
+            rows = await conn.fetch(
+                "WITH taken AS (SELECT job_id, owner_node FROM jobs j WHERE completed_at IS NULL"
+                " AND owner_node <> $1 AND NOT EXISTS (SELECT 1 FROM nodes n"
+                " WHERE n.node_id = j.owner_node AND n.state = 'alive') FOR UPDATE)"
+                f" UPDATE jobs SET owner_node = $1 FROM taken WHERE jobs.job_id = taken.job_id"
+                f" RETURNING taken.owner_node AS previous, {_JOB_COLUMNS_OF_JOBS}",
+                self.node_id,
+            )
+            if not rows:
+                return []
+            labels: dict[str, str] = {
+                r["node_id"]: r["label"]
+                for r in await conn.fetch(
+                    "SELECT node_id, label FROM nodes WHERE node_id = ANY($1::text[])",
+                    list({r["previous"] for r in rows}),
                 )
-                name = f"{record['label']}/{record['node_id']}"  # host:pid, for operators
-                taken.append((name, [JobRow(*r) for r in rows]))
-            return taken
+            }
+            taken: dict[str, list[JobRow]] = {}
+            for r in rows:
+                name = f"{labels.get(r['previous'], '?')}/{r['previous']}"  # for operators
+                taken.setdefault(name, []).append(JobRow(*list(r.values())[1:]))
+            return list(taken.items())
 
         taken: list[tuple[str, list[JobRow]]] = await self._writes().write(op)
         return taken

@@ -36,6 +36,7 @@ from arcp_grpc.store.protocol import (
     JobPage,
     JobQuery,
     JobRow,
+    NodeNotAlive,
     OverCap,
     StoreUnavailable,
 )
@@ -50,8 +51,12 @@ log = logging.getLogger("arcp_grpc.postgres_store")
 # ($2 is the job's principal, $14 the cap). `jobs_running_by_principal` serves both.
 _RUNNING_OF_PRINCIPAL = "SELECT count(*) FROM jobs WHERE principal = $1 AND completed_at IS NULL"
 _UNDER_RUNNING_CAP = (
-    " WHERE (SELECT count(*) FROM jobs WHERE principal = $2 AND completed_at IS NULL) < $14"
+    " AND (SELECT count(*) FROM jobs WHERE principal = $2 AND completed_at IS NULL) < $14"
 )
+# The fence of a job's creation: this node's row is alive, share-locked until the commit,
+# so a survivor declaring it dead (which updates the row) waits for the job to exist and
+# then takes it over, or goes first and the insert finds the node dead (issue 20).
+_ALIVE = "EXISTS (SELECT 1 FROM nodes WHERE node_id = {node} AND state = 'alive' FOR SHARE)"
 
 
 class PostgresStore(PostgresCredentials, PostgresSessions, PostgresMembership):
@@ -147,14 +152,17 @@ class PostgresStore(PostgresCredentials, PostgresSessions, PostgresMembership):
                 )
                 # The unique key decides between concurrent submits on any node (§7.2):
                 # a second inserter waits for the first's commit, then finds the row.
+                # Claimed only while this node is alive (the fence, below).
                 won = await conn.fetchval(
                     "INSERT INTO idempotency (principal, key, fingerprint, job_id, expires_at)"
-                    " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING job_id",
+                    f" SELECT $1, $2, $3, $4, $5 WHERE {_ALIVE.format(node='$6')}"
+                    " ON CONFLICT DO NOTHING RETURNING job_id",
                     claim.principal,
                     claim.key,
                     claim.fingerprint,
                     job.job_id,
                     claim.expires_at,
+                    node,
                 )
                 if won is None:
                     holder = await conn.fetchrow(
@@ -163,19 +171,25 @@ class PostgresStore(PostgresCredentials, PostgresSessions, PostgresMembership):
                         claim.principal,
                         claim.key,
                     )
-                    assert holder is not None
+                    if holder is None:
+                        raise NodeNotAlive(node)
                     raise IdempotencyConflict(holder["job_id"], holder["fingerprint"])
-            inserted = await conn.fetchval(
+            created = await conn.fetchval(
                 f"INSERT INTO jobs ({JOB_COLUMNS}, owner_node)"
                 " SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13"
+                f" WHERE {_ALIVE.format(node='$13')}"
                 f"{_UNDER_RUNNING_CAP if capped else ''} RETURNING true",
                 *job_values(job),
                 node,
                 *((running_cap,) if capped else ()),
             )
-            if inserted is None:
+            if not created:
+                # Refused by the fence or by the cap: the writer rolls back the claim
+                # taken above. A count under the cap means the fence refused it.
                 held = await conn.fetchval(_RUNNING_OF_PRINCIPAL, job.principal)
-                raise OverCap(held)  # the writer rolls back the claim taken above
+                if running_cap is not None and held >= running_cap:
+                    raise OverCap(held)
+                raise NodeNotAlive(node)
             if credentials:
                 await insert_credentials(conn, credentials)
 
@@ -190,16 +204,25 @@ class PostgresStore(PostgresCredentials, PostgresSessions, PostgresMembership):
         summary: bytes,
         completed_at: float,
         last_seq: int,
-    ) -> None:
+    ) -> bool:
         """Only the owner finishes a job: once a survivor took it over, a fenced node's
-        late end is dropped (the survivor's stands). The writer groups whatever arrives
-        while a commit is in flight, so ends of concurrent jobs share one already."""
+        late end is refused (False; the survivor's stands). One statement also answers
+        True for this very end already recorded (the same outcome bytes: the write
+        applied again after a reconnect), so a re-applied batch is not taken for a loss.
+        The writer groups whatever arrives while a commit is in flight, so ends of
+        concurrent jobs share one already."""
         node = self.node_id
 
-        async def op(conn: asyncpg.Connection) -> None:
-            await conn.execute(
-                "UPDATE jobs SET status = $1, outcome = $2, summary = $3, completed_at = $4,"
-                " last_seq = $5 WHERE job_id = $6 AND owner_node = $7 AND completed_at IS NULL",
+        async def op(conn: asyncpg.Connection) -> bool:
+            # The main query sees the row as it was before the update (one snapshot), so
+            # the second test holds only for an end recorded before this statement.
+            held: bool = await conn.fetchval(
+                "WITH ended AS (UPDATE jobs SET status = $1, outcome = $2, summary = $3,"
+                " completed_at = $4, last_seq = $5 WHERE job_id = $6 AND owner_node = $7"
+                " AND completed_at IS NULL RETURNING 1)"
+                " SELECT EXISTS (SELECT 1 FROM ended) OR EXISTS (SELECT 1 FROM jobs"
+                " WHERE job_id = $6 AND owner_node = $7 AND completed_at IS NOT NULL"
+                " AND outcome = $2)",
                 status,
                 outcome,
                 summary,
@@ -208,8 +231,10 @@ class PostgresStore(PostgresCredentials, PostgresSessions, PostgresMembership):
                 job_id,
                 node,
             )
+            return held
 
-        await self._writes().write(op, touches=job_id)
+        held: bool = await self._writes().write(op, touches=job_id)
+        return held
 
     async def purge_claims(self, now: float) -> int:
         async def op(conn: asyncpg.Connection) -> int:

@@ -14,9 +14,11 @@ never an event).
 
 Session frames (a session's sequenced frames, recorded before they are sent)
 ride in the same batches. They are recorded only for sessions this node still
-holds: the batch first stamps each session's last seq with a conditional
-update on `node_id`, which also locks the row against a concurrent takeover,
-so a node that lost a session can record nothing more for it.
+holds while this node is alive, and only for what the store holds of a job
+(`_record_frames`): a node that lost a session, or was declared dead, records
+nothing more, and what is not recorded is never sent. Events are written only
+for the jobs this node still runs, and only the written ones are published
+(`_insert_events`), so no follower sees an event the store does not hold.
 
 A request that fails on its own (bad data for a column, a refusal such as an
 idempotency conflict or a cap reached) is rolled back to its savepoint (alone
@@ -178,6 +180,7 @@ class PostgresWriter:
 
     async def _commit(self, batch: list[EventRow | SessionFrame | _Request]) -> None:
         events: list[EventRow] = []
+        stored: list[EventRow] = []  # the events the store took (`_insert_events`)
         frames = [item for item in batch if isinstance(item, SessionFrame)]
         recorded: list[SessionFrame] = []
         lost: frozenset[str] = frozenset()
@@ -196,12 +199,12 @@ class PostgresWriter:
                         events.append(item)
                         touched[item.job_id] = None
                         continue
-                    await _insert_events(conn, events[written:], self._node_id)  # call order
-                    written = len(events)
+                    stored += await _insert_events(conn, events[written:], self._node_id)
+                    written = len(events)  # in call order
                     settled.append(await _run_request(conn, item, savepoint=not alone))
                     if item.touches:
                         touched[item.touches] = None
-                await _insert_events(conn, events[written:], self._node_id)
+                stored += await _insert_events(conn, events[written:], self._node_id)
                 if frames:
                     recorded, lost = await _record_frames(conn, frames, self._node_id)
                 await _notify(conn, touched)
@@ -209,11 +212,11 @@ class PostgresWriter:
             own = _own_error(exc) if alone and settled == [] else None
             if own is not None and isinstance(batch[0], _Request):
                 settled = [(batch[0].future, None, own)]  # rolled back: nothing else in it
-                events = []
+                stored = []
             else:
                 failure = self._fail(exc)
                 settled = [(i.future, None, failure) for i in batch if isinstance(i, _Request)]
-                events = []
+                stored = []
                 recorded, lost = [], frozenset()
         self._pending -= len(batch)
         self._pending_event_bytes -= sum(
@@ -221,8 +224,8 @@ class PostgresWriter:
             for i in batch
             if not isinstance(i, _Request)
         )
-        if events:
-            self._listener(events)
+        if stored:  # only what the store holds reaches a follower
+            self._listener(stored)
         if frames:
             self._frame_listener(recorded, lost)
         for future, value, error in settled:
@@ -288,52 +291,93 @@ async def _lock_slots(conn: asyncpg.Connection, batch: Sequence[object]) -> None
 
 async def _insert_events(
     conn: asyncpg.Connection, events: Sequence[EventRow], node_id: str
-) -> None:
-    """Each event only while its job is this node's and running: once a survivor has
-    taken a job over (this node was declared dead), a late event of it is dropped, so
-    the job's record is never written by two nodes."""
-    if events:
-        await conn.executemany(
-            "INSERT INTO events (job_id, seq, blob, sealed) SELECT $1, $2, $3, $4"
-            " WHERE EXISTS (SELECT 1 FROM jobs WHERE job_id = $1 AND owner_node = $5"
-            " AND completed_at IS NULL)",
-            [(e.job_id, e.seq, e.blob, e.sealed, node_id) for e in events],
-        )
+) -> list[EventRow]:
+    """Each event only while its job is this node's and running; returns the events
+    written, the only ones the commit listener publishes. Once a survivor has taken a job
+    over (this node was declared dead), a late event of it is dropped and never reaches a
+    follower, so the job's record is never written by two nodes and no client sees an
+    event the store does not hold. `FOR SHARE` on the job row makes a takeover in flight
+    (which updates that row) wait for this insert, or this insert see its result."""
+    if not events:
+        return []
+    rows = await conn.fetch(
+        "INSERT INTO events (job_id, seq, blob, sealed)"
+        " SELECT v.job_id, v.seq, v.blob, v.sealed"
+        " FROM unnest($1::text[], $2::int[], $3::bytea[], $4::bool[])"
+        " AS v(job_id, seq, blob, sealed)"
+        " WHERE EXISTS (SELECT 1 FROM jobs j WHERE j.job_id = v.job_id AND j.owner_node = $5"
+        " AND j.completed_at IS NULL FOR SHARE) RETURNING job_id, seq",
+        [e.job_id for e in events],
+        [e.seq for e in events],
+        [e.blob for e in events],
+        [e.sealed for e in events],
+        node_id,
+    )
+    if len(rows) == len(events):
+        return list(events)
+    written = {(r["job_id"], r["seq"]) for r in rows}
+    return [e for e in events if (e.job_id, e.seq) in written]
 
 
 async def _record_frames(
     conn: asyncpg.Connection, frames: Sequence[SessionFrame], node_id: str
 ) -> tuple[list[SessionFrame], frozenset[str]]:
-    """Record the frames of the sessions this node still holds; returns them, and the
-    sessions it lost to another node."""
-    last: dict[str, int] = {}
-    for frame in frames:
-        last[frame.session_id] = frame.seq
-    held = {
+    """Record the frames the fence lets through; returns them, and the sessions this node
+    must let go of (their clients resume elsewhere and get what the store holds).
+
+    A frame is recorded only for a session this node still holds, while this node is
+    alive (`FOR SHARE` on its row: a takeover in flight waits, or goes first and the
+    frame is refused), and, for a job's frame, only if the store holds what it carries:
+    an event frame's event (or a status frame of no event, `job_seq` 0), a terminal
+    frame only once the job's end is recorded (the runtime publishes only the recorded
+    end, `Executor`). A session with a refused frame is lost: its sequence would have a
+    hole, so it is dropped here and resumed from the store. Locking the sessions rows
+    (`FOR UPDATE`) orders this against a concurrent resume on another node."""
+    sessions = list(dict.fromkeys(f.session_id for f in frames))
+    held = [
         record["session_id"]
         for record in await conn.fetch(
-            "UPDATE sessions AS s SET last_seq = v.last"
-            " FROM unnest($1::text[], $2::int[]) AS v(id, last)"
-            " WHERE s.session_id = v.id AND s.node_id = $3 RETURNING s.session_id",
-            list(last),
-            list(last.values()),
+            "SELECT session_id FROM sessions WHERE session_id = ANY($1::text[])"
+            " AND node_id = $2 AND EXISTS (SELECT 1 FROM nodes WHERE node_id = $2"
+            " AND state = 'alive' FOR SHARE) FOR UPDATE",
+            sessions,
             node_id,
         )
-    }
-    recorded = [f for f in frames if f.session_id in held]
-    if recorded:
+    ]
+    candidates = [f for f in frames if f.session_id in set(held)]
+    if not candidates:
+        return [], frozenset(sessions)
+    rows = await conn.fetch(
+        "WITH v AS (SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::int[],"
+        " $5::bool[], $6::bytea[]) AS v(session_id, seq, job_id, job_seq, terminal, frame)),"
+        " kept AS (INSERT INTO session_frames (session_id, seq, job_id, job_seq, frame)"
+        " SELECT v.session_id, v.seq, v.job_id, v.job_seq, v.frame FROM v WHERE v.job_id = ''"
+        " OR (v.terminal AND EXISTS (SELECT 1 FROM jobs j WHERE j.job_id = v.job_id"
+        " AND j.completed_at IS NOT NULL))"
+        " OR (NOT v.terminal AND (v.job_seq = 0 OR EXISTS (SELECT 1 FROM events e"
+        " WHERE e.job_id = v.job_id AND e.seq = v.job_seq)))"
+        " RETURNING session_id, seq, job_id),"
+        " stamped AS (UPDATE sessions s SET last_seq = m.last FROM (SELECT session_id,"
+        " max(seq) AS last FROM kept GROUP BY session_id) m WHERE s.session_id = m.session_id)"
+        " SELECT session_id, seq FROM kept",
+        [f.session_id for f in candidates],
+        [f.seq for f in candidates],
+        [f.job_id for f in candidates],
+        [f.job_seq for f in candidates],
+        [f.terminal for f in candidates],
+        [f.frame for f in candidates],
+    )
+    kept = {(r["session_id"], r["seq"]) for r in rows}
+    recorded = [f for f in candidates if (f.session_id, f.seq) in kept]
+    refused = {f.session_id for f in candidates if (f.session_id, f.seq) not in kept}
+    ended = [(f.session_id, f.job_id) for f in recorded if f.terminal]
+    if ended:
         await conn.executemany(
-            "INSERT INTO session_frames (session_id, seq, job_id, job_seq, frame)"
-            " VALUES ($1, $2, $3, $4, $5)",
-            [(f.session_id, f.seq, f.job_id, f.job_seq, f.frame) for f in recorded],
+            "UPDATE session_jobs SET done = TRUE WHERE session_id = $1 AND job_id = $2",
+            ended,
         )
-        ended = [(f.session_id, f.job_id) for f in recorded if f.terminal]
-        if ended:
-            await conn.executemany(
-                "UPDATE session_jobs SET done = TRUE WHERE session_id = $1 AND job_id = $2",
-                ended,
-            )
-    return recorded, frozenset(last) - held
+    lost = frozenset(sessions) - set(held) | refused
+    return [f for f in recorded if f.session_id not in refused], lost
 
 
 async def _notify(conn: asyncpg.Connection, touched: dict[str, None]) -> None:

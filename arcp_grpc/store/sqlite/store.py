@@ -250,11 +250,11 @@ class SQLiteStore:
         summary: bytes,
         completed_at: float,
         last_seq: int,
-    ) -> None:
+    ) -> bool:
         """While other jobs are unfinished too, the end may wait for the end of the loop's
         turn and share a transaction with theirs (`write_soon`); a lone job's end is
         written at once. The store counts its own unfinished jobs (`_unfinished`), so the
-        runtime passes no hint."""
+        runtime passes no hint. One process owns the file: every job is its to finish."""
 
         def op(conn: sqlite3.Connection) -> None:
             conn.execute(
@@ -268,6 +268,7 @@ class SQLiteStore:
             await self._writes().write_soon(op)
         else:
             await self._writes().write(op)
+        return True
 
     async def flush(self) -> None:
         await self._writes().flush()

@@ -38,10 +38,10 @@ class _NoSuccessStore(SQLiteStore):
         self._error = error
         self._failed = failed
 
-    async def finish_job(self, job_id: str, *, outcome: bytes, **fields: Any) -> None:
+    async def finish_job(self, job_id: str, *, outcome: bytes, **fields: Any) -> bool:
         if self._failed or jobs_pb2.JobOutcome.FromString(outcome).HasField("result"):
             raise self._error()
-        await super().finish_job(job_id, outcome=outcome, **fields)
+        return await super().finish_job(job_id, outcome=outcome, **fields)
 
 
 class _RecordingProvisioner:

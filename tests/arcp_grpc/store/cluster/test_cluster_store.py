@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
 import pytest
@@ -24,39 +23,14 @@ from arcp_grpc.store import (
     EventRow,
     IdempotencyClaim,
     IdempotencyConflict,
-    JobRow,
     OverCap,
     SessionRow,
     StoreUnavailable,
 )
 from arcp_grpc.store.postgres.schema import SCHEMA_VERSION
 from arcp_grpc.store.postgres.store import PostgresStore
-from tests.conftest import SAFETY, StoreFactory, postgres_schema
-
-Nodes = Callable[[], Awaitable[PostgresStore]]
-
-
-@pytest.fixture
-async def store_url(postgres_server: str) -> AsyncIterator[str]:
-    """Only PostgreSQL: these are a shared store's guarantees."""
-    async with postgres_schema(postgres_server) as url:
-        yield url
-
-
-@pytest.fixture
-def node(make_store: StoreFactory) -> Nodes:
-    """Open another node on the test's schema (closed at teardown by `make_store`)."""
-
-    async def factory() -> PostgresStore:
-        store = await make_store()
-        assert isinstance(store, PostgresStore)
-        return store
-
-    return factory
-
-
-def _job(job_id: str, principal: str = "alice") -> JobRow:
-    return JobRow(job_id, principal, "echo@1.0.0", 1, time.time(), "1" * 32, "", b"s", b"a")
+from tests.arcp_grpc.store.cluster.conftest import Nodes, job
+from tests.conftest import SAFETY
 
 
 async def _age(url: str, store: PostgresStore, seconds: float) -> None:
@@ -81,7 +55,7 @@ async def test_concurrent_claims_on_two_nodes_create_one_job(node: Nodes) -> Non
     async def create(store: PostgresStore, i: int) -> tuple[str, bytes]:
         job_id = f"job_race_{i:02d}"
         try:
-            await store.create_job(_job(job_id), claim_for, [], time.time())
+            await store.create_job(job(job_id), claim_for, [], time.time())
         except IdempotencyConflict as held:
             return held.job_id, held.fingerprint
         return job_id, b"fp"
@@ -98,8 +72,8 @@ async def test_one_survivor_takes_a_dead_nodes_jobs_and_fences_it(
     node: Nodes, store_url: str
 ) -> None:
     dead, survivor, other = await node(), await node(), await node()
-    await dead.create_job(_job("job_orphan"), None, [], time.time())
-    await dead.create_job(_job("job_done"), None, [], time.time())
+    await dead.create_job(job("job_orphan"), None, [], time.time())
+    await dead.create_job(job("job_done"), None, [], time.time())
     await dead.finish_job(
         "job_done", status=3, outcome=b"out", summary=b"s", completed_at=time.time(), last_seq=0
     )
@@ -132,7 +106,7 @@ async def test_a_cancel_reaches_the_owner_by_notification_and_by_poll(node: Node
     owner, asker = await node(), await node()
     heard: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
     owner.set_cancel_listener(lambda job_id, reason: heard.put_nowait((job_id, reason)))
-    await owner.create_job(_job("job_far"), None, [], time.time())
+    await owner.create_job(job("job_far"), None, [], time.time())
 
     assert await asker.request_cancel("job_far", "stop it") is True
     assert await asyncio.wait_for(heard.get(), SAFETY) == ("job_far", "stop it")
@@ -153,7 +127,7 @@ async def test_a_follower_wakes_on_another_nodes_commit(node: Nodes) -> None:
     """LISTEN/NOTIFY wakes a follower early; with a poll longer than the safety net, only a
     notification can end the wait in time."""
     runner, watcher = await node(), await node()
-    await runner.create_job(_job("job_live"), None, [], time.time())
+    await runner.create_job(job("job_live"), None, [], time.time())
     changes = watcher.changes("job_live")
     try:
         waiting = asyncio.ensure_future(changes.wait(poll_sec=3 * SAFETY))
@@ -176,9 +150,9 @@ async def test_nul_in_a_text_field_is_the_requests_error_not_the_stores(node: No
     store = await node()
     claim = IdempotencyClaim("alice", "bad\x00key", b"fp", time.time() + 60)
     with pytest.raises(Exception, match="refused a value") as refused:
-        await store.create_job(_job("job_nul"), claim, [], time.time())
+        await store.create_job(job("job_nul"), claim, [], time.time())
     assert type(refused.value).__name__ == "InvalidRequest"
-    await store.create_job(_job("job_fine"), None, [], time.time())
+    await store.create_job(job("job_fine"), None, [], time.time())
     assert await store.get_job("job_fine") is not None
 
 
@@ -244,18 +218,18 @@ async def test_running_jobs_are_capped_over_every_node(node: Nodes) -> None:
     end frees a slot; a child (no cap: its root was admitted) is never refused."""
     a, b = await node(), await node()
     for store, job_id in ((a, "job_c1"), (b, "job_c2"), (a, "job_c3")):
-        await store.create_job(_job(job_id), None, [], time.time(), running_cap=3)
+        await store.create_job(job(job_id), None, [], time.time(), running_cap=3)
     claim = IdempotencyClaim("alice", "K-over", b"fp", time.time() + 60)
     with pytest.raises(OverCap) as over:
-        await b.create_job(_job("job_c4"), claim, [], time.time(), running_cap=3)
+        await b.create_job(job("job_c4"), claim, [], time.time(), running_cap=3)
     assert over.value.held == 3
     assert await a.get_job("job_c4") is None
     assert await a.find_claim("alice", "K-over", time.time()) is None
-    await b.create_job(_job("job_bob", "bob"), None, [], time.time(), running_cap=3)
-    await b.create_job(_job("job_child"), None, [], time.time())
+    await b.create_job(job("job_bob", "bob"), None, [], time.time(), running_cap=3)
+    await b.create_job(job("job_child"), None, [], time.time())
     await _finish(a, "job_c1")
     await _finish(b, "job_child")
-    await b.create_job(_job("job_c5"), claim, [], time.time(), running_cap=3)
+    await b.create_job(job("job_c5"), claim, [], time.time(), running_cap=3)
     assert await a.find_claim("alice", "K-over", time.time()) == ("job_c5", b"fp")
 
 
@@ -268,7 +242,7 @@ async def test_nodes_racing_for_the_last_slots_admit_exactly_the_cap(node: Nodes
     async def create(store: PostgresStore, i: int) -> int | None:
         """None when created, else what the refusal says the principal holds."""
         try:
-            await store.create_job(_job(f"job_r{i:02d}"), None, [], time.time(), running_cap=5)
+            await store.create_job(job(f"job_r{i:02d}"), None, [], time.time(), running_cap=5)
         except OverCap as over:
             return over.held
         return None

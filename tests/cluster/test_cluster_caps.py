@@ -19,7 +19,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tests.cluster_nodes import Cluster, running_cluster, write_cluster_config
+from tests.cluster.nodes import Cluster, running_cluster, write_cluster_config
 from tests.conftest import arcp_error, bearer, new_stub, postgres_schema, submit_request
 from tests.gateway.conftest import RawClient, open_raw
 from tests.gateway.test_quotas import Frame, assert_quota_error

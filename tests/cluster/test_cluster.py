@@ -13,7 +13,6 @@ B ends A's running jobs with a retryable INTERNAL_ERROR within
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +21,12 @@ import pytest
 
 from arcp_grpc.v1 import job_service_pb2 as pb
 from arcp_grpc.v1 import jobs_pb2
-from tests.cluster_nodes import Cluster, node_process, running_cluster, write_cluster_config
+from tests.cluster.conftest import TIMEOUT as _TIMEOUT
+from tests.cluster.nodes import Cluster, node_process
 from tests.conftest import (
     bearer,
     error_code,
     new_stub,
-    postgres_schema,
     submit_request,
     wait_for_seq,
     watch_all,
@@ -36,24 +35,6 @@ from tests.gateway.conftest import SAFETY, RawClient, open_raw
 from tests.serve_process import ServeProcess
 
 _SUBMIT = "/arcp.v1.JobService/SubmitJob"  # called raw: the reply bytes are compared
-_TIMEOUT = 2.0  # cluster.node_timeout_sec for these nodes: a kill is noticed quickly
-
-
-@pytest.fixture
-async def store_url(postgres_server: str) -> AsyncIterator[str]:
-    async with postgres_schema(postgres_server) as url:
-        yield url
-
-
-@pytest.fixture
-def cluster_config(tmp_path: Path, store_url: str) -> Path:
-    return write_cluster_config(tmp_path, store_url, node_timeout_sec=_TIMEOUT)
-
-
-@pytest.fixture
-def cluster(tmp_path: Path, cluster_config: Path) -> Iterator[Cluster]:
-    with running_cluster(tmp_path, cluster_config) as nodes:
-        yield nodes
 
 
 def _cancel(job_id: str, reason: str = "") -> pb.CancelJobRequest:
