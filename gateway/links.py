@@ -104,6 +104,10 @@ class LocalConnect(Protocol):
 
     def frames(self) -> AsyncIterator[bytes]: ...
 
+    def end(self) -> None:
+        """End the stream: the session detaches, `frames` ends after what is queued."""
+        ...
+
 
 class GrpcLink:
     """Connect over a gRPC channel to a core in another process."""
@@ -274,22 +278,28 @@ class _LocalStream:
 
     def __init__(self, stream: LocalConnect) -> None:
         self._stream = stream
-        self._reader: asyncio.Task[object] | None = None
+        self._over = False
 
     def __aiter__(self) -> AsyncIterator[ConnectResponse]:
         return self._read()
 
     async def _read(self) -> AsyncIterator[ConnectResponse]:
-        self._reader = asyncio.current_task()
-        async for frame in self._stream.frames():
-            yield ConnectResponse.FromString(frame)
+        try:
+            async for frame in self._stream.frames():
+                yield ConnectResponse.FromString(frame)
+        finally:
+            self._over = True
 
     async def write(self, request: ConnectRequest) -> None:
         if not await self._stream.receive(request):
             raise StreamEnded
 
     def cancel(self) -> bool:
-        """Like cancelling a gRPC call: the servicer's stream ends where it waits."""
-        if self._reader is None or self._reader.done():
+        """Like cancelling a gRPC call: the core detaches and the stream ends where its
+        reader waits, whichever task reads it. The stream's owner ends it; no task is
+        cancelled on its behalf."""
+        if self._over:
             return False
-        return self._reader.cancel()
+        self._over = True
+        self._stream.end()
+        return True
