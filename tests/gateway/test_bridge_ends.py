@@ -22,7 +22,7 @@ from arcp_grpc.base.ids import new_ulid
 from arcp_grpc.server import RunningCore
 from arcp_grpc.service.transport_policy import Hop
 from arcp_grpc.v1.session_service_pb2 import ConnectRequest, ConnectResponse
-from gateway.links import CoreStream, LocalLink
+from gateway.links import CoreStream, Health, LocalLink
 from gateway.server import GatewayConfig, RunningGateway, start_gateway
 
 _BOUND = 5.0  # seconds; a safety net, never what a test checks
@@ -88,8 +88,8 @@ class _Core:
     def connect(self, client: Hop | None = None) -> CoreStream:
         return _Stream(self)
 
-    async def health(self) -> str:
-        return "SERVING"
+    async def health(self) -> Health:
+        return Health("SERVING")
 
     async def close(self) -> None:
         return None

@@ -64,12 +64,12 @@ def cluster_config(tmp_path: Path, store_url: str) -> Path:
 def cluster(tmp_path: Path, cluster_config: Path) -> Iterator[Cluster]:
     nodes = [node(tmp_path, cluster_config, name) for name in ("a", "b")]
     try:
-        for node in nodes:
-            node.start()
+        for each in nodes:
+            each.start()
         yield Cluster(*nodes)
     finally:
-        for node in nodes:
-            node.stop()
+        for each in nodes:
+            each.stop()
 
 
 def _cancel(job_id: str, reason: str = "") -> pb.CancelJobRequest:
