@@ -109,6 +109,9 @@ class GatewaySettings:
     tls_key: str = ""
     core: str = "127.0.0.1:7400"  # `serve gateway`: the core's gRPC address
     core_tls_ca: str = ""  # PEM roots to verify the core; set: TLS to the core
+    core_keepalive_sec: float = 4.0  # HTTP/2 PING interval on each core channel (>= 1)
+    core_keepalive_timeout_sec: float = 4.0  # an unanswered ping (or opening) fails the core
+    core_probe_sec: float = 2.0  # several cores: health probe interval of each
     console: str = "auto"  # the web console at /console: auto (on for loopback hosts), on, off
 
 

@@ -281,6 +281,11 @@ def _grpc_server(config: CoreConfig) -> grpc.aio.Server:
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),
         ("grpc.so_reuseport", 0),
+        # A gateway pings its cores (HTTP/2 keepalive, `gateway.core_keepalive_sec`, at
+        # least 1 s) to notice one that stops answering; gRPC's default policy answers
+        # a ping more often than every 5 minutes on a quiet stream with GOAWAY.
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 500),
     ]
     return grpc.aio.server(options=options)
 

@@ -75,6 +75,9 @@ class Bridge:
         self._state = _State()
 
     async def run(self) -> None:
+        """Relay until either side ends. Both sides have ended when this returns; a
+        failure of either is logged and closes the socket with 1011. Cancelled (the
+        gateway stopping), the bridge ends both sides and the cancellation goes on up."""
         call = self._link.connect(self._client)
         downstream = asyncio.create_task(self._downstream(call))
         upstream = asyncio.create_task(self._upstream(call))
@@ -84,10 +87,14 @@ class Bridge:
             upstream.cancel()
             if not downstream.done():
                 call.cancel()  # the client left: the core detaches; jobs keep running
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await downstream
-            with contextlib.suppress(asyncio.CancelledError):
-                await upstream
+            # Cancelled while waiting here, gather cancels both and re-raises.
+            ended = await asyncio.gather(downstream, upstream, return_exceptions=True)
+            failures = [outcome for outcome in ended if isinstance(outcome, Exception)]
+            for failure in failures:
+                log.error("bridge failed", exc_info=failure)
+        if failures:
+            with contextlib.suppress(ConnectionClosed):
+                await self._ws.close(CLOSE_INTERNAL, "gateway error")
 
     async def _upstream(self, call: CoreStream) -> None:
         """Client → core, one frame at a time: the next is read from the socket only

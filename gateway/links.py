@@ -1,8 +1,9 @@
 """How the gateway reaches the core's `SessionService.Connect`: over gRPC, or in process.
 
-A split deployment (`serve gateway --core HOST:PORT`) talks gRPC; in front of a
-cluster (`--core HOST:PORT,HOST:PORT`) a `FailoverLink` spreads new sessions
-over the cores and leaves out one whose stream just failed. The embedded
+A split deployment (`serve gateway --core HOST:PORT`) talks gRPC, with HTTP/2
+keepalive so a core that stops answering fails its streams within a bound; in
+front of a cluster (`--core HOST:PORT,HOST:PORT`) a `gateway.failover.FailoverLink`
+spreads new sessions over the cores that answer. The embedded
 default runs core and gateway in one process; there the same frames go
 straight to the same servicer, skipping HTTP/2 framing, a second
 serialisation pass and the gRPC threads on every frame. Either way the bridge
@@ -13,8 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import Protocol
 
 import grpc
@@ -29,8 +30,9 @@ from arcp_grpc.v1.session_service_pb2 import ConnectRequest, ConnectResponse
 __all__ = [
     "CoreLink",
     "CoreStream",
-    "FailoverLink",
     "GrpcLink",
+    "Health",
+    "Keepalive",
     "LocalConnect",
     "LocalCore",
     "LocalLink",
@@ -61,6 +63,14 @@ class StreamEnded(Exception):
     """The core's side of the stream is over; it takes no more frames."""
 
 
+@dataclass(frozen=True)
+class Health:
+    """What the gateway's health path reports of its core side."""
+
+    core: str  # `SERVING`, `NOT_SERVING`, `UNREACHABLE`; of a cluster, its best core's
+    cores: Mapping[str, str] | None = None  # a cluster's: each core's, by address
+
+
 class CoreLink(Protocol):
     """Opens Connect streams and reports the core's health."""
 
@@ -69,8 +79,8 @@ class CoreLink(Protocol):
         can withhold credentials from a plaintext one (§14)."""
         ...
 
-    async def health(self) -> str:
-        """The core's serving status name (`SERVING`, ...), `UNREACHABLE` if unknown."""
+    async def health(self) -> Health:
+        """The core's serving status (its name: `SERVING`, ...), `UNREACHABLE` if unknown."""
         ...
 
     async def close(self) -> None: ...
@@ -106,15 +116,56 @@ class LocalConnect(Protocol):
 
     def frames(self) -> AsyncIterator[bytes]: ...
 
+    def end(self) -> None:
+        """End the stream: the session detaches, `frames` ends after what is queued."""
+        ...
+
+
+@dataclass(frozen=True)
+class Keepalive:
+    """HTTP/2 PINGs on a core channel (`gateway.core_keepalive_sec`,
+    `gateway.core_keepalive_timeout_sec`): a core that stops answering (paused,
+    partitioned, its host gone without a reset) fails every stream of the channel
+    within `interval_sec + timeout_sec`. Without them a paused core's clients heard
+    nothing until TCP gave up, minutes later. The core's server permits this rate
+    (`arcp_grpc.server`: pings down to one every half second)."""
+
+    interval_sec: float = 4.0
+    timeout_sec: float = 4.0
+
+    def channel_options(self) -> list[tuple[str, int]]:
+        return [
+            ("grpc.keepalive_time_ms", round(self.interval_sec * 1000)),
+            ("grpc.keepalive_timeout_ms", round(self.timeout_sec * 1000)),
+            # What gRPC (1.85) waits for the ack in fact: a minute unless set.
+            ("grpc.http2.ping_timeout_ms", round(self.timeout_sec * 1000)),
+            # Also an idle channel, so a new session does not meet a dead connection.
+            ("grpc.keepalive_permit_without_calls", 1),
+            # Ping for as long as a stream is silent (by default, twice only).
+            ("grpc.http2.max_pings_without_data", 0),
+            # A core that comes back is reconnected within seconds, not up to 2 minutes.
+            ("grpc.max_reconnect_backoff_ms", _MAX_RECONNECT_BACKOFF_MS),
+        ]
+
+
+_MAX_RECONNECT_BACKOFF_MS = 5_000
+
 
 class GrpcLink:
     """Connect over a gRPC channel to a core in another process."""
 
-    def __init__(self, address: str, credentials: grpc.ChannelCredentials | None = None) -> None:
+    def __init__(
+        self,
+        address: str,
+        credentials: grpc.ChannelCredentials | None = None,
+        *,
+        keepalive: Keepalive = Keepalive(),
+    ) -> None:
+        options = keepalive.channel_options()
         self._channel = (
-            grpc.aio.secure_channel(address, credentials)
+            grpc.aio.secure_channel(address, credentials, options=options)
             if credentials
-            else grpc.aio.insecure_channel(address)
+            else grpc.aio.insecure_channel(address, options=options)
         )
         self._sessions = session_service_pb2_grpc.SessionServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
@@ -128,93 +179,18 @@ class GrpcLink:
             )
         return _GrpcStream(self._sessions.Connect(metadata=metadata))
 
-    async def health(self) -> str:
+    async def health(self) -> Health:
         try:
             reply = await asyncio.wait_for(
                 self._health.Check(health_pb2.HealthCheckRequest(service="arcp.v1.SessionService")),
                 timeout=2.0,
             )
         except (grpc.aio.AioRpcError, TimeoutError):
-            return "UNREACHABLE"
-        status: str = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
-        return status
+            return Health("UNREACHABLE")
+        return Health(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
 
     async def close(self) -> None:
         await self._channel.close()
-
-
-class FailoverLink:
-    """Several cores of one cluster (they share the store, so any can serve any session
-    or job). New streams go round-robin over the cores not known to be failing; a core
-    whose stream failed (unreachable, stopped) is left out for `retry_after_sec`, then
-    tried again. A client whose core dies sees its socket close and resumes: its next
-    socket reaches a live core."""
-
-    def __init__(self, links: Mapping[str, CoreLink], *, retry_after_sec: float = 5.0) -> None:
-        if not links:
-            raise ValueError("a failover link needs at least one core")
-        self._names = list(links)
-        self._links = list(links.values())
-        self._retry_after = retry_after_sec
-        self._failed_at = [0.0] * len(links)
-        self._next = 0
-
-    def connect(self, client: Hop | None = None) -> CoreStream:
-        index = self._pick()
-        return _ReportingStream(self._links[index].connect(client), lambda: self._failed(index))
-
-    def _pick(self) -> int:
-        now = time.monotonic()
-        count = len(self._links)
-        for step in range(count):
-            index = (self._next + step) % count
-            if now - self._failed_at[index] >= self._retry_after:
-                self._next = index + 1
-                return index
-        # Every core failed lately: try the one that failed longest ago.
-        return min(range(count), key=self._failed_at.__getitem__)
-
-    def _failed(self, index: int) -> None:
-        if time.monotonic() - self._failed_at[index] >= self._retry_after:
-            log.warning(
-                "core %d of %d failed; new sessions go to the others", index + 1, len(self._links)
-            )
-        self._failed_at[index] = time.monotonic()
-
-    async def health(self) -> str:
-        """`SERVING` when any core is; else the first core's status."""
-        statuses = [await link.health() for link in self._links]
-        return "SERVING" if "SERVING" in statuses else statuses[0]
-
-    async def close(self) -> None:
-        for link in self._links:
-            await link.close()
-
-
-class _ReportingStream:
-    """A stream that tells its link when the core failed it (not when it was cancelled)."""
-
-    def __init__(self, stream: CoreStream, on_failure: Callable[[], None]) -> None:
-        self._stream = stream
-        self._on_failure = on_failure
-
-    def __aiter__(self) -> AsyncIterator[ConnectResponse]:
-        return self._read()
-
-    async def _read(self) -> AsyncIterator[ConnectResponse]:
-        try:
-            async for response in self._stream:
-                yield response
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() != grpc.StatusCode.CANCELLED:
-                self._on_failure()
-            raise
-
-    async def write(self, request: ConnectRequest) -> None:
-        await self._stream.write(request)
-
-    def cancel(self) -> bool:
-        return self._stream.cancel()
 
 
 class LocalLink:
@@ -226,15 +202,16 @@ class LocalLink:
     def connect(self, client: Hop | None = None) -> CoreStream:
         return _LocalStream(self._core.session_service.open_stream(client))
 
-    async def health(self) -> str:
-        return self._core.serving_status()
+    async def health(self) -> Health:
+        return Health(self._core.serving_status())
 
     async def close(self) -> None:
         return None
 
 
 class _GrpcStream:
-    """A Connect call written frame by frame (gRPC's own flow control holds `write`).
+    """A Connect call written frame by frame (gRPC's own flow control holds `write`);
+    once cancelled, its reader sees its end and a writer `StreamEnded`.
 
     The core may end the stream (a refused handshake, heartbeat loss) while a client
     frame is on its way. grpc.aio then fails that write with `INTERNAL` and gives the
@@ -256,6 +233,9 @@ class _GrpcStream:
         except grpc.aio.AioRpcError as exc:
             if not (self._write_raced_end and exc.code() == grpc.StatusCode.INTERNAL):
                 raise
+        except asyncio.CancelledError:
+            if not self._cancelled_here():
+                raise
 
     async def write(self, request: ConnectRequest) -> None:
         try:
@@ -265,6 +245,17 @@ class _GrpcStream:
         except grpc.aio.AioRpcError as exc:
             self._write_raced_end = exc.code() == grpc.StatusCode.INTERNAL
             raise StreamEnded from exc
+        except asyncio.CancelledError as exc:
+            if not self._cancelled_here():
+                raise
+            raise StreamEnded from exc
+
+    def _cancelled_here(self) -> bool:
+        """grpc.aio raises `CancelledError` from the reads and writes of a call its
+        owner cancelled; that ends the stream, it does not cancel the task doing them
+        (whose own cancellation, if any, goes on up)."""
+        task = asyncio.current_task()
+        return self._call.cancelled() and task is not None and not task.cancelling()
 
     def cancel(self) -> bool:
         return self._call.cancel()
@@ -276,13 +267,12 @@ class _LocalStream:
 
     def __init__(self, stream: LocalConnect) -> None:
         self._stream = stream
-        self._reader: asyncio.Task[object] | None = None
+        self._over = False
 
     def __aiter__(self) -> AsyncIterator[ConnectResponse]:
         return self._read()
 
     async def _read(self) -> AsyncIterator[ConnectResponse]:
-        self._reader = asyncio.current_task()
         try:
             async for frame in self._stream.frames():
                 yield ConnectResponse.FromString(frame)
@@ -291,13 +281,19 @@ class _LocalStream:
             raise grpc.aio.AioRpcError(
                 status.code, grpc.aio.Metadata(), grpc.aio.Metadata(), status.details
             ) from None
+        finally:
+            self._over = True
 
     async def write(self, request: ConnectRequest) -> None:
         if not await self._stream.receive(request):
             raise StreamEnded
 
     def cancel(self) -> bool:
-        """Like cancelling a gRPC call: the servicer's stream ends where it waits."""
-        if self._reader is None or self._reader.done():
+        """Like cancelling a gRPC call: the core detaches and the stream ends where its
+        reader waits, whichever task reads it. The stream's owner ends it; no task is
+        cancelled on its behalf."""
+        if self._over:
             return False
-        return self._reader.cancel()
+        self._over = True
+        self._stream.end()
+        return True

@@ -23,7 +23,8 @@ from arcp_grpc.service.transport_policy import Hop
 from gateway._connection import CoalescingConnection
 from gateway._console import SECURITY_HEADERS, ConsoleFiles, StaticFile
 from gateway.bridge import Bridge
-from gateway.links import CoreLink, FailoverLink, GrpcLink
+from gateway.failover import FailoverLink
+from gateway.links import CoreLink, GrpcLink, Health, Keepalive
 
 __all__ = ["GatewayConfig", "RunningGateway", "start_gateway"]
 
@@ -49,6 +50,8 @@ class GatewayConfig:
     reuse_port: bool = False
     ssl_context: ssl.SSLContext | None = None  # wss when set
     core_ssl: grpc.ChannelCredentials | None = None  # TLS to the core when set
+    core_keepalive: Keepalive = Keepalive()  # noqa: RUF009  frozen; pings on each core channel
+    core_probe_sec: float = 2.0  # several cores: how often each one's health is probed
     console: bool = True  # serve the web console at /console
 
 
@@ -115,19 +118,38 @@ async def start_gateway(config: GatewayConfig, *, link: CoreLink | None = None) 
 
 
 def _grpc_link(config: GatewayConfig) -> CoreLink:
-    """One core, or a cluster's cores (`HOST:PORT,HOST:PORT`) with failover."""
+    """One core, or a cluster's cores (`HOST:PORT,HOST:PORT`) with failover; a new
+    session waits for its core's first answer as long as for a keepalive ping's."""
     addresses = [a.strip() for a in config.core_address.split(",") if a.strip()]
+    keepalive = config.core_keepalive
     if len(addresses) == 1:
-        return GrpcLink(addresses[0], config.core_ssl)
-    links: dict[str, CoreLink] = {a: GrpcLink(a, config.core_ssl) for a in addresses}
-    return FailoverLink(links)
+        return GrpcLink(addresses[0], config.core_ssl, keepalive=keepalive)
+    links: dict[str, CoreLink] = {
+        a: GrpcLink(a, config.core_ssl, keepalive=keepalive) for a in addresses
+    }
+    failover = FailoverLink(
+        links, open_timeout_sec=keepalive.timeout_sec, probe_sec=config.core_probe_sec
+    )
+    failover.start()
+    return failover
 
 
-def _health(core: str) -> Response:
-    """200 when the core answers SERVING, 503 otherwise; the body says which."""
-    status = http.HTTPStatus.OK if core == "SERVING" else http.HTTPStatus.SERVICE_UNAVAILABLE
-    body = json.dumps({"gateway": "ok", "core": core}) + "\n"
-    return _response(status, StaticFile(body.encode(), "application/json"))
+def _health(health: Health) -> Response:
+    """200 when a core answers SERVING, 503 otherwise; the body says which. In front of
+    several cores it names each and says `serving` (all in rotation), `degraded` (some:
+    still 200, a balancer keeps sending clients, which the gateway routes around the
+    core that is out) or `unavailable` (none: 503)."""
+    serving = health.core == "SERVING"
+    status = http.HTTPStatus.OK if serving else http.HTTPStatus.SERVICE_UNAVAILABLE
+    body: dict[str, object] = {"gateway": "ok", "core": health.core}
+    if health.cores is not None:
+        up = sum(core == "SERVING" for core in health.cores.values())
+        body["status"] = (
+            "serving" if up == len(health.cores) else "degraded" if up else "unavailable"
+        )
+        body["cores"] = dict(health.cores)
+    text = json.dumps(body) + "\n"
+    return _response(status, StaticFile(text.encode(), "application/json"))
 
 
 def _static(file: StaticFile | None) -> Response:

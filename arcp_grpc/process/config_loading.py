@@ -174,6 +174,8 @@ _POSITIVE = {
     "limits.max_sessions",
     "limits.max_running_jobs",
     "limits.max_held_bytes",
+    "gateway.core_keepalive_timeout_sec",
+    "gateway.core_probe_sec",
 }
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -187,6 +189,9 @@ def value_problem(key: str, value: Any, hint: Any) -> str:
         return f"must be greater than 0, got {value}"
     if hint is float and not value >= 0:
         return f"must not be negative, got {value}"
+    if key == "gateway.core_keepalive_sec" and not value >= 1:
+        # The core answers pings more frequent than every 0.5 s with GOAWAY (`server`).
+        return f"must be at least 1, got {value}"
     if key in ("gateway.path", "gateway.health_path") and not value.startswith("/"):
         return "must start with '/'"
     if key == "event_loop":

@@ -45,7 +45,7 @@ from arcp_grpc.store import StoreUnavailable
 from arcp_grpc.store.secretbox import StoreKeyError
 from arcp_grpc.store.url import describe as describe_store
 from gateway._console import CONSOLE_PATH
-from gateway.links import LocalLink
+from gateway.links import Keepalive, LocalLink
 from gateway.server import GatewayConfig, RunningGateway, start_gateway
 
 __all__ = [
@@ -133,6 +133,8 @@ def gateway_config(settings: Settings, core_address: str) -> GatewayConfig:
         reuse_port=gw.reuse_port,
         ssl_context=context,
         core_ssl=core_ssl,
+        core_keepalive=Keepalive(gw.core_keepalive_sec, gw.core_keepalive_timeout_sec),
+        core_probe_sec=gw.core_probe_sec,
         console=console_enabled(gw.console, gw.host),
     )
 

@@ -10,6 +10,7 @@ import urllib.request
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from gateway.server import GatewayConfig, start_gateway
 from tests.conftest import break_store
 from tests.gateway.conftest import RawFactory, Stack, StackFactory
 
@@ -84,3 +85,20 @@ async def test_a_failed_store_turns_health_not_serving(stack: Stack, raw: RawFac
     status, body = await asyncio.to_thread(_get, stack.gateway.port, "/healthz")
     assert status == 503
     assert json.loads(body) == {"gateway": "ok", "core": "NOT_SERVING"}
+
+
+async def test_health_in_front_of_cores_none_of_which_answers_is_503_unavailable() -> None:
+    """`--core A,B` with nothing listening at either: each core named, none serving."""
+    cores = "127.0.0.1:1,127.0.0.1:2"
+    gateway = await start_gateway(GatewayConfig(core_address=cores, port=0))
+    try:
+        status, body = await asyncio.to_thread(_get, gateway.port, "/healthz")
+    finally:
+        await gateway.stop()
+    assert status == 503
+    assert json.loads(body) == {
+        "gateway": "ok",
+        "core": "UNREACHABLE",
+        "status": "unavailable",
+        "cores": {"127.0.0.1:1": "UNREACHABLE", "127.0.0.1:2": "UNREACHABLE"},
+    }
