@@ -63,6 +63,9 @@ class ARCPError(Exception):
     code: ClassVar[str] = "INTERNAL_ERROR"
     retryable_default: ClassVar[bool] = False
     fixed_retryable: ClassVar[bool | None] = None  # §12: some codes' retryable is not a choice
+    # Seconds the peer asked the caller to wait before trying again (a gRPC
+    # ``google.rpc.RetryInfo``, set by `grpc_status.from_rpc_error`); None when it named none.
+    retry_after: float | None = None
 
     def __init__(
         self,

@@ -48,6 +48,7 @@ PUBLIC: dict[str, set[str]] = {
         "ERROR_DOMAIN",
         "GRPC_CODES",
         "from_rpc_error",
+        "from_status",
         "rich_status",
         "to_status",
     },
