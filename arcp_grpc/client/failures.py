@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import grpc
+from grpc import aio
 
 from arcp_grpc.errors import ARCPError, InternalError
 from arcp_grpc.grpc_status import from_rpc_error
@@ -45,7 +46,7 @@ def error_of(exc: grpc.RpcError, address: str) -> ARCPError:
     """The exception a failed call raises: `Unavailable` for a transport failure, else
     the ARCP error its status carries."""
     if (
-        isinstance(exc, grpc.Call)
+        isinstance(exc, aio.AioRpcError | grpc.Call)
         and exc.code() == grpc.StatusCode.UNAVAILABLE
         and not any(key == _STATUS_DETAILS for key, _ in exc.trailing_metadata() or ())
     ):
