@@ -30,4 +30,3 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
 async def client(served: ServeProcess) -> AsyncIterator[Client]:
     async with await Client.connect(served.info["grpc"], token=served.token) as connected:
         yield connected
-
