@@ -22,9 +22,7 @@ def test_the_guide_shows_the_example_verbatim() -> None:
 
 
 async def test_the_example_runs_end_to_end(served: ServeProcess) -> None:
-    env = clean_env(
-        ARCP_ADDRESS=served.info["grpc"], ARCP_TOKEN=served.token, PYTHONPATH=str(REPO)
-    )
+    env = clean_env(ARCP_ADDRESS=served.info["grpc"], ARCP_TOKEN=served.token, PYTHONPATH=str(REPO))
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         str(EXAMPLE),
