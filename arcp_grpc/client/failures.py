@@ -88,6 +88,11 @@ NO_RETRY = RetryPolicy(attempts=1)
 async def retrying(policy: RetryPolicy, call: Callable[[], Awaitable[T]], address: str) -> T:
     """`call()` until it succeeds, fails with an error that is not retryable, or the
     policy's attempts are spent; failures are raised as `error_of` maps them."""
+    if policy.attempts == 1:  # the default: no loop, no timer
+        try:
+            return await call()
+        except grpc.RpcError as exc:
+            raise error_of(exc, address) from None
     retry = 0
     while True:
         try:

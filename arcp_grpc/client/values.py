@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 from google.protobuf import json_format
@@ -90,53 +91,63 @@ class Submission:
 class Job:
     """An accepted job (``job.accepted``, §7.2). ``replay`` is true when the core answered
     an idempotent resubmission with the first acceptance; ``accepted_bytes`` are the
-    ``JobAccepted`` bytes as the core sent them."""
+    ``JobAccepted`` bytes as the core sent them. The other fields are read from ``proto``
+    when first asked for: a submit pays only for what its caller looks at."""
 
     job_id: str
     agent: str
     replay: bool
-    accepted_at: datetime | None
-    trace_id: str
-    lease: dict[str, list[str]]
-    budget: dict[str, str]
-    credentials: list[dict[str, Any]]
     accepted_bytes: bytes = field(repr=False)
     proto: jobs_pb2.JobAccepted = field(repr=False)
 
     @classmethod
     def from_bytes(cls, data: bytes, *, replay: bool) -> Job:
         accepted = jobs_pb2.JobAccepted.FromString(data)
-        return cls(
-            job_id=accepted.job_id,
-            agent=accepted.agent,
-            replay=replay,
-            accepted_at=_time(accepted.accepted_at, accepted.HasField("accepted_at")),
-            trace_id=accepted.trace_id,
-            lease=_lease(accepted.lease),
-            budget=dict(accepted.budget),
-            credentials=[plain(credential) for credential in accepted.credentials],
-            accepted_bytes=data,
-            proto=accepted,
-        )
+        return cls(accepted.job_id, accepted.agent, replay, data, accepted)
+
+    @cached_property
+    def accepted_at(self) -> datetime | None:
+        return _time(self.proto.accepted_at, self.proto.HasField("accepted_at"))
+
+    @cached_property
+    def trace_id(self) -> str:
+        return self.proto.trace_id
+
+    @cached_property
+    def lease(self) -> dict[str, list[str]]:
+        """``{namespace: [patterns]}``, the lease granted (§9.2)."""
+        return _lease(self.proto.lease)
+
+    @cached_property
+    def budget(self) -> dict[str, str]:
+        """``{currency: amount}``, the budget counters at acceptance (§9.6)."""
+        return dict(self.proto.budget)
+
+    @cached_property
+    def credentials(self) -> list[dict[str, Any]]:
+        """The credentials provisioned for the job (§9.8): secrets, never log them."""
+        return [plain(credential) for credential in self.proto.credentials]
 
 
 @dataclass(frozen=True)
 class Event:
     """One event of a job (§8). ``seq`` is its ``job_seq`` (gap-free from 1, §8.3);
     ``kind`` the event's type (``log``, ``progress``, ``result_chunk``, …) and ``body``
-    its fields as plain data."""
+    its fields as plain data, built when first asked for (a follower that only counts or
+    forwards events never pays for it)."""
 
     job_id: str
     seq: int
     kind: str
-    body: dict[str, Any]
     proto: events_pb2.JobEvent = field(repr=False)
 
     @classmethod
     def from_proto(cls, event: events_pb2.JobEvent) -> Event:
-        kind = event.WhichOneof("body") or ""
-        body = plain(getattr(event, kind)) if kind else {}
-        return cls(event.job_id, event.job_seq, kind, body, event)
+        return cls(event.job_id, event.job_seq, event.WhichOneof("body") or "", event)
+
+    @cached_property
+    def body(self) -> dict[str, Any]:
+        return plain(getattr(self.proto, self.kind)) if self.kind else {}
 
 
 @dataclass(frozen=True)
