@@ -44,7 +44,8 @@ class Watch:
 
     A dropped stream (the core restarted, the network blinked) is reopened from
     ``last_seq`` under the ``reconnect`` policy, whose attempts count afresh after each
-    event received; an error that is not retryable (``JOB_NOT_FOUND``) is raised. When the
+    event received; an error that is not retryable (``JOB_NOT_FOUND``), or any error
+    before the core first answered, is raised. When the
     loop ends, ``outcome`` holds how the job ended.
     """
 
@@ -68,10 +69,12 @@ class Watch:
 
     async def _follow(self) -> AsyncIterator[Event]:
         retry = 0
+        answered = self._opened is not None  # the core has answered this follower
         while self.outcome is None:
             frames, call = self._frames()
             try:
                 async for frame in frames:
+                    answered = True
                     for proto in frame.events:
                         if proto.job_seq <= self.last_seq:
                             continue
@@ -88,7 +91,9 @@ class Watch:
             finally:
                 if call is not None:
                     call.cancel()
-            if not error.retryable or retry + 1 >= self._reconnect.attempts:
+            # A watch the core never answered is not resumed: the address is wrong or the
+            # core is down, and the caller should hear it now, not after the policy's wait.
+            if not (answered and error.retryable) or retry + 1 >= self._reconnect.attempts:
                 raise error
             await asyncio.sleep(self._reconnect.delay(retry, error))
             retry += 1

@@ -174,6 +174,8 @@ async def test_no_token_and_no_core_are_typed_errors() -> None:
     async with await Client.connect("127.0.0.1:1", env={"ARCP_TOKEN": "t"}) as nowhere:
         with pytest.raises(Unavailable) as unreachable:
             await nowhere.agents()
+        with pytest.raises(Unavailable):  # at once: a watch never answered is not resumed
+            await asyncio.wait_for(nowhere.watch("job_x").wait(), 5)
     assert unreachable.value.retryable
     assert unreachable.value.code == "INTERNAL_ERROR"
     assert "127.0.0.1:1" in str(unreachable.value)
