@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Generator
-from typing import Any, Protocol
+from typing import Any
 
 import grpc
 from grpc import aio
@@ -27,26 +27,14 @@ from arcp_grpc.v1 import job_service_pb2, jobs_pb2
 __all__ = ["Run", "Watch"]
 
 
-class _Frame(Protocol):
-    """What WatchJobResponse and RunJobResponse share (fields 1 and 2)."""
-
-    @property
-    def events(self) -> Any: ...  # a repeated JobEvent field
-
-    @property
-    def outcome(self) -> jobs_pb2.JobOutcome: ...
-
-    def HasField(self, name: Any) -> bool: ...
-
-
 class Watch:
     """``async for event in watch``: a job's events after ``after``, to its end.
 
     A dropped stream (the core restarted, the network blinked) is reopened from
     ``last_seq`` under the ``reconnect`` policy, whose attempts count afresh after each
     event received; an error that is not retryable (``JOB_NOT_FOUND``), or any error
-    before the core first answered, is raised. When the
-    loop ends, ``outcome`` holds how the job ended.
+    before the core first answered, is raised. When the loop ends, ``outcome`` holds how
+    the job ended.
     """
 
     def __init__(
@@ -55,7 +43,7 @@ class Watch:
         job_id: str,
         after: int,
         reconnect: RetryPolicy,
-        opened: AsyncIterator[_Frame] | None = None,
+        opened: AsyncIterator[job_service_pb2.WatchJobResponse] | None = None,
     ) -> None:
         self.job_id = job_id
         self.last_seq = after
@@ -98,7 +86,7 @@ class Watch:
             await asyncio.sleep(self._reconnect.delay(retry, error))
             retry += 1
 
-    def _frames(self) -> tuple[AsyncIterator[_Frame], aio.Call | None]:
+    def _frames(self) -> tuple[AsyncIterator[job_service_pb2.WatchJobResponse], aio.Call | None]:
         if self._opened is not None:
             opened, self._opened = self._opened, None
             return opened, None
@@ -146,7 +134,7 @@ class Run:
             self._watch = Watch(self._transport, job.job_id, 0, self._reconnect, frames)
         return self._job
 
-    async def _open(self) -> tuple[Job, AsyncIterator[_Frame]]:
+    async def _open(self) -> tuple[Job, AsyncIterator[job_service_pb2.WatchJobResponse]]:
         call = self._transport.run_job(self._request, metadata=self._transport.metadata)
         first = await call.read()
         if not isinstance(first, bytes):  # aio.EOF
@@ -174,7 +162,9 @@ class Run:
         return await self._watch.wait()
 
 
-async def _rest(call: aio.UnaryStreamCall[Any, bytes]) -> AsyncIterator[_Frame]:
+async def _rest(
+    call: aio.UnaryStreamCall[Any, bytes],
+) -> AsyncIterator[job_service_pb2.WatchJobResponse]:
     """The RunJob messages after the first; each decodes as a WatchJobResponse."""
     try:
         while isinstance(data := await call.read(), bytes):  # until aio.EOF
