@@ -67,6 +67,9 @@ class ARCPError(Exception):
     fixed_retryable: ClassVar[bool | None] = None  # §12: some codes' retryable is not a choice
     # `details.reason`: which error of a code this is, where §12 has none of its own.
     reason: ClassVar[str] = ""
+    # Seconds the peer asked the caller to wait before trying again (a gRPC
+    # ``google.rpc.RetryInfo``, set by `grpc_status.from_rpc_error`); None when it named none.
+    retry_after: float | None = None
 
     def __init__(
         self,

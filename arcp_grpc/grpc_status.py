@@ -26,7 +26,14 @@ from grpc_status import rpc_status
 
 from arcp_grpc.errors import ARCPError, InternalError, NodeUnavailable, QuotaExceeded, error_class
 
-__all__ = ["ERROR_DOMAIN", "GRPC_CODES", "from_rpc_error", "rich_status", "to_status"]
+__all__ = [
+    "ERROR_DOMAIN",
+    "GRPC_CODES",
+    "from_rpc_error",
+    "from_status",
+    "rich_status",
+    "to_status",
+]
 
 ERROR_DOMAIN = "arcp.dev"
 
@@ -98,16 +105,30 @@ def to_status(error: ARCPError) -> grpc.Status:
 def from_rpc_error(exc: grpc.RpcError) -> ARCPError:
     """The ARCP error a failed call carries; a status without ErrorInfo is internal."""
     status = rpc_status.from_call(exc)
-    for packed in status.details if status is not None else ():
+    if status is None:
+        details = exc.details() if hasattr(exc, "details") else str(exc)
+        return InternalError(f"gRPC call failed: {details}")
+    return from_status(status)
+
+
+def from_status(status: status_pb2.Status) -> ARCPError:
+    """The ARCP error a ``google.rpc.Status`` carries (a failed call's, or a streamed
+    item's `SubmitJobsResponse.error`), with ``retry_after`` from its ``RetryInfo``;
+    a status without ErrorInfo is internal."""
+    error: ARCPError = InternalError(f"gRPC call failed: {status.message}")
+    delay: float | None = None
+    for packed in status.details:
         info = error_details_pb2.ErrorInfo()
-        if packed.Is(info.DESCRIPTOR) and packed.Unpack(info) and info.domain == ERROR_DOMAIN:
+        retry = error_details_pb2.RetryInfo()
+        if packed.Unpack(info) and info.domain == ERROR_DOMAIN:  # Unpack checks the type
             meta = dict(info.metadata)
             retryable = meta.pop("retryable", "false") == "true"
             klass = error_class(info.reason, meta)
-            message = status.message if status is not None else ""
-            return klass(message, retryable=retryable, details=meta)
-    details = exc.details() if hasattr(exc, "details") else str(exc)
-    return InternalError(f"gRPC call failed: {details}")
+            error = klass(status.message, retryable=retryable, details=meta)
+        elif packed.Unpack(retry):
+            delay = retry.retry_delay.ToMilliseconds() / 1000
+    error.retry_after = delay
+    return error
 
 
 def _flat(details: dict[str, Any]) -> dict[str, str]:

@@ -90,6 +90,12 @@ _ROWS: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
     ),
     ("streamed_done_jobs_per_s", "i. SubmitJobs jobs/s until all {jobs} finished", (), ()),
     ("streamed_cpu_us", "i. server CPU per streamed job (to its end), µs", (), ()),
+    ("raw_submit_ms", "j. SubmitJob p50 through raw stubs, ms", (), ("grpc_unary_ms",)),
+    ("client_submit_ms", "j. SubmitJob p50 through arcp_grpc.client, ms", (), ()),
+    ("client_submit_ratio", "j. client ÷ raw stubs, SubmitJob p50, ×", (), ()),
+    ("raw_run_ms", "j. RunJob submit→result p50 through raw stubs, ms", (), ()),
+    ("client_run_ms", "j. RunJob submit→result p50 through arcp_grpc.client, ms", (), ()),
+    ("client_run_ratio", "j. client ÷ raw stubs, RunJob p50, ×", (), ()),
 )
 
 _CEILING_NOTES = {

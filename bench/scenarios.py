@@ -5,7 +5,8 @@ Each returns the figures of one repetition; ``bench.runner`` repeats them on fre
 and takes medians. Warm-up work runs before every clock starts and is never counted. Each
 also reports the server's CPU per unit of its work (µs per job, per event, per MiB), read
 from ``/proc`` around the timed section only, so a latency or rate always comes with what
-it cost the server. h (``runjob``) and i (``streamed``) use calls only JobService has.
+it cost the server. h (``runjob``) and i (``streamed``) use calls only JobService has; j
+(``client``, `bench.client_overhead`) compares `arcp_grpc.client` with the raw stubs.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 
+from bench.client_overhead import CLIENT_METRICS, client_overhead
 from bench.loadgen.base import Conn, Driver, JobApiConn, ProtocolViolation
 from bench.procs import rss_mib
 from bench.scale import Scale
@@ -67,6 +69,7 @@ LOWER_IS_BETTER = frozenset(
         "rss_last_mib",
         "run_accepted_ms",
         "run_result_ms",
+        *CLIENT_METRICS,
         *CPU_METRICS,
     }
 )
@@ -300,7 +303,8 @@ SCENARIOS: dict[str, Scenario] = {
     "chunked": chunked,
     "runjob": run_job,
     "streamed": streamed,
+    "client": client_overhead,
 }
 
 #: Scenarios that only a JobService column can run (``Column.job_api``).
-JOB_API_SCENARIOS = frozenset({"runjob", "streamed"})
+JOB_API_SCENARIOS = frozenset({"runjob", "streamed", "client"})

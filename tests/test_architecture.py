@@ -33,7 +33,7 @@ PUBLIC_TOP = {
     "grpc_status",
     "server",
 }
-LAYERS = {"base", "cli", "lease", "process", "runtime", "service", "store", "v1"}
+LAYERS = {"base", "cli", "client", "lease", "process", "runtime", "service", "store", "v1"}
 
 
 def _graph() -> grimp.ImportGraph:

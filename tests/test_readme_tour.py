@@ -3,7 +3,8 @@
 `arcp-grpc serve` starts on a fresh directory (port 0s and a ready file
 instead of the default ports), the CLI submits a demo job and watches it,
 the published Python ARCP client connects through the gateway and gets the
-same result, a Python stub calls SubmitJob, and server reflection lists
+same result, the Python client (`arcp_grpc.client`) submits, watches and runs a
+job, and server reflection lists
 `arcp.v1.JobService` as grpcurl would.
 """
 
@@ -20,12 +21,11 @@ import grpc
 import pytest
 from arcp import ClientInfo, WebSocketTransport
 from arcp._client.client import ARCPClient
-from google.protobuf import json_format
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
-from arcp_grpc.v1 import job_service_pb2, job_service_pb2_grpc, jobs_pb2
+from arcp_grpc.client import Client
 from tests.serve_process import ServeProcess
 
 _PORTS = ("--grpc-port", "0", "--gateway-port", "0", "--metrics-port", "0")
@@ -84,20 +84,16 @@ async def test_published_client_gets_the_same_result_as_the_cli(served: ServePro
     assert result.result == cli_result["value"] == payload
 
 
-def test_python_stub_calls_submit_job(served: ServeProcess) -> None:
-    metadata = (("authorization", f"Bearer {served.token}"),)
-    request = job_service_pb2.SubmitJobRequest(
-        submit=jobs_pb2.JobSubmit(agent="greeter@1.0.0", idempotency_key="tour-stub")
-    )
-    json_format.ParseDict({"name": "tour"}, request.submit.input)
-    with grpc.insecure_channel(served.info["grpc"]) as channel:
-        stub = job_service_pb2_grpc.JobServiceStub(channel)
-        accepted = stub.SubmitJob(request, metadata=metadata, timeout=30).accepted
-        assert accepted.agent == "greeter@1.0.0"
-        watch = job_service_pb2.WatchJobRequest(job_id=accepted.job_id)
-        outcome = [f.outcome for f in stub.WatchJob(watch, metadata=metadata, timeout=30)][-1]
-    value = json_format.MessageToDict(outcome.result.value)
-    assert value == {"greeting": "hello, tour", "version": "1.0.0"}
+async def test_python_client_submits_watches_and_runs(served: ServeProcess) -> None:
+    """Step 4's Python: the client submits, watches to the end, and runs a job."""
+    async with await Client.connect(served.info["grpc"], token=served.token) as client:
+        job = await client.submit("greeter", {"name": "client"})
+        watch = client.watch(job.job_id)
+        assert [(event.seq, event.kind) async for event in watch] == [(1, "thought")]
+        assert watch.outcome is not None
+        assert watch.outcome.result == {"greeting": "Hello, client!", "version": "2.0.0"}
+        outcome = await client.run("echo", {"hello": "client"})
+    assert outcome.result == {"hello": "client"}
 
 
 def test_reflection_lists_the_services_as_grpcurl_does(served: ServeProcess) -> None:

@@ -8,7 +8,7 @@ the original, byte for byte).
 
 from __future__ import annotations
 
-__all__ = ["length_delimited", "only_field", "varint"]
+__all__ = ["field_payload", "length_delimited", "only_field", "varint"]
 
 
 _ONE_BYTE = tuple(bytes((n,)) for n in range(0x80))
@@ -42,6 +42,37 @@ def only_field(message: bytes) -> tuple[int, bytes]:
     if tag & 7 != 2 or offset + length != len(message):
         raise ValueError("not a single length-delimited field")
     return tag >> 3, message[offset:]
+
+
+def field_payload(message: bytes, number: int) -> bytes | None:
+    """The payload of length-delimited field `number` of a serialised message (its last
+    occurrence, as a parser would keep), without parsing the rest: a client keeps the
+    `JobAccepted` bytes a response embeds exactly as sent (§7.2)."""
+    found: bytes | None = None
+    offset = 0
+    while offset < len(message):
+        tag, offset = _read_varint(message, offset)
+        wire_type = tag & 7
+        if wire_type == 0:
+            _, offset = _read_varint(message, offset)
+            continue
+        if wire_type in _FIXED:
+            offset += _FIXED[wire_type]
+            continue
+        if wire_type != 2:
+            raise ValueError(f"unsupported wire type {wire_type}")
+        length, offset = _read_varint(message, offset)
+        if offset + length > len(message):
+            raise ValueError("truncated length-delimited field")
+        if tag >> 3 == number:
+            found = message[offset : offset + length]
+        offset += length
+    if offset != len(message):
+        raise ValueError("truncated fixed-width field")
+    return found
+
+
+_FIXED = {1: 8, 5: 4}  # wire types I64 and I32: their width in bytes
 
 
 def _read_varint(data: bytes, offset: int) -> tuple[int, int]:

@@ -1,6 +1,8 @@
-r"""The CLI's gRPC client commands: submit, watch, get, jobs, cancel, agents.
+r"""The CLI's client commands: submit, watch, get, jobs, cancel, agents.
 
-Synchronous gRPC (a CLI has one thing to do at a time). Exit codes follow
+Each command runs on `arcp_grpc.client.Client` (the one client of the package), one
+event loop per command: a CLI has one thing to do at a time. What is the CLI's own is
+here: finding the core and the token, rendering, and exit codes. Exit codes follow
 the job's terminal status so scripts can branch on them:
 
 | code | meaning |
@@ -19,32 +21,22 @@ An ARCP error prints ``arcp-grpc: CODE: message`` on stderr, never a trace
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO, TypeVar
+from typing import Any, TextIO, TypeVar
 
-import grpc
-from google.protobuf import json_format
 from google.protobuf.message import Message
 
+from arcp_grpc.base.json_values import value_to_py
+from arcp_grpc.client import Client, Job, JobInfo, Unavailable, plain
 from arcp_grpc.config import DEV_TOKEN_FILE
-from arcp_grpc.grpc_status import from_rpc_error
-from arcp_grpc.v1 import (
-    errors_pb2,
-    events_pb2,
-    job_service_pb2,
-    job_service_pb2_grpc,
-    jobs_pb2,
-)
-
-if TYPE_CHECKING:
-    from arcp_grpc.v1.job_service_pb2_grpc import JobServiceStub as Stub
-else:
-    Stub = Any
+from arcp_grpc.errors import ARCPError
+from arcp_grpc.v1 import errors_pb2, events_pb2, jobs_pb2
 
 R = TypeVar("R")
 
@@ -122,42 +114,24 @@ class Connection:
                 ) from None
         return cls(address, token, ca_file or env.get("ARCP_TLS_CA", ""))
 
-    def stub(self) -> tuple[grpc.Channel, Stub]:
-        if self.ca_file:
-            try:
-                roots = Path(self.ca_file).read_bytes()
-            except OSError as exc:
-                raise ClientError(
-                    f"cannot read CA file {self.ca_file}: {exc.strerror}", 2
-                ) from None
-            channel = grpc.secure_channel(self.address, grpc.ssl_channel_credentials(roots))
-        else:
-            channel = grpc.insecure_channel(self.address)
-        return channel, job_service_pb2_grpc.JobServiceStub(channel)
+    def run(self, work: Callable[[Client], Awaitable[R]]) -> R:
+        """Run `work` on a client connected to the core; its failures become a one-line
+        `ClientError` (the CLI is synchronous: one thing at a time, one event loop each)."""
+        try:
+            roots = Path(self.ca_file).read_bytes() if self.ca_file else None
+        except OSError as exc:
+            raise ClientError(f"cannot read CA file {self.ca_file}: {exc.strerror}", 2) from None
 
-    @property
-    def metadata(self) -> tuple[tuple[str, str], ...]:
-        return (("authorization", f"Bearer {self.token}"),)
+        async def connected() -> R:
+            async with await Client.connect(self.address, token=self.token, ca=roots) as client:
+                return await work(client)
 
-
-def _call(conn: Connection, run: Callable[[Stub], R]) -> R:
-    """Run one RPC sequence; gRPC failures become a one-line `ClientError`."""
-    channel, stub = conn.stub()
-    try:
-        return run(stub)
-    except grpc.RpcError as exc:
-        raise _rpc_failure(conn, exc) from None
-    finally:
-        channel.close()
-
-
-def _rpc_failure(conn: Connection, exc: grpc.RpcError) -> ClientError:
-    code = exc.code() if isinstance(exc, grpc.Call) else None
-    if code == grpc.StatusCode.UNAVAILABLE:
-        detail = exc.details() if isinstance(exc, grpc.Call) else ""
-        return ClientError(_unreachable(conn, detail), code="UNAVAILABLE")
-    error = from_rpc_error(exc)
-    return ClientError(f"{error.code}: {error.message}", code=error.code)
+        try:
+            return asyncio.run(connected())
+        except Unavailable as exc:
+            raise ClientError(_unreachable(self, exc.detail), code="UNAVAILABLE") from None
+        except ARCPError as exc:
+            raise ClientError(f"{exc.code}: {exc.message}", code=exc.code) from None
 
 
 def _unreachable(conn: Connection, detail: str) -> str:
@@ -174,25 +148,6 @@ def _unreachable(conn: Connection, detail: str) -> str:
     else:
         cause = detail.rsplit("SSL_ERROR_SSL: ", 1)[-1]
     return f"TLS handshake with {where} failed: {cause}"
-
-
-def _dump(message: Message) -> dict[str, Any]:
-    plain: dict[str, Any] = _whole(
-        json_format.MessageToDict(message, preserving_proto_field_name=True)
-    )
-    return plain
-
-
-def _whole(value: Any) -> Any:
-    """JSON numbers that are whole print as integers: `google.protobuf.Value` holds only
-    doubles, and `{"count": 3}` should not come back as `3.0`."""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _whole(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_whole(v) for v in value]
-    return value
 
 
 def _json_line(out: TextIO, kind: str, body: Mapping[str, Any]) -> None:
@@ -222,7 +177,7 @@ class WatchPrinter:
     def event(self, event: events_pb2.JobEvent) -> None:
         self.last_seq = event.job_seq
         if self.json_lines:
-            _json_line(self.out, "event", _dump(event))
+            _json_line(self.out, "event", plain(event))
             return
         kind = event.WhichOneof("body")
         if kind == "progress":
@@ -237,7 +192,7 @@ class WatchPrinter:
         if outcome.HasField("result"):
             result = outcome.result
             if self.json_lines:
-                _json_line(self.out, "result", _dump(result))
+                _json_line(self.out, "result", plain(result))
             elif result.HasField("streamed"):
                 streamed = result.streamed
                 self._line(
@@ -247,11 +202,11 @@ class WatchPrinter:
             else:
                 self._line(f"success {result.job_id}")
                 if result.HasField("value"):
-                    self._line(json.dumps(_whole(json_format.MessageToDict(result.value))))
+                    self._line(json.dumps(value_to_py(result.value)))
             return _EXIT_OF_STATUS.get(result.final_status, EXIT_ERROR)
         failed = outcome.error
         if self.json_lines:
-            _json_line(self.out, "error", _dump(failed))
+            _json_line(self.out, "error", plain(failed))
         else:
             status = jobs_pb2.JobStatus.Name(failed.final_status).removeprefix("JOB_STATUS_")
             code = errors_pb2.ErrorCode.Name(failed.error.code).removeprefix("ERROR_CODE_")
@@ -324,7 +279,7 @@ def describe(event: events_pb2.JobEvent) -> str:
     if kind is None:
         return "event (empty)"
     body: Message = getattr(event, kind)
-    return f"{kind} {json.dumps(_dump(body), separators=(',', ':'))}"
+    return f"{kind} {json.dumps(plain(body), separators=(',', ':'))}"
 
 
 def _number(value: float) -> str:
@@ -347,63 +302,66 @@ def submit(
     json_lines: bool = False,
 ) -> int:
     """SubmitJob; with `watch_after`, follow the job to its end (exit code = status)."""
-    request = job_service_pb2.SubmitJobRequest(
-        submit=jobs_pb2.JobSubmit(agent=agent, idempotency_key=key)
-    )
-    if input_json is not None:
-        json_format.ParseDict(_parse_json("--input", input_json), request.submit.input)
+    given = _parse_json("--input", input_json) if input_json is not None else None
+    lease: dict[str, list[str]] | None = None
     if lease_json:
         lease = _parse_json("--lease", lease_json)
         if not isinstance(lease, dict) or not all(
             isinstance(p, list) and all(isinstance(x, str) for x in p) for p in lease.values()
         ):
             raise ClientError('--lease must be {"namespace": ["pattern", ...]}', EXIT_USAGE)
-        for namespace, patterns in lease.items():
-            request.submit.lease_request.capabilities[namespace].patterns.extend(patterns)
-    if max_runtime is not None:
-        request.submit.max_runtime_sec = max_runtime
+    printer = WatchPrinter(out, json_lines)
+    accepted: list[Job] = []  # the job once accepted: what a Ctrl-C names
 
-    def run(stub: Stub) -> int:
-        accepted = stub.SubmitJob(request, metadata=conn.metadata).accepted
+    async def run(client: Client) -> int:
+        job = await client.submit(
+            agent, given, idempotency_key=key or None, lease=lease, max_runtime=max_runtime
+        )
+        accepted.append(job)
         if json_lines:
-            _json_line(out, "accepted", _dump(accepted))
+            _json_line(out, "accepted", plain(job.proto))
         else:
-            out.write(f"accepted {accepted.job_id} ({accepted.agent})\n")
+            out.write(f"accepted {job.job_id} ({job.agent})\n")
             out.flush()
         if not watch_after:
             return EXIT_OK
-        return _follow(stub, conn, accepted.job_id, 0, WatchPrinter(out, json_lines))
+        return await _follow(client, job.job_id, printer)
 
-    return _call(conn, run)
+    try:
+        return conn.run(run)
+    except KeyboardInterrupt:
+        if not accepted:
+            raise
+        raise _interrupted(accepted[0].job_id, printer) from None
 
 
 def watch(conn: Connection, out: TextIO, *, job_id: str, after: int, json_lines: bool) -> int:
     """WatchJob from `after` to the outcome; the exit code reflects the final status."""
-    return _call(
-        conn, lambda stub: _follow(stub, conn, job_id, after, WatchPrinter(out, json_lines))
-    )
-
-
-def _follow(stub: Stub, conn: Connection, job_id: str, after: int, printer: WatchPrinter) -> int:
-    request = job_service_pb2.WatchJobRequest(job_id=job_id, after_seq=after)
-    printer.last_seq = after
+    printer = WatchPrinter(out, json_lines, last_seq=after)
     try:
-        for frame in stub.WatchJob(request, metadata=conn.metadata):
-            for event in frame.events:
-                printer.event(event)
-            if frame.HasField("outcome"):
-                return printer.outcome(frame.outcome)
+        return conn.run(lambda client: _follow(client, job_id, printer))
     except KeyboardInterrupt:
-        # Ctrl-C stops the watching, not the job (it runs in the core): say how to
-        # pick it up again or end it.
-        raise ClientError(
-            f"stopped watching; job {job_id} is still running. "
-            f"Follow it: arcp-grpc watch {job_id} --after {printer.last_seq}  "
-            f"Cancel it: arcp-grpc cancel {job_id}",
-            EXIT_INTERRUPTED,
-            "INTERRUPTED",
-        ) from None
-    raise ClientError(f"the watch of {job_id} ended without an outcome; run watch again")
+        raise _interrupted(job_id, printer) from None
+
+
+async def _follow(client: Client, job_id: str, printer: WatchPrinter) -> int:
+    following = client.watch(job_id, after=printer.last_seq)
+    async for event in following:
+        printer.event(event.proto)
+    assert following.outcome is not None
+    return printer.outcome(following.outcome.proto)
+
+
+def _interrupted(job_id: str, printer: WatchPrinter) -> ClientError:
+    """Ctrl-C stops the watching, not the job (it runs in the core): say how to pick it
+    up again or end it."""
+    return ClientError(
+        f"stopped watching; job {job_id} is still running. "
+        f"Follow it: arcp-grpc watch {job_id} --after {printer.last_seq}  "
+        f"Cancel it: arcp-grpc cancel {job_id}",
+        EXIT_INTERRUPTED,
+        "INTERRUPTED",
+    )
 
 
 def jobs(
@@ -416,65 +374,60 @@ def jobs(
     json_lines: bool = False,
 ) -> int:
     """ListJobs, newest first, following pages up to `limit` jobs."""
-    request = job_service_pb2.ListJobsRequest(page_size=min(limit, 100))
-    if status:
-        if status.lower() not in _STATUSES:
-            raise ClientError(f"--status must be one of {', '.join(_STATUSES)}", EXIT_USAGE)
-        request.filter.status.append(_STATUSES[status.lower()])
-    request.filter.agent = agent
+    if status and status.lower() not in _STATUSES:
+        raise ClientError(f"--status must be one of {', '.join(_STATUSES)}", EXIT_USAGE)
 
-    def run(stub: Stub) -> list[jobs_pb2.JobSummary]:
-        found: list[jobs_pb2.JobSummary] = []
-        while len(found) < limit:
-            page = stub.ListJobs(request, metadata=conn.metadata)
-            found.extend(page.jobs)
-            if not page.next_page_token:
+    async def run(client: Client) -> list[JobInfo]:
+        found: list[JobInfo] = []
+        listed = client.list(
+            status=[status] if status else [], agent=agent, page_size=min(limit, 100)
+        )
+        async for info in listed:
+            found.append(info)
+            if len(found) == limit:
                 break
-            request.page_token = page.next_page_token
-        return found[:limit]
+        return found
 
-    found = _call(conn, run)
+    found = conn.run(run)
     if not json_lines:
         out.write(_JOBS_ROW.format("JOB", "STATUS", "AGENT", "SUBMITTED").rstrip() + "\n")
-    for summary in found:
+    for info in found:
         if json_lines:
-            _json_line(out, "job", _dump(summary))
+            _json_line(out, "job", plain(info.proto))
         else:
+            summary = info.proto
             created = summary.created_at.ToJsonString() if summary.HasField("created_at") else ""
-            row = _JOBS_ROW.format(
-                summary.job_id, _status_name(summary.status), summary.agent, created
-            )
-            out.write(row + "\n")
+            out.write(_JOBS_ROW.format(info.job_id, info.status, info.agent, created) + "\n")
     out.flush()
     return EXIT_OK
 
 
 _JOBS_ROW = "{:<30}  {:<9}  {:<24}  {}"
-
-
-def _status_name(status: jobs_pb2.JobStatus.ValueType) -> str:
-    return jobs_pb2.JobStatus.Name(status).removeprefix("JOB_STATUS_").lower()
+_STATUSES = [
+    name.removeprefix("JOB_STATUS_").lower()
+    for name, value in jobs_pb2.JobStatus.items()
+    if value != jobs_pb2.JOB_STATUS_UNSPECIFIED
+]
 
 
 def get(conn: Connection, out: TextIO, *, job_id: str, json_lines: bool) -> int:
     """GetJob: the job's state and outcome in one call, without replaying its events
     (a streamed result is not repeated: `watch` prints it)."""
-    request = job_service_pb2.GetJobRequest(job_id=job_id)
-    reply = _call(conn, lambda stub: stub.GetJob(request, metadata=conn.metadata))
-    job = reply.job
+    info = conn.run(lambda client: client.get(job_id))
+    job = info.proto
     if json_lines:
-        _json_line(out, "job", _dump(job))
-        if reply.HasField("outcome"):
-            ended = reply.outcome.WhichOneof("outcome")
-            _json_line(out, ended or "outcome", _dump(getattr(reply.outcome, ended or "result")))
+        _json_line(out, "job", plain(job))
+        if info.outcome is not None:
+            ended = info.outcome.proto.WhichOneof("outcome") or "result"
+            _json_line(out, ended, plain(getattr(info.outcome.proto, ended)))
         return EXIT_OK
-    rows = [("job", job.job_id), ("status", _status_name(job.status)), ("agent", job.agent)]
+    rows = [("job", info.job_id), ("status", info.status), ("agent", info.agent)]
     if job.HasField("created_at"):
         rows.append(("submitted", job.created_at.ToJsonString()))
     if job.HasField("completed_at"):
         rows.append(("ended", job.completed_at.ToJsonString()))
-    if reply.HasField("outcome"):
-        rows.append(_outcome_row(reply.outcome, job_id))
+    if info.outcome is not None:
+        rows.append(_outcome_row(info.outcome.proto, job_id))
     for name, value in rows:
         out.write(f"{name:<10} {value}\n")
     out.flush()
@@ -493,39 +446,29 @@ def _outcome_row(outcome: jobs_pb2.JobOutcome, job_id: str) -> tuple[str, str]:
             f"streamed ({streamed.result_id}, {streamed.result_size} bytes); "
             f"arcp-grpc watch {job_id} prints it"
         )
-    return "result", json.dumps(_whole(json_format.MessageToDict(result.value)))
-
-
-_STATUSES = {
-    name.removeprefix("JOB_STATUS_").lower(): value
-    for name, value in jobs_pb2.JobStatus.items()
-    if value != jobs_pb2.JOB_STATUS_UNSPECIFIED
-}
+    return "result", json.dumps(value_to_py(result.value))
 
 
 def cancel(conn: Connection, out: TextIO, *, job_id: str, reason: str, json_lines: bool) -> int:
     """CancelJob (§7.4). A job that already ended gets one answer whatever its end
     (the core acknowledges a cancel of a cancelled job and refuses one of a job
     that ended otherwise): it already ended, nothing to cancel, exit 0."""
-    request = job_service_pb2.CancelJobRequest(
-        cancel=jobs_pb2.JobCancel(job_id=job_id, reason=reason)
-    )
 
-    def run(stub: Stub) -> str:
+    async def run(client: Client) -> str:
         """ "" when the cancel was requested, else the status the job had ended with."""
-        known = stub.GetJob(job_service_pb2.GetJobRequest(job_id=job_id), metadata=conn.metadata)
-        if known.HasField("outcome"):
-            return _status_name(known.job.status)
+        known = await client.get(job_id)
+        if known.outcome is not None:
+            return known.status
         try:
-            stub.CancelJob(request, metadata=conn.metadata)
-        except grpc.RpcError as exc:
-            ended = from_rpc_error(exc).details.get("final_status", "")
+            await client.cancel(job_id, reason)
+        except ARCPError as exc:
+            ended = exc.details.get("final_status", "")
             if not ended:
                 raise
             return str(ended)  # it ended between the two calls
         return ""
 
-    ended = _call(conn, run)
+    ended = conn.run(run)
     if json_lines:
         if ended:
             _json_line(out, "already_ended", {"job_id": job_id, "final_status": ended})
@@ -541,11 +484,9 @@ def cancel(conn: Connection, out: TextIO, *, job_id: str, reason: str, json_line
 
 def agents(conn: Connection, out: TextIO, *, json_lines: bool) -> int:
     """ListAgents: names, versions and the default version (§7.5)."""
-    request = job_service_pb2.ListAgentsRequest()
-    reply = _call(conn, lambda stub: stub.ListAgents(request, metadata=conn.metadata))
-    for info in reply.agents:
+    for info in conn.run(lambda client: client.agents()):
         if json_lines:
-            _json_line(out, "agent", _dump(info))
+            _json_line(out, "agent", plain(info.proto))
         else:
             versions = ", ".join(
                 f"{v} (default)" if v == info.default_version else v for v in info.versions

@@ -19,7 +19,7 @@ from google.protobuf import json_format, struct_pb2
 from arcp_grpc.v1 import job_service_pb2, job_service_pb2_grpc, jobs_pb2
 from bench.loadgen.base import ECHO_INPUT, ProtocolViolation
 
-__all__ = ["GrpcConn", "GrpcDriver"]
+__all__ = ["GrpcConn", "GrpcDriver", "submit_request"]
 
 #: Bound on stream messages per watch, so a confused server cannot loop us forever.
 _MAX_MESSAGES_PER_WATCH = 50_000_000
@@ -35,9 +35,7 @@ _IDLE_POLL_S = 0.005
 _IDLE_POLLS = 24_000  # two minutes of polls at most; the scenario timeout usually ends it first
 
 
-def _submit_request(
-    agent: str, agent_input: Any, key: str = ""
-) -> job_service_pb2.SubmitJobRequest:
+def submit_request(agent: str, agent_input: Any, key: str = "") -> job_service_pb2.SubmitJobRequest:
     value = json_format.ParseDict(agent_input, struct_pb2.Value())
     return job_service_pb2.SubmitJobRequest(
         submit=jobs_pb2.JobSubmit(agent=agent, input=value, idempotency_key=key)
@@ -51,7 +49,7 @@ class GrpcConn:
         self._channel = channel
         self._stub = job_service_pb2_grpc.JobServiceStub(channel)
         self._metadata = metadata
-        self._echo = _submit_request("echo", ECHO_INPUT)
+        self._echo = submit_request("echo", ECHO_INPUT)
         self._run_echo = job_service_pb2.RunJobRequest(submit=self._echo.submit)
 
     async def _submit(self, request: job_service_pb2.SubmitJobRequest) -> str:
@@ -88,7 +86,7 @@ class GrpcConn:
         return accepted - start, time.perf_counter() - start
 
     async def submit_keyed(self, key: str, *, wait_result: bool) -> float:
-        request = _submit_request("echo", ECHO_INPUT, key)
+        request = submit_request("echo", ECHO_INPUT, key)
         start = time.perf_counter()
         job_id = await self._submit(request)
         elapsed = time.perf_counter() - start
@@ -97,13 +95,13 @@ class GrpcConn:
         return elapsed
 
     async def run_chatty(self, events: int) -> tuple[float, int]:
-        request = _submit_request("chatty", {"events": events})
+        request = submit_request("chatty", {"events": events})
         start = time.perf_counter()
         received, _ = await self._watch(await self._submit(request))
         return time.perf_counter() - start, received
 
     async def run_report(self, size: int) -> tuple[float, int]:
-        request = _submit_request("report", {"bytes": size})
+        request = submit_request("report", {"bytes": size})
         start = time.perf_counter()
         _, received = await self._watch(await self._submit(request))
         return time.perf_counter() - start, received
@@ -165,11 +163,12 @@ class GrpcDriver:
     "handshake" here is connection setup plus the first authenticated call."""
 
     def __init__(self, address: str, token: str) -> None:
-        self._address = address
+        self.address = address
+        self.token = token
         self._metadata = (("authorization", f"Bearer {token}"),)
 
     async def connect(self) -> GrpcConn:
-        channel = grpc.aio.insecure_channel(self._address, options=_CHANNEL_OPTIONS)
+        channel = grpc.aio.insecure_channel(self.address, options=_CHANNEL_OPTIONS)
         try:
             stub = job_service_pb2_grpc.JobServiceStub(channel)
             await stub.ListAgents(job_service_pb2.ListAgentsRequest(), metadata=self._metadata)

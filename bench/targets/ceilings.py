@@ -52,6 +52,7 @@ CEILING_SCENARIOS = {
     "rss": set(),
     "runjob": {"rtt"},
     "streamed": {"concurrent"},
+    "client": {"rtt"},
 }
 
 #: Reads the raw server's CPU seconds so far; per-call CPU shows what the transport alone costs.

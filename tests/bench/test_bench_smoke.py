@@ -86,7 +86,7 @@ def test_quick_run_of_the_job_service_scenarios(tmp_path: Path) -> None:
         "--reps",
         "1",
         "--only",
-        "sequential,runjob,streamed",
+        "sequential,runjob,streamed,client",
         "--targets",
         "ours-grpc,ceilings",
         "--out",
@@ -108,6 +108,12 @@ def test_quick_run_of_the_job_service_scenarios(tmp_path: Path) -> None:
         "streamed_jobs_per_s",
         "streamed_done_jobs_per_s",
         "streamed_cpu_us",
+        "raw_submit_ms",
+        "client_submit_ms",
+        "client_submit_ratio",
+        "raw_run_ms",
+        "client_run_ms",
+        "client_run_ratio",
     ):
         assert grpc[metric][0] > 0, metric
     assert grpc["run_accepted_ms"][0] <= grpc["run_result_ms"][0]
@@ -117,6 +123,7 @@ def test_quick_run_of_the_job_service_scenarios(tmp_path: Path) -> None:
     assert "h. RunJob submit→result p50 (one call), ms" in report
     assert "i. SubmitJobs streamed submits/s, 200 jobs on one stream" in report
     assert "b. server CPU per job, µs" in report
+    assert "j. client ÷ raw stubs, SubmitJob p50, ×" in report  # issue 25
     goals = report.split("## Issue 14 goals", 1)[1]
     rows = {line.split(" | ")[0].lstrip("| "): line for line in goals.splitlines() if "×" in line}
     for figure in (

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from arcp_grpc.base.wire import length_delimited, only_field, varint
-from arcp_grpc.v1 import job_service_pb2, jobs_pb2
+from arcp_grpc.base.wire import field_payload, length_delimited, only_field, varint
+from arcp_grpc.v1 import events_pb2, job_service_pb2, jobs_pb2
 
 
 @pytest.mark.parametrize("size", [0, 1, 127, 128, 300, 16_383, 16_384, 2_000_000])
@@ -44,3 +44,23 @@ def test_only_field_is_the_outcome_member_as_serialised(member: str) -> None:
 def test_only_field_refuses_anything_else(raw: bytes) -> None:
     with pytest.raises(ValueError, match=r"varint|length-delimited"):
         only_field(raw)
+
+
+def test_field_payload_is_the_embedded_acceptance_as_sent() -> None:
+    """A RunJob's first message (accepted + replay) and a SubmitJobs answer: the client
+    keeps the `JobAccepted` bytes of each exactly as they came (§7.2)."""
+    accepted = jobs_pb2.JobAccepted(job_id="job_1", agent="echo@1.0.0", trace_id="t" * 300)
+    raw = accepted.SerializeToString(deterministic=True)
+    first = job_service_pb2.RunJobResponse(accepted=accepted, replay=True).SerializeToString()
+    assert field_payload(first, 3) == raw
+    assert field_payload(first, 1) is None
+    item = job_service_pb2.SubmitJobsResponse(correlation_id="c1", accepted=accepted)
+    assert field_payload(item.SerializeToString(), 2) == raw
+    fixed = events_pb2.MetricEvent(name="n", value=1.5).SerializeToString()  # a double: I64
+    assert field_payload(fixed, 1) == b"n"
+
+
+@pytest.mark.parametrize("raw", [b"\x0a\x05ab", b"\x09\x00", b"\x0b"])
+def test_field_payload_refuses_a_truncated_or_group_field(raw: bytes) -> None:
+    with pytest.raises(ValueError, match=r"truncated|wire type"):
+        field_payload(raw, 1)

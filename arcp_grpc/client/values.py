@@ -1,0 +1,240 @@
+"""What the client hands back: plain Python values, each with its protobuf message.
+
+A backend wants the JSON its agent returned, not a ``google.protobuf.Value``, so every
+value here is built once from the message the core sent and keeps that message in
+``proto`` for those who want the wire form. A job's acceptance also keeps its bytes as the
+core sent them (``Job.accepted_bytes``): for an idempotent replay those are the bytes of the
+first acceptance, unchanged (§7.2). Building these values is pure (no I/O), so it is tested
+without a socket.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from arcp_grpc.base.json_values import json_number, value_to_py
+from arcp_grpc.errors import ARCPError
+from arcp_grpc.v1 import events_pb2, jobs_pb2, lease_pb2
+
+__all__ = [
+    "Agent",
+    "Event",
+    "Job",
+    "JobInfo",
+    "Outcome",
+    "Submission",
+    "plain",
+    "status_name",
+]
+
+
+def plain(message: Message) -> dict[str, Any]:
+    """A message as JSON-ready Python data (proto field names), whole numbers as ints:
+    ``google.protobuf.Value`` holds only doubles, and ``{"count": 3}`` should not come back
+    as ``3.0``."""
+    whole: dict[str, Any] = _whole(
+        json_format.MessageToDict(message, preserving_proto_field_name=True)
+    )
+    return whole
+
+
+def _whole(value: Any) -> Any:
+    if isinstance(value, float):
+        return json_number(value)
+    if isinstance(value, dict):
+        return {k: _whole(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole(v) for v in value]
+    return value
+
+
+def status_name(status: jobs_pb2.JobStatus.ValueType) -> str:
+    """``JOB_STATUS_TIMED_OUT`` → ``timed_out``: the spec's word for a job's status (§7.3)."""
+    return jobs_pb2.JobStatus.Name(status).removeprefix("JOB_STATUS_").lower()
+
+
+def _time(stamp: Timestamp, present: bool) -> datetime | None:
+    """An aware UTC datetime; None for a field the core left unset."""
+    return stamp.ToDatetime(tzinfo=UTC) if present else None
+
+
+def _lease(lease: lease_pb2.Lease) -> dict[str, list[str]]:
+    return {ns: list(patterns.patterns) for ns, patterns in lease.capabilities.items()}
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One job to submit (§7.1), for `Client.submit_many`; `Client.submit` takes the same
+    fields as arguments. ``lease`` maps a capability namespace to its patterns;
+    ``budget`` maps a currency to an amount (``{"USD": "5.00"}``), requested as the lease's
+    ``cost.budget`` patterns (§9.6)."""
+
+    agent: str
+    input: Any = None
+    idempotency_key: str | None = None
+    lease: Mapping[str, Sequence[str]] | None = None
+    lease_expires_at: datetime | None = None
+    budget: Mapping[str, str] | None = None
+    max_runtime: int | None = None
+    trace_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    """An accepted job (``job.accepted``, §7.2). ``replay`` is true when the core answered
+    an idempotent resubmission with the first acceptance; ``accepted_bytes`` are the
+    ``JobAccepted`` bytes as the core sent them. The other fields are read from ``proto``
+    when first asked for: a submit pays only for what its caller looks at."""
+
+    job_id: str
+    agent: str
+    replay: bool
+    accepted_bytes: bytes = field(repr=False)
+    proto: jobs_pb2.JobAccepted = field(repr=False)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, replay: bool) -> Job:
+        accepted = jobs_pb2.JobAccepted.FromString(data)
+        return cls(accepted.job_id, accepted.agent, replay, data, accepted)
+
+    @cached_property
+    def accepted_at(self) -> datetime | None:
+        return _time(self.proto.accepted_at, self.proto.HasField("accepted_at"))
+
+    @cached_property
+    def trace_id(self) -> str:
+        return self.proto.trace_id
+
+    @cached_property
+    def lease(self) -> dict[str, list[str]]:
+        """``{namespace: [patterns]}``, the lease granted (§9.2)."""
+        return _lease(self.proto.lease)
+
+    @cached_property
+    def budget(self) -> dict[str, str]:
+        """``{currency: amount}``, the budget counters at acceptance (§9.6)."""
+        return dict(self.proto.budget)
+
+    @cached_property
+    def credentials(self) -> list[dict[str, Any]]:
+        """The credentials provisioned for the job (§9.8): secrets, never log them."""
+        return [plain(credential) for credential in self.proto.credentials]
+
+
+@dataclass(frozen=True)
+class Event:
+    """One event of a job (§8). ``seq`` is its ``job_seq`` (gap-free from 1, §8.3);
+    ``kind`` the event's type (``log``, ``progress``, ``result_chunk``, …) and ``body``
+    its fields as plain data, built when first asked for (a follower that only counts or
+    forwards events never pays for it)."""
+
+    job_id: str
+    seq: int
+    kind: str
+    proto: events_pb2.JobEvent = field(repr=False)
+
+    @classmethod
+    def from_proto(cls, event: events_pb2.JobEvent) -> Event:
+        return cls(event.job_id, event.job_seq, event.WhichOneof("body") or "", event)
+
+    @cached_property
+    def body(self) -> dict[str, Any]:
+        return plain(getattr(self.proto, self.kind)) if self.kind else {}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a job ended (§7.3): ``status`` is ``success``, ``error``, ``cancelled`` or
+    ``timed_out``; ``result`` the JSON the agent returned (None for a streamed result,
+    which came as ``result_chunk`` events, §8.4), ``error`` the ARCP error of a job that
+    did not succeed."""
+
+    job_id: str
+    status: str
+    result: Any
+    error: ARCPError | None
+    completed_at: datetime | None
+    proto: jobs_pb2.JobOutcome = field(repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.status == "success"
+
+    @classmethod
+    def from_proto(cls, outcome: jobs_pb2.JobOutcome) -> Outcome:
+        if outcome.HasField("error"):
+            failed = outcome.error
+            return cls(
+                failed.job_id,
+                status_name(failed.final_status),
+                None,
+                ARCPError.from_proto(failed.error),
+                _time(failed.completed_at, failed.HasField("completed_at")),
+                outcome,
+            )
+        done = outcome.result
+        value = value_to_py(done.value) if done.HasField("value") else None
+        return cls(
+            done.job_id,
+            status_name(done.final_status),
+            value,
+            None,
+            _time(done.completed_at, done.HasField("completed_at")),
+            outcome,
+        )
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """A job as `Client.get` and `Client.list` see it (§6.6): its status and, from `get`
+    once it has ended, its ``outcome``. ``last_event_seq`` is where a `watch` would resume."""
+
+    job_id: str
+    agent: str
+    status: str
+    created_at: datetime | None
+    completed_at: datetime | None
+    trace_id: str
+    parent_job_id: str
+    last_event_seq: int
+    outcome: Outcome | None
+    proto: jobs_pb2.JobSummary = field(repr=False)
+
+    @classmethod
+    def from_proto(
+        cls, summary: jobs_pb2.JobSummary, outcome: jobs_pb2.JobOutcome | None = None
+    ) -> JobInfo:
+        return cls(
+            job_id=summary.job_id,
+            agent=summary.agent,
+            status=status_name(summary.status),
+            created_at=_time(summary.created_at, summary.HasField("created_at")),
+            completed_at=_time(summary.completed_at, summary.HasField("completed_at")),
+            trace_id=summary.trace_id,
+            parent_job_id=summary.parent_job_id,
+            last_event_seq=summary.last_event_seq,
+            outcome=Outcome.from_proto(outcome) if outcome is not None else None,
+            proto=summary,
+        )
+
+
+@dataclass(frozen=True)
+class Agent:
+    """A registered agent with its versions and the one a bare name runs (§7.5)."""
+
+    name: str
+    versions: tuple[str, ...]
+    default_version: str
+    proto: jobs_pb2.AgentInfo = field(repr=False)
+
+    @classmethod
+    def from_proto(cls, info: jobs_pb2.AgentInfo) -> Agent:
+        return cls(info.name, tuple(info.versions), info.default_version, info)
