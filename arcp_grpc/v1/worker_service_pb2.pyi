@@ -207,7 +207,9 @@ class WorkerWelcome(_message.Message):
     """A side that hears nothing for this long treats the stream as broken."""
     event_window: _builtins.int
     """How many counted messages (events, outcomes, steps) the worker may
-    send before the core grants more with EventCredit.
+    send before the core grants more with EventCredit. A running job may
+    exceed it by one event (emitted before its agent waits for credit);
+    past that the core ends the stream.
     """
     def __init__(
         self,
