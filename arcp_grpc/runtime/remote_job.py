@@ -66,6 +66,7 @@ class RemoteJob:
         self._stream: ResultStream | None = None
         self._steps: set[asyncio.Task[None]] = set()
         self._children: dict[str, ActiveJob] = {}
+        self._reported = False  # the worker sent the job's outcome
 
     @property
     def live(self) -> bool:
@@ -122,6 +123,7 @@ class RemoteJob:
             self.job.stop(error)
 
     def on_outcome(self, outcome: pb.WorkerOutcome) -> None:
+        self._reported = True
         if self.ended.done():
             return
         which = outcome.WhichOneof("outcome")
@@ -146,7 +148,8 @@ class RemoteJob:
         """The job's relay ends: stop open steps, and tell a worker still there why."""
         for task in self._steps:
             task.cancel()
-        if link is not None and not self.ended.done():
+        # Cancelling the relay cancelled `ended` too: what the worker knows is `_reported`.
+        if link is not None and not self._reported:
             reason = self.job.stop_error or Cancelled("the core ended the job")
             link.send(
                 pb.WorkResponse(stop=pb.JobStop(job_id=self.job.job_id, reason=reason.to_proto()))
