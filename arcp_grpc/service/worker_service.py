@@ -60,7 +60,7 @@ class WorkerServiceServicer:
     ) -> AsyncIterator[pb.WorkResponse]:
         outbox: asyncio.Queue[pb.WorkResponse | ARCPError | None] = asyncio.Queue()
         try:
-            name = self._authenticate(context)
+            name = self._auth.authenticate_metadata(context.invocation_metadata() or ()).name
             first = await asyncio.wait_for(anext(requests), REGISTER_TIMEOUT_SEC)
             link = self._register(name, first, outbox.put_nowait, context)
         except (ARCPError, TimeoutError, StopAsyncIteration) as refused:
@@ -99,14 +99,6 @@ class WorkerServiceServicer:
             beats.cancel()
             self._directory.disconnect(link, why)
             log.info("worker %s disconnected: %s", name, why)
-
-    def _authenticate(self, context: Ctx) -> str:
-        header = None
-        for key, value in context.invocation_metadata() or ():
-            if key == "authorization":
-                header = value if isinstance(value, str) else value.decode()
-                break
-        return self._auth.authenticate_header(header).name
 
     def _register(
         self, name: str, first: pb.WorkRequest | InvalidRequest, send: Any, context: Ctx
