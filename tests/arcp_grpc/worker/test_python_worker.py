@@ -50,3 +50,20 @@ async def test_arcp_client_through_the_gateway_runs_a_remote_agent(
     assert result.final_status == "success"
     assert result.result == {"echo": {"via": "gateway"}, "trace": 32}
     assert [e["kind"] for e in events] == ["log", "progress"]
+
+
+async def test_a_streamed_result_goes_through_the_cores_result_stream(
+    client: Client, workers: Callable[..., WorkerProcess]
+) -> None:
+    workers()
+    run = client.run("remote-stream", {"parts": ["ab", "cd", "ef"]})
+    chunks = [e.proto.result_chunk async for e in run if e.kind == "result_chunk"]
+    assert run.outcome is not None
+    assert run.outcome.status == "success"
+    assert [(c.chunk_seq, c.data, c.more) for c in chunks] == [
+        (0, b"ab", True),
+        (1, b"cd", True),
+        (2, b"ef", False),
+    ]
+    assert len({c.result_id for c in chunks}) == 1
+    assert run.outcome.proto.result.streamed.result_id == chunks[0].result_id
