@@ -25,7 +25,7 @@ from grpc_reflection.v1alpha import reflection
 
 from arcp_grpc import __version__
 from arcp_grpc.agents import AgentRegistry
-from arcp_grpc.auth import Authenticator
+from arcp_grpc.auth import Authenticator, Principal
 from arcp_grpc.base.ids import new_id
 from arcp_grpc.credentials import CredentialProvisioner, DevProvisioner
 from arcp_grpc.demo_agents import demo_registry
@@ -36,6 +36,7 @@ from arcp_grpc.runtime import (
     Quotas,
     RuntimeLimits,
     RuntimeObserver,
+    WorkerLimits,
 )
 from arcp_grpc.service.job_service import SERVICE_NAME as JOB_SERVICE
 from arcp_grpc.service.job_service import JobServiceServicer, job_service_handler
@@ -45,6 +46,8 @@ from arcp_grpc.service.registry import SessionRegistry
 from arcp_grpc.service.session_service import SERVICE_NAME as SESSION_SERVICE
 from arcp_grpc.service.session_service import SessionServiceServicer, session_handler
 from arcp_grpc.service.sessions import SessionLimits
+from arcp_grpc.service.worker_service import SERVICE_NAME as WORKER_SERVICE
+from arcp_grpc.service.worker_service import WorkerServiceServicer, worker_handler
 from arcp_grpc.store import Store
 from arcp_grpc.store.postgres.store import PostgresStore
 from arcp_grpc.store.secretbox import SecretBox
@@ -57,7 +60,12 @@ __all__ = ["CoreConfig", "CoreHealth", "RunningCore", "start_core"]
 log = logging.getLogger("arcp_grpc.server")
 
 _MiB = 1024 * 1024
-_SERVICES = ("", JOB_SERVICE, SESSION_SERVICE)  # as the gRPC health service names them
+_SERVICES = (
+    "",
+    JOB_SERVICE,
+    SESSION_SERVICE,
+    WORKER_SERVICE,
+)  # as the gRPC health service names them
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,8 @@ class CoreConfig:
     grpc_host: str = "127.0.0.1"
     grpc_port: int = 0
     tokens: Mapping[str, str] = field(default_factory=dict)  # bearer token -> principal
+    # Remote workers' bearer tokens -> worker name (issue 23); never client tokens.
+    worker_tokens: Mapping[str, str] = field(default_factory=dict)
     compat_principals: frozenset[str] = frozenset()  # principals on the SDK wire profile
     # §14: send credential values over plaintext to a non-loopback peer (off: withheld).
     plaintext_credentials: bool = False
@@ -83,6 +93,7 @@ class CoreConfig:
     limits: RuntimeLimits = field(default_factory=RuntimeLimits)
     session_limits: SessionLimits = field(default_factory=SessionLimits)
     quotas: QuotaLimits = field(default_factory=QuotaLimits)  # §14 caps, `[limits]`
+    workers: WorkerLimits = field(default_factory=WorkerLimits)  # `[workers]`
 
 
 class CoreHealth:
@@ -227,6 +238,7 @@ async def start_core(
             quotas=Quotas(config.quotas),
             on_fenced=core_health.not_serving,
             observer=observer,
+            worker_limits=config.workers,
         )
         server = _grpc_server(config)
         # Registered before the runtime's stop, so it unwinds after it: calls in flight
@@ -313,11 +325,27 @@ def _add_services(
         (
             job_service_handler(JobServiceServicer(runtime, auth, plaintext_credentials=plaintext)),
             session_handler(session_service),
+            worker_handler(
+                WorkerServiceServicer(
+                    runtime,
+                    Authenticator(
+                        {token: Principal(name) for token, name in config.worker_tokens.items()}
+                    ),
+                    plaintext_credentials=plaintext,
+                )
+            ),
         )
     )
     health_pb2_grpc.add_HealthServicer_to_server(core_health.servicer, server)
     reflection.enable_server_reflection(
-        (JOB_SERVICE, SESSION_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        (
+            JOB_SERVICE,
+            SESSION_SERVICE,
+            WORKER_SERVICE,
+            health.SERVICE_NAME,
+            reflection.SERVICE_NAME,
+        ),
+        server,
     )
     return session_service
 

@@ -9,6 +9,7 @@
     arcp-grpc agents
     arcp-grpc store copy [--from sqlite:///PATH] --to postgresql://USER@HOST:PORT/DB
     arcp-grpc credentials --unrevoked [--config FILE] [--data-dir DIR] [--store URL]
+    arcp-grpc worker --core HOST:PORT[,HOST:PORT...] --token TOKEN --agents MODULE:ATTR
 
 Exit codes: 0 success, 1 error, 2 usage or configuration, 3 cancelled,
 4 timed out, 130 interrupted, 141 output closed (see `arcp_grpc.cli.client`).
@@ -43,8 +44,10 @@ from arcp_grpc.cli.client import (
     Connection,
 )
 from arcp_grpc.cli.store import StoreUsageError, add_store_parser, run_store
+from arcp_grpc.cli.worker import add_worker_parser, run_worker_command
 from arcp_grpc.config import ConfigError, load_agents, load_settings
 from arcp_grpc.process import event_loop
+from arcp_grpc.worker import WorkerRefused
 
 __all__ = ["build_parser", "main"]
 
@@ -117,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _serve_parser(commands)
     add_store_parser(commands)
+    add_worker_parser(commands)
 
     client = _Parser(add_help=False)
     group = client.add_argument_group("connection (flags > ARCP_* environment > defaults)")
@@ -348,6 +352,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_store(args, out)
         if args.command == "credentials":
             return _credentials(args, out)
+        if args.command == "worker":
+            return run_worker_command(args)
         return _client(args, out)
     except UsageError as exc:
         if not json_lines:
@@ -359,6 +365,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(out, json_lines, "USAGE", str(exc), EXIT_USAGE)
     except ClientError as exc:
         return _fail(out, json_lines, exc.code, str(exc), exc.exit_code)
+    except WorkerRefused as exc:  # no other core will take the token either
+        return _fail(out, json_lines, exc.code, exc.message, EXIT_USAGE)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except BrokenPipeError:

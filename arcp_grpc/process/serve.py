@@ -38,7 +38,7 @@ from arcp_grpc.base import logs as logging_setup
 from arcp_grpc.config import DEV_TOKEN_FILE, ConfigError, Settings, read_or_create_dev_token
 from arcp_grpc.process.datadir_lock import DataDirLock, DataDirLocked
 from arcp_grpc.process.metrics import Metrics, MetricsServer, serve_metrics
-from arcp_grpc.runtime import ClusterLimits, QuotaLimits, RuntimeLimits
+from arcp_grpc.runtime import ClusterLimits, QuotaLimits, RuntimeLimits, WorkerLimits
 from arcp_grpc.server import CoreConfig, RunningCore, start_core
 from arcp_grpc.service.sessions import SessionLimits
 from arcp_grpc.store import StoreUnavailable
@@ -94,6 +94,7 @@ def core_config(settings: Settings) -> CoreConfig:
         grpc_host=core.host,
         grpc_port=core.port,
         tokens=tokens,
+        worker_tokens=dict(settings.auth.workers),
         compat_principals=frozenset(settings.auth.compat_principals),
         plaintext_credentials=settings.auth.plaintext_credentials,
         demo_agents=settings.agents.demo,
@@ -107,6 +108,7 @@ def core_config(settings: Settings) -> CoreConfig:
         limits=RuntimeLimits(**asdict(settings.runtime)),
         session_limits=SessionLimits(**asdict(settings.sessions)),
         quotas=QuotaLimits(**asdict(settings.limits)),
+        workers=WorkerLimits(**asdict(settings.workers)),
         tls=tls,
     )
 

@@ -120,7 +120,7 @@ class Admission:
             claim = IdempotencyClaim(
                 principal.name, key, fingerprint, now + self._parts.limits.idempotency_ttl_sec
             )
-        agent = self._parts.registry.resolve(ref)
+        agent = self._parts.resolve(ref)
         lease = Lease.parse(lease_request)
         # No await between this check and `persist` counting the job: concurrent
         # submits cannot all pass it. A shared store counts the principal's running

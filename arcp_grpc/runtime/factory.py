@@ -167,7 +167,7 @@ class JobFactory:
     async def delegate(self, parent: ActiveJob, request: ChildRequest) -> ActiveJob:
         """Start a child job with a strict subset of the parent's authority (§9.4, §10)."""
         now = time.time()
-        registered = self.parts.registry.resolve(parse_agent_ref(request.agent))
+        registered = self.parts.resolve(parse_agent_ref(request.agent))
         # The tightest counter along the ancestor chain bounds the child (§9.4).
         lease = parent.lease.derive_child(request.lease_request, parent.budget.available())
         requested = (

@@ -38,6 +38,7 @@ from arcp_grpc.runtime.parts import RuntimeParts
 from arcp_grpc.runtime.queries import JobQueries
 from arcp_grpc.runtime.quotas import Quotas
 from arcp_grpc.runtime.table import JobTable
+from arcp_grpc.runtime.workers import WorkerDirectory, WorkerLimits
 from arcp_grpc.store import ClusterStore, EventRow, JobChanges, JobQuery, Store
 from arcp_grpc.store.secretbox import SecretBox
 from arcp_grpc.v1 import jobs_pb2
@@ -60,6 +61,7 @@ class JobRuntime:
         quotas: Quotas | None = None,
         on_fenced: Callable[[], None] | None = None,
         observer: RuntimeObserver | None = None,
+        worker_limits: WorkerLimits | None = None,
     ) -> None:
         limits = limits or RuntimeLimits()
         self.quotas = quotas or Quotas()
@@ -75,12 +77,15 @@ class JobRuntime:
             if self.cluster is not None
             else NodeLease()
         )
+        table = JobTable(limits.recent_jobs)
+        # Remote workers (issue 23): the WorkerService registers them here.
+        self.workers = WorkerDirectory(table, worker_limits or WorkerLimits())
         parts = RuntimeParts(
             store=store,
             box=box,
             registry=registry,
             limits=limits,
-            table=JobTable(limits.recent_jobs),
+            table=table,
             ledger=(
                 CredentialLedger(
                     provisioner,
@@ -94,6 +99,7 @@ class JobRuntime:
             ),
             cluster=self.cluster,
             observer=self.observer,
+            workers=self.workers,
         )
         events = JobEvents(parts)
         executor = Executor(parts)

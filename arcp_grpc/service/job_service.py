@@ -117,12 +117,7 @@ class JobServiceServicer:
         self._items: set[asyncio.Task[None]] = set()
 
     def _principal(self, context: Ctx) -> Principal:
-        header = None
-        for key, value in context.invocation_metadata() or ():
-            if key == "authorization":
-                header = value if isinstance(value, str) else value.decode()
-                break
-        return self._auth.authenticate_header(header)
+        return self._auth.authenticate_metadata(context.invocation_metadata() or ())
 
     def _shown(self, principal: Principal, context: Ctx) -> Disclosure:
         """What this call's caller may see (§14): it negotiates nothing, so every feature;

@@ -71,6 +71,15 @@ PUBLIC: dict[str, set[str]] = {
         "to_status",
     },
     "arcp_grpc.server": {"CoreConfig", "CoreHealth", "RunningCore", "start_core"},
+    "arcp_grpc.worker": {
+        "LIBRARY",
+        "WORK_METHOD",
+        "RemoteChild",
+        "RemoteHost",
+        "WorkerRefused",
+        "WorkerStream",
+        "run_worker",
+    },
     "arcp_grpc.store.postgres": {"PostgresStore"},
     "arcp_grpc.store.sqlite": {"SQLiteStore", "WAL_LIMIT"},
     "arcp_grpc.store": {
