@@ -23,7 +23,8 @@ strings.
      ├── InvalidRequest              INVALID_REQUEST
      ├── Unauthenticated             UNAUTHENTICATED
      └── InternalError               INTERNAL_ERROR         (always retryable)
-          └── QuotaExceeded          INTERNAL_ERROR, details.reason QUOTA_EXCEEDED
+          ├── QuotaExceeded          INTERNAL_ERROR, details.reason QUOTA_EXCEEDED
+          └── StoreUnreachable       INTERNAL_ERROR, details.reason STORE_UNREACHABLE
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ __all__ = [
     "PermissionDenied",
     "QuotaExceeded",
     "ResumeWindowExpired",
+    "StoreUnreachable",
     "Timeout",
     "Unauthenticated",
     "error_class",
@@ -234,6 +236,39 @@ class QuotaExceeded(InternalError):
         return int(self.details["retry_after_ms"])
 
 
+STORE_UNREACHABLE_REASON = "STORE_UNREACHABLE"
+
+
+class StoreUnreachable(InternalError):
+    """This node cannot reach its store right now (a database restart, a cut
+    connection): try again in a moment, or through another node (issue 20).
+
+    Like a quota refusal, §12 has no code for it: on the ARCP wire it is a retryable
+    ``INTERNAL_ERROR`` with ``{"reason": "STORE_UNREACHABLE", "retry_after_ms": N}``;
+    on gRPC it is ``UNAVAILABLE`` (what gRPC clients retry on) with a ``RetryInfo``.
+    """
+
+    def __init__(
+        self,
+        message: str = "the store is unreachable; try again shortly",
+        *,
+        retryable: bool | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, retryable=retryable, details=details)
+        self.details["reason"] = STORE_UNREACHABLE_REASON
+        self.details["retry_after_ms"] = int(float(self.details.get("retry_after_ms", 1000)))
+
+    @property
+    def retry_after_ms(self) -> int:
+        return int(self.details["retry_after_ms"])
+
+
+_BY_REASON: dict[str, type[InternalError]] = {
+    QUOTA_REASON: QuotaExceeded,
+    STORE_UNREACHABLE_REASON: StoreUnreachable,
+}
+
 _BY_CODE: dict[str, type[ARCPError]] = {
     klass.code: klass
     for klass in (
@@ -258,10 +293,10 @@ _BY_CODE: dict[str, type[ARCPError]] = {
 
 def error_class(code: str, details: Mapping[str, Any] | None = None) -> type[ARCPError]:
     """The exception class for a §12 code (and its details, which tell a quota refusal
-    from another internal error); unknown codes are internal errors."""
+    or an unreachable store from another internal error); unknown codes are internal errors."""
     klass = _BY_CODE.get(code, InternalError)
-    if klass is InternalError and details and details.get("reason") == QUOTA_REASON:
-        return QuotaExceeded
+    if klass is InternalError and details:
+        return _BY_REASON.get(str(details.get("reason", "")), InternalError)
     return klass
 
 

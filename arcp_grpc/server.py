@@ -77,6 +77,7 @@ class CoreConfig:
     store_key_file: Path | None = None  # default: <data_dir>/store.key (created once)
     store_url: str = ""  # sqlite:///PATH or postgresql://…; empty: <data_dir>/arcp.sqlite3
     sqlite_wal_bytes: int = WAL_LIMIT  # the SQLite log is checkpointed and cut at this size
+    store_connect_timeout_sec: float = 30.0  # PostgreSQL: waited for at start (then exit 75)
     cluster: ClusterLimits = field(default_factory=ClusterLimits)
     max_message_bytes: int = 64 * _MiB
     tls: grpc.ServerCredentials | None = None  # gRPC over TLS when set
@@ -208,6 +209,7 @@ async def start_core(
         node_id=new_id("node"),
         label=label,
         wal_limit=config.sqlite_wal_bytes,
+        connect_timeout_sec=config.store_connect_timeout_sec,
     )
     core_health = CoreHealth()
     grace = _Grace()
@@ -267,13 +269,21 @@ async def start_core(
 
 
 def open_store(
-    url: str, data_dir: Path, *, node_id: str, label: str, wal_limit: int = WAL_LIMIT
+    url: str,
+    data_dir: Path,
+    *,
+    node_id: str,
+    label: str,
+    wal_limit: int = WAL_LIMIT,
+    connect_timeout_sec: float = 30.0,
 ) -> Store:
     """The (unopened) store `url` names (`arcp_grpc.store.url`)."""
     path = sqlite_path(url, data_dir)
     if path is not None:
         return SQLiteStore(path, wal_limit=wal_limit)
-    return PostgresStore(postgres_dsn(url), node_id=node_id, label=label)
+    return PostgresStore(
+        postgres_dsn(url), node_id=node_id, label=label, connect_timeout_sec=connect_timeout_sec
+    )
 
 
 def _grpc_server(config: CoreConfig) -> grpc.aio.Server:

@@ -40,6 +40,7 @@ PUBLIC: dict[str, set[str]] = {
         "PermissionDenied",
         "QuotaExceeded",
         "ResumeWindowExpired",
+        "StoreUnreachable",
         "Timeout",
         "Unauthenticated",
         "error_class",

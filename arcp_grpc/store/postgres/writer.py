@@ -19,21 +19,33 @@ update on `node_id`, which also locks the row against a concurrent takeover,
 so a node that lost a session can record nothing more for it.
 
 A request that fails on its own (bad data for a column) is rolled back to its
-savepoint and raised to its caller; anything else (the connection lost, the
-server gone) fails the store, as a full disk fails the SQLite one.
+savepoint and raised to its caller. A lost connection (the database restarted,
+the node's backends terminated, the network cut) is not a failure (issue 20): the
+writer reconnects with bounded backoff (`reconnect`) while the batch and
+everything queued behind it wait in memory (bounded by the runtime's
+back-pressure: emitters wait beyond `runtime.max_pending_event_bytes`), and the
+outage listener turns the node NOT_SERVING meanwhile. Nothing is applied twice:
+each batch reads its transaction id before COMMIT, and after a reconnect
+`txid_status` says whether the lost COMMIT took effect; if it did, the batch's
+results stand (its events are published once, its requests answered with what
+they returned); if not, the whole batch runs again, as if for the first time.
+Anything else (a statement the server refuses for no fault of the request)
+fails the store for good, as a full disk fails the SQLite one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import asyncpg
 
-from arcp_grpc.errors import InternalError, InvalidRequest
+from arcp_grpc.errors import InternalError, InvalidRequest, StoreUnreachable
+from arcp_grpc.store.postgres.reconnect import is_connection_loss, reconnected
 from arcp_grpc.store.protocol import EventRow, SessionFrame
 
 __all__ = ["EVENTS_CHANNEL", "PostgresWriter", "request_error"]
@@ -46,6 +58,8 @@ FrameListener = Callable[[Sequence[SessionFrame], frozenset[str]], None]
 
 EVENTS_CHANNEL = "arcp_events"
 _NOTIFY_BYTES = 7000  # PostgreSQL caps a payload below 8000 bytes
+_STOP_WAIT_SEC = 30.0  # a stopping node waits this long for an unreachable store
+_SETTLE_SEC = 0.1  # after ending a stale backend, before asking its transaction's fate again
 
 
 @dataclass(slots=True)
@@ -66,8 +80,16 @@ def request_error(exc: BaseException) -> Exception | None:
 class PostgresWriter:
     """Every write of one node, in order, committed before its caller resumes."""
 
-    def __init__(self, conn: asyncpg.Connection, node_id: str, *, batch_limit: int = 2048) -> None:
+    def __init__(
+        self,
+        conn: asyncpg.Connection,
+        node_id: str,
+        *,
+        connect: Callable[[], Awaitable[asyncpg.Connection]],
+        batch_limit: int = 2048,
+    ) -> None:
         self._conn = conn
+        self._connect = connect
         self._node_id = node_id
         self._batch_limit = batch_limit
         self._queue: list[EventRow | SessionFrame | _Request] = []
@@ -77,7 +99,11 @@ class PostgresWriter:
         self._listener: Callable[[Sequence[EventRow]], None] = lambda _events: None
         self._frame_listener: FrameListener = lambda _frames, _lost: None
         self._on_failure: Callable[[], None] = lambda: None
+        self._on_outage: Callable[[bool], None] = lambda _lost: None
         self._failure: BaseException | None = None
+        self._reachable = True
+        self._up_since = self._lost_at = time.monotonic()
+        self._inflight: list[EventRow | SessionFrame | _Request] = []
         self._stopping = False
         self._task = asyncio.create_task(self._run(), name="arcp-postgres-writer")
 
@@ -131,14 +157,41 @@ class PostgresWriter:
             return
 
     async def stop(self) -> None:
-        await self.flush()
+        """Commit what is queued, then end the task. A store that stays unreachable
+        for `_STOP_WAIT_SEC` loses what was queued (said in the log): the process is
+        stopping and cannot keep it anywhere."""
+        try:
+            await asyncio.wait_for(self.flush(), _STOP_WAIT_SEC)
+        except TimeoutError:
+            self._abandon()
+            return
         self._stopping = True
         self._wake.set()
         await self._task
 
+    # -- state -----------------------------------------------------------
+
+    def set_outage_listener(self, listener: Callable[[bool], None]) -> None:
+        self._on_outage = listener
+
+    def reachable(self) -> bool:
+        return self._reachable
+
+    @property
+    def connection(self) -> asyncpg.Connection:
+        """The connection in use now (a new one after each reconnect)."""
+        return self._conn
+
+    def up_for(self) -> float:
+        """Seconds since this node's connection to the store was last (re)made; 0 while
+        the store is unreachable."""
+        return time.monotonic() - self._up_since if self._reachable else 0.0
+
     def _check_healthy(self) -> None:
         if self._failure is not None:
             raise InternalError("the store failed and accepts no more writes") from None
+
+    # -- the task --------------------------------------------------------
 
     async def _run(self) -> None:
         while True:
@@ -152,57 +205,42 @@ class PostgresWriter:
             del self._queue[: self._batch_limit]
             if self._queue:
                 self._wake.set()
+            self._inflight = batch
             await self._commit(batch)
+            self._inflight = []
 
     async def _commit(self, batch: list[EventRow | SessionFrame | _Request]) -> None:
-        events: list[EventRow] = []
-        frames = [item for item in batch if isinstance(item, SessionFrame)]
-        recorded: list[SessionFrame] = []
-        lost: frozenset[str] = frozenset()
-        written = 0
-        settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
-        touched: dict[str, None] = {}
-        alone = len(batch) == 1
-        conn = self._conn
-        try:
-            async with conn.transaction():
-                for item in batch:
-                    if isinstance(item, SessionFrame):
-                        continue  # recorded at the end of the batch, after its requests
-                    if isinstance(item, EventRow):
-                        events.append(item)
-                        touched[item.job_id] = None
+        """Commit `batch` once, whatever happens to the connection meanwhile: a batch
+        whose connection was lost is committed again on a new one, unless the
+        database says its transaction did commit (its answer was what got lost)."""
+        attempt = _Attempt()
+        while True:
+            try:
+                await self._apply(batch, attempt)
+                break
+            except Exception as exc:
+                if is_connection_loss(exc) and self._failure is None:
+                    try:
+                        if await self._committed_after_reconnect(attempt, exc):
+                            break
+                    except Exception as fatal:  # not a lost connection: the store failed
+                        exc = fatal
+                    else:
+                        attempt = _Attempt()
                         continue
-                    await _insert_events(conn, events[written:], self._node_id)  # call order
-                    written = len(events)
-                    settled.append(await _run_request(conn, item, savepoint=not alone))
-                    if item.touches:
-                        touched[item.touches] = None
-                await _insert_events(conn, events[written:], self._node_id)
-                if frames:
-                    recorded, lost = await _record_frames(conn, frames, self._node_id)
-                await _notify(conn, touched)
-        except Exception as exc:
-            own = request_error(exc) if alone and settled == [] else None
-            if own is not None and isinstance(batch[0], _Request):
-                settled = [(batch[0].future, None, own)]  # rolled back: nothing else in it
-                events = []
-            else:
-                failure = self._fail(exc)
-                settled = [(i.future, None, failure) for i in batch if isinstance(i, _Request)]
-                events = []
-                recorded, lost = [], frozenset()
+                self._refused(batch, attempt, exc)
+                break
         self._pending -= len(batch)
         self._pending_event_bytes -= sum(
             len(i.blob) if isinstance(i, EventRow) else len(i.frame)
             for i in batch
             if not isinstance(i, _Request)
         )
-        if events:
-            self._listener(events)
-        if frames:
-            self._frame_listener(recorded, lost)
-        for future, value, error in settled:
+        if attempt.events:
+            self._listener(attempt.events)
+        if any(isinstance(i, SessionFrame) for i in batch):
+            self._frame_listener(attempt.recorded, attempt.lost)
+        for future, value, error in attempt.settled:
             if future.done():
                 continue
             if error is not None:
@@ -210,12 +248,122 @@ class PostgresWriter:
             else:
                 future.set_result(value)
 
+    async def _apply(
+        self, batch: list[EventRow | SessionFrame | _Request], attempt: _Attempt
+    ) -> None:
+        """One transaction for the batch; `attempt` holds what it did so far, and the
+        transaction id it ends with, so that a lost COMMIT can be looked up."""
+        frames = [item for item in batch if isinstance(item, SessionFrame)]
+        written = 0
+        touched: dict[str, None] = {}
+        alone = len(batch) == 1
+        conn = self._conn
+        async with conn.transaction():
+            for item in batch:
+                if isinstance(item, SessionFrame):
+                    continue  # recorded at the end of the batch, after its requests
+                if isinstance(item, EventRow):
+                    attempt.events.append(item)
+                    touched[item.job_id] = None
+                    continue
+                await _insert_events(conn, attempt.events[written:], self._node_id)  # call order
+                written = len(attempt.events)
+                attempt.settled.append(await _run_request(conn, item, savepoint=not alone))
+                if item.touches:
+                    touched[item.touches] = None
+            await _insert_events(conn, attempt.events[written:], self._node_id)
+            if frames:
+                attempt.recorded, attempt.lost = await _record_frames(conn, frames, self._node_id)
+            await _notify(conn, touched)
+            # NULL when the batch wrote nothing: then a lost COMMIT costs a harmless re-run.
+            attempt.xid = await conn.fetchval("SELECT txid_current_if_assigned()")
+
+    def _refused(
+        self, batch: list[EventRow | SessionFrame | _Request], attempt: _Attempt, exc: Exception
+    ) -> None:
+        """The batch did not commit and will not: a lone request's own error goes to its
+        caller; anything else fails the store."""
+        alone = len(batch) == 1
+        own = request_error(exc) if alone and attempt.settled == [] else None
+        if own is not None and isinstance(batch[0], _Request):
+            attempt.settled = [(batch[0].future, None, own)]  # rolled back: nothing else in it
+        else:
+            failure = self._fail(exc)
+            attempt.settled = [(i.future, None, failure) for i in batch if isinstance(i, _Request)]
+        attempt.events, attempt.recorded, attempt.lost = [], [], frozenset()
+
+    # -- a lost connection ---------------------------------------------------
+
+    async def _committed_after_reconnect(self, attempt: _Attempt, exc: Exception) -> bool:
+        """Connect again (the store is unreachable meanwhile), then whether the lost
+        attempt committed: PostgreSQL keeps each recent transaction's fate
+        (`txid_status`), so a batch is never applied twice and never lost."""
+        if self._reachable:
+            self._reachable = False
+            self._lost_at = time.monotonic()
+            log.warning("lost the connection to the store (%s); reconnecting", exc)
+            self._on_outage(True)
+        old_pid = self._conn.get_server_pid()
+        while True:
+            await self._reconnect()
+            if attempt.xid is None:
+                return False  # COMMIT was never sent, or there was nothing to commit
+            try:
+                status = await self._conn.fetchval("SELECT txid_status($1)", attempt.xid)
+                if status != "in progress":
+                    return bool(status == "committed")
+                # Its old backend has not noticed the lost connection (a partition):
+                # ending it settles the transaction either way.
+                await self._conn.execute("SELECT pg_terminate_backend($1)", old_pid)
+                await asyncio.sleep(_SETTLE_SEC)
+            except Exception as again:
+                if not is_connection_loss(again):
+                    raise
+
+    async def _reconnect(self) -> None:
+        """A new connection, retried with bounded jittered backoff (`reconnect`)."""
+        self._conn.terminate()
+        self._conn = await reconnected(self._connect)
+        if not self._reachable:
+            self._reachable = True
+            self._up_since = time.monotonic()
+            log.warning("reconnected to the store after %.1f s", self._up_since - self._lost_at)
+            self._on_outage(False)
+
+    def _abandon(self) -> None:
+        """Stop without the store: what is queued (and the batch in flight) is lost."""
+        lost = self._inflight + self._queue
+        log.error(
+            "the store stayed unreachable for %g s while stopping: %d queued writes are lost",
+            _STOP_WAIT_SEC,
+            len(lost),
+        )
+        self._task.cancel()
+        error = StoreUnreachable("the node stopped before the store came back")
+        for item in lost:
+            if isinstance(item, _Request) and not item.future.done():
+                item.future.set_exception(error)
+        self._queue, self._inflight = [], []
+
     def _fail(self, exc: BaseException) -> InternalError:
         if self._failure is None:
             log.error("store commit failed; the store stops accepting writes", exc_info=exc)
             self._failure = exc
             asyncio.get_running_loop().call_soon(self._on_failure)
         return InternalError("the store could not commit")
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """What one attempt at a batch did: read back if its COMMIT's answer was lost."""
+
+    events: list[EventRow] = field(default_factory=list)
+    recorded: list[SessionFrame] = field(default_factory=list)
+    lost: frozenset[str] = frozenset()
+    settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = field(
+        default_factory=list
+    )
+    xid: int | None = None
 
 
 async def _run_request(
@@ -229,6 +377,8 @@ async def _run_request(
         except asyncpg.PostgresError:
             raise  # the transaction is aborted: `_commit` decides whose failure it is
         except Exception as exc:  # the request's own refusal (a conflict): nothing written
+            if is_connection_loss(exc):
+                raise
             return request.future, None, exc
     try:
         async with conn.transaction():
@@ -239,6 +389,8 @@ async def _run_request(
             raise
         return request.future, None, own
     except Exception as exc:
+        if is_connection_loss(exc):
+            raise
         return request.future, None, exc
     return request.future, value, None
 
