@@ -37,6 +37,7 @@ log = logging.getLogger("arcp_grpc.runtime")
 _PURGE_BATCH = 200  # jobs per purge transaction: short, so other writes interleave
 _PURGE_ROUNDS = 500  # batches per round at most; the next round goes on
 _KEY_CHECK = b"arcp-grpc store key check"
+_STORE_STOP_SEC = 10.0  # a stopping node waits this long for its last writes
 
 
 class Housekeeping:
@@ -113,10 +114,14 @@ class Housekeeping:
         await self._loops.stop()  # ended, not only told to end: a stopped runtime leaves no task
         if self._executor.background:
             await asyncio.wait(self._executor.background, timeout=5.0)
-        await self._parts.store.flush()
-        if self._parts.cluster is not None:
-            with contextlib.suppress(InternalError):
-                await self._parts.cluster.leave()
+        try:
+            async with asyncio.timeout(_STORE_STOP_SEC):  # a store that is down (issue 20)
+                await self._parts.store.flush()
+                if self._parts.cluster is not None:
+                    with contextlib.suppress(InternalError):
+                        await self._parts.cluster.leave()
+        except TimeoutError:
+            log.error("the store did not answer within %g s while stopping", _STORE_STOP_SEC)
 
     async def _check_key(self) -> None:
         """Refuse a store whose sealed rows this node's key cannot open (a cluster's

@@ -20,7 +20,13 @@ import time
 from collections.abc import Awaitable, Sequence
 
 from arcp_grpc.auth import Principal
-from arcp_grpc.errors import ARCPError, InvalidRequest, ResumeWindowExpired, Unauthenticated
+from arcp_grpc.errors import (
+    ARCPError,
+    InvalidRequest,
+    ResumeWindowExpired,
+    StoreUnreachable,
+    Unauthenticated,
+)
 from arcp_grpc.runtime import Supervisor, authorize_resume
 from arcp_grpc.service.registry import SessionRegistry
 from arcp_grpc.service.resume_tokens import check_resume_token, digest
@@ -101,7 +107,9 @@ class SessionJournal:
     # -- lifecycle ---------------------------------------------------------
 
     async def opened(self, session: Session) -> None:
-        """A new session: recorded before its welcome goes out."""
+        """A new session: recorded before its welcome goes out; refused (retryable) while
+        the store does not answer, rather than held until it does (issue 20)."""
+        self._check_reachable()
         await self._store.create_session(
             SessionRow(
                 session.session_id,
@@ -155,6 +163,7 @@ class SessionJournal:
         """Take the session over for this node (§6.3); returns it with the frames to
         replay, the jobs to follow on, and the new resume token. A failed attempt
         changes nothing, so it cannot lock the owner out."""
+        self._check_reachable()
         row = await self._store.load_session(session_id)
         if row is None:
             raise _unknown(session_id)
@@ -206,6 +215,10 @@ class SessionJournal:
         session.submitted.update(f.job_id for f in follows if f.submitted)
         self._registry.adopt(session)
         return Resumed(session, [frame for _, frame in frames], follows), token
+
+    def _check_reachable(self) -> None:
+        if not self._store.reachable():
+            raise StoreUnreachable("the store is unreachable: this node opens no session now")
 
     def _window(self, frames: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
         """The newest of `frames` that the session's buffer limits keep (§6.5): the same
