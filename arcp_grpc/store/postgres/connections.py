@@ -116,9 +116,11 @@ class PostgresConnections:
         )
 
     async def _open_pool(self) -> None:
+        # No floor (min_size 0): asyncpg would keep restoring it during an outage, with
+        # a traceback in the log per attempt; a read makes the connection it needs.
         self._pool = await asyncpg.create_pool(
             self._dsn,
-            min_size=1,
+            min_size=0,
             max_size=4,
             timeout=CONNECT_ATTEMPT_SEC,
             server_settings={"application_name": application_name(self.node_id)},
