@@ -57,8 +57,6 @@ class OwnPostgres:
 
 
 def _bindir() -> Path:
-    versions = sorted(
-        Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name)
-    )
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name))
     assert versions, "PostgreSQL is not installed (scripts/test-postgres installs it)"
     return versions[-1]
