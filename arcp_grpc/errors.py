@@ -199,17 +199,15 @@ class InternalError(ARCPError):
 
 
 QUOTA_REASON = "QUOTA_EXCEEDED"
+STORE_UNREACHABLE_REASON = "STORE_UNREACHABLE"
 
 
-class QuotaExceeded(InternalError):
-    """A per-principal or global cap refused a session or a job (§14 SHOULD).
+class _RetryLater(InternalError):
+    """A retryable ``INTERNAL_ERROR`` that says why (``details.reason``, since §12 has no
+    code for it) and when to try again (``details.retry_after_ms``)."""
 
-    §12 has no quota code, so on the ARCP wire this is a retryable
-    ``INTERNAL_ERROR`` whose details say which cap and when to try again:
-    ``{"reason": "QUOTA_EXCEEDED", "limit": NAME, "retry_after_ms": N}``
-    (DESIGN.md, "Quotas"); on gRPC it is ``RESOURCE_EXHAUSTED`` with a
-    ``QuotaFailure`` and a ``RetryInfo`` beside the ``ErrorInfo``.
-    """
+    reason: ClassVar[str]
+    retry_after_default_ms: ClassVar[int] = 0
 
     def __init__(
         self,
@@ -219,9 +217,27 @@ class QuotaExceeded(InternalError):
         details: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(message, retryable=retryable, details=details)
-        self.details["reason"] = QUOTA_REASON
+        self.details["reason"] = self.reason
         # A peer's details may carry the number as text (gRPC metadata) or a double (Struct).
-        self.details["retry_after_ms"] = int(float(self.details.get("retry_after_ms", 0)))
+        retry = self.details.get("retry_after_ms", self.retry_after_default_ms)
+        self.details["retry_after_ms"] = int(float(retry))
+
+    @property
+    def retry_after_ms(self) -> int:
+        return int(self.details["retry_after_ms"])
+
+
+class QuotaExceeded(_RetryLater):
+    """A per-principal or global cap refused a session or a job (§14 SHOULD).
+
+    §12 has no quota code, so on the ARCP wire this is a retryable
+    ``INTERNAL_ERROR`` whose details say which cap and when to try again:
+    ``{"reason": "QUOTA_EXCEEDED", "limit": NAME, "retry_after_ms": N}``
+    (DESIGN.md, "Quotas"); on gRPC it is ``RESOURCE_EXHAUSTED`` with a
+    ``QuotaFailure`` and a ``RetryInfo`` beside the ``ErrorInfo``.
+    """
+
+    reason = QUOTA_REASON
 
     @classmethod
     def of(cls, limit: str, retry_after_ms: int, message: str) -> QuotaExceeded:
@@ -231,15 +247,8 @@ class QuotaExceeded(InternalError):
     def limit(self) -> str:
         return str(self.details.get("limit", ""))
 
-    @property
-    def retry_after_ms(self) -> int:
-        return int(self.details["retry_after_ms"])
 
-
-STORE_UNREACHABLE_REASON = "STORE_UNREACHABLE"
-
-
-class StoreUnreachable(InternalError):
+class StoreUnreachable(_RetryLater):
     """This node cannot reach its store right now (a database restart, a cut
     connection): try again in a moment, or through another node (issue 20).
 
@@ -248,20 +257,8 @@ class StoreUnreachable(InternalError):
     on gRPC it is ``UNAVAILABLE`` (what gRPC clients retry on) with a ``RetryInfo``.
     """
 
-    def __init__(
-        self,
-        message: str = "the store is unreachable; try again shortly",
-        *,
-        retryable: bool | None = None,
-        details: Mapping[str, Any] | None = None,
-    ) -> None:
-        super().__init__(message, retryable=retryable, details=details)
-        self.details["reason"] = STORE_UNREACHABLE_REASON
-        self.details["retry_after_ms"] = int(float(self.details.get("retry_after_ms", 1000)))
-
-    @property
-    def retry_after_ms(self) -> int:
-        return int(self.details["retry_after_ms"])
+    reason = STORE_UNREACHABLE_REASON
+    retry_after_default_ms = 1000  # the reconnect backoff's bound is 2 s; most come back sooner
 
 
 _BY_REASON: dict[str, type[InternalError]] = {

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
-__all__ = ["PgProxy"]
+__all__ = ["PgProxy", "proxied"]
 
 _CHUNK = 65536
 _SETTLE_SEC = 0.3  # after forwarding the marked message: the server acts on it meanwhile
@@ -98,6 +100,21 @@ class PgProxy:
             writer.write(data)
             with contextlib.suppress(ConnectionError):
                 await writer.drain()
+
+
+@contextlib.asynccontextmanager
+async def proxied(store_url: str) -> AsyncIterator[tuple[PgProxy, str]]:
+    """A proxy in front of `store_url`'s server, and the same store's URL through it."""
+    parts = urlsplit(store_url)
+    assert parts.hostname is not None
+    assert parts.port is not None
+    proxy = PgProxy(parts.hostname, parts.port)
+    await proxy.start()
+    try:
+        query = f"?{parts.query}" if parts.query else ""
+        yield proxy, proxy.url(parts.username or "", parts.path.lstrip("/"), query)
+    finally:
+        await proxy.close()
 
 
 class _Link:

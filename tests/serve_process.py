@@ -7,6 +7,7 @@ test leaves running is killed by `stop`.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -16,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ARCP_GRPC", "ServeProcess", "clean_env", "run_cli"]
+__all__ = ["ARCP_GRPC", "ServeProcess", "clean_env", "cluster_config", "cluster_node", "run_cli"]
 
 ARCP_GRPC = str(Path(sys.executable).with_name("arcp-grpc"))  # the console script
 _STARTUP = 30.0  # seconds; a safety net, never what a test checks
@@ -41,6 +42,51 @@ def run_cli(
         text=True,
         timeout=_STARTUP,
         check=False,
+    )
+
+
+def cluster_config(
+    directory: Path, store_url: str, *, node_timeout_sec: float, store_extra: str = ""
+) -> Path:
+    """One configuration file for every node of a test cluster: the store, its shared
+    key, the tokens of alice and bob, a short node timeout and a quick heartbeat."""
+    key_file = directory / "cluster.key"
+    key_file.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
+    config = directory / "cluster.toml"
+    config.write_text(
+        f"""
+[auth]
+dev_token = false
+tokens = {{ "tok-alice" = "alice", "tok-bob" = "bob" }}
+[store]
+url = "{store_url}"
+key_file = "{key_file}"
+{store_extra}
+[cluster]
+node_timeout_sec = {node_timeout_sec}
+heartbeat_sec = 0.25
+"""
+    )
+    return config
+
+
+def cluster_node(directory: Path, config: Path, name: str, *args: str) -> ServeProcess:
+    """A `serve` node (`args` may name a role) of the cluster `config` describes, named
+    `node-NAME`, working in DIRECTORY/NAME, on ports 0, without metrics."""
+    workdir = directory / name
+    workdir.mkdir()
+    return ServeProcess(
+        workdir,
+        *args,
+        "--config",
+        str(config),
+        "--grpc-port",
+        "0",
+        "--gateway-port",
+        "0",
+        "--no-metrics",
+        "--set",
+        f"cluster.node_name=node-{name}",
     )
 
 

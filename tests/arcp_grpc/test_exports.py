@@ -74,6 +74,7 @@ PUBLIC: dict[str, set[str]] = {
         "SessionStore",
         "Store",
         "StoreUnavailable",
+        "StoreWaitExpired",
         "UnrevokedCredential",
     },
 }

@@ -13,8 +13,6 @@ B ends A's running jobs with a retryable INTERNAL_ERROR within
 from __future__ import annotations
 
 import asyncio
-import base64
-import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +33,8 @@ from tests.conftest import (
     watch_all,
 )
 from tests.gateway.conftest import SAFETY, RawClient, open_raw
-from tests.serve_process import ServeProcess
+from tests.serve_process import ServeProcess, cluster_node
+from tests.serve_process import cluster_config as write_cluster_config
 
 _SUBMIT = "/arcp.v1.JobService/SubmitJob"  # called raw: the reply bytes are compared
 _TIMEOUT = 2.0  # cluster.node_timeout_sec for these nodes: a kill is noticed quickly
@@ -59,46 +58,12 @@ async def store_url(postgres_server: str) -> AsyncIterator[str]:
 @pytest.fixture
 def cluster_config(tmp_path: Path, store_url: str) -> Path:
     """One configuration for every node: the store, its shared key, the tokens."""
-    key_file = tmp_path / "cluster.key"
-    key_file.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
-    config = tmp_path / "cluster.toml"
-    config.write_text(
-        f"""
-[auth]
-dev_token = false
-tokens = {{ "tok-alice" = "alice", "tok-bob" = "bob" }}
-[store]
-url = "{store_url}"
-key_file = "{key_file}"
-[cluster]
-node_timeout_sec = {_TIMEOUT}
-heartbeat_sec = 0.25
-"""
-    )
-    return config
-
-
-def _node(tmp_path: Path, config: Path, name: str, *role: str) -> ServeProcess:
-    workdir = tmp_path / name
-    workdir.mkdir()
-    return ServeProcess(
-        workdir,
-        *role,
-        "--config",
-        str(config),
-        "--grpc-port",
-        "0",
-        "--gateway-port",
-        "0",
-        "--no-metrics",
-        "--set",
-        f"cluster.node_name=node-{name}",
-    )
+    return write_cluster_config(tmp_path, store_url, node_timeout_sec=_TIMEOUT)
 
 
 @pytest.fixture
 def cluster(tmp_path: Path, cluster_config: Path) -> Iterator[Cluster]:
-    nodes = [_node(tmp_path, cluster_config, name) for name in ("a", "b")]
+    nodes = [cluster_node(tmp_path, cluster_config, name) for name in ("a", "b")]
     try:
         for node in nodes:
             node.start()
@@ -313,14 +278,14 @@ async def test_a_gateway_in_front_of_two_cores_fails_over(
 ) -> None:
     """`serve gateway --core A,B`: when A dies its client's socket closes; the client's
     next socket through the same gateway reaches B, where A's job is seen ending."""
-    cores = [_node(tmp_path, cluster_config, name, "core") for name in ("a", "b")]
+    cores = [cluster_node(tmp_path, cluster_config, name, "core") for name in ("a", "b")]
     started: list[ServeProcess] = []
     try:
         for core in cores:
             core.start()
             started.append(core)
         addresses = ",".join(core.info["grpc"] for core in cores)
-        gateway = _node(tmp_path, cluster_config, "gw", "gateway", "--core", addresses)
+        gateway = cluster_node(tmp_path, cluster_config, "gw", "gateway", "--core", addresses)
         gateway.start()
         started.append(gateway)
         client = await open_raw(gateway.info["gateway"])

@@ -69,7 +69,7 @@ class Reads:
                 yield conn
         except Exception as exc:
             if is_connection_loss(exc):
-                raise StoreUnreachable() from None
+                raise StoreUnreachable("the store is unreachable; try again shortly") from None
             raise
 
 

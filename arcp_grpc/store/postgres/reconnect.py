@@ -84,9 +84,13 @@ class Backoff:
         return delay * random.uniform(0.5, 1.0)
 
 
-async def reconnected(attempt: Callable[[], Awaitable[T]]) -> T:
+async def reconnected(
+    attempt: Callable[[], Awaitable[T]],
+    on_failure: Callable[[Exception], None] = lambda _exc: None,
+) -> T:
     """`attempt()` until it works, after the bounded delays between tries; an error
-    other than a lost connection is raised."""
+    other than a lost connection is raised, and so is whatever `on_failure` raises
+    (it hears of each lost attempt)."""
     backoff = Backoff()
     while True:
         try:
@@ -94,30 +98,27 @@ async def reconnected(attempt: Callable[[], Awaitable[T]]) -> T:
         except Exception as exc:
             if not is_connection_loss(exc):
                 raise
+            on_failure(exc)
         await asyncio.sleep(backoff.delay())
 
 
 async def connect_within(attempt: Callable[[], Awaitable[T]], timeout_sec: float, where: str) -> T:
-    """`attempt()` until it reaches the store or `timeout_sec` has passed, logging the
+    """`attempt()` until it reaches the store, for `timeout_sec` at most, logging the
     wait; an error that is not a lost connection (a wrong password, an unknown
     database) is raised at once: waiting would not mend it."""
     started = time.monotonic()
     reported = started - _WAIT_REPORT_SEC  # the first failure is said at once
-    backoff = Backoff()
-    while True:
-        try:
-            return await attempt()
-        except Exception as exc:
-            if not is_connection_loss(exc):
-                raise
-            waited = time.monotonic() - started
-            if waited >= timeout_sec:
-                raise StoreWaitExpired(
-                    f"the store at {where} did not answer within store.connect_timeout_sec"
-                    f" ({timeout_sec:g} s): {exc}"
-                ) from None
-            if time.monotonic() - reported >= _WAIT_REPORT_SEC:
-                log.warning("waiting for the store at %s (%.0f s): %s", where, waited, exc)
-                reported = time.monotonic()
-        left = started + timeout_sec - time.monotonic()
-        await asyncio.sleep(max(0.0, min(backoff.delay(), left)))
+
+    def waited(exc: Exception) -> None:
+        nonlocal reported
+        elapsed = time.monotonic() - started
+        if elapsed >= timeout_sec:
+            raise StoreWaitExpired(
+                f"the store at {where} did not answer within store.connect_timeout_sec"
+                f" ({timeout_sec:g} s): {exc}"
+            ) from None
+        if time.monotonic() - reported >= _WAIT_REPORT_SEC:
+            log.warning("waiting for the store at %s (%.0f s): %s", where, elapsed, exc)
+            reported = time.monotonic()
+
+    return await reconnected(attempt, waited)

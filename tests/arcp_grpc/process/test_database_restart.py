@@ -18,8 +18,6 @@ and start again on the same port, and whose backends they terminate.
 from __future__ import annotations
 
 import asyncio
-import base64
-import os
 import secrets
 import threading
 import time
@@ -37,7 +35,7 @@ from tests.conftest import Watched, arcp_error, bearer, new_stub, submit_request
 from tests.conftest import watch_all as _watch_all
 from tests.gateway.conftest import open_raw
 from tests.own_postgres import OwnPostgres
-from tests.serve_process import ServeProcess, run_cli
+from tests.serve_process import ServeProcess, cluster_config, cluster_node, run_cli
 
 _TIMEOUT = 2.5  # cluster.node_timeout_sec: the long outage lasts longer than this
 _SERVING_BOUND = 5.0  # s after the database accepts connections (the issue's bound)
@@ -76,42 +74,15 @@ async def _admin(url: str, sql: str) -> None:
 
 @pytest.fixture
 def config(tmp_path: Path, store_url: str) -> Path:
-    key_file = tmp_path / "cluster.key"
-    key_file.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
-    path = tmp_path / "cluster.toml"
-    path.write_text(
-        f"""
-[auth]
-dev_token = false
-tokens = {{ "tok-alice" = "alice" }}
-[store]
-url = "{store_url}"
-key_file = "{key_file}"
-connect_timeout_sec = 20
-[cluster]
-node_timeout_sec = {_TIMEOUT}
-heartbeat_sec = 0.25
-"""
+    return cluster_config(
+        tmp_path, store_url, node_timeout_sec=_TIMEOUT, store_extra="connect_timeout_sec = 20"
     )
-    return path
 
 
 def _node(tmp_path: Path, config: Path, name: str, *extra: str) -> ServeProcess:
-    workdir = tmp_path / name
-    workdir.mkdir()
-    return ServeProcess(
-        workdir,
-        "--config",
-        str(config),
-        "--grpc-port",
-        "0",
-        "--gateway-port",
-        "0",
-        "--no-metrics",
-        "--set",
-        f"cluster.node_name=node-{name}",
-        *extra,
-    )
+    node = cluster_node(tmp_path, config, name)
+    node.args[-2:-2] = extra  # before --ready-file
+    return node
 
 
 @pytest.fixture

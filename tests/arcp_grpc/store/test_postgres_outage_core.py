@@ -13,7 +13,6 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -25,7 +24,7 @@ from arcp_grpc.runtime import ClusterLimits, RuntimeLimits
 from arcp_grpc.server import CoreConfig, RunningCore, start_core
 from arcp_grpc.v1 import events_pb2, jobs_pb2
 from tests.conftest import TOKENS, event_kind, postgres_schema
-from tests.pg_proxy import PgProxy
+from tests.pg_proxy import PgProxy, proxied
 
 _EVENTS = 120
 _EVENT_TEXT = 1000  # characters per log event
@@ -36,16 +35,8 @@ _WITHIN = 20.0  # s: a safety net for every wait, never what the test checks
 @pytest.fixture
 async def proxy(postgres_server: str) -> AsyncIterator[tuple[PgProxy, str]]:
     """A proxy to a fresh schema, and the store URL through it."""
-    async with postgres_schema(postgres_server) as url:
-        parts = urlsplit(url)
-        assert parts.hostname is not None
-        assert parts.port is not None
-        proxy = PgProxy(parts.hostname, parts.port)
-        await proxy.start()
-        try:
-            yield proxy, proxy.url(parts.username or "", parts.path.lstrip("/"), f"?{parts.query}")
-        finally:
-            await proxy.close()
+    async with postgres_schema(postgres_server) as url, proxied(url) as made:
+        yield made
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
-from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -28,7 +27,7 @@ from arcp_grpc.store import EventRow, IdempotencyClaim, JobRow
 from arcp_grpc.store.postgres.reconnect import application_name
 from arcp_grpc.store.postgres.store import PostgresStore
 from tests.conftest import postgres_schema
-from tests.pg_proxy import PgProxy
+from tests.pg_proxy import PgProxy, proxied
 
 _WITHIN = 15.0  # s: a safety net for every wait, never what a test checks
 
@@ -40,27 +39,20 @@ async def store_url(postgres_server: str) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def proxy(store_url: str) -> AsyncIterator[PgProxy]:
-    target = urlsplit(store_url)
-    assert target.hostname is not None
-    assert target.port is not None
-    proxy = PgProxy(target.hostname, target.port)
-    await proxy.start()
-    try:
-        yield proxy
-    finally:
-        await proxy.close()
+async def proxy(store_url: str) -> AsyncIterator[tuple[PgProxy, str]]:
+    async with proxied(store_url) as made:
+        yield made
 
 
 @pytest.fixture
-async def store(store_url: str, proxy: PgProxy) -> AsyncIterator[PostgresStore]:
+def cut(proxy: tuple[PgProxy, str]) -> PgProxy:
+    return proxy[0]
+
+
+@pytest.fixture
+async def store(proxy: tuple[PgProxy, str]) -> AsyncIterator[PostgresStore]:
     """A node whose every connection goes through the proxy."""
-    parts = urlsplit(store_url)
-    opened = PostgresStore(
-        proxy.url(parts.username or "", parts.path.lstrip("/"), f"?{parts.query}"),
-        node_id=new_id("node"),
-        label="test",
-    )
+    opened = PostgresStore(proxy[1], node_id=new_id("node"), label="test")
     await opened.open()
     try:
         yield opened
@@ -69,11 +61,14 @@ async def store(store_url: str, proxy: PgProxy) -> AsyncIterator[PostgresStore]:
 
 
 class Published:
-    """What the store's commit listener handed on, in order."""
+    """What the store's commit listener handed on, in order, and what its outage
+    listener heard."""
 
     def __init__(self, store: PostgresStore) -> None:
         self.events: list[tuple[str, int]] = []
+        self.outages: list[bool] = []
         store.set_commit_listener(self._committed)
+        store.set_outage_listener(self.outages.append)
 
     def _committed(self, events: Sequence[EventRow]) -> None:
         self.events.extend((e.job_id, e.seq) for e in events)
@@ -92,70 +87,66 @@ async def _count(url: str, sql: str, *args: object) -> int:
 
 
 async def test_a_batch_whose_commit_answer_was_lost_is_applied_and_published_once(
-    store: PostgresStore, proxy: PgProxy, store_url: str
+    store: PostgresStore, cut: PgProxy, store_url: str
 ) -> None:
     published = Published(store)
-    outages: list[bool] = []
-    store.set_outage_listener(outages.append)
     await store.create_job(_job("job_a"), None, [], time.time())
-    proxy.cut_after(b"COMMIT")  # the next batch commits; its answer is lost
+    cut.cut_after(b"COMMIT")  # the next batch commits; its answer is lost
     for seq in (1, 2, 3):
         store.append_event(EventRow("job_a", seq, f"event {seq}".encode()))
     async with asyncio.timeout(_WITHIN):
         await store.flush()
-    assert proxy.cuts == 1
+    assert cut.cuts == 1
     assert published.events == [("job_a", 1), ("job_a", 2), ("job_a", 3)]  # once each
     assert await _count(store_url, "SELECT count(*) FROM events WHERE job_id = 'job_a'") == 3
-    assert outages == [True, False]
+    assert published.outages == [True, False]
     assert store.reachable()
 
 
 async def test_a_keyed_creation_whose_commit_answer_was_lost_is_not_refused_by_its_own_claim(
-    store: PostgresStore, proxy: PgProxy, store_url: str
+    store: PostgresStore, cut: PgProxy, store_url: str
 ) -> None:
     """§7.2 across a lost COMMIT: running the creation again would meet its own claim and
     answer DUPLICATE_KEY-like conflict; the writer asks the database instead."""
     claim = IdempotencyClaim("alice", "K-1", b"fp", time.time() + 60)
-    proxy.cut_after(b"COMMIT")
+    cut.cut_after(b"COMMIT")
     async with asyncio.timeout(_WITHIN):
         await store.create_job(_job("job_keyed"), claim, [], time.time())  # no conflict raised
-    assert proxy.cuts == 1
+    assert cut.cuts == 1
     assert await store.find_claim("alice", "K-1", time.time()) == ("job_keyed", b"fp")
     assert await _count(store_url, "SELECT count(*) FROM jobs") == 1
 
 
 async def test_a_batch_cut_before_its_commit_is_applied_once_on_a_new_connection(
-    store: PostgresStore, proxy: PgProxy, store_url: str
+    store: PostgresStore, cut: PgProxy, store_url: str
 ) -> None:
     published = Published(store)
     # The writer's first batch prepares its last statement before COMMIT: cut there.
-    proxy.cut_after(b"txid_current_if_assigned")
+    cut.cut_after(b"txid_current_if_assigned")
     async with asyncio.timeout(_WITHIN):
         await store.create_job(_job("job_b"), None, [], time.time())
     for seq in (1, 2):
         store.append_event(EventRow("job_b", seq, b"x"))
     async with asyncio.timeout(_WITHIN):
         await store.flush()
-    assert proxy.cuts == 1
+    assert cut.cuts == 1
     assert published.events == [("job_b", 1), ("job_b", 2)]
     assert await _count(store_url, "SELECT count(*) FROM jobs") == 1
     assert await _count(store_url, "SELECT count(*) FROM events WHERE job_id = 'job_b'") == 2
 
 
 async def test_while_cut_off_reads_are_refused_retryably_and_writes_wait(
-    store: PostgresStore, proxy: PgProxy, store_url: str
+    store: PostgresStore, cut: PgProxy, store_url: str
 ) -> None:
     published = Published(store)
-    outages: list[bool] = []
-    store.set_outage_listener(outages.append)
     await store.create_job(_job("job_c"), None, [], time.time())
-    proxy.down()
+    cut.down()
     store.append_event(EventRow("job_c", 1, b"during the outage"))
     flushed = asyncio.ensure_future(store.flush())
     async with asyncio.timeout(_WITHIN):
         while store.reachable():  # noqa: ASYNC110 - the writer notices on its next batch
             await asyncio.sleep(0.02)
-    assert outages == [True]
+    assert published.outages == [True]
     with pytest.raises(StoreUnreachable) as refused:
         await store.get_job("job_c")
     assert refused.value.retryable
@@ -163,10 +154,10 @@ async def test_while_cut_off_reads_are_refused_retryably_and_writes_wait(
     await asyncio.sleep(0.5)
     assert not flushed.done()  # the write waits in memory: never lost, never failed
     assert store.write_backlog()[1] == len(b"during the outage")
-    proxy.up()
+    cut.up()
     async with asyncio.timeout(_WITHIN):
         await flushed
-    assert outages == [True, False]
+    assert published.outages == [True, False]
     assert published.events == [("job_c", 1)]
     row = await store.get_job("job_c")  # reads work again
     assert row is not None
@@ -174,6 +165,7 @@ async def test_while_cut_off_reads_are_refused_retryably_and_writes_wait(
 
 async def test_every_connection_names_its_node(store: PostgresStore, store_url: str) -> None:
     """Operators (and tests) find a node's backends by `application_name`."""
+    assert await store.get_job("job_none") is None  # the pool makes a connection when used
     named = await _count(
         store_url,
         "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
