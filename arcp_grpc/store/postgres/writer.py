@@ -316,6 +316,10 @@ class PostgresWriter:
                 # ending it settles the transaction either way.
                 await self._conn.execute("SELECT pg_terminate_backend($1)", old_pid)
                 await asyncio.sleep(_SETTLE_SEC)
+            except asyncpg.InvalidParameterValueError:
+                # "in the future": a server that never saw it (a failover to a replica
+                # the commit had not reached), so it did not commit there.
+                return False
             except Exception as again:
                 if not is_connection_loss(again):
                     raise
