@@ -10,6 +10,8 @@ real server that cuts the store off at chosen moments.
   it, reads raise the retryable `StoreUnreachable`, writes wait in memory; all are
   committed once the store is back, and reads work again.
 - A lost notification connection listens again and wakes every follower.
+- A node judges no peer's heartbeat until its own connection has been back for
+  the node timeout.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from tests.conftest import postgres_schema
 from tests.pg_proxy import PgProxy, proxied
 
 _WITHIN = 15.0  # s: a safety net for every wait, never what a test checks
+_JUDGE = 1.5  # s: the node timeout of the takeover test
 
 
 @pytest.fixture
@@ -205,3 +208,33 @@ async def test_a_lost_notification_connection_listens_again_and_wakes_followers(
             changes.close()
     finally:
         await other.close()
+
+
+async def test_a_node_judges_no_peer_until_its_connection_has_been_back_for_the_timeout(
+    store: PostgresStore, cut: PgProxy, store_url: str
+) -> None:
+    """Issue 20: nobody is declared dead for an outage the judge itself saw; once its
+    connection has been back for the timeout, a silent peer is taken over as before."""
+    silent = PostgresStore(store_url, node_id=new_id("node"), label="silent")
+    await silent.open()
+    try:
+        await silent.create_job(_job("job_silent"), None, [], time.time())
+        await _count(
+            store_url,
+            "WITH aged AS (UPDATE nodes SET heartbeat_at = now() - interval '60 s'"
+            " WHERE node_id = $1 RETURNING 1) SELECT count(*) FROM aged",
+            silent.node_id,
+        )
+        await asyncio.sleep(_JUDGE)  # the judge's connection and the server are old enough
+        cut.down()
+        heartbeat = asyncio.ensure_future(store.heartbeat())  # meets the outage
+        await asyncio.sleep(0.3)
+        cut.up()
+        async with asyncio.timeout(_WITHIN):
+            assert await heartbeat
+        assert await store.take_over(timeout_sec=_JUDGE) == []  # just back: no judging
+        await asyncio.sleep(_JUDGE)
+        taken = await store.take_over(timeout_sec=_JUDGE)
+        assert [[r.job_id for r in rows] for _, rows in taken] == [["job_silent"]]
+    finally:
+        await silent.close()
