@@ -108,9 +108,11 @@ class Housekeeping:
                     "resubmit with a new idempotency key"
                 )
             )
-        for job in list(active.values()):
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(job.done.wait(), timeout=5.0)
+        ending = [asyncio.ensure_future(job.done.wait()) for job in active.values()]
+        if ending:  # 5 s for them all, not each: their ends may wait for a store that is down
+            _, late = await asyncio.wait(ending, timeout=5.0)
+            for wait in late:
+                wait.cancel()
         await self._loops.stop()  # ended, not only told to end: a stopped runtime leaves no task
         if self._executor.background:
             await asyncio.wait(self._executor.background, timeout=5.0)

@@ -131,9 +131,8 @@ class PostgresConnections:
         if self._listener is not None:
             await self._listener.close()
             self._listener = None
-        writer_conn = self._write_conn if self._writer is None else self._writer.connection
-        if writer_conn is not None and not writer_conn.is_closed():
-            await writer_conn.close()
+        if self._write_conn is not None and not self._write_conn.is_closed():
+            await self._write_conn.close()
         if self._pool is not None:
             await self._pool.close()
 

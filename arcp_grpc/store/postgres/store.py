@@ -94,6 +94,7 @@ class PostgresStore(PostgresCredentials, PostgresSessions, PostgresMembership):
         if self._writer is None:
             return
         await self._writer.stop()
+        self._write_conn = self._writer.connection  # a new one after each reconnect
         self._writer = None
         await self._close_connections()
         self._followers.wake_all()

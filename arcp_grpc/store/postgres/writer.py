@@ -58,7 +58,7 @@ FrameListener = Callable[[Sequence[SessionFrame], frozenset[str]], None]
 
 EVENTS_CHANNEL = "arcp_events"
 _NOTIFY_BYTES = 7000  # PostgreSQL caps a payload below 8000 bytes
-_STOP_WAIT_SEC = 30.0  # a stopping node waits this long for an unreachable store
+_STOP_WAIT_SEC = 5.0  # after the runtime's own wait (10 s), for an unreachable store
 _SETTLE_SEC = 0.1  # after ending a stale backend, before asking its transaction's fate again
 
 

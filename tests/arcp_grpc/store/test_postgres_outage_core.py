@@ -117,3 +117,18 @@ async def test_an_outage_holds_the_agent_at_the_byte_bound_and_loses_nothing(
     assert outcome.WhichOneof("outcome") == "result"  # the job finished normally
     stored = await running.store.read_events(submission.job_id, 0, 10 * _EVENTS)
     assert [row.seq for row in stored] == list(range(1, len(stored) + 1))  # none repeated
+
+
+async def test_a_node_stops_even_while_its_database_is_cut_off(
+    core: tuple[RunningCore, asyncio.Event, list[int]], proxy: tuple[PgProxy, str]
+) -> None:
+    """A SIGTERM during an outage must not hang the process (systemd would SIGKILL it):
+    the stop waits for the store a bounded time, then gives up on what was queued."""
+    running, go, _ = core
+    await running.runtime.submit(Principal("alice"), jobs_pb2.JobSubmit(agent="steady"))
+    proxy[0].down()
+    go.set()
+    await _until(lambda: running.serving_status() == "NOT_SERVING", "NOT_SERVING in the outage")
+    async with asyncio.timeout(_WITHIN + 20):  # the bounded waits (docs/operations.md)
+        await running.stop(grace=0.5)
+    assert running.stopped
