@@ -59,12 +59,16 @@ def application_name(node_id: str) -> str:
 def is_connection_loss(exc: BaseException) -> bool:
     """Whether `exc` says the connection (or the server) went away, rather than that
     a statement was refused: the server shut down or restarted (class 57), the
-    connection broke (class 08, a closed socket, a timeout), or was never made."""
+    connection broke (class 08, a closed socket, a timeout), or was never made. An
+    asyncpg protocol stuck in a state it cannot leave (`InternalClientError`, seen
+    when the server ends the connection between two statements) counts too: that
+    connection is unusable, and a new one is the cure."""
     return isinstance(
         exc,
         OSError
         | TimeoutError
         | asyncpg.InterfaceError
+        | asyncpg.InternalClientError
         | asyncpg.PostgresConnectionError
         | asyncpg.OperatorInterventionError,
     )
