@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from arcp_grpc.v1.job_service_pb2_grpc import JobServiceAsyncStub as Stub
 
 __all__ = [
+    "DISK_FULL",
     "SAFETY",
     "STORES",
     "TOKENS",
@@ -262,16 +263,20 @@ async def break_store(core: RunningCore) -> None:
     assert isinstance(store, PostgresStore)
     admin = await asyncpg.connect(store._dsn)
     try:
-        await admin.execute(
-            "CREATE FUNCTION disk_full() RETURNS trigger LANGUAGE plpgsql AS"
-            " $$ BEGIN RAISE EXCEPTION 'could not extend file' USING ERRCODE = '53100'; END $$;"
-            " CREATE TRIGGER disk_full BEFORE INSERT OR UPDATE ON jobs"
-            " FOR EACH ROW EXECUTE FUNCTION disk_full();"
-            " CREATE TRIGGER disk_full BEFORE INSERT ON events"
-            " FOR EACH ROW EXECUTE FUNCTION disk_full();"
-        )
+        await admin.execute(DISK_FULL)
     finally:
         await admin.close()
+
+
+# PostgreSQL answers every write of a job or an event of the schema "disk full".
+DISK_FULL = (
+    "CREATE FUNCTION disk_full() RETURNS trigger LANGUAGE plpgsql AS"
+    " $$ BEGIN RAISE EXCEPTION 'could not extend file' USING ERRCODE = '53100'; END $$;"
+    " CREATE TRIGGER disk_full BEFORE INSERT OR UPDATE ON jobs"
+    " FOR EACH ROW EXECUTE FUNCTION disk_full();"
+    " CREATE TRIGGER disk_full BEFORE INSERT ON events"
+    " FOR EACH ROW EXECUTE FUNCTION disk_full();"
+)
 
 
 async def stored_bytes(config: CoreConfig) -> bytes:

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Sequence
 from arcp_grpc.auth import Principal
 from arcp_grpc.errors import (
     ARCPError,
+    InternalError,
     InvalidRequest,
     ResumeWindowExpired,
     StoreUnreachable,
@@ -70,9 +71,17 @@ class SessionJournal:
     def record(
         self, session: Session, seq: int, job_id: str, job_seq: int, terminal: bool, frame: bytes
     ) -> None:
-        self._store.append_session_frame(
-            SessionFrame(session.session_id, seq, job_id, job_seq, terminal, frame)
-        )
+        try:
+            self._store.append_session_frame(
+                SessionFrame(session.session_id, seq, job_id, job_seq, terminal, frame)
+            )
+        except InternalError:
+            # The store failed for good: no frame of this session can be recorded, so
+            # none may be sent. Its transport ends (soon, not inside this delivery), so
+            # the client learns it at once and resumes through another node (issue 20:
+            # never a silent socket), where the store's record is replayed.
+            log.error("the store failed: session %s is let go of", session.session_id)
+            asyncio.get_running_loop().call_soon(self._registry.drop, session.session_id)
 
     def trimmed(self, session: Session, upto: int) -> None:
         """Coalesced: one delete per session in flight at a time, for the latest mark."""

@@ -31,7 +31,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from arcp_grpc.errors import StoreUnreachable
 from arcp_grpc.store.postgres.reconnect import application_name
-from tests.conftest import Watched, arcp_error, bearer, new_stub, submit_request
+from tests.conftest import DISK_FULL, Watched, arcp_error, bearer, new_stub, submit_request
 from tests.conftest import watch_all as _watch_all
 from tests.gateway.conftest import open_raw
 from tests.own_postgres import OwnPostgres
@@ -231,6 +231,28 @@ async def test_one_nodes_connections_terminated_it_reconnects_and_its_clients_ge
         assert await _node_states(store_url) == {"node-a": "alive", "node-b": "alive"}
     finally:
         await client.close()
+
+
+async def test_a_store_that_fails_for_good_ends_its_sessions_transports(
+    nodes: tuple[ServeProcess, ServeProcess], store_url: str
+) -> None:
+    """A node whose store refuses every write (a full disk) can record no frame, so it
+    sends none: it ends its sessions' transports within seconds (never a silent
+    socket), and the client resumes through another node."""
+    a, _ = nodes
+    client = await open_raw(a.info["gateway"])
+    try:
+        assert (await client.hello())["type"] == "session.welcome"
+        await client.submit("counter", {"steps": _STEPS, "interval": 0.1})
+        await client.recv_until(lambda f: f.get("type") == "job.event")  # flowing
+        failed = time.monotonic()
+        await _admin(store_url, DISK_FULL)
+        code, _ = await client.closed(within=_WITHIN)
+        closed = time.monotonic() - failed
+    finally:
+        await client.close()
+    assert code is not None
+    assert closed < 2 * _SERVING_BOUND  # the issue's 5 s, with slack for a loaded machine
 
 
 def test_serve_waits_for_a_database_that_is_down_then_exits_75(
