@@ -68,8 +68,9 @@ class Listener:
         conn.add_termination_listener(self._terminated)
         return conn
 
-    def _terminated(self, _conn: object) -> None:
-        if not self._closed and self._reconnecting is None:
+    def _terminated(self, conn: object) -> None:
+        # Only the connection in use: a late word about an older one changes nothing.
+        if conn is self._conn and not self._closed and self._reconnecting is None:
             self._reconnecting = asyncio.create_task(self._reconnect(), name="arcp-pg-listen")
 
     async def _reconnect(self) -> None:
