@@ -83,6 +83,7 @@ class StoreSettings:
     url: str = ""  # sqlite:///PATH or postgresql://USER@HOST:PORT/DB; empty: DATA_DIR/arcp.sqlite3
     key_file: str = ""  # base64 AES-256 sealing key every node shares; empty: DATA_DIR/store.key
     sqlite_wal_bytes: int = 32 * _MiB  # SQLite: the log is checkpointed and truncated at this size
+    connect_timeout_sec: float = 30.0  # PostgreSQL: how long `serve` waits for it at start
 
 
 @dataclass(frozen=True)

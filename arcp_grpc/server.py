@@ -87,6 +87,7 @@ class CoreConfig:
     store_key_file: Path | None = None  # default: <data_dir>/store.key (created once)
     store_url: str = ""  # sqlite:///PATH or postgresql://…; empty: <data_dir>/arcp.sqlite3
     sqlite_wal_bytes: int = WAL_LIMIT  # the SQLite log is checkpointed and cut at this size
+    store_connect_timeout_sec: float = 30.0  # PostgreSQL: waited for at start (then exit 75)
     cluster: ClusterLimits = field(default_factory=ClusterLimits)
     max_message_bytes: int = 64 * _MiB
     tls: grpc.ServerCredentials | None = None  # gRPC over TLS when set
@@ -102,13 +103,24 @@ class CoreHealth:
     Built before anything runs, so the store's failure listener and the runtime's
     `on_fenced` are this object's methods from the start: a failure while the core
     is still starting is not missed, and it is never SERVING again afterwards.
+
+    Three reasons not to serve: a failed store or a node the cluster declared dead
+    (permanent: a restart is needed), a stopping core (permanent), and a shared
+    store that does not answer right now (recoverable, issue 20): SERVING again as
+    soon as it answers.
     """
 
     def __init__(self) -> None:
         self.servicer = health.aio.HealthServicer()
-        self.serving = False  # True once `serve` published SERVING
-        self._failed = False  # the store failed or the cluster fenced this node
+        self._started = False  # `serve` was called
+        self._failed = False  # the store failed, the cluster fenced this node, or stopping
+        self._unreachable = False  # the shared store does not answer now
         self._publishing: asyncio.Future[None] | None = None
+
+    @property
+    def serving(self) -> bool:
+        """True while `serve` published SERVING and nothing since says otherwise."""
+        return self._started and not self._failed and not self._unreachable
 
     def status(self) -> str:
         """What the gRPC health service reports for every service, by name."""
@@ -116,7 +128,7 @@ class CoreHealth:
 
     async def serve(self) -> None:
         """SERVING for every service, unless the core already failed while starting."""
-        self.serving = not self._failed
+        self._started = True
         await self._publish()
 
     def store_failed(self) -> None:
@@ -127,15 +139,27 @@ class CoreHealth:
         )
         self.not_serving()
 
+    def store_unreachable(self, lost: bool) -> None:
+        """NOT_SERVING while the shared store does not answer (`lost`), SERVING again
+        once it does: a database restart costs latency, not a human (issue 20)."""
+        self._unreachable = lost
+        if lost:
+            log.error(
+                "the store is unreachable: NOT_SERVING, new sessions and jobs are refused"
+                " (retryable); running jobs go on and their output waits in memory"
+            )
+        elif self.serving:
+            log.warning("the store answers again: SERVING")
+        self._publishing = asyncio.ensure_future(self._publish())
+
     def not_serving(self) -> None:
         """NOT_SERVING for good (a failed store, a node the cluster declared dead)."""
         self._failed = True
-        self.serving = False
         self._publishing = asyncio.ensure_future(self._publish())
 
     async def shut_down(self) -> None:
         """NOT_SERVING for the rest of the process: the core is stopping."""
-        self.serving = False
+        self._failed = True
         await self.servicer.enter_graceful_shutdown()
 
     async def _publish(self) -> None:
@@ -219,6 +243,7 @@ async def start_core(
         node_id=new_id("node"),
         label=label,
         wal_limit=config.sqlite_wal_bytes,
+        connect_timeout_sec=config.store_connect_timeout_sec,
     )
     core_health = CoreHealth()
     grace = _Grace()
@@ -228,6 +253,8 @@ async def start_core(
         stops.push_async_callback(store.close)
         # The store's writer exists once it is open; nothing has been written yet.
         store.set_failure_listener(core_health.store_failed)
+        if store.cluster is not None:
+            store.cluster.set_outage_listener(core_health.store_unreachable)
         runtime = JobRuntime(
             store,
             registry,
@@ -279,13 +306,21 @@ async def start_core(
 
 
 def open_store(
-    url: str, data_dir: Path, *, node_id: str, label: str, wal_limit: int = WAL_LIMIT
+    url: str,
+    data_dir: Path,
+    *,
+    node_id: str,
+    label: str,
+    wal_limit: int = WAL_LIMIT,
+    connect_timeout_sec: float = 30.0,
 ) -> Store:
     """The (unopened) store `url` names (`arcp_grpc.store.url`)."""
     path = sqlite_path(url, data_dir)
     if path is not None:
         return SQLiteStore(path, wal_limit=wal_limit)
-    return PostgresStore(postgres_dsn(url), node_id=node_id, label=label)
+    return PostgresStore(
+        postgres_dsn(url), node_id=node_id, label=label, connect_timeout_sec=connect_timeout_sec
+    )
 
 
 def _grpc_server(config: CoreConfig) -> grpc.aio.Server:

@@ -12,7 +12,9 @@
     arcp-grpc worker --core HOST:PORT[,HOST:PORT...] --token TOKEN --agents MODULE:ATTR
 
 Exit codes: 0 success, 1 error, 2 usage or configuration, 3 cancelled,
-4 timed out, 130 interrupted, 141 output closed (see `arcp_grpc.cli.client`).
+4 timed out, 75 `serve` found no store within `store.connect_timeout_sec`, or the
+cluster declared the node dead (EX_TEMPFAIL: start it again), 130 interrupted,
+141 output closed (see `arcp_grpc.cli.client`).
 Configuration and ARCP errors print one line naming the problem, never a
 stack trace; with ``--json`` that line is a JSON object on stdout.
 """
@@ -275,7 +277,7 @@ def _serve(args: argparse.Namespace, out: TextIO) -> int:
         )
     except _serve.StartupError as exc:
         print(f"arcp-grpc: {exc}", file=sys.stderr)
-        return EXIT_USAGE  # a port in use is a configuration problem: choose another
+        return exc.exit_code  # 2: choose another port; 75: the store is not up yet
 
 
 def _credentials(args: argparse.Namespace, out: TextIO) -> int:

@@ -41,7 +41,7 @@ from arcp_grpc.process.metrics import Metrics, MetricsServer, serve_metrics
 from arcp_grpc.runtime import ClusterLimits, QuotaLimits, RuntimeLimits, WorkerLimits
 from arcp_grpc.server import CoreConfig, RunningCore, start_core
 from arcp_grpc.service.sessions import SessionLimits
-from arcp_grpc.store import StoreUnavailable
+from arcp_grpc.store import StoreUnavailable, StoreWaitExpired
 from arcp_grpc.store.secretbox import StoreKeyError
 from arcp_grpc.store.url import describe as describe_store
 from gateway._console import CONSOLE_PATH
@@ -52,6 +52,7 @@ __all__ = [
     "EXIT_FENCED",
     "Role",
     "StartupError",
+    "StoreNotReady",
     "console_enabled",
     "core_config",
     "gateway_config",
@@ -61,7 +62,8 @@ __all__ = [
 log = logging.getLogger("arcp_grpc.serve")
 
 Role = Literal["all", "core", "gateway"]
-EXIT_FENCED = 75  # EX_TEMPFAIL: declared dead by the cluster; start again as a new node
+EX_TEMPFAIL = 75  # sysexits.h: start again later; the shipped systemd unit restarts on it
+EXIT_FENCED = EX_TEMPFAIL  # declared dead by the cluster: start again as a new node
 # How long a fenced node's transports get to send their closes (1011, UNAVAILABLE)
 # before the gateway's own stop would close what is left as "going away" (1001).
 _FENCED_CLOSE_SEC = 0.5
@@ -70,7 +72,17 @@ T = TypeVar("T")
 
 class StartupError(Exception):
     """The process could not start (a port in use, an unreachable directory); the
-    message names the address and the knob that sets it."""
+    message names the address and the knob that sets it. Exit 2: the configuration
+    must change."""
+
+    exit_code = 2
+
+
+class StoreNotReady(StartupError):
+    """The store did not answer within `store.connect_timeout_sec`: exit 75
+    (EX_TEMPFAIL, sysexits.h), which the shipped systemd unit restarts on."""
+
+    exit_code = EX_TEMPFAIL
 
 
 def core_config(settings: Settings) -> CoreConfig:
@@ -103,6 +115,7 @@ def core_config(settings: Settings) -> CoreConfig:
         store_key_file=Path(settings.store.key_file) if settings.store.key_file else None,
         store_url=settings.store.url,
         sqlite_wal_bytes=settings.store.sqlite_wal_bytes,
+        store_connect_timeout_sec=settings.store.connect_timeout_sec,
         cluster=ClusterLimits(**asdict(settings.cluster)),
         max_message_bytes=core.max_message_bytes,
         limits=RuntimeLimits(**asdict(settings.runtime)),
@@ -187,6 +200,9 @@ async def run(
                     settings.core.port,
                     start_core(config, agents=agents, observer=metrics),
                 )
+            except StoreWaitExpired as exc:
+                where = describe_store(settings.store.url, settings.data_dir)
+                raise StoreNotReady(f"store {where}: {exc}") from None
             except StoreUnavailable as exc:
                 where = describe_store(settings.store.url, settings.data_dir)
                 raise StartupError(f"store {where}: {exc}") from None

@@ -24,7 +24,13 @@ from arcp_grpc.base.agentref import parse_agent_ref
 from arcp_grpc.base.ids import new_trace_id
 from arcp_grpc.base.json_values import value_to_py
 from arcp_grpc.base.validate import check_submit
-from arcp_grpc.errors import DuplicateKey, InternalError, InvalidRequest, NodeUnavailable
+from arcp_grpc.errors import (
+    DuplicateKey,
+    InternalError,
+    InvalidRequest,
+    NodeUnavailable,
+    StoreUnreachable,
+)
 from arcp_grpc.lease import BudgetCounters, Lease, parse_expires_at
 from arcp_grpc.runtime.executor import Executor
 from arcp_grpc.runtime.factory import JobFactory
@@ -89,6 +95,11 @@ class Admission:
         if self._refusal is not None:
             error, message = self._refusal
             raise error(message)
+        cluster = self._parts.cluster
+        if cluster is not None and not cluster.reachable():
+            # Issue 20: no job this node could not record; the client retries (here once
+            # the store answers again, or through another node).
+            raise StoreUnreachable("the store is unreachable: this node accepts no jobs now")
         check_submit(submit)  # every submit path (SessionService, JobService) comes here
         now = time.time()
         ref = parse_agent_ref(submit.agent)

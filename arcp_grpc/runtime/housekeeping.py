@@ -38,6 +38,7 @@ log = logging.getLogger("arcp_grpc.runtime")
 _PURGE_BATCH = 200  # jobs per purge transaction: short, so other writes interleave
 _PURGE_ROUNDS = 500  # batches per round at most; the next round goes on
 _KEY_CHECK = b"arcp-grpc store key check"
+_STORE_STOP_SEC = 10.0  # a stopping node waits this long for its last writes
 
 
 class Housekeeping:
@@ -114,16 +115,22 @@ class Housekeeping:
                     "resubmit with a new idempotency key"
                 )
             )
-        for job in list(active.values()):
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(job.done.wait(), timeout=5.0)
+        ending = [asyncio.ensure_future(job.done.wait()) for job in active.values()]
+        if ending:  # 5 s for them all, not each: their ends may wait for a store that is down
+            _, late = await asyncio.wait(ending, timeout=5.0)
+            for wait in late:
+                wait.cancel()
         await self._loops.stop()  # ended, not only told to end: a stopped runtime leaves no task
         if self._executor.background:
             await asyncio.wait(self._executor.background, timeout=5.0)
-        await self._parts.store.flush()
-        if self._parts.cluster is not None:
-            with contextlib.suppress(InternalError):
-                await self._parts.cluster.leave()
+        try:
+            async with asyncio.timeout(_STORE_STOP_SEC):  # a store that is down (issue 20)
+                await self._parts.store.flush()
+                if self._parts.cluster is not None:
+                    with contextlib.suppress(InternalError):
+                        await self._parts.cluster.leave()
+        except TimeoutError:
+            log.error("the store did not answer within %g s while stopping", _STORE_STOP_SEC)
 
     async def _check_key(self) -> None:
         """Refuse a store whose sealed rows this node's key cannot open (a cluster's

@@ -41,6 +41,7 @@ __all__ = [
     "SessionStore",
     "Store",
     "StoreUnavailable",
+    "StoreWaitExpired",
     "UnrevokedCredential",
 ]
 
@@ -352,8 +353,14 @@ class NodeNotAlive(Exception):
 
 
 class StoreUnavailable(Exception):
-    """This node cannot use the configured store: unreachable, written with another
-    sealing key, or of a newer schema. `serve` exits 2 with the message."""
+    """This node cannot use the configured store: written with another sealing key,
+    of a newer schema, refusing the credentials. `serve` exits 2 with the message."""
+
+
+class StoreWaitExpired(StoreUnavailable):
+    """The store did not answer within `store.connect_timeout_sec` at start: a
+    database that is restarting or not up yet. `serve` exits 75 (EX_TEMPFAIL), so
+    its supervisor starts it again."""
 
 
 class ClusterMembership(Protocol):
@@ -367,6 +374,14 @@ class ClusterMembership(Protocol):
 
     def set_cancel_listener(self, listener: Callable[[str, str], None]) -> None:
         """Call `listener(job_id, reason)` when another node asks this one to cancel."""
+
+    def reachable(self) -> bool:
+        """Whether the shared store answers now; while it does not, writes wait in
+        memory and reads raise `StoreUnreachable` (issue 20)."""
+
+    def set_outage_listener(self, listener: Callable[[bool], None]) -> None:
+        """Call `listener(True)` when the store stops answering, `listener(False)` when
+        it answers again."""
 
     async def request_cancel(self, job_id: str, reason: str) -> bool:
         """Record a cancel for the node running `job_id`; False if it is not running."""

@@ -41,6 +41,7 @@ PUBLIC: dict[str, set[str]] = {
         "PermissionDenied",
         "QuotaExceeded",
         "ResumeWindowExpired",
+        "StoreUnreachable",
         "Timeout",
         "Unauthenticated",
         "error_class",
@@ -103,6 +104,7 @@ PUBLIC: dict[str, set[str]] = {
         "SessionStore",
         "Store",
         "StoreUnavailable",
+        "StoreWaitExpired",
         "UnrevokedCredential",
     },
 }

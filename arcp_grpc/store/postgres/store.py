@@ -19,15 +19,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from urllib.parse import urlsplit
 
 import asyncpg
 
 from arcp_grpc.errors import InternalError
+from arcp_grpc.store.postgres.batch_statements import EVENTS_CHANNEL
 from arcp_grpc.store.postgres.credentials import PostgresCredentials, insert_credentials
+from arcp_grpc.store.postgres.listener import Listener
 from arcp_grpc.store.postgres.membership import CANCEL_CHANNEL, PostgresMembership
+from arcp_grpc.store.postgres.reconnect import connect_within
 from arcp_grpc.store.postgres.schema import prepare as prepare_schema
 from arcp_grpc.store.postgres.sessions import SESSIONS_CHANNEL, PostgresSessions
-from arcp_grpc.store.postgres.writer import EVENTS_CHANNEL, PostgresWriter
+from arcp_grpc.store.postgres.writer import PostgresWriter
 from arcp_grpc.store.protocol import (
     CredentialEntry,
     EventRow,
@@ -70,26 +74,42 @@ class PostgresStore(PostgresCredentials, PostgresSessions, PostgresMembership):
     # -- lifecycle -------------------------------------------------------
 
     async def open(self) -> None:
+        """Connect (waiting up to `store.connect_timeout_sec` for a database that is not
+        up yet: `StoreWaitExpired`), prepare the schema, join the cluster."""
         try:
-            self._write_conn = await asyncpg.connect(self._dsn)
+            self._write_conn = await connect_within(
+                self._connect, self._connect_timeout_sec, _where(self._dsn)
+            )
             await prepare_schema(self._write_conn)
-            self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=4)
-            self._listen_conn = await asyncpg.connect(self._dsn)
+            await self._open_pool()
+            self._listener = Listener(
+                self._connect,
+                [
+                    (EVENTS_CHANNEL, self._followers.notified),
+                    (CANCEL_CHANNEL, self._on_cancel_notified),
+                    (SESSIONS_CHANNEL, self._on_session_notified),
+                ],
+                self._followers.wake_all,
+            )
+            await self._listener.open()
+            await self._write_conn.execute(
+                "INSERT INTO nodes (node_id, label) VALUES ($1, $2)", self.node_id, self._label
+            )
+        except StoreUnavailable:
+            await self._close_connections()
+            raise
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             await self._close_connections()
             raise StoreUnavailable(f"cannot use the PostgreSQL store: {exc}") from None
-        await self._listen_conn.add_listener(EVENTS_CHANNEL, self._followers.notified)
-        await self._listen_conn.add_listener(CANCEL_CHANNEL, self._on_cancel_notified)
-        await self._write_conn.execute(
-            "INSERT INTO nodes (node_id, label) VALUES ($1, $2)", self.node_id, self._label
+        self._writer = PostgresWriter(
+            self._write_conn, self.node_id, connect=self._connect, batch_limit=self._batch_limit
         )
-        await self._listen_conn.add_listener(SESSIONS_CHANNEL, self._on_session_notified)
-        self._writer = PostgresWriter(self._write_conn, self.node_id, batch_limit=self._batch_limit)
 
     async def close(self) -> None:
         if self._writer is None:
             return
         await self._writer.stop()
+        self._write_conn = self._writer.connection  # a new one after each reconnect
         self._writer = None
         await self._close_connections()
         self._followers.wake_all()
@@ -104,6 +124,12 @@ class PostgresStore(PostgresCredentials, PostgresSessions, PostgresMembership):
 
     def write_backlog(self) -> tuple[int, int]:
         return self._writes().backlog()
+
+    def reachable(self) -> bool:
+        return self._writes().reachable()
+
+    def set_outage_listener(self, listener: Callable[[bool], None]) -> None:
+        self._writes().set_outage_listener(listener)
 
     def append_event(self, event: EventRow) -> None:
         self._writes().append_event(event)
@@ -330,6 +356,12 @@ class PostgresStore(PostgresCredentials, PostgresSessions, PostgresMembership):
             " WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'r'"
         )
         return {"database": int(value)}
+
+
+def _where(dsn: str) -> str:
+    """The database for the log: host, port and name, never the password."""
+    parts = urlsplit(dsn)
+    return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path}"
 
 
 def _numbered(n: int) -> str:
