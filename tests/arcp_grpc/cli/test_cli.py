@@ -68,7 +68,7 @@ async def test_a_cancelled_job_exits_3(
     # The two commands print concurrently: only the watch's own lines are ordered.
     watched = [frame for frame in frames if frame != acknowledged]
     assert watched[-1]["type"] == "error"
-    assert watched[-1]["final_status"] == "JOB_STATUS_CANCELLED"
+    assert watched[-1]["final_status"] == "cancelled"
     assert watched[-1]["error"]["message"] == "enough"
 
 
@@ -220,7 +220,7 @@ async def test_get_shows_status_and_outcome_without_the_events(
     assert "thought" not in rows  # no event replay: GetJob, not WatchJob
     assert await _cli(core, "get", job_id, "--json") == 0
     job, result = _lines(capsys.readouterr().out)
-    assert (job["type"], job["status"]) == ("job", "JOB_STATUS_SUCCESS")
+    assert (job["type"], job["status"]) == ("job", "success")
     assert result["type"] == "result"
     assert await _cli(core, "get", "job_missing") == 1
     assert "JOB_NOT_FOUND" in capsys.readouterr().err

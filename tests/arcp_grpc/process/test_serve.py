@@ -68,7 +68,7 @@ def test_restart_keeps_token_jobs_and_idempotency_cache(
     listed = second.cli("jobs", "--json")
     assert listed.returncode == 0, listed.stderr
     assert [j["job_id"] for j in _lines(listed.stdout)] == [job_id]
-    assert _lines(listed.stdout)[0]["status"] == "JOB_STATUS_SUCCESS"
+    assert _lines(listed.stdout)[0]["status"] == "success"
     again = second.cli("submit", "echo", "--input", '{"x": 1}', "--key", "k-1", "--json")
     assert again.returncode == 0, again.stderr
     assert _lines(again.stdout)[0]["job_id"] == job_id  # replayed, not a new job (§7.2)
