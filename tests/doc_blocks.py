@@ -9,9 +9,11 @@ HTML comments: invisible where the Markdown is rendered.
 from __future__ import annotations
 
 import re
+import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
-__all__ = ["Block", "marked_blocks"]
+__all__ = ["Block", "marked_blocks", "run_commands"]
 
 
 @dataclass(frozen=True)
@@ -29,3 +31,18 @@ def marked_blocks(text: str, prefix: str) -> list[Block]:
         re.MULTILINE | re.DOTALL,
     )
     return [Block(m["name"] or "", m["body"]) for m in marked.finditer(text)]
+
+
+def run_commands(
+    commands: str, cwd: Path, env: dict[str, str], timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """Commands as a reader pastes them into bash, stopping at the first that fails."""
+    return subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", commands],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.doc_blocks import run_commands
+
 __all__ = ["ARCP_GRPC", "ServeProcess", "clean_env", "run_cli"]
 
 ARCP_GRPC = str(Path(sys.executable).with_name("arcp-grpc"))  # the console script
@@ -98,15 +100,7 @@ class ServeProcess:
         (line,) = [text.strip() for text in self.banner() if text.strip().startswith(command)]
         tools = Path(__file__).resolve().parent.parent / "tools" / "node_modules" / ".bin"
         env = {**self.env, "ARCP_TOKEN": self.token, "PATH": f"{tools}:{os.environ['PATH']}"}
-        return subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", line],
-            cwd=self.workdir,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=_STARTUP,
-            check=False,
-        )
+        return run_commands(line, self.workdir, env, _STARTUP)
 
     @property
     def token(self) -> str:

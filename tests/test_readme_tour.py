@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ from arcp import ClientInfo, WebSocketTransport
 from arcp.client import ARCPClient
 
 from arcp_grpc.client import Client
-from tests.doc_blocks import marked_blocks
+from tests.doc_blocks import marked_blocks, run_commands
 from tests.serve_process import ServeProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,15 +120,7 @@ def test_the_readme_steps_3_and_4_run_as_written(served: ServeProcess) -> None:
         if block.name:
             (workdir / block.name).write_text(body)
             continue
-        done = subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", body],
-            cwd=workdir,
-            env=served.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        done = run_commands(body, workdir, served.env, timeout=120)
         assert done.returncode == 0, f"{body}\nexited {done.returncode}:\n{done.stderr}"
         printed.append(done.stdout)
     step3, step4 = printed

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.doc_blocks import marked_blocks
+from tests.doc_blocks import marked_blocks, run_commands
 from tests.serve_process import clean_env
 
 __all__: list[str] = []
@@ -104,15 +104,7 @@ def test_every_step_runs_as_written(served_copy: tuple[Path, str]) -> None:
         if step.name:
             (root / step.name).write_text(step.body)
             continue
-        done = subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", step.body],
-            cwd=root,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=STEP_TIMEOUT,
-            check=False,
-        )
+        done = run_commands(step.body, root, env, STEP_TIMEOUT)
         assert done.returncode == 0, f"{step.body}\nexited {done.returncode}:\n{done.stderr}"
         outputs.append(done.stdout)
 

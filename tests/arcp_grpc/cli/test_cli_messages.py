@@ -7,33 +7,22 @@ real command against a real core and checks its exit code and output."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import pty
 import signal
 import time
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
-from arcp_grpc.cli.main import main
 from arcp_grpc.server import RunningCore
+from tests.arcp_grpc.cli.cli_run import cli as _cli
+from tests.arcp_grpc.cli.cli_run import json_lines as _lines
 from tests.conftest import SAFETY
 from tests.serve_process import ARCP_GRPC, ServeProcess, clean_env, run_cli
 
 _DEMO_AGENTS = "chatty, counter, delegator, echo, greeter, report, spender"
-
-
-async def _cli(core: RunningCore, *args: str) -> int:
-    """`arcp-grpc ARGS` in a worker thread (it is synchronous; the core is on this loop)."""
-    argv = [*args, "--address", core.grpc_address, "--token", "tok-alice"]
-    return await asyncio.to_thread(main, argv)
-
-
-def _lines(text: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 async def test_json_uses_the_words_of_the_table_and_numbers(
