@@ -367,7 +367,11 @@ def _banner(out: TextIO, info: dict[str, object], settings: Settings, role: Role
         # With TLS the client must trust the core: --ca names the CA that signed
         # core.tls_cert (the certificate itself when it is self-signed).
         ca = f" --ca {settings.core.tls_cert}" if info.get("grpc_tls") else ""
-        grpcurl_tls = f"-cacert {settings.core.tls_cert}" if ca else "-plaintext"
+        # Plain gRPC with buf curl (server reflection): the project's pinned npm tool,
+        # installable where grpcurl is not (neither Debian nor PyPI ships it).
+        curl_tls = (
+            f"--cacert {settings.core.tls_cert} https" if ca else "--http2-prior-knowledge http"
+        )
         lines += [
             f"  development token (principal {settings.auth.dev_principal!r}): {token_file}",
             "",
@@ -375,11 +379,14 @@ def _banner(out: TextIO, info: dict[str, object], settings: Settings, role: Role
             f"  export ARCP_TOKEN=$(cat {token_file}) ARCP_ADDRESS={grpc_address}",
             f"  arcp-grpc agents{ca}",
             f"""  arcp-grpc submit counter --input '{{"steps": 5}}' --watch{ca}""",
-            f'  grpcurl {grpcurl_tls} -H "authorization: Bearer $ARCP_TOKEN" {grpc_address} list',
+            f"  buf curl --protocol grpc {curl_tls}://{grpc_address}/arcp.v1.JobService/ListAgents"
+            ' -H "authorization: Bearer $ARCP_TOKEN"',
+            "  (buf: tools/node_modules/.bin/buf in a checkout, after `cd tools && npm ci`)",
         ]
         if ca:
             lines.append(
-                "  (--ca: the CA that signed the core's certificate; here the certificate)"
+                "  (--ca, --cacert: the CA that signed the core's certificate; here the "
+                "certificate)"
             )
     lines.append("Stop with Ctrl-C or SIGTERM.")
     out.write("\n".join(lines) + "\n")

@@ -193,5 +193,6 @@ class JobFactory:
         body.lease.CopyFrom(terms.lease)
         body.lease_constraints.CopyFrom(terms.lease_constraints)
         parent.emit("delegate", body)
+        self.parts.observer.delegated()
         self.executor.launch(child, request.input_value)
         return child
