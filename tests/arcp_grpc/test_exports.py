@@ -60,6 +60,7 @@ PUBLIC: dict[str, set[str]] = {
         "Submitted",
         "Unavailable",
         "Watch",
+        "Worker",
         "plain",
     },
     "arcp_grpc.grpc_status": {
@@ -88,6 +89,8 @@ PUBLIC: dict[str, set[str]] = {
         "CredentialEntry",
         "CredentialStore",
         "EventRow",
+        "HandedOff",
+        "Handoff",
         "IdempotencyClaim",
         "IdempotencyConflict",
         "JobChanges",
