@@ -19,7 +19,7 @@ import pytest
 from arcp import ClientInfo, WebSocketTransport
 from arcp._client.client import ARCPClient
 
-from tests.arcp_grpc.worker.conftest import WorkerProcess
+from tests.arcp_grpc.worker.conftest import WorkerProcess, serving_workers
 from tests.polyglot.node_project import ROOT, generate, npm_ci, require_node, typecheck
 from tests.serve_process import ServeProcess, clean_env
 
@@ -40,21 +40,9 @@ def example() -> Path:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    env = clean_env(ARCP_AUTH_WORKERS=f"{WORKER_TOKEN}=node-pool")
-    process = ServeProcess(
-        tmp_path_factory.mktemp("serve"),
-        "--grpc-port",
-        "0",
-        "--gateway-port",
-        "0",
-        "--no-metrics",
-        env=env,
-    )
-    process.start()
-    try:
+    workdir = tmp_path_factory.mktemp("serve")
+    with serving_workers(workdir, ARCP_AUTH_WORKERS=f"{WORKER_TOKEN}=node-pool") as process:
         yield process
-    finally:
-        process.stop()
 
 
 def _node_worker(example: Path, core: str, token: str) -> WorkerProcess:
