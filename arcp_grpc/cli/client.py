@@ -506,6 +506,23 @@ def agents(conn: Connection, out: TextIO, *, json_lines: bool) -> int:
     return EXIT_OK
 
 
+def workers(conn: Connection, out: TextIO, *, json_lines: bool) -> int:
+    """ListWorkers: each connected worker, what it runs of its slots, its agents and the
+    node holding its stream (issue 23)."""
+    found = conn.run(lambda client: client.workers())
+    for worker in found:
+        if json_lines:
+            _json_line(out, "worker", plain(worker.proto))
+        else:
+            hosted = ", ".join(f"{a.name}@{'|'.join(a.versions)}" for a in worker.agents)
+            node = f"  node {worker.node_id}" if worker.node_id else ""
+            out.write(f"{worker.name:<12}  {worker.running}/{worker.slots} busy  {hosted}{node}\n")
+    if not found and not json_lines:
+        out.write("no worker is connected\n")
+    out.flush()
+    return EXIT_OK
+
+
 def _parse_json(flag: str, text: str) -> Any:
     """Strict JSON (RFC 8259): NaN, Infinity and numbers beyond a double are refused
     here, in one line, rather than reaching the core as values JSON cannot carry."""

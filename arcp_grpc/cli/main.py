@@ -7,6 +7,7 @@
     arcp-grpc jobs [--status S] [--agent A] [--limit N]
     arcp-grpc cancel JOB [--reason TEXT]
     arcp-grpc agents
+    arcp-grpc workers
     arcp-grpc store copy [--from sqlite:///PATH] --to postgresql://USER@HOST:PORT/DB
     arcp-grpc credentials --unrevoked [--config FILE] [--data-dir DIR] [--store URL]
     arcp-grpc worker --core HOST:PORT[,HOST:PORT...] --token TOKEN --agents MODULE:ATTR
@@ -163,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument("--reason", default="", help="why (shown in the job's error)")
 
     commands.add_parser("agents", parents=[client], help="list agents and versions")
+    commands.add_parser(
+        "workers", parents=[client], help="list connected remote workers, their agents and slots"
+    )
     _credentials_parser(commands)
     return parser
 
@@ -338,6 +342,8 @@ def _client(args: argparse.Namespace, out: TextIO) -> int:
         return client.cancel(
             conn, out, job_id=args.job_id, reason=args.reason, json_lines=args.json
         )
+    if args.command == "workers":
+        return client.workers(conn, out, json_lines=args.json)
     return client.agents(conn, out, json_lines=args.json)
 
 

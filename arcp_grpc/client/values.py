@@ -32,6 +32,7 @@ __all__ = [
     "JobInfo",
     "Outcome",
     "Submission",
+    "Worker",
     "plain",
     "status_name",
 ]
@@ -294,3 +295,22 @@ class Agent:
     @classmethod
     def from_proto(cls, info: jobs_pb2.AgentInfo) -> Agent:
         return cls(info.name, tuple(info.versions), info.default_version, info)
+
+
+@dataclass(frozen=True)
+class Worker:
+    """A connected remote worker (issue 23): what it hosts, its slots, what it runs now,
+    and the core node holding its stream."""
+
+    name: str
+    node_id: str
+    agents: tuple[Agent, ...]
+    slots: int
+    running: int
+    library: str
+    proto: jobs_pb2.WorkerInfo = field(repr=False)
+
+    @classmethod
+    def from_proto(cls, info: jobs_pb2.WorkerInfo) -> Worker:
+        agents = tuple(Agent.from_proto(agent) for agent in info.agents)
+        return cls(info.name, info.node_id, agents, info.slots, info.running, info.library, info)

@@ -39,7 +39,7 @@ from arcp_grpc.runtime.job import ActiveJob
 from arcp_grpc.runtime.parts import RuntimeParts
 from arcp_grpc.runtime.quotas import Quotas
 from arcp_grpc.runtime.replay_cache import Claimed, ReplayCache
-from arcp_grpc.store import IdempotencyClaim, IdempotencyConflict, NodeNotAlive, OverCap
+from arcp_grpc.store import Handoff, IdempotencyClaim, IdempotencyConflict, NodeNotAlive, OverCap
 from arcp_grpc.v1 import jobs_pb2
 
 __all__ = ["Admission", "Submission", "expires_at_of", "max_runtime_of"]
@@ -149,8 +149,16 @@ class Admission:
             max_runtime=max_runtime,
             parent=None,
         )
+        # An agent only another node's workers host: that node owns and runs the job
+        # (issue 23); this one follows it as any job of another node.
+        peer = self._parts.workers.peer_for(agent)
+        handoff = (
+            Handoff(peer, self._sealed_input(job.job_id, submit), max_runtime)
+            if peer is not None
+            else None
+        )
         try:
-            accepted = await self._factory.persist(job, claim, now, cap)
+            accepted = await self._factory.persist(job, claim, now, cap, handoff)
         except IdempotencyConflict as held_by:
             await self._discard_credentials(job)
             held = (held_by.job_id, held_by.fingerprint)
@@ -168,8 +176,13 @@ class Admission:
             self._replays.put(
                 principal.name, key, Claimed(job.job_id, fingerprint, accepted, claim.expires_at)
             )
-        self._executor.launch(job, input_value)
+        if handoff is None:
+            self._executor.launch(job, input_value)
         return Submission(job.job_id, accepted, replay=False)
+
+    def _sealed_input(self, job_id: str, submit: jobs_pb2.JobSubmit) -> bytes:
+        """The input a handed job is run with, sealed in the store like any secret."""
+        return self._parts.box.seal(submit.input.SerializeToString(), job_id.encode())
 
     async def _discard_credentials(self, job: ActiveJob) -> None:
         """The values minted for a job that was not created: revoked, never shown."""

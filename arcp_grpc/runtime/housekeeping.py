@@ -28,6 +28,7 @@ from arcp_grpc.runtime.node_lease import NodeLease
 from arcp_grpc.runtime.outcome import failure
 from arcp_grpc.runtime.parts import RuntimeParts
 from arcp_grpc.runtime.supervisor import Supervisor
+from arcp_grpc.runtime.worker_peers import WorkerPeers
 from arcp_grpc.store import JobRow, StoreUnavailable
 from arcp_grpc.v1 import jobs_pb2
 
@@ -55,6 +56,7 @@ class Housekeeping:
         credentials: JobCredentials,
         lease: NodeLease,
         on_fenced: Callable[[], None],
+        worker_peers: WorkerPeers | None = None,
     ) -> None:
         self._parts = parts
         self._cluster_limits = cluster_limits
@@ -64,6 +66,7 @@ class Housekeeping:
         self._credentials = credentials
         self._lease = lease
         self._on_fenced = on_fenced
+        self._worker_peers = worker_peers  # set in a cluster: workers on every node
         self._loops = Supervisor()
 
     async def start(self) -> None:
@@ -95,6 +98,11 @@ class Housekeeping:
             # is declared dead by its peers.
             beat = self._cluster_limits.heartbeat_sec
             self._loops.every("arcp-cluster-member", beat, member.beat, backoff_limit=beat)
+            if self._worker_peers is not None:
+                self._worker_peers.start()
+                self._loops.every(
+                    "arcp-worker-peers", beat, self._worker_peers.round, backoff_limit=beat
+                )
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting, give running jobs `grace` seconds, then end the rest."""

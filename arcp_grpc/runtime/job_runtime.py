@@ -38,6 +38,7 @@ from arcp_grpc.runtime.parts import RuntimeParts
 from arcp_grpc.runtime.queries import JobQueries
 from arcp_grpc.runtime.quotas import Quotas
 from arcp_grpc.runtime.table import JobTable
+from arcp_grpc.runtime.worker_peers import WorkerPeers
 from arcp_grpc.runtime.workers import WorkerDirectory, WorkerLimits
 from arcp_grpc.store import ClusterStore, EventRow, JobChanges, JobQuery, Store
 from arcp_grpc.store.secretbox import SecretBox
@@ -79,7 +80,11 @@ class JobRuntime:
         )
         table = JobTable(limits.recent_jobs)
         # Remote workers (issue 23): the WorkerService registers them here.
-        self.workers = WorkerDirectory(table, worker_limits or WorkerLimits())
+        self.workers = WorkerDirectory(
+            table,
+            worker_limits or WorkerLimits(),
+            self.cluster.node_id if self.cluster is not None else "",
+        )
         parts = RuntimeParts(
             store=store,
             box=box,
@@ -117,6 +122,11 @@ class JobRuntime:
             lease=self.lease,
             # Called when the cluster declared this node dead (the server stops serving).
             on_fenced=on_fenced or (lambda: None),
+            worker_peers=(
+                WorkerPeers(parts, self.cluster, factory, executor)
+                if self.cluster is not None
+                else None
+            ),
         )
 
     # -- lifecycle -------------------------------------------------------------
@@ -179,6 +189,11 @@ class JobRuntime:
 
     def agents(self) -> list[jobs_pb2.AgentInfo]:
         return self._queries.agents()
+
+    def workers_connected(self) -> list[jobs_pb2.WorkerInfo]:
+        """The remote workers of every live node: this one's now, the others' as they
+        last published (ListWorkers, issue 23)."""
+        return [*self.workers.listing(), *self.workers.peers]
 
     async def rotations(self, job_id: str, upto: int) -> list[tuple[int, bytes]]:
         """The `credential_rotated` events a replayed acceptance is followed by (§9.8.2)."""

@@ -16,6 +16,11 @@ stay known, so a submit made while their workers reconnect is accepted and waits
 A worker that goes (stream broken, heartbeat missed) ends its running jobs with a
 retryable INTERNAL_ERROR at once; the executor revokes their credentials as for any
 end. Nothing is re-run: a retry is the client's decision (agents spend money).
+
+In a cluster the directory also holds the workers of the other nodes, as they last
+published them (`arcp_grpc.runtime.worker_peers`): their agents are known here too, and
+a job for an agent no worker of this node hosts goes to the node whose workers have the
+most free slots (`peer_for`), which owns and runs it.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from google.protobuf import timestamp_pb2
 
 from arcp_grpc.agents import RegisteredAgent
 from arcp_grpc.base.agentref import AgentRef
@@ -67,6 +74,8 @@ class WorkerLink:
     send: Callable[[pb.WorkResponse], None]
     credentials_ok: bool  # §14: the stream may carry credential values
     window: int
+    library: str = ""  # what the worker said it runs, for operators
+    connected_at: float = field(default_factory=time.time)
     running: dict[str, RemoteJob] = field(default_factory=dict)
     outstanding: int = 0  # counted messages received and not yet granted back
     settled: int = 0  # counted messages handled since the last grant
@@ -78,6 +87,20 @@ class WorkerLink:
     @property
     def free(self) -> int:
         return self.slots - len(self.running)
+
+    def info(self, node_id: str, now: timestamp_pb2.Timestamp) -> jobs_pb2.WorkerInfo:
+        """The worker as `ListWorkers` shows it."""
+        info = jobs_pb2.WorkerInfo(
+            name=self.name,
+            node_id=node_id,
+            agents=[self.agents[name] for name in sorted(self.agents)],
+            slots=self.slots,
+            running=len(self.running),
+            library=self.library,
+            updated_at=now,
+        )
+        info.connected_at.FromNanoseconds(int(self.connected_at * 1e9))
+        return info
 
     async def receive(self, request: pb.WorkRequest) -> None:
         """One message of the worker after its registration. A worker acts only on the
@@ -122,21 +145,26 @@ class WorkerLink:
 
 
 class WorkerDirectory:
-    """The connected workers of this node, and the remote agents they made known."""
+    """The connected workers of this node, the remote agents they made known, and the
+    workers of the other nodes of a cluster."""
 
-    def __init__(self, table: JobTable, limits: WorkerLimits) -> None:
+    def __init__(self, table: JobTable, limits: WorkerLimits, node_id: str = "") -> None:
         self.limits = limits
+        self.node_id = node_id  # this node's id in a cluster; "" alone on its store
         self._table = table
         self.links: list[WorkerLink] = []
         self._known: dict[str, jobs_pb2.AgentInfo] = {}  # name -> versions ever registered
         self._agents: dict[str, RegisteredAgent] = {}  # "name@version" -> its relay
         self._changed = asyncio.Event()
+        self.peers: list[jobs_pb2.WorkerInfo] = []  # the other nodes' workers, as published
+        self.on_change: Callable[[], None] = lambda: None  # a worker came or went
 
     # -- what admission and the queries ask ---------------------------------------
 
     def resolve(self, ref: AgentRef) -> RegisteredAgent | None:
-        """The remote agent `ref` names, or None when no worker ever hosted the name."""
-        info = self._known.get(ref.name)
+        """The remote agent `ref` names, or None when no worker of this node ever hosted
+        the name and none of another node hosts it now."""
+        info = self._agent_infos().get(ref.name)
         if info is None:
             return None
         version = ref.version or info.default_version
@@ -145,27 +173,58 @@ class WorkerDirectory:
                 f"no worker hosts agent {ref.name!r} at version {version!r}",
                 details={"agent": ref.name, "version": version},
             )
-        key = f"{ref.name}@{version}"
+        return self.relay(ref.name, version)
+
+    def relay(self, name: str, version: str) -> RegisteredAgent:
+        """The remote agent `name@version`, known or not: a job handed to this node by
+        another runs here even if its worker went meanwhile (it then waits `wait_sec`)."""
+        key = f"{name}@{version}"
         agent = self._agents.get(key)
         if agent is None:
-            agent = RegisteredAgent(ref.name, version, self._relay)
+            agent = RegisteredAgent(name, version, self._relay)
             self._agents[key] = agent
         return agent
 
     def inventory(self) -> Iterable[jobs_pb2.AgentInfo]:
-        return self._known.values()
+        return self._agent_infos().values()
+
+    def peer_for(self, agent: RegisteredAgent) -> str | None:
+        """The node to hand a job for `agent` to: None while a worker of this node hosts
+        it (or none of another node does); else the node whose workers hosting it have
+        the most free slots, as they last published (a busy one queues the job)."""
+        if not self.peers or any(link.hosts(agent) for link in self.links):
+            return None
+        free: dict[str, int] = {}
+        for worker in self.peers:
+            if any(a.name == agent.name and agent.version in a.versions for a in worker.agents):
+                free[worker.node_id] = free.get(worker.node_id, 0) + worker.slots - worker.running
+        return max(free, key=lambda node: free[node]) if free else None
+
+    def listing(self) -> list[jobs_pb2.WorkerInfo]:
+        """This node's connected workers, in the order they connected."""
+        now = timestamp_pb2.Timestamp()
+        now.GetCurrentTime()
+        return [link.info(self.node_id, now) for link in self.links]
+
+    def _agent_infos(self) -> dict[str, jobs_pb2.AgentInfo]:
+        """Agents by name: those this node's workers ever registered, with the versions
+        the other nodes' workers host now."""
+        merged = dict(self._known)
+        for worker in self.peers:
+            for info in worker.agents:
+                known = merged.get(info.name)
+                merged[info.name] = _union(known, info) if known is not None else info
+        return merged
 
     # -- workers coming and going -------------------------------------------------
 
     def connect(self, link: WorkerLink) -> None:
         for info in link.agents.values():
-            known = self._known.setdefault(info.name, jobs_pb2.AgentInfo(name=info.name))
-            versions = sorted({*known.versions, *info.versions})
-            del known.versions[:]
-            known.versions.extend(versions)
-            known.default_version = info.default_version or known.default_version
+            known = self._known.get(info.name)
+            self._known[info.name] = _union(known, info) if known is not None else info
         self.links.append(link)
         self._notify()
+        self.on_change()
 
     def disconnect(self, link: WorkerLink, why: str) -> None:
         """The worker is gone: its running jobs end with a retryable INTERNAL_ERROR."""
@@ -174,6 +233,7 @@ class WorkerDirectory:
         for remote in list(link.running.values()):
             remote.job.stop(InternalError(f"worker {link.name} is gone: {why}"))
         self._notify()
+        self.on_change()
 
     # -- running a job on a worker ------------------------------------------------
 
@@ -222,3 +282,12 @@ class WorkerDirectory:
     def _notify(self) -> None:
         self._changed.set()
         self._changed = asyncio.Event()
+
+
+def _union(known: jobs_pb2.AgentInfo, info: jobs_pb2.AgentInfo) -> jobs_pb2.AgentInfo:
+    """One agent's versions from two sources; the later one's default wins."""
+    return jobs_pb2.AgentInfo(
+        name=known.name,
+        versions=sorted({*known.versions, *info.versions}),
+        default_version=info.default_version or known.default_version,
+    )

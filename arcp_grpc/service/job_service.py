@@ -166,6 +166,13 @@ class JobServiceServicer:
         self._principal(context)
         return pb.ListAgentsResponse(agents=self._runtime.agents())
 
+    @_unary_edge
+    async def ListWorkers(
+        self, request: pb.ListWorkersRequest, context: Ctx
+    ) -> pb.ListWorkersResponse:
+        self._principal(context)
+        return pb.ListWorkersResponse(workers=self._runtime.workers_connected())
+
     async def WatchJob(self, request: pb.WatchJobRequest, context: Ctx) -> AsyncIterator[bytes]:
         try:
             _check(request)
@@ -376,6 +383,11 @@ def job_service_handler(servicer: JobServiceServicer) -> grpc.GenericRpcHandler:
             servicer.ListAgents,
             request_deserializer=request_parser(pb.ListAgentsRequest),
             response_serializer=pb.ListAgentsResponse.SerializeToString,
+        ),
+        "ListWorkers": grpc.unary_unary_rpc_method_handler(
+            servicer.ListWorkers,
+            request_deserializer=request_parser(pb.ListWorkersRequest),
+            response_serializer=pb.ListWorkersResponse.SerializeToString,
         ),
         "RunJob": grpc.unary_stream_rpc_method_handler(
             servicer.RunJob,

@@ -75,6 +75,7 @@ class WorkerServiceServicer:
         yield pb.WorkResponse(
             welcome=pb.WorkerWelcome(
                 worker=name,
+                node_id=self._directory.node_id,
                 heartbeat_interval_sec=limits.heartbeat_sec,
                 heartbeat_timeout_sec=limits.heartbeat_timeout_sec,
                 event_window=limits.event_window,
@@ -132,6 +133,7 @@ class WorkerServiceServicer:
             send,
             credentials_ok,
             self._directory.limits.event_window,
+            library=register.library,
         )
 
 

@@ -26,6 +26,8 @@ __all__ = [
     "CredentialEntry",
     "CredentialStore",
     "EventRow",
+    "HandedOff",
+    "Handoff",
     "IdempotencyClaim",
     "IdempotencyConflict",
     "JobChanges",
@@ -137,6 +139,29 @@ class JobPage:
     next_cursor: str
 
 
+@dataclass(frozen=True, slots=True)
+class Handoff:
+    """A job created by this node for another one to run: its owner from the start
+    (`owner_node`), because a remote worker hosting its agent is connected there
+    (issue 23, docs/workers.md). `input` is the job's input, sealed (a
+    `google.protobuf.Value`); the owner claims it once (`ClusterMembership.claim_handoff`)."""
+
+    node_id: str
+    input: bytes
+    max_runtime_sec: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class HandedOff:
+    """A job handed to this node, claimed: its row, its sealed input and runtime limit,
+    and the cancel someone asked for before the claim (or None)."""
+
+    job: JobRow
+    input: bytes
+    max_runtime_sec: int | None
+    cancel_reason: str | None
+
+
 class IdempotencyConflict(Exception):
     """Another job already holds the (principal, key); carries the holder's id."""
 
@@ -177,6 +202,7 @@ class JobStore(Protocol):
         now: float,
         *,
         running_cap: int | None = None,
+        handoff: Handoff | None = None,
     ) -> None:
         """Insert the job, its idempotency claim and its credentials atomically.
 
@@ -193,6 +219,9 @@ class JobStore(Protocol):
         A shared store raises `NodeNotAlive` when this node is no longer alive in
         the cluster (a survivor declared it dead): nothing is written, in the same
         statements, so no dead node ever creates a job.
+
+        `handoff` (a shared store only): the job is owned from the start by the node it
+        names, which is told (`set_handoff_listener`) and claims it to run it.
         """
 
     async def find_claim(self, principal: str, key: str, now: float) -> tuple[str, bytes] | None:
@@ -400,6 +429,22 @@ class ClusterMembership(Protocol):
 
     async def nodes(self) -> list[tuple[str, str, str, float]]:
         """(node_id, label, state, seconds since its heartbeat) of every known node."""
+
+    async def publish_workers(self, listing: bytes) -> None:
+        """Record the remote workers connected to this node (an opaque listing)."""
+
+    async def peer_workers(self) -> list[tuple[str, bytes, float]]:
+        """(node_id, listing, epoch seconds it was recorded) of every other live node."""
+
+    def set_handoff_listener(self, listener: Callable[[str], None]) -> None:
+        """Call `listener(job_id)` when another node hands this one a job (`Handoff`)."""
+
+    async def handoffs(self) -> list[str]:
+        """The jobs handed to this node and not claimed yet (a missed notification)."""
+
+    async def claim_handoff(self, job_id: str) -> HandedOff | None:
+        """Take a job handed to this node, once, while this node is alive and still owns
+        the job unfinished; None otherwise (claimed, or taken over by a survivor)."""
 
 
 class SessionStore(Protocol):

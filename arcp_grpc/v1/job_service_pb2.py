@@ -27,7 +27,7 @@ from arcp_grpc.v1 import jobs_pb2 as arcp_dot_v1_dot_jobs__pb2
 from google.protobuf import any_pb2 as google_dot_protobuf_dot_any__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61rcp/v1/job_service.proto\x12\x07\x61rcp.v1\x1a\x14\x61rcp/v1/events.proto\x1a\x12\x61rcp/v1/jobs.proto\x1a\x19google/protobuf/any.proto\"6\n\x10SubmitJobRequest\x12\"\n\x06submit\x18\x01 \x01(\x0b\x32\x12.arcp.v1.JobSubmit\";\n\x11SubmitJobResponse\x12&\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x0b\x32\x14.arcp.v1.JobAccepted\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"X\n\x0eGetJobResponse\x12 \n\x03job\x18\x01 \x01(\x0b\x32\x13.arcp.v1.JobSummary\x12$\n\x07outcome\x18\x02 \x01(\x0b\x32\x13.arcp.v1.JobOutcome\"a\n\x0fListJobsRequest\x12\'\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x17.arcp.v1.ListJobsFilter\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"N\n\x10ListJobsResponse\x12!\n\x04jobs\x18\x01 \x03(\x0b\x32\x13.arcp.v1.JobSummary\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"6\n\x10\x43\x61ncelJobRequest\x12\"\n\x06\x63\x61ncel\x18\x01 \x01(\x0b\x32\x12.arcp.v1.JobCancel\"=\n\x11\x43\x61ncelJobResponse\x12(\n\tcancelled\x18\x01 \x01(\x0b\x32\x15.arcp.v1.JobCancelled\"4\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x04\"[\n\x10WatchJobResponse\x12!\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x11.arcp.v1.JobEvent\x12$\n\x07outcome\x18\x02 \x01(\x0b\x32\x13.arcp.v1.JobOutcome\"\x13\n\x11ListAgentsRequest\"8\n\x12ListAgentsResponse\x12\"\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x12.arcp.v1.AgentInfo\"3\n\rRunJobRequest\x12\"\n\x06submit\x18\x01 \x01(\x0b\x32\x12.arcp.v1.JobSubmit\"\x91\x01\n\x0eRunJobResponse\x12!\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x11.arcp.v1.JobEvent\x12$\n\x07outcome\x18\x02 \x01(\x0b\x32\x13.arcp.v1.JobOutcome\x12&\n\x08\x61\x63\x63\x65pted\x18\x03 \x01(\x0b\x32\x14.arcp.v1.JobAccepted\x12\x0e\n\x06replay\x18\x04 \x01(\x08\"O\n\x11SubmitJobsRequest\x12\x16\n\x0e\x63orrelation_id\x18\x01 \x01(\t\x12\"\n\x06submit\x18\x02 \x01(\x0b\x32\x12.arcp.v1.JobSubmit\"\x95\x01\n\x12SubmitJobsResponse\x12\x16\n\x0e\x63orrelation_id\x18\x01 \x01(\t\x12(\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x0b\x32\x14.arcp.v1.JobAcceptedH\x00\x12#\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x12.arcp.v1.RpcStatusH\x00\x12\x0e\n\x06replay\x18\x04 \x01(\x08\x42\x08\n\x06result\"Q\n\tRpcStatus\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12%\n\x07\x64\x65tails\x18\x03 \x03(\x0b\x32\x14.google.protobuf.Any2\xca\x04\n\nJobService\x12G\n\tSubmitJob\x12\x19.arcp.v1.SubmitJobRequest\x1a\x1a.arcp.v1.SubmitJobResponse\"\x03\x90\x02\x00\x12>\n\x06GetJob\x12\x16.arcp.v1.GetJobRequest\x1a\x17.arcp.v1.GetJobResponse\"\x03\x90\x02\x01\x12\x44\n\x08ListJobs\x12\x18.arcp.v1.ListJobsRequest\x1a\x19.arcp.v1.ListJobsResponse\"\x03\x90\x02\x01\x12G\n\tCancelJob\x12\x19.arcp.v1.CancelJobRequest\x1a\x1a.arcp.v1.CancelJobResponse\"\x03\x90\x02\x02\x12\x46\n\x08WatchJob\x12\x18.arcp.v1.WatchJobRequest\x1a\x19.arcp.v1.WatchJobResponse\"\x03\x90\x02\x01\x30\x01\x12J\n\nListAgents\x12\x1a.arcp.v1.ListAgentsRequest\x1a\x1b.arcp.v1.ListAgentsResponse\"\x03\x90\x02\x01\x12@\n\x06RunJob\x12\x16.arcp.v1.RunJobRequest\x1a\x17.arcp.v1.RunJobResponse\"\x03\x90\x02\x00\x30\x01\x12N\n\nSubmitJobs\x12\x1a.arcp.v1.SubmitJobsRequest\x1a\x1b.arcp.v1.SubmitJobsResponse\"\x03\x90\x02\x00(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61rcp/v1/job_service.proto\x12\x07\x61rcp.v1\x1a\x14\x61rcp/v1/events.proto\x1a\x12\x61rcp/v1/jobs.proto\x1a\x19google/protobuf/any.proto\"6\n\x10SubmitJobRequest\x12\"\n\x06submit\x18\x01 \x01(\x0b\x32\x12.arcp.v1.JobSubmit\";\n\x11SubmitJobResponse\x12&\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x0b\x32\x14.arcp.v1.JobAccepted\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"X\n\x0eGetJobResponse\x12 \n\x03job\x18\x01 \x01(\x0b\x32\x13.arcp.v1.JobSummary\x12$\n\x07outcome\x18\x02 \x01(\x0b\x32\x13.arcp.v1.JobOutcome\"a\n\x0fListJobsRequest\x12\'\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x17.arcp.v1.ListJobsFilter\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"N\n\x10ListJobsResponse\x12!\n\x04jobs\x18\x01 \x03(\x0b\x32\x13.arcp.v1.JobSummary\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"6\n\x10\x43\x61ncelJobRequest\x12\"\n\x06\x63\x61ncel\x18\x01 \x01(\x0b\x32\x12.arcp.v1.JobCancel\"=\n\x11\x43\x61ncelJobResponse\x12(\n\tcancelled\x18\x01 \x01(\x0b\x32\x15.arcp.v1.JobCancelled\"4\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x04\"[\n\x10WatchJobResponse\x12!\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x11.arcp.v1.JobEvent\x12$\n\x07outcome\x18\x02 \x01(\x0b\x32\x13.arcp.v1.JobOutcome\"\x13\n\x11ListAgentsRequest\"8\n\x12ListAgentsResponse\x12\"\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x12.arcp.v1.AgentInfo\"\x14\n\x12ListWorkersRequest\";\n\x13ListWorkersResponse\x12$\n\x07workers\x18\x01 \x03(\x0b\x32\x13.arcp.v1.WorkerInfo\"3\n\rRunJobRequest\x12\"\n\x06submit\x18\x01 \x01(\x0b\x32\x12.arcp.v1.JobSubmit\"\x91\x01\n\x0eRunJobResponse\x12!\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x11.arcp.v1.JobEvent\x12$\n\x07outcome\x18\x02 \x01(\x0b\x32\x13.arcp.v1.JobOutcome\x12&\n\x08\x61\x63\x63\x65pted\x18\x03 \x01(\x0b\x32\x14.arcp.v1.JobAccepted\x12\x0e\n\x06replay\x18\x04 \x01(\x08\"O\n\x11SubmitJobsRequest\x12\x16\n\x0e\x63orrelation_id\x18\x01 \x01(\t\x12\"\n\x06submit\x18\x02 \x01(\x0b\x32\x12.arcp.v1.JobSubmit\"\x95\x01\n\x12SubmitJobsResponse\x12\x16\n\x0e\x63orrelation_id\x18\x01 \x01(\t\x12(\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x0b\x32\x14.arcp.v1.JobAcceptedH\x00\x12#\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x12.arcp.v1.RpcStatusH\x00\x12\x0e\n\x06replay\x18\x04 \x01(\x08\x42\x08\n\x06result\"Q\n\tRpcStatus\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12%\n\x07\x64\x65tails\x18\x03 \x03(\x0b\x32\x14.google.protobuf.Any2\x99\x05\n\nJobService\x12G\n\tSubmitJob\x12\x19.arcp.v1.SubmitJobRequest\x1a\x1a.arcp.v1.SubmitJobResponse\"\x03\x90\x02\x00\x12>\n\x06GetJob\x12\x16.arcp.v1.GetJobRequest\x1a\x17.arcp.v1.GetJobResponse\"\x03\x90\x02\x01\x12\x44\n\x08ListJobs\x12\x18.arcp.v1.ListJobsRequest\x1a\x19.arcp.v1.ListJobsResponse\"\x03\x90\x02\x01\x12G\n\tCancelJob\x12\x19.arcp.v1.CancelJobRequest\x1a\x1a.arcp.v1.CancelJobResponse\"\x03\x90\x02\x02\x12\x46\n\x08WatchJob\x12\x18.arcp.v1.WatchJobRequest\x1a\x19.arcp.v1.WatchJobResponse\"\x03\x90\x02\x01\x30\x01\x12J\n\nListAgents\x12\x1a.arcp.v1.ListAgentsRequest\x1a\x1b.arcp.v1.ListAgentsResponse\"\x03\x90\x02\x01\x12M\n\x0bListWorkers\x12\x1b.arcp.v1.ListWorkersRequest\x1a\x1c.arcp.v1.ListWorkersResponse\"\x03\x90\x02\x01\x12@\n\x06RunJob\x12\x16.arcp.v1.RunJobRequest\x1a\x17.arcp.v1.RunJobResponse\"\x03\x90\x02\x00\x30\x01\x12N\n\nSubmitJobs\x12\x1a.arcp.v1.SubmitJobsRequest\x1a\x1b.arcp.v1.SubmitJobsResponse\"\x03\x90\x02\x00(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,6 +46,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOBSERVICE'].methods_by_name['WatchJob']._serialized_options = b'\220\002\001'
   _globals['_JOBSERVICE'].methods_by_name['ListAgents']._loaded_options = None
   _globals['_JOBSERVICE'].methods_by_name['ListAgents']._serialized_options = b'\220\002\001'
+  _globals['_JOBSERVICE'].methods_by_name['ListWorkers']._loaded_options = None
+  _globals['_JOBSERVICE'].methods_by_name['ListWorkers']._serialized_options = b'\220\002\001'
   _globals['_JOBSERVICE'].methods_by_name['RunJob']._loaded_options = None
   _globals['_JOBSERVICE'].methods_by_name['RunJob']._serialized_options = b'\220\002\000'
   _globals['_JOBSERVICE'].methods_by_name['SubmitJobs']._loaded_options = None
@@ -74,16 +76,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTAGENTSREQUEST']._serialized_end=811
   _globals['_LISTAGENTSRESPONSE']._serialized_start=813
   _globals['_LISTAGENTSRESPONSE']._serialized_end=869
-  _globals['_RUNJOBREQUEST']._serialized_start=871
-  _globals['_RUNJOBREQUEST']._serialized_end=922
-  _globals['_RUNJOBRESPONSE']._serialized_start=925
-  _globals['_RUNJOBRESPONSE']._serialized_end=1070
-  _globals['_SUBMITJOBSREQUEST']._serialized_start=1072
-  _globals['_SUBMITJOBSREQUEST']._serialized_end=1151
-  _globals['_SUBMITJOBSRESPONSE']._serialized_start=1154
-  _globals['_SUBMITJOBSRESPONSE']._serialized_end=1303
-  _globals['_RPCSTATUS']._serialized_start=1305
-  _globals['_RPCSTATUS']._serialized_end=1386
-  _globals['_JOBSERVICE']._serialized_start=1389
-  _globals['_JOBSERVICE']._serialized_end=1975
+  _globals['_LISTWORKERSREQUEST']._serialized_start=871
+  _globals['_LISTWORKERSREQUEST']._serialized_end=891
+  _globals['_LISTWORKERSRESPONSE']._serialized_start=893
+  _globals['_LISTWORKERSRESPONSE']._serialized_end=952
+  _globals['_RUNJOBREQUEST']._serialized_start=954
+  _globals['_RUNJOBREQUEST']._serialized_end=1005
+  _globals['_RUNJOBRESPONSE']._serialized_start=1008
+  _globals['_RUNJOBRESPONSE']._serialized_end=1153
+  _globals['_SUBMITJOBSREQUEST']._serialized_start=1155
+  _globals['_SUBMITJOBSREQUEST']._serialized_end=1234
+  _globals['_SUBMITJOBSRESPONSE']._serialized_start=1237
+  _globals['_SUBMITJOBSRESPONSE']._serialized_end=1386
+  _globals['_RPCSTATUS']._serialized_start=1388
+  _globals['_RPCSTATUS']._serialized_end=1469
+  _globals['_JOBSERVICE']._serialized_start=1472
+  _globals['_JOBSERVICE']._serialized_end=2137
 # @@protoc_insertion_point(module_scope)

@@ -61,6 +61,7 @@ PUBLIC: dict[str, set[str]] = {
         "Submitted",
         "Unavailable",
         "Watch",
+        "Worker",
         "plain",
     },
     "arcp_grpc.grpc_status": {
@@ -89,6 +90,8 @@ PUBLIC: dict[str, set[str]] = {
         "CredentialEntry",
         "CredentialStore",
         "EventRow",
+        "HandedOff",
+        "Handoff",
         "IdempotencyClaim",
         "IdempotencyConflict",
         "JobChanges",

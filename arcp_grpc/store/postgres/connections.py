@@ -4,8 +4,9 @@ for reads beside it, and the connection that `LISTEN`s for other nodes.
 
 `PostgresStore` is one object made of one class per concern (jobs and events in
 `store`, the credential ledger in `credentials`, the session journal in `sessions`,
-cluster membership in `membership`), each a subclass of `PostgresConnections`: the
-runtime and the session journal hold the store as one `ClusterStore`, and a part
+cluster membership in `membership`, remote workers across nodes in `handoffs`), each
+a subclass of `PostgresConnections`: the runtime and the session journal hold the store
+as one `ClusterStore`, and a part
 reached through it pays no forwarding call (`append_session_frame` runs per frame).
 
 Every connection names the node (`reconnect.application_name`) and is made again
@@ -98,6 +99,7 @@ class PostgresConnections:
         self._followers = JobFollowers()
         self._on_cancel: Callable[[str, str], None] = lambda _job_id, _reason: None
         self._on_session_lost: Callable[[str], None] = lambda _session_id: None
+        self._on_handoff: Callable[[str], None] = lambda _job_id: None
 
     def _writes(self) -> PostgresWriter:
         assert self._writer is not None, "store is not open"

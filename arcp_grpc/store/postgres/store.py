@@ -9,7 +9,8 @@ module of its own, all working through `PostgresConnections` (`connections`):
   (`changes`), while a poll bounds the wait when a notification is lost;
 - the credential ledger (`credentials`, §14);
 - the session journal (`sessions`): sessions, their frames and follows;
-- cluster membership (`membership`): heartbeats, takeover, cancel requests.
+- cluster membership (`membership`): heartbeats, takeover, cancel requests;
+- remote workers across nodes (`handoffs`): who holds which, jobs handed between nodes.
 
 Writes and group commit are `arcp_grpc.store.postgres.writer`'s; reads use a small
 connection pool beside the writer's connection.
@@ -26,6 +27,7 @@ import asyncpg
 from arcp_grpc.errors import InternalError
 from arcp_grpc.store.postgres.batch_statements import EVENTS_CHANNEL
 from arcp_grpc.store.postgres.credentials import PostgresCredentials, insert_credentials
+from arcp_grpc.store.postgres.handoffs import HANDOFF_CHANNEL, PostgresHandoffs
 from arcp_grpc.store.postgres.listener import Listener
 from arcp_grpc.store.postgres.membership import CANCEL_CHANNEL, PostgresMembership
 from arcp_grpc.store.postgres.reconnect import connect_within
@@ -35,6 +37,7 @@ from arcp_grpc.store.postgres.writer import PostgresWriter
 from arcp_grpc.store.protocol import (
     CredentialEntry,
     EventRow,
+    Handoff,
     IdempotencyClaim,
     IdempotencyConflict,
     JobPage,
@@ -63,7 +66,7 @@ _UNDER_RUNNING_CAP = (
 _ALIVE = "EXISTS (SELECT 1 FROM nodes WHERE node_id = {node} AND state = 'alive' FOR SHARE)"
 
 
-class PostgresStore(PostgresCredentials, PostgresSessions, PostgresMembership):
+class PostgresStore(PostgresCredentials, PostgresSessions, PostgresMembership, PostgresHandoffs):
     """`Store` on a PostgreSQL database shared by the nodes of a cluster."""
 
     @property
@@ -88,6 +91,7 @@ class PostgresStore(PostgresCredentials, PostgresSessions, PostgresMembership):
                     (EVENTS_CHANNEL, self._followers.notified),
                     (CANCEL_CHANNEL, self._on_cancel_notified),
                     (SESSIONS_CHANNEL, self._on_session_notified),
+                    (HANDOFF_CHANNEL, self._on_handoff_notified),
                 ],
                 self._followers.wake_all,
             )
@@ -160,12 +164,17 @@ class PostgresStore(PostgresCredentials, PostgresSessions, PostgresMembership):
         now: float,
         *,
         running_cap: int | None = None,
+        handoff: Handoff | None = None,
     ) -> None:
         """With `running_cap`, the insert itself is conditional on the principal's running
         jobs on every node (`_UNDER_RUNNING_CAP`), counted after the batch took the
-        principal's slot lock (the writer), so two nodes cannot both take the last slot."""
+        principal's slot lock (the writer), so two nodes cannot both take the last slot.
+        With `handoff`, the job is owned by the node it names from the start, told on
+        `arcp_handoff` at the commit (`arcp_grpc.store.postgres.handoffs`); this node's
+        fence still decides the insert."""
         node = self.node_id
         capped = running_cap is not None
+        owner = handoff.node_id if handoff is not None else node
 
         async def op(conn: asyncpg.Connection) -> None:
             if claim is not None:
@@ -202,12 +211,13 @@ class PostgresStore(PostgresCredentials, PostgresSessions, PostgresMembership):
                     raise IdempotencyConflict(holder["job_id"], holder["fingerprint"])
             created = await conn.fetchval(
                 f"INSERT INTO jobs ({JOB_COLUMNS}, owner_node)"
-                " SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13"
-                f" WHERE {_ALIVE.format(node='$13')}"
+                " SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,"
+                f" ${15 if capped else 14} WHERE {_ALIVE.format(node='$13')}"
                 f"{_UNDER_RUNNING_CAP if capped else ''} RETURNING true",
                 *job_values(job),
                 node,
                 *((running_cap,) if capped else ()),
+                owner,
             )
             if not created:
                 # Refused by the fence or by the cap: the writer rolls back the claim
@@ -218,6 +228,18 @@ class PostgresStore(PostgresCredentials, PostgresSessions, PostgresMembership):
                 raise NodeNotAlive(node)
             if credentials:
                 await insert_credentials(conn, credentials)
+            if handoff is not None:
+                await conn.execute(
+                    "INSERT INTO job_handoffs (job_id, node_id, input, max_runtime_sec)"
+                    " VALUES ($1, $2, $3, $4)",
+                    job.job_id,
+                    owner,
+                    handoff.input,
+                    handoff.max_runtime_sec,
+                )
+                await conn.execute(
+                    "SELECT pg_notify($1, $2)", HANDOFF_CHANNEL, f"{owner} {job.job_id}"
+                )
 
         await self._writes().write(op, lock=job.principal if capped else "")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ import pytest
 from arcp_grpc.client import Client
 from tests.serve_process import ARCP_GRPC, ServeProcess, clean_env
 
-__all__ = ["ROOT", "WORKER_TOKEN", "WorkerProcess", "start_worker"]
+__all__ = ["ROOT", "WORKER_TOKEN", "WorkerProcess", "serving_workers", "start_worker"]
 
 ROOT = Path(__file__).resolve().parents[3]
 WORKER_TOKEN = "wtok-alpha"
@@ -65,26 +66,33 @@ def start_worker(
     return worker
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    env = clean_env(
-        ARCP_AUTH_WORKERS=f"{WORKER_TOKEN}=worker-a, {OTHER_WORKER_TOKEN}=worker-b",
-        ARCP_WORKERS_WAIT_SEC="2",
-    )
+@contextmanager
+def serving_workers(workdir: Path, **env: str) -> Iterator[ServeProcess]:
+    """A `serve` child on ports of its own, with `env` (its worker tokens) added."""
     process = ServeProcess(
-        tmp_path_factory.mktemp("serve"),
+        workdir,
         "--grpc-port",
         "0",
         "--gateway-port",
         "0",
         "--no-metrics",
-        env=env,
+        env=clean_env(**env),
     )
     process.start()
     try:
         yield process
     finally:
         process.stop()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
+    with serving_workers(
+        tmp_path_factory.mktemp("serve"),
+        ARCP_AUTH_WORKERS=f"{WORKER_TOKEN}=worker-a, {OTHER_WORKER_TOKEN}=worker-b",
+        ARCP_WORKERS_WAIT_SEC="2",
+    ) as process:
+        yield process
 
 
 @pytest.fixture
