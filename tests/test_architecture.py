@@ -33,7 +33,18 @@ PUBLIC_TOP = {
     "grpc_status",
     "server",
 }
-LAYERS = {"base", "cli", "client", "lease", "process", "runtime", "service", "store", "v1"}
+LAYERS = {
+    "base",
+    "cli",
+    "client",
+    "lease",
+    "process",
+    "runtime",
+    "service",
+    "store",
+    "tracing",
+    "v1",
+}
 
 
 def _graph() -> grimp.ImportGraph:
