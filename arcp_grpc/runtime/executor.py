@@ -198,7 +198,7 @@ def _describe_end(span: tracing.Span, job: ActiveJob) -> None:
     """The run's end on its span, with §11's recommended `arcp.lease.expires_at` and
     `arcp.budget.remaining`."""
     outcome = job.outcome
-    if outcome is None:
+    if outcome is None or not span.recording():
         return
     # The ARCP names (§7.3 `final_status`, §12 codes), not the proto enums'.
     status = jobs_pb2.JobStatus.Name(_status(outcome)).removeprefix("JOB_STATUS_")

@@ -66,6 +66,9 @@ class _Span:
             sampled=context.trace_flags.sampled,
         )
 
+    def recording(self) -> bool:
+        return self._span.is_recording()
+
     def end(self) -> None:
         self._span.end()
 

@@ -28,6 +28,10 @@ class Span(Protocol):
     def traceparent(self) -> str:
         """This span as a W3C `traceparent`, for the next hop ('' when off)."""
 
+    def recording(self) -> bool:
+        """False when traces are off (or the span is not sampled): attributes that take
+        work to compute are skipped."""
+
     def end(self) -> None: ...
 
     def __enter__(self) -> Span: ...
@@ -67,6 +71,9 @@ class _NoSpan:
 
     def traceparent(self) -> str:
         return ""
+
+    def recording(self) -> bool:
+        return False
 
     def end(self) -> None:
         pass
