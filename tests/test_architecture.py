@@ -42,6 +42,7 @@ LAYERS = {
     "runtime",
     "service",
     "store",
+    "tracing",
     "v1",
     "worker",
 }

@@ -32,7 +32,7 @@ from typing import Literal, TextIO, TypeVar
 
 import grpc
 
-from arcp_grpc import __version__
+from arcp_grpc import __version__, tracing
 from arcp_grpc.agents import AgentRegistry
 from arcp_grpc.base import logs as logging_setup
 from arcp_grpc.config import DEV_TOKEN_FILE, ConfigError, Settings, read_or_create_dev_token
@@ -186,8 +186,13 @@ async def run(
     gateway: RunningGateway | None = None
     metrics_server: MetricsServer | None = None
     data_lock: DataDirLock | None = None
+    traces: tracing.Tracing | None = None
     fenced = False
     try:
+        try:
+            traces = tracing.configure()  # the OTEL_* variables (docs/operations.md, "Traces")
+        except tracing.TracingConfigError as exc:
+            raise ConfigError(str(exc)) from None
         if role != "gateway":
             data_lock = _lock_data_dir(settings)
             config = core_config(settings)
@@ -241,6 +246,8 @@ async def run(
             await core.stop(settings.runtime.shutdown_grace_sec)
         if metrics_server is not None:
             metrics_server.stop()
+        if traces is not None:
+            traces.shutdown()  # after the core: the runs' last spans are ended by then
         if data_lock is not None:
             data_lock.release()
         for signum in (signal.SIGTERM, signal.SIGINT):

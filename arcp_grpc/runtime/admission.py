@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from arcp_grpc import tracing
 from arcp_grpc.auth import Principal
 from arcp_grpc.base.agentref import parse_agent_ref
 from arcp_grpc.base.ids import new_trace_id
@@ -84,14 +85,24 @@ class Admission:
         """Refuse new work from now on: the cluster declared this node dead (issue 20)."""
         self._refusal = (NodeUnavailable, _FENCED)
 
-    async def submit(self, principal: Principal, submit: jobs_pb2.JobSubmit) -> Submission:
-        """Accept a job, or replay the original acceptance for an identical resubmit (§7.2)."""
+    async def submit(
+        self, principal: Principal, submit: jobs_pb2.JobSubmit, traceparent: str = ""
+    ) -> Submission:
+        """Accept a job, or replay the original acceptance for an identical resubmit (§7.2).
+        `traceparent`: the caller's span (§11); the job continues its trace when the
+        submit names none, and the submit's span is its child."""
         started = time.perf_counter()
-        submission = await self._accept(principal, submit)
+        trace_id = submit.trace_id or tracing.trace_id_of(traceparent) or new_trace_id()
+        with tracing.span("arcp.submit", trace_id=trace_id, traceparent=traceparent) as span:
+            submission = await self._accept(principal, submit, trace_id)
+            span.set("arcp.job_id", submission.job_id)
+            span.set("arcp.replay", submission.replay)
         self._parts.observer.submitted(time.perf_counter() - started, replay=submission.replay)
         return submission
 
-    async def _accept(self, principal: Principal, submit: jobs_pb2.JobSubmit) -> Submission:
+    async def _accept(
+        self, principal: Principal, submit: jobs_pb2.JobSubmit, trace_id: str
+    ) -> Submission:
         if self._refusal is not None:
             error, message = self._refusal
             raise error(message)
@@ -145,7 +156,7 @@ class Admission:
             lease,
             expires_at,
             BudgetCounters(lease.budget_amounts()),
-            trace_id=submit.trace_id or new_trace_id(),
+            trace_id=trace_id,
             max_runtime=max_runtime,
             parent=None,
         )

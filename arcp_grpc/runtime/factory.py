@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from arcp_grpc import tracing
 from arcp_grpc.agents import RegisteredAgent
 from arcp_grpc.auth import Principal
 from arcp_grpc.base.agentref import parse_agent_ref
@@ -138,7 +139,10 @@ class JobFactory:
         if handoff is None:
             self.parts.table.count(job, 1)
         try:
-            return await self._store_new(job, claim, now, running_cap, handoff)
+            with tracing.span("arcp.accept") as span:
+                span.set("arcp.job_id", job.job_id)
+                span.set("arcp.agent", job.agent.ref)
+                return await self._store_new(job, claim, now, running_cap, handoff)
         except BaseException:
             if handoff is None:
                 self.parts.table.count(job, -1)
@@ -219,7 +223,17 @@ class JobFactory:
         return await self.rotation.rotate(job, credential_id)
 
     async def delegate(self, parent: ActiveJob, request: ChildRequest) -> ActiveJob:
-        """Start a child job with a strict subset of the parent's authority (§9.4, §10)."""
+        """Start a child job with a strict subset of the parent's authority (§9.4, §10).
+        Its span is current where the child is launched: the child's run is its child,
+        in the parent's trace (§11)."""
+        with tracing.span("arcp.delegate") as span:
+            span.set("arcp.parent_job_id", parent.job_id)
+            span.set("arcp.agent", request.agent)
+            child = await self._delegate(parent, request)
+            span.set("arcp.job_id", child.job_id)
+            return child
+
+    async def _delegate(self, parent: ActiveJob, request: ChildRequest) -> ActiveJob:
         now = time.time()
         registered = self.parts.resolve(parse_agent_ref(request.agent))
         # The tightest counter along the ancestor chain bounds the child (§9.4).

@@ -145,9 +145,12 @@ class JobRuntime:
 
     # -- submission ------------------------------------------------------------
 
-    async def submit(self, principal: Principal, submit: jobs_pb2.JobSubmit) -> Submission:
-        """Accept a job, or replay the original acceptance for an identical resubmit (§7.2)."""
-        return await self._admission.submit(principal, submit)
+    async def submit(
+        self, principal: Principal, submit: jobs_pb2.JobSubmit, traceparent: str = ""
+    ) -> Submission:
+        """Accept a job, or replay the original acceptance for an identical resubmit (§7.2);
+        `traceparent` is the caller's span, when it traces (§11)."""
+        return await self._admission.submit(principal, submit, traceparent)
 
     # -- control and observation -----------------------------------------------
 

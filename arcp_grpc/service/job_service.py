@@ -119,6 +119,14 @@ class JobServiceServicer:
     def _principal(self, context: Ctx) -> Principal:
         return self._auth.authenticate_metadata(context.invocation_metadata() or ())
 
+    @staticmethod
+    def _traceparent(context: Ctx) -> str:
+        """The caller's span, from W3C `traceparent` metadata (§11); '' when none."""
+        for key, value in context.invocation_metadata() or ():
+            if key == "traceparent":
+                return value if isinstance(value, str) else value.decode("ascii", "replace")
+        return ""
+
     def _shown(self, principal: Principal, context: Ctx) -> Disclosure:
         """What this call's caller may see (§14): it negotiates nothing, so every feature;
         the transport is judged only if a credential is about to go out."""
@@ -128,7 +136,9 @@ class JobServiceServicer:
     @_unary_edge
     async def SubmitJob(self, request: pb.SubmitJobRequest, context: Ctx) -> bytes:
         principal = self._principal(context)
-        submission = await self._runtime.submit(principal, _submission_of(request))
+        submission = await self._runtime.submit(
+            principal, _submission_of(request), self._traceparent(context)
+        )
         accepted = self._shown(principal, context).accepted(submission.accepted)
         # In the trailers: sending initial metadata on its own costs an extra write and a
         # wait, which measured as ~0.25 ms on a ~0.7 ms call.
@@ -200,7 +210,9 @@ class JobServiceServicer:
         try:
             _check(request)
             principal = self._principal(context)
-            submission = await self._runtime.submit(principal, _submission_of(request))
+            submission = await self._runtime.submit(
+                principal, _submission_of(request), self._traceparent(context)
+            )
             shown = self._shown(principal, context)
             first = length_delimited(3, shown.accepted(submission.accepted))  # .accepted
             yield (first + _REPLAY_TRUE) if submission.replay else first
@@ -221,7 +233,9 @@ class JobServiceServicer:
         try:
             principal = self._principal(context)
             shown = self._shown(principal, context)
-            stream = _SubmitStream(self._runtime, principal, self._items, shown)
+            stream = _SubmitStream(
+                self._runtime, principal, self._items, shown, self._traceparent(context)
+            )
             async for answer in stream.answers(requests):
                 yield answer
         except Exception as exc:
@@ -244,8 +258,10 @@ class _SubmitStream:
         principal: Principal,
         items: set[asyncio.Task[None]],
         shown: Disclosure,
+        traceparent: str,
     ) -> None:
         self._shown = shown  # §14: a plaintext, non-local caller gets no credential values
+        self._traceparent = traceparent  # the stream's caller's span: every item's parent
         self._runtime = runtime
         self._principal = principal
         self._items = items
@@ -293,7 +309,9 @@ class _SubmitStream:
             return
         head = length_delimited(1, correlation) if correlation else b""  # .correlation_id
         try:
-            submitted = await self._runtime.submit(self._principal, _submission_of(request))
+            submitted = await self._runtime.submit(
+                self._principal, _submission_of(request), self._traceparent
+            )
         except Exception as exc:
             self._ready.put_nowait(_refusal(head, _arcp_error(exc, "SubmitJobs")))
             return
