@@ -60,8 +60,11 @@ class WorkerServiceServicer:
     ) -> AsyncIterator[pb.WorkResponse]:
         outbox: asyncio.Queue[pb.WorkResponse | ARCPError | None] = asyncio.Queue()
         try:
-            name = self._auth.authenticate_metadata(context.invocation_metadata() or ()).name
+            # The first message is read before the token is judged: a refusal sent while
+            # the worker's first write is still in flight races it, and the worker's gRPC
+            # then reports its failed write (INTERNAL) instead of our UNAUTHENTICATED.
             first = await asyncio.wait_for(anext(requests), REGISTER_TIMEOUT_SEC)
+            name = self._auth.authenticate_metadata(context.invocation_metadata() or ()).name
             link = self._register(name, first, outbox.put_nowait, context)
         except (ARCPError, TimeoutError, StopAsyncIteration) as refused:
             error = (
