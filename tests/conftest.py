@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DISK_FULL",
+    "DRIVER_NUL",
     "SAFETY",
     "STORES",
     "TOKENS",
@@ -267,6 +268,10 @@ async def break_store(core: RunningCore) -> None:
     finally:
         await admin.close()
 
+
+# PostgreSQL's own text for a NUL in a text value (SQLSTATE 22021): the store logs it, and
+# no client may ever read it (issue 20).
+DRIVER_NUL = 'invalid byte sequence for encoding "UTF8": 0x00'
 
 # PostgreSQL answers every write of a job or an event of the schema "disk full".
 DISK_FULL = (

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from arcp_grpc.errors import InternalError
 from arcp_grpc.runtime.parts import RuntimeParts
-from arcp_grpc.store import EventRow
+from arcp_grpc.store import EventRow, StoreFailed
 
 __all__ = ["JobEvents"]
 
@@ -23,10 +24,15 @@ class JobEvents:
         self._parts = parts
 
     def append(self, job_id: str, seq: int, blob: bytes, *, secret: bool) -> None:
-        """Queue one serialised event; a secret one is sealed to its job (§9.8.2)."""
+        """Queue one serialised event; a secret one is sealed to its job (§9.8.2). An
+        agent emits through here: a failed store reaches it as the ARCP error its API
+        raises (INTERNAL_ERROR, §12), which ends the job if the agent lets it through."""
         if secret:
             blob = self._parts.box.seal(blob, job_id.encode())
-        self._parts.store.append_event(EventRow(job_id, seq, blob, secret))
+        try:
+            self._parts.store.append_event(EventRow(job_id, seq, blob, secret))
+        except StoreFailed as failed:
+            raise InternalError(failed.message) from None
 
     def plain(self, row: EventRow) -> bytes:
         """A stored event's serialised `JobEvent`, opened if it was sealed."""

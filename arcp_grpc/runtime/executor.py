@@ -26,6 +26,7 @@ from arcp_grpc.errors import ARCPError, Cancelled, InternalError, LeaseExpired, 
 from arcp_grpc.runtime.job import ActiveJob
 from arcp_grpc.runtime.outcome import failure
 from arcp_grpc.runtime.parts import RuntimeParts
+from arcp_grpc.store import StoreFailed
 from arcp_grpc.v1 import errors_pb2, jobs_pb2
 
 __all__ = ["Executor"]
@@ -155,7 +156,7 @@ class Executor:
         INTERNAL_ERROR, so the store and the followers agree."""
         try:
             return await self._write_end(job, outcome, summary)
-        except InternalError as failed:  # the store failed: it accepts no more writes
+        except StoreFailed as failed:  # the store failed: it accepts no more writes
             log.error("the end of job %s could not be recorded: %s", job.job_id, failed)
             return None
         except Exception as refused:  # a value it would not keep, or an unforeseen error

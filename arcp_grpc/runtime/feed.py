@@ -25,8 +25,8 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from arcp_grpc.errors import InternalError, StoreUnreachable
-from arcp_grpc.store import EventRow, JobChanges
+from arcp_grpc.errors import InternalError
+from arcp_grpc.store import EventRow, JobChanges, StoreFailed
 
 __all__ = ["EventHistory", "FeedBatch", "FeedListener", "JobFeed", "follow"]
 
@@ -166,7 +166,9 @@ async def follow(
                 try:
                     rows = await history.read(job_id, after_seq, _STORE_PAGE)
                     outcome = await history.outcome(job_id) if not rows and feed is None else None
-                except StoreUnreachable:
+                except StoreFailed as failed:
+                    if not failed.transient:
+                        raise
                     # Issue 20: the store is back within seconds; a follower waits for it
                     # (the job goes on), it does not end the client's stream.
                     await asyncio.sleep(REMOTE_POLL_SEC)

@@ -29,7 +29,7 @@ from arcp_grpc.runtime.outcome import failure
 from arcp_grpc.runtime.parts import RuntimeParts
 from arcp_grpc.runtime.supervisor import Supervisor
 from arcp_grpc.runtime.worker_peers import WorkerPeers
-from arcp_grpc.store import JobRow, StoreUnavailable
+from arcp_grpc.store import JobRow, StoreFailed, StoreUnavailable
 from arcp_grpc.v1 import jobs_pb2
 
 __all__ = ["Housekeeping"]
@@ -135,7 +135,7 @@ class Housekeeping:
             async with asyncio.timeout(_STORE_STOP_SEC):  # a store that is down (issue 20)
                 await self._parts.store.flush()
                 if self._parts.cluster is not None:
-                    with contextlib.suppress(InternalError):
+                    with contextlib.suppress(StoreFailed):
                         await self._parts.cluster.leave()
         except TimeoutError:
             log.error("the store did not answer within %g s while stopping", _STORE_STOP_SEC)
@@ -146,7 +146,7 @@ class Housekeeping:
         stored = await self._parts.store.key_check(self._parts.box.seal(_KEY_CHECK, _KEY_CHECK))
         try:
             self._parts.box.open(stored, _KEY_CHECK)
-        except InternalError:
+        except StoreFailed:
             raise StoreUnavailable(
                 "the store's sealed rows were written with another key: give every node the"
                 " same store key (store.key_file, or core.store_key)"

@@ -24,7 +24,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 
-from arcp_grpc.errors import StoreUnreachable
+from arcp_grpc.store import StoreError
 
 __all__ = ["Step", "Supervisor", "retry_delay"]
 
@@ -93,9 +93,10 @@ class Supervisor:
                         unreported,
                         delay,
                         exc,
-                        # An unreachable store is a state, said in one line; anything else
-                        # may be a bug: its traceback says where.
-                        exc_info=None if isinstance(exc, StoreUnreachable) else exc,
+                        # The store's errors were logged where they arose, with the driver's
+                        # text (an unreachable store is a state, said in one line); anything
+                        # else may be a bug: its traceback says where.
+                        exc_info=None if isinstance(exc, StoreError) else exc,
                     )
                     reported_at, unreported = now, 0
                 continue

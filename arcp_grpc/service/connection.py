@@ -1,14 +1,14 @@
 """One Connect stream: its outbound queue, its session, and the dispatch of its frames.
 
-A `ConnectStream` is made per stream (per WebSocket, through the gateway) and
-holds everything that belongs to it; the servicer only makes them. Client
-frames are handled in order, one `receive` each: the first must open a session
-(§6.1: `session.hello`, or a resume, §6.3), every later one goes through the
-dispatch table, frame kind to bound method. Per-message errors are answered
-with `session.error` carrying the request's id and the stream stays open; only
-connection-level faults (no hello first, bad credentials, a refused resume,
-heartbeat loss, a client that does not read) end it. Jobs never end because a
-stream did: the session outlives its transport (§6.3).
+A `ConnectStream` is made per stream (per WebSocket, through the gateway) and holds
+everything that belongs to it; the servicer only makes them. Client frames are handled
+in order, one `receive` each: the first must open a session (§6.1: `session.hello`, or a
+resume, §6.3), every later one goes through the dispatch table, frame kind to bound
+method. Per-message errors are answered (mapped once, `edge_errors.arcp_error`) with
+`session.error` carrying the request's id and the stream stays open; only connection-
+level faults (no hello first, bad credentials, a refused resume, heartbeat loss, a
+client that does not read) end it. Jobs never end because a stream did: the session
+outlives its transport (§6.3).
 
 In a cluster nothing goes out while this node's lease has lapsed (a pause, a slow
 database: `NodeLease`): the stream waits for the next heartbeat, and once the node is
@@ -30,12 +30,12 @@ from arcp_grpc.base.validate import check_connect_request, check_id
 from arcp_grpc.errors import (
     ARCPError,
     HeartbeatLost,
-    InternalError,
     InvalidRequest,
     NodeUnavailable,
     Unauthenticated,
 )
 from arcp_grpc.runtime import NodeLease
+from arcp_grpc.service.edge_errors import arcp_error
 from arcp_grpc.service.lifecycle import SessionLifecycle
 from arcp_grpc.service.outbox import Outbox
 from arcp_grpc.service.session_frames import drain, with_id
@@ -126,14 +126,11 @@ class ConnectStream:
         except _EndStream:
             self.end()
             return False
-        except ARCPError as error:
-            self._error(error, request_id)
+        except Exception as exc:  # the frame's error; the stream goes on (§12)
+            self._error(arcp_error(exc, "a Connect frame"), request_id)
             if self.session is None:  # a failed handshake ends the connection
                 self.end()
                 return False
-        except Exception:
-            log.exception("unexpected failure handling a frame")
-            self._error(InternalError("internal error"), request_id)
         return True
 
     def close_input(self) -> None:

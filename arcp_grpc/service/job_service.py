@@ -1,11 +1,11 @@
 """`arcp.v1.JobService` over grpc.aio: an adapter from RPCs to `JobRuntime`.
 
-Errors are mapped here and only here (`arcp_grpc.grpc_status`): a failed call
-aborts with the rich status, a refused `SubmitJobs` item carries the same
-status in its answer. Responses that hold a `JobAccepted` or `JobEvent`s
-(SubmitJob, RunJob, SubmitJobs, WatchJob) are framed by hand around bytes
-serialised once (the cached `JobAccepted`, the stored `JobEvent`s), so a
-replay is the original on the wire, byte for byte (§7.2).
+Errors are mapped here and only here (`edge_errors.arcp_error`, then
+`arcp_grpc.grpc_status`): a failed call aborts with the rich status, a refused
+`SubmitJobs` item carries the same status in its answer. Responses that hold a
+`JobAccepted` or `JobEvent`s (SubmitJob, RunJob, SubmitJobs, WatchJob) are framed by
+hand around bytes serialised once (the cached `JobAccepted`, the stored `JobEvent`s), so
+a replay is the original on the wire, byte for byte (§7.2).
 
 `RunJob` is `submit` then `watch` on one stream, so a backend pays one call
 per job; `SubmitJobs` runs up to `SUBMIT_WINDOW` submissions of one stream at
@@ -26,7 +26,7 @@ from google.protobuf.message import DecodeError
 from arcp_grpc.auth import Authenticator, Principal
 from arcp_grpc.base.validate import MAX_NAME_CHARS, check_job_request, request_parser
 from arcp_grpc.base.wire import length_delimited, varint
-from arcp_grpc.errors import ARCPError, InternalError, InvalidRequest
+from arcp_grpc.errors import ARCPError, InvalidRequest
 from arcp_grpc.grpc_status import rich_status, to_status
 from arcp_grpc.runtime import (
     CLEAR,
@@ -35,6 +35,7 @@ from arcp_grpc.runtime import (
     JobRuntime,
     job_query,
 )
+from arcp_grpc.service.edge_errors import arcp_error
 from arcp_grpc.service.stream_gate import gated
 from arcp_grpc.service.transport_policy import WITHHELD, call_hops, credentials_allowed
 from arcp_grpc.v1 import job_service_pb2 as pb
@@ -74,14 +75,6 @@ def _unary_edge(
     return wrapper
 
 
-def _arcp_error(exc: Exception, rpc: str) -> ARCPError:
-    """An ARCP error as raised, or INTERNAL_ERROR (logged) for anything else."""
-    if isinstance(exc, ARCPError):
-        return exc
-    log.exception("unexpected failure in %s", rpc)
-    return InternalError("internal error")
-
-
 def _check(request: object) -> None:
     """Refuse what `request_parser` could not decode, and oversized or malformed fields."""
     if isinstance(request, InvalidRequest):
@@ -91,7 +84,7 @@ def _check(request: object) -> None:
 
 async def _abort(context: Ctx, exc: Exception, rpc: str) -> None:
     """The one mapping of a failure to a gRPC status (AIP-193); never a stack trace."""
-    await context.abort_with_status(to_status(_arcp_error(exc, rpc)))
+    await context.abort_with_status(to_status(arcp_error(exc, rpc)))
 
 
 def _submission_of(
@@ -313,7 +306,7 @@ class _SubmitStream:
                 self._principal, _submission_of(request), self._traceparent
             )
         except Exception as exc:
-            self._ready.put_nowait(_refusal(head, _arcp_error(exc, "SubmitJobs")))
+            self._ready.put_nowait(_refusal(head, arcp_error(exc, "SubmitJobs")))
             return
         answer = head + length_delimited(2, self._shown.accepted(submitted.accepted))
         self._ready.put_nowait((answer + _REPLAY_TRUE) if submitted.replay else answer)

@@ -21,8 +21,6 @@ from collections.abc import Awaitable, Sequence
 
 from arcp_grpc.auth import Principal
 from arcp_grpc.errors import (
-    ARCPError,
-    InternalError,
     InvalidRequest,
     ResumeWindowExpired,
     StoreUnreachable,
@@ -32,7 +30,14 @@ from arcp_grpc.runtime import Supervisor, authorize_resume
 from arcp_grpc.service.registry import SessionRegistry
 from arcp_grpc.service.resume_tokens import check_resume_token, digest
 from arcp_grpc.service.sessions import Session, SessionLimits
-from arcp_grpc.store import ClusterStore, SessionFollow, SessionFrame, SessionRow
+from arcp_grpc.store import (
+    ClusterStore,
+    SessionFollow,
+    SessionFrame,
+    SessionRow,
+    StoreError,
+    StoreFailed,
+)
 
 __all__ = ["Resumed", "SessionJournal"]
 
@@ -75,7 +80,7 @@ class SessionJournal:
             self._store.append_session_frame(
                 SessionFrame(session.session_id, seq, job_id, job_seq, terminal, frame)
             )
-        except InternalError:
+        except StoreFailed:
             # The store failed for good: no frame of this session can be recorded, so
             # none may be sent. Its transport ends (soon, not inside this delivery), so
             # the client learns it at once and resumes through another node (issue 20:
@@ -96,7 +101,7 @@ class SessionJournal:
             session_id, upto = self._trims.popitem()
             try:
                 await self._store.ack_session(session_id, upto)
-            except ARCPError:
+            except StoreError:
                 log.warning("could not trim the frames of session %s", session_id)
 
     def _recorded(self, frames: Sequence[SessionFrame], lost: frozenset[str]) -> None:
@@ -144,7 +149,7 @@ class SessionJournal:
         If the store cannot say so now, the old token lives until the window ends."""
         try:
             await self._store.retire_previous_token(session.session_id)
-        except ARCPError:
+        except StoreError:
             log.warning("could not retire the previous token of session %s", session.session_id)
 
     def unfollow(self, session: Session, job_id: str) -> None:

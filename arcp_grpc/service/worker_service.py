@@ -30,6 +30,7 @@ from arcp_grpc.base.validate import request_parser
 from arcp_grpc.errors import ARCPError, InvalidRequest
 from arcp_grpc.grpc_status import to_status
 from arcp_grpc.runtime import JobRuntime, WorkerLink
+from arcp_grpc.service.edge_errors import arcp_error
 from arcp_grpc.service.transport_policy import call_hops, credentials_allowed
 from arcp_grpc.v1 import jobs_pb2
 from arcp_grpc.v1 import worker_service_pb2 as pb
@@ -66,13 +67,12 @@ class WorkerServiceServicer:
             first = await asyncio.wait_for(anext(requests), REGISTER_TIMEOUT_SEC)
             name = self._auth.authenticate_metadata(context.invocation_metadata() or ()).name
             link = self._register(name, first, outbox.put_nowait, context)
-        except (ARCPError, TimeoutError, StopAsyncIteration) as refused:
-            error = (
-                refused
-                if isinstance(refused, ARCPError)
-                else InvalidRequest("a worker's first message must be `register`")
-            )
-            await context.abort_with_status(to_status(error))
+        except (TimeoutError, StopAsyncIteration):
+            refused = InvalidRequest("a worker's first message must be `register`")
+            await context.abort_with_status(to_status(refused))
+            return
+        except Exception as exc:
+            await context.abort_with_status(to_status(arcp_error(exc, "Work")))
             return
         limits = self._directory.limits
         yield pb.WorkResponse(
@@ -157,10 +157,10 @@ async def _read(
         outbox.put_nowait(None)
     except TimeoutError:
         outbox.put_nowait(InvalidRequest(f"the worker was silent for {silence_sec:g} s"))
-    except ARCPError as error:
-        outbox.put_nowait(error)
     except grpc.aio.AioRpcError:
         outbox.put_nowait(None)
+    except Exception as exc:  # ends the worker's stream with its status
+        outbox.put_nowait(arcp_error(exc, "Work"))
 
 
 async def _beat(outbox: asyncio.Queue[pb.WorkResponse | ARCPError | None], every: float) -> None:

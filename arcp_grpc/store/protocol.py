@@ -406,7 +406,7 @@ class ClusterMembership(Protocol):
 
     def reachable(self) -> bool:
         """Whether the shared store answers now; while it does not, writes wait in
-        memory and reads raise `StoreUnreachable` (issue 20)."""
+        memory and reads raise a transient `StoreFailed` (issue 20)."""
 
     def set_outage_listener(self, listener: Callable[[bool], None]) -> None:
         """Call `listener(True)` when the store stops answering, `listener(False)` when

@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from arcp_grpc.errors import InvalidRequest
+from arcp_grpc.store.errors import StoreRejected
 from arcp_grpc.store.protocol import JobPage, JobQuery, JobRow
 
 __all__ = [
@@ -74,12 +74,13 @@ def _cursor(created_at: float, job_id: str) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[float, str]:
-    """The position (created_at, job_id) of a cursor `encode_cursor` wrote; any other
-    text, whatever its bytes, is INVALID_REQUEST (§6.6: a cursor is opaque to the client;
-    §12). Both stores build their listing here, so the check holds for both: a NUL byte
-    passed on to PostgreSQL was a driver error (INTERNAL) per call. Only the exact text
-    this runtime issues is taken (the position re-encodes to it): the lenient base64
-    decoder skips stray characters, and `1e1` or `1_0` would read as a time too."""
+    """The position (created_at, job_id) of a cursor `encode_cursor` wrote; any other text,
+    whatever its bytes, is the request's error (`StoreRejected`, INVALID_REQUEST at the
+    edge; §6.6: a cursor is opaque to the client; §12). Both stores build their listing
+    here, so the check holds for both: a NUL byte passed on to PostgreSQL was a driver
+    error (INTERNAL) per call. Only the exact text this runtime issues is taken (the
+    position re-encodes to it): the lenient base64 decoder skips stray characters, and
+    `1e1` or `1_0` would read as a time too."""
     try:
         created_at, job_id = (
             base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
@@ -99,8 +100,8 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
     return position
 
 
-def _not_issued() -> InvalidRequest:
-    return InvalidRequest("cursor is not one this runtime issued", details={"field": "cursor"})
+def _not_issued() -> StoreRejected:
+    return StoreRejected("cursor is not one this runtime issued", details={"field": "cursor"})
 
 
 def list_jobs_statement(

@@ -21,7 +21,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from arcp_grpc.errors import InternalError
+from arcp_grpc.store.errors import StoreFailed
 
 __all__ = ["SecretBox", "StoreKeyError"]
 
@@ -79,11 +79,11 @@ class SecretBox:
 
     def open(self, sealed: bytes, context: bytes) -> bytes:
         if sealed[:1] != _VERSION:
-            raise InternalError("sealed blob has an unknown format")
+            raise StoreFailed("sealed blob has an unknown format")
         try:
             return self._aead.decrypt(sealed[1:13], sealed[13:], context)
         except InvalidTag:
-            raise InternalError(
+            raise StoreFailed(
                 "sealed blob failed authentication (wrong store key or tampering)"
             ) from None
 

@@ -11,9 +11,10 @@ reached through it pays no forwarding call (`append_session_frame` runs per fram
 
 Every connection names the node (`reconnect.application_name`) and is made again
 when lost: the writer's by the writer, the listener's by `Listener`, the pool's
-by the pool on its next use. Reads go through `Reads`, which turns a lost
-connection into `StoreUnreachable` (a retryable refusal for the client, issue 20)
-instead of a driver error.
+by the pool on its next use. Reads go through `Reads`, which raises the store's own
+errors instead of the driver's (`driver_errors`): a lost connection is a transient
+`StoreFailed` (a retryable refusal for the client, issue 20), a value the server
+refuses a `StoreRejected`, any other driver error a `StoreFailed`, its text logged.
 """
 
 from __future__ import annotations
@@ -25,14 +26,10 @@ from typing import Any
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from arcp_grpc.errors import StoreUnreachable
 from arcp_grpc.store.postgres.changes import JobFollowers
+from arcp_grpc.store.postgres.driver_errors import read_error
 from arcp_grpc.store.postgres.listener import Listener
-from arcp_grpc.store.postgres.reconnect import (
-    CONNECT_ATTEMPT_SEC,
-    application_name,
-    is_connection_loss,
-)
+from arcp_grpc.store.postgres.reconnect import CONNECT_ATTEMPT_SEC, application_name
 from arcp_grpc.store.postgres.writer import PostgresWriter
 
 __all__ = ["PostgresConnections", "Reads"]
@@ -41,7 +38,7 @@ _CONNECT_TIMEOUT_SEC = 30.0  # `store.connect_timeout_sec`'s default
 
 
 class Reads:
-    """The read pool, with a lost connection reported as `StoreUnreachable`."""
+    """The read pool, its failures reported as the store's errors (`driver_errors`)."""
 
     __slots__ = ("_pool",)
 
@@ -64,14 +61,16 @@ class Reads:
 
     @asynccontextmanager
     async def acquire(self) -> AsyncIterator[PoolConnectionProxy[Any]]:
-        """A pooled connection; losing it (or failing to make it) is `StoreUnreachable`."""
+        """A pooled connection; losing it (or failing to make it) is a transient
+        `StoreFailed`, and a driver error of what it ran is the store's error."""
         try:
             async with self._pool.acquire() as conn:
                 yield conn
         except Exception as exc:
-            if is_connection_loss(exc):
-                raise StoreUnreachable("the store is unreachable; try again shortly") from None
-            raise
+            error = read_error(exc)
+            if error is None:
+                raise
+            raise error from None
 
 
 class PostgresConnections:

@@ -18,15 +18,14 @@ connection pool beside the writer's connection.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
 import asyncpg
 
-from arcp_grpc.errors import InternalError
 from arcp_grpc.store.postgres.batch_statements import EVENTS_CHANNEL
 from arcp_grpc.store.postgres.credentials import PostgresCredentials, insert_credentials
+from arcp_grpc.store.postgres.driver_errors import DRIVER_ERRORS
 from arcp_grpc.store.postgres.handoffs import HANDOFF_CHANNEL, PostgresHandoffs
 from arcp_grpc.store.postgres.listener import Listener
 from arcp_grpc.store.postgres.membership import CANCEL_CHANNEL, PostgresMembership
@@ -51,7 +50,6 @@ from arcp_grpc.store.rows import JOB_COLUMNS, job_page, job_values, list_jobs_st
 
 __all__ = ["PostgresStore"]
 
-log = logging.getLogger("arcp_grpc.postgres_store")
 
 # The running jobs of a principal on every node (children count: their principal is
 # their root's), and the clause that makes a job's insert take a slot under its cap
@@ -102,7 +100,7 @@ class PostgresStore(PostgresCredentials, PostgresSessions, PostgresMembership, P
         except StoreUnavailable:
             await self._close_connections()
             raise
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except DRIVER_ERRORS as exc:
             await self._close_connections()
             raise StoreUnavailable(f"cannot use the PostgreSQL store: {exc}") from None
         self._writer = PostgresWriter(
@@ -343,27 +341,23 @@ class PostgresStore(PostgresCredentials, PostgresSessions, PostgresMembership, P
     async def purge_jobs(self, finished_before: float, limit: int) -> int:
         """On a pool connection, not the writer's: a purge must not hold up the group
         commits. Nodes purging at once skip each other's rows (`SKIP LOCKED`). A failure
-        is the store's (`InternalError`); the next round retries."""
-        try:
-            async with self._reads().acquire() as conn, conn.transaction():
-                doomed: list[str] = [
-                    r["job_id"]
-                    for r in await conn.fetch(
-                        "SELECT job_id FROM jobs j WHERE completed_at < $1 AND NOT EXISTS"
-                        " (SELECT 1 FROM credentials c WHERE c.job_id = j.job_id"
-                        " AND c.revoked_at IS NULL)"
-                        " ORDER BY completed_at LIMIT $2 FOR UPDATE SKIP LOCKED",
-                        finished_before,
-                        limit,
-                    )
-                ]
-                if doomed:
-                    await conn.execute("DELETE FROM events WHERE job_id = ANY($1)", doomed)
-                    await conn.execute("DELETE FROM credentials WHERE job_id = ANY($1)", doomed)
-                    await conn.execute("DELETE FROM jobs WHERE job_id = ANY($1)", doomed)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            log.warning("purging finished jobs failed: %s", exc)
-            raise InternalError("the store could not purge finished jobs") from None
+        is the store's (`StoreFailed`, from `Reads`); the next round retries."""
+        async with self._reads().acquire() as conn, conn.transaction():
+            doomed: list[str] = [
+                r["job_id"]
+                for r in await conn.fetch(
+                    "SELECT job_id FROM jobs j WHERE completed_at < $1 AND NOT EXISTS"
+                    " (SELECT 1 FROM credentials c WHERE c.job_id = j.job_id"
+                    " AND c.revoked_at IS NULL)"
+                    " ORDER BY completed_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+                    finished_before,
+                    limit,
+                )
+            ]
+            if doomed:
+                await conn.execute("DELETE FROM events WHERE job_id = ANY($1)", doomed)
+                await conn.execute("DELETE FROM credentials WHERE job_id = ANY($1)", doomed)
+                await conn.execute("DELETE FROM jobs WHERE job_id = ANY($1)", doomed)
         return len(doomed)
 
     async def reclaim(self) -> None:

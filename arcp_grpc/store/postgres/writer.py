@@ -22,7 +22,8 @@ for the jobs this node still runs, and only the written ones are published
 
 A request that fails on its own (bad data for a column, a refusal such as an
 idempotency conflict or a cap reached) is rolled back to its savepoint (alone
-in its batch: with its transaction) and raised to its caller.
+in its batch: with its transaction) and raised to its caller: a value the server
+refused as `StoreRejected`, its driver text only in the log (`driver_errors`).
 
 A request that takes a per-principal slot (a job, a session: DESIGN.md
 "Quotas") names the principal in `lock`. The batch first takes every such
@@ -43,7 +44,8 @@ each batch reads its transaction id before COMMIT, and after a reconnect
 results stand (its events are published once, its requests answered with what
 they returned); if not, the whole batch runs again, as if for the first time.
 Anything else (a statement the server refuses for no fault of the request)
-fails the store for good, as a full disk fails the SQLite one.
+fails the store for good, as a full disk fails the SQLite one: every request
+then gets `StoreFailed`.
 """
 
 from __future__ import annotations
@@ -57,17 +59,18 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from arcp_grpc.errors import InternalError, InvalidRequest, StoreUnreachable
+from arcp_grpc.store.errors import StoreFailed
 from arcp_grpc.store.postgres.batch_statements import (
     insert_events,
     lock_slots,
     notify,
     record_frames,
 )
+from arcp_grpc.store.postgres.driver_errors import request_error
 from arcp_grpc.store.postgres.reconnect import is_connection_loss, reconnected
 from arcp_grpc.store.protocol import EventRow, SessionFrame
 
-__all__ = ["PostgresWriter", "request_error"]
+__all__ = ["PostgresWriter"]
 
 log = logging.getLogger("arcp_grpc.postgres_store")
 
@@ -94,14 +97,6 @@ class _Refused(Exception):
     def __init__(self, error: Exception) -> None:
         super().__init__(error)
         self.error = error
-
-
-def request_error(exc: BaseException) -> Exception | None:
-    """The caller's error for a failure caused by the request's own data (a NUL in a
-    text field, a value out of range), or None when the store itself failed."""
-    if isinstance(exc, asyncpg.DataError | asyncpg.IntegrityConstraintViolationError):
-        return InvalidRequest(f"the store refused a value: {exc}")
-    return None
 
 
 class PostgresWriter:
@@ -181,7 +176,7 @@ class PostgresWriter:
             return
         try:
             await self.write(_nothing)
-        except InternalError:
+        except StoreFailed:
             return
 
     async def stop(self) -> None:
@@ -217,7 +212,7 @@ class PostgresWriter:
 
     def _check_healthy(self) -> None:
         if self._failure is not None:
-            raise InternalError("the store failed and accepts no more writes") from None
+            raise StoreFailed("the store failed and accepts no more writes") from None
 
     # -- the task --------------------------------------------------------
 
@@ -373,18 +368,18 @@ class PostgresWriter:
             len(lost),
         )
         self._task.cancel()
-        error = StoreUnreachable("the node stopped before the store came back")
+        error = StoreFailed("the node stopped before the store came back", transient=True)
         for item in lost:
             if isinstance(item, _Request) and not item.future.done():
                 item.future.set_exception(error)
         self._queue, self._inflight = [], []
 
-    def _fail(self, exc: BaseException) -> InternalError:
+    def _fail(self, exc: BaseException) -> StoreFailed:
         if self._failure is None:
             log.error("store commit failed; the store stops accepting writes", exc_info=exc)
             self._failure = exc
             asyncio.get_running_loop().call_soon(self._on_failure)
-        return InternalError("the store could not commit")
+        return StoreFailed("the store could not commit")
 
 
 @dataclass(slots=True)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from arcp_grpc.errors import InternalError
+from arcp_grpc.store.protocol import StoreUnavailable
 
 __all__ = ["SCHEMA_VERSION", "prepare", "recovery_mark"]
 
@@ -94,7 +94,7 @@ def prepare(conn: sqlite3.Connection) -> None:
     if version == "3":
         _v3_to_v4(conn)
     elif version != SCHEMA_VERSION:
-        raise InternalError(f"store schema version {version} is not {SCHEMA_VERSION}")
+        raise StoreUnavailable(f"store schema version {version} is not {SCHEMA_VERSION}")
     conn.execute(_CREDENTIALS_BY_JOB)
 
 

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from arcp_grpc.errors import InternalError
+from arcp_grpc.store.errors import StoreFailed
 from arcp_grpc.store.protocol import EventRow
 
 __all__ = ["CHECKPOINT_EVERY", "EVENTS_PER_INSERT", "SQLiteWriter"]
@@ -137,7 +137,7 @@ class SQLiteWriter:
         deferred = [op.future for op in self._deferred]  # may yet move to the thread
         try:
             await self.write(lambda conn: None)
-        except InternalError:
+        except StoreFailed:
             return  # it failed meanwhile
         if deferred:
             await asyncio.wait(deferred)
@@ -240,17 +240,17 @@ class SQLiteWriter:
         self._count_commit()
         _settle(results)
 
-    def _fail(self, exc: sqlite3.Error) -> InternalError:
+    def _fail(self, exc: sqlite3.Error) -> StoreFailed:
         """From the loop or the writer thread: the first failure is told on the loop."""
         log.error("store commit failed; the store stops accepting writes", exc_info=exc)
         if self._failure is None:
             self._failure = exc
             self._loop.call_soon_threadsafe(self._on_failure)
-        return InternalError("the store could not commit")
+        return StoreFailed("the store could not commit")
 
     def _check_healthy(self) -> None:
         if self._failure is not None:
-            raise InternalError("the store failed and accepts no more writes") from None
+            raise StoreFailed("the store failed and accepts no more writes") from None
 
     def _count_commit(self) -> None:
         """On the loop, after each transaction: every `CHECKPOINT_EVERY`, queue a checkpoint."""

@@ -20,9 +20,9 @@ import pytest
 
 from arcp_grpc.agents import AgentRegistry
 from arcp_grpc.base.ids import new_id
-from arcp_grpc.errors import StoreUnreachable
 from arcp_grpc.runtime import ClusterLimits, JobRuntime, RuntimeLimits, Supervisor
 from arcp_grpc.runtime.supervisor import retry_delay
+from arcp_grpc.store import StoreFailed
 from arcp_grpc.store.postgres import PostgresStore
 from arcp_grpc.store.secretbox import SecretBox
 from arcp_grpc.store.sqlite import SQLiteStore
@@ -179,12 +179,17 @@ async def test_a_loop_that_keeps_failing_reports_once_and_stops_when_told(
 
 @pytest.mark.parametrize(
     ("error", "traceback"),
-    [(StoreUnreachable("the store is unreachable"), False), (_DriverError("bug?"), True)],
+    [
+        (StoreFailed("the store is unreachable", transient=True), False),
+        (StoreFailed("the store failed"), False),
+        (_DriverError("bug?"), True),
+    ],
 )
-async def test_an_unreachable_store_is_one_line_other_errors_carry_their_traceback(
+async def test_the_stores_errors_are_one_line_other_errors_carry_their_traceback(
     caplog: pytest.LogCaptureFixture, error: Exception, traceback: bool
 ) -> None:
-    """Issue 20: a database restart is a state the log says in one line, not a bug."""
+    """Issue 20: a database restart is a state the log says in one line, not a bug; a
+    store failure was logged with its driver's text where it arose."""
     failed = asyncio.Event()
 
     async def step() -> bool:

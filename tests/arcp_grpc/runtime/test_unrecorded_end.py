@@ -21,8 +21,8 @@ from arcp_grpc.agents import AgentRegistry
 from arcp_grpc.auth import Principal
 from arcp_grpc.context import JobContext
 from arcp_grpc.credentials import CredentialRequest, DevProvisioner
-from arcp_grpc.errors import InternalError, InvalidRequest
 from arcp_grpc.runtime import JobRuntime
+from arcp_grpc.store import StoreFailed, StoreRejected
 from arcp_grpc.store.secretbox import SecretBox
 from arcp_grpc.store.sqlite import SQLiteStore
 from arcp_grpc.v1 import errors_pb2, jobs_pb2, lease_pb2
@@ -75,9 +75,9 @@ async def _outcome_of(runtime: JobRuntime, principal: Principal, job_id: str) ->
 @pytest.mark.parametrize(
     ("error", "failed"),
     [
-        (lambda: InvalidRequest("the store refused a value: too large"), False),
+        (lambda: StoreRejected("the store refused a value: a text is too long"), False),
         (lambda: sqlite3.OperationalError("disk I/O error"), False),
-        (lambda: InternalError("the store failed and accepts no more writes"), True),
+        (lambda: StoreFailed("the store failed and accepts no more writes"), True),
     ],
     ids=["refused", "driver-error", "store-failed"],
 )

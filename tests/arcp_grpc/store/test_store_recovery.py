@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from arcp_grpc.errors import InternalError
-from arcp_grpc.store import JobRow
+from arcp_grpc.store import JobRow, StoreUnavailable
 from arcp_grpc.store.sqlite.schema import SCHEMA, SCHEMA_VERSION
 from arcp_grpc.store.sqlite.store import SQLiteStore
 
@@ -100,7 +99,7 @@ async def test_an_unknown_schema_version_is_refused(tmp_path: Path) -> None:
     with sqlite3.connect(path) as conn:
         conn.executescript(SCHEMA)
         conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '9')")
-    with pytest.raises(InternalError, match="schema version 9"):
+    with pytest.raises(StoreUnavailable, match="schema version 9"):
         await SQLiteStore(path).open()
 
 

@@ -12,6 +12,7 @@ DESIGN.md "Quotas"), also when nodes race for the last one.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import asyncpg
@@ -25,13 +26,14 @@ from arcp_grpc.store import (
     IdempotencyConflict,
     OverCap,
     SessionRow,
+    StoreRejected,
     StoreUnavailable,
     StoreWaitExpired,
 )
 from arcp_grpc.store.postgres.schema import SCHEMA_VERSION
 from arcp_grpc.store.postgres.store import PostgresStore
 from tests.arcp_grpc.store.cluster.conftest import Nodes, job
-from tests.conftest import SAFETY
+from tests.conftest import DRIVER_NUL, SAFETY
 
 
 async def _age(url: str, store: PostgresStore, seconds: float) -> None:
@@ -151,14 +153,23 @@ async def test_a_follower_wakes_on_another_nodes_commit(node: Nodes) -> None:
         changes.close()
 
 
-async def test_nul_in_a_text_field_is_the_requests_error_not_the_stores(node: Nodes) -> None:
-    """PostgreSQL text cannot hold NUL (SQLite can): refused as INVALID_REQUEST, and the
+async def test_nul_in_a_text_field_is_the_requests_error_not_the_stores(
+    node: Nodes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """PostgreSQL text cannot hold NUL (SQLite can): the store's `StoreRejected` (the
+    edge's INVALID_REQUEST) in its own words, the driver's text only in its log, and the
     store carries on."""
     store = await node()
     claim = IdempotencyClaim("alice", "bad\x00key", b"fp", time.time() + 60)
-    with pytest.raises(Exception, match="refused a value") as refused:
+    with (
+        caplog.at_level(logging.WARNING, logger="arcp_grpc.postgres_store"),
+        pytest.raises(StoreRejected) as refused,
+    ):
         await store.create_job(job("job_nul"), claim, [], time.time())
-    assert type(refused.value).__name__ == "InvalidRequest"
+    assert refused.value.message == (
+        "the store refused a value: a text holds a character it cannot keep (NUL)"
+    )
+    assert [r for r in caplog.records if DRIVER_NUL in r.getMessage()] != []
     await store.create_job(job("job_fine"), None, [], time.time())
     assert await store.get_job("job_fine") is not None
 
