@@ -137,6 +137,7 @@ class Admission:
             trace_id=submit.trace_id or new_trace_id(),
             max_runtime=max_runtime,
             parent=None,
+            submitted_input=submit.input if submit.HasField("input") else None,
         )
         try:
             accepted = await self._factory.persist(job, claim, now, cap)

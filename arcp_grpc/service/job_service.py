@@ -171,6 +171,11 @@ class JobServiceServicer:
         self._principal(context)
         return pb.ListAgentsResponse(agents=self._runtime.agents())
 
+    @_unary_edge
+    async def ListNodes(self, request: pb.ListNodesRequest, context: Ctx) -> pb.ListNodesResponse:
+        self._principal(context)
+        return pb.ListNodesResponse(nodes=await self._runtime.nodes())
+
     async def WatchJob(self, request: pb.WatchJobRequest, context: Ctx) -> AsyncIterator[bytes]:
         try:
             _check(request)
@@ -386,6 +391,11 @@ def job_service_handler(servicer: JobServiceServicer) -> grpc.GenericRpcHandler:
             servicer.RunJob,
             request_deserializer=request_parser(pb.RunJobRequest),
             response_serializer=_raw,
+        ),
+        "ListNodes": grpc.unary_unary_rpc_method_handler(
+            servicer.ListNodes,
+            request_deserializer=request_parser(pb.ListNodesRequest),
+            response_serializer=pb.ListNodesResponse.SerializeToString,
         ),
         "SubmitJobs": grpc.stream_stream_rpc_method_handler(
             servicer.SubmitJobs,

@@ -251,6 +251,7 @@ def test_job_service_has_every_rpc() -> None:
         "ListAgents",
         "RunJob",
         "SubmitJobs",
+        "ListNodes",
     }
     for server_stream in ("WatchJob", "RunJob"):
         method = service.methods_by_name[server_stream]
