@@ -54,7 +54,7 @@ async def test_a_delegated_child_keeps_the_input_its_parent_gave(stub: Stub) -> 
     parent = (await stub.SubmitJob(request, metadata=bearer())).accepted
     watched = await watch_all(stub, parent.job_id)
     assert watched.outcome is not None
-    child_id = watched.outcome.result.value.struct_value["child_job_id"]
+    child_id = str(watched.outcome.result.value.struct_value["child_job_id"])
     child = (await _get(stub, child_id)).job
     assert child.parent_job_id == parent.job_id
     assert json_format.MessageToDict(child.input) == INPUT
