@@ -165,6 +165,7 @@ async def test_cancel_from_the_job_page(page: Page) -> None:
     await submit(page, "counter", {"steps": 1000, "interval": 0.05})
     await expect(page.locator("#events tr[data-kind=progress]").first).to_be_visible(timeout=SAFETY)
     await page.click("#cancel")
+    await page.click("#confirm-yes")
     await finished(page, "cancelled")
     await expect(page.locator("#error-code")).to_have_text("CANCELLED")
     await expect(page.locator("#cancel")).to_be_hidden()
