@@ -82,7 +82,6 @@ export function listView(params) {
     problem, bulkProblem,
     h("div", { className: "pager" }, bulk, h("span", { className: "spacer" }), pageLabel, newer, older));
   app.show(page);
-  drawHead();
 
   function change(values) {
     Object.assign(state, values);
@@ -162,20 +161,26 @@ export function listView(params) {
     }).map((job) => ({ job_id: job.jobId, job }));
   }
 
+  // Built once and updated in place, so a header keeps the keyboard focus it sorts with.
+  const headers = COLUMNS.map(([name, label]) => {
+    const button = h("button", { type: "button", className: "sort", "data-sort": name }, label);
+    button.addEventListener("click", () => {
+      state.dir = state.sort === name && state.dir === "desc" ? "asc" : "desc";
+      state.sort = name;
+      remember();
+      drawHead();
+      draw();
+    });
+    return { name, label, button, cell: h("th", { className: `col-${name}` }, button) };
+  });
+  headRow.replaceChildren(h("th", { className: "pick" }, allBox), ...headers.map((x) => x.cell));
+
   function drawHead() {
-    headRow.replaceChildren(h("th", { className: "pick" }, allBox),
-      ...COLUMNS.map(([name, label]) => {
-        const sorted = state.sort === name;
-        const button = h("button", { type: "button", className: "sort", "data-sort": name }, label, sorted ? (state.dir === "asc" ? " ▲" : " ▼") : "");
-        button.addEventListener("click", () => {
-          state.dir = sorted && state.dir === "desc" ? "asc" : "desc";
-          state.sort = name;
-          remember();
-          drawHead();
-          draw();
-        });
-        return h("th", { className: `col-${name}`, "aria-sort": sorted ? (state.dir === "asc" ? "ascending" : "descending") : "none" }, button);
-      }));
+    for (const { name, label, button, cell } of headers) {
+      const sorted = state.sort === name;
+      button.textContent = sorted ? `${label} ${state.dir === "asc" ? "▲" : "▼"}` : label;
+      cell.setAttribute("aria-sort", sorted ? (state.dir === "asc" ? "ascending" : "descending") : "none");
+    }
   }
 
   function draw() {
@@ -224,5 +229,6 @@ export function listView(params) {
     else draw();
   };
   app.timers.push(setInterval(load, REFRESH_MS), setInterval(draw, 1000));
+  drawHead();
   load();
 }
