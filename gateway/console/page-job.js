@@ -141,7 +141,7 @@ export function jobView(jobId, params) {
     const seen = [...new Set(job.events.map((e) => e.kind)), ...(kind ? [kind] : [])];
     if (kinds.options.length !== new Set(seen).size + 1) {
       kinds.replaceChildren(h("option", { value: "" }, "every kind"),
-        [...new Set(seen)].sort().map((k) => h("option", { value: k, selected: k === kind }, k)));
+        ...[...new Set(seen)].sort().map((k) => h("option", { value: k, selected: k === kind }, k)));
     }
   }
 
