@@ -32,6 +32,7 @@ export function listView(params) {
   };
   let cursors = [null]; // cursors[n] opens page n (§6.6 next_cursor)
   let loaded = [];
+  let generation = 0; // the latest load's: an older one that ends later is dropped
   const selected = new Set();
 
   const search = h("input", { type: "search", id: "search", value: state.q, placeholder: "job_… or text", autocomplete: "off" });
@@ -107,10 +108,12 @@ export function listView(params) {
   }
 
   async function load() {
+    const mine = ++generation;
     try {
-      if (JOB_ID.test(state.q)) await loadOne();
-      else await loadPage();
-      if (!document.body.contains(body)) return; // the user moved on
+      const rows = JOB_ID.test(state.q) ? await loadOne() : await loadPage();
+      if (mine !== generation || !document.body.contains(body)) return; // superseded, or the user moved on
+      loaded = rows;
+      for (const entry of loaded) record(entry.job_id).describe(entry);
       problem.textContent = "";
       draw();
     } catch (error) {
@@ -120,15 +123,13 @@ export function listView(params) {
 
   /** A search for a job id: that job alone (GetJob), or nothing. */
   async function loadOne() {
+    older.disabled = newer.disabled = true;
     try {
-      const { job } = await apiGet("job", { id: state.q });
-      loaded = [job];
+      return [(await apiGet("job", { id: state.q })).job];
     } catch (error) {
       if (error.code !== "JOB_NOT_FOUND") throw error;
-      loaded = [];
+      return [];
     }
-    for (const entry of loaded) record(entry.job_id).describe(entry);
-    older.disabled = newer.disabled = true;
   }
 
   /** Page `state.page`, following cursors from the last page known (a bookmarked
@@ -142,10 +143,9 @@ export function listView(params) {
       cursors[n + 1] = reply.payload.next_cursor || null;
     }
     state.page = Math.min(state.page, cursors.length - 2);
-    loaded = reply ? reply.payload.jobs : [];
-    for (const entry of loaded) record(entry.job_id).describe(entry);
     older.disabled = !cursors[state.page + 1];
     newer.disabled = state.page === 0;
+    return reply ? reply.payload.jobs : [];
   }
 
   /** The loaded jobs a text search keeps (a job id or agent containing it), sorted. */

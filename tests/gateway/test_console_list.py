@@ -28,17 +28,16 @@ def _route(page: Page) -> dict[str, str]:
     return {key: values[0] for key, values in parse_qs(query).items()}
 
 
-async def _shown(page: Page) -> list[str]:
-    rows = page.locator("#jobs tbody tr[data-job-id]")
-    ids: list[str] = await rows.evaluate_all("rows => rows.map(r => r.dataset.jobId)")
-    return ids
-
-
-async def _settled(page: Page, count: int) -> list[str]:
-    await expect(page.locator("#jobs tbody tr[data-job-id]")).to_have_count(
-        count, timeout=SAFETY_MS
+async def _shows(page: Page, expected: list[str]) -> None:
+    """Wait until the table lists exactly `expected`, in this order."""
+    await page.wait_for_function(
+        """expected => {
+            const rows = document.querySelectorAll('#jobs tbody tr[data-job-id]');
+            return JSON.stringify([...rows].map(r => r.dataset.jobId)) === JSON.stringify(expected);
+        }""",
+        arg=expected,
+        timeout=SAFETY_MS,
     )
-    return await _shown(page)
 
 
 async def test_search_filters_and_sort_live_in_the_url(
@@ -46,39 +45,39 @@ async def test_search_filters_and_sort_live_in_the_url(
 ) -> None:
     echoes = await in_page(page, [{"agent": "echo", "input": {"n": n}} for n in range(3)])
     (failed,) = await in_page(page, [{"agent": "counter", "input": {"steps": -1}}])
-    assert len(await _settled(page, 4)) == 4
+    await expect(page.locator("#jobs tbody tr[data-job-id]")).to_have_count(4, timeout=SAFETY_MS)
     await expect(page.locator(f"tr[data-job-id='{failed}']")).to_have_attribute(
         "data-status", "error", timeout=SAFETY_MS
     )
 
     await page.select_option("#filter-status", "error")
-    assert await _settled(page, 1) == [failed]
+    await _shows(page, [failed])
     assert _route(page) == {"status": "error"}
     await page.select_option("#filter-status", "")
     await page.select_option("#filter-agent", "echo")
     await page.select_option("#filter-since", "15m")  # §6.6 created_after
-    assert sorted(await _settled(page, 3)) == sorted(echoes)
+    await _shows(page, echoes[::-1])  # newest first
     assert _route(page) == {"agent": "echo", "since": "15m"}
 
     await page.click("th.col-job button.sort")  # newest first, then by id either way
     await page.click("th.col-job button.sort")
-    assert await _shown(page) == sorted(echoes)
+    await _shows(page, sorted(echoes))
     assert _route(page) == {"agent": "echo", "since": "15m", "sort": "job", "dir": "asc"}
     await expect(page.locator("th.col-job")).to_have_attribute("aria-sort", "ascending")
 
     # A shared link opens the same view in another tab (a session of its own).
     other = await sign_in(browser, deployment, page_errors, "#/" + page.url.split("#/", 1)[1])
     await expect(other.locator("#filter-agent")).to_have_value("echo", timeout=SAFETY_MS)
-    assert await _settled(other, 3) == sorted(echoes)
+    await _shows(other, sorted(echoes))
 
     await page.fill("#search", echoes[1])  # a job id: that job alone (GetJob)
     await page.press("#search", "Enter")
-    assert await _settled(page, 1) == [echoes[1]]
+    await _shows(page, [echoes[1]])
     assert _route(page)["q"] == echoes[1]
     await page.select_option("#filter-agent", "")
     await page.fill("#search", "count")  # text: job ids and agents containing it
     await page.press("#search", "Enter")
-    assert await _settled(page, 1) == [failed]
+    await _shows(page, [failed])
     await page.fill("#search", "job_00000000000000000000000000")
     await page.press("#search", "Enter")
     await expect(page.locator("#jobs tbody")).to_contain_text("No jobs match.", timeout=SAFETY_MS)
