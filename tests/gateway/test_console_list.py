@@ -63,7 +63,9 @@ async def test_search_filters_and_sort_live_in_the_url(
     await page.click("th.col-job button.sort")
     await _shows(page, sorted(echoes))
     assert _route(page) == {"agent": "echo", "since": "15m", "sort": "job", "dir": "asc"}
-    await expect(page.locator("th.col-job")).to_have_attribute("aria-sort", "ascending")
+    await expect(page.locator("th.col-job")).to_have_attribute(
+        "aria-sort", "ascending", timeout=SAFETY_MS
+    )
 
     # A shared link opens the same view in another tab (a session of its own).
     other = await sign_in(browser, deployment, page_errors, "#/" + page.url.split("#/", 1)[1])
@@ -90,12 +92,14 @@ async def test_times_are_relative_with_the_absolute_on_hover_and_durations_in_ms
     row = page.locator(f"#jobs tr[data-job-id='{job_id}']")
     await expect(row).to_have_attribute("data-status", "success", timeout=SAFETY_MS)
     submitted = row.locator("td.col-submitted time")
-    await expect(submitted).to_have_text(re.compile(r"^(just now|\d+ s ago)$"))
+    await expect(submitted).to_have_text(re.compile(r"^(just now|\d+ s ago)$"), timeout=SAFETY_MS)
     title = await submitted.get_attribute("title")
     assert title is not None
     assert re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", title)  # to the millisecond
     # An echo takes milliseconds: shown as such, never as "0.0 s".
-    await expect(row.locator("td.duration")).to_have_text(re.compile(r"^\d+ ms$"))
+    await expect(row.locator("td.duration")).to_have_text(
+        re.compile(r"^\d+ ms$"), timeout=SAFETY_MS
+    )
 
 
 async def test_bulk_cancel_asks_first_and_reaches_jobs_from_the_cli(
@@ -111,13 +115,17 @@ async def test_bulk_cancel_asks_first_and_reaches_jobs_from_the_cli(
         await expect(page.locator(f"tr[data-job-id='{job_id}']")).to_be_visible(timeout=SAFETY_MS)
     for job_id in [*own, cli_id]:
         await page.check(f"tr[data-job-id='{job_id}'] input.pick-job")
-    await expect(page.locator("#cancel-selected")).to_have_text("Cancel selected (3)")
+    await expect(page.locator("#cancel-selected")).to_have_text(
+        "Cancel selected (3)", timeout=SAFETY_MS
+    )
 
     await page.click("#cancel-selected")
-    await expect(page.locator("#confirm")).to_be_visible()
-    await expect(page.locator("#confirm-question")).to_contain_text("Cancel 3 running jobs?")
+    await expect(page.locator("#confirm")).to_be_visible(timeout=SAFETY_MS)
+    await expect(page.locator("#confirm-question")).to_contain_text(
+        "Cancel 3 running jobs?", timeout=SAFETY_MS
+    )
     await page.click("#confirm-no")  # keep them
-    await expect(page.locator("#confirm")).to_have_count(0)
+    await expect(page.locator("#confirm")).to_have_count(0, timeout=SAFETY_MS)
     await page.click("#cancel-selected")
     await page.click("#confirm-yes")
     for job_id in [*own, cli_id]:
@@ -128,7 +136,7 @@ async def test_bulk_cancel_asks_first_and_reaches_jobs_from_the_cli(
         "pending",
         "running",
     )
-    await expect(page.locator("#bulk-problem")).to_be_empty()
+    await expect(page.locator("#bulk-problem")).to_be_empty(timeout=SAFETY_MS)
 
 
 async def test_phone_width_and_keyboard(page: Page) -> None:
@@ -147,9 +155,13 @@ async def test_phone_width_and_keyboard(page: Page) -> None:
     assert unlabelled == []
     await page.focus("th.col-status button.sort")
     await page.keyboard.press("Enter")
-    await expect(page.locator("th.col-status")).to_have_attribute("aria-sort", "descending")
+    await expect(page.locator("th.col-status")).to_have_attribute(
+        "aria-sort", "descending", timeout=SAFETY_MS
+    )
     await page.keyboard.press("Enter")
-    await expect(page.locator("th.col-status")).to_have_attribute("aria-sort", "ascending")
+    await expect(page.locator("th.col-status")).to_have_attribute(
+        "aria-sort", "ascending", timeout=SAFETY_MS
+    )
     # On to the next header shown: agent and submission time are hidden at this width.
     await page.keyboard.press("Tab")
     assert await page.evaluate("document.activeElement.dataset.sort") == "duration"

@@ -34,20 +34,24 @@ async def test_nodes_show_their_state_and_running_jobs(page: Page, deployment: D
     rows = page.locator("#nodes tbody tr")
     expected = 2 if deployment.cluster else 1
     await expect(rows).to_have_count(expected, timeout=SAFETY_MS)
-    await expect(page.locator("#nodes tr[data-state=alive]")).to_have_count(expected)
-    await expect(page.locator("#nodes")).to_contain_text("(answered this page)")
+    await expect(page.locator("#nodes tr[data-state=alive]")).to_have_count(
+        expected, timeout=SAFETY_MS
+    )
+    await expect(page.locator("#nodes")).to_contain_text("(answered this page)", timeout=SAFETY_MS)
     await _running_total(page, 1)
     await page.evaluate("id => arcpConsole.session.request('job.cancel', {job_id: id})", job_id)
     await _running_total(page, 0)
     if deployment.cluster is None:
         return
     label = "node-b"
-    await expect(page.locator("#nodes")).to_contain_text(label)
+    await expect(page.locator("#nodes")).to_contain_text(label, timeout=SAFETY_MS)
     deployment.cluster.b.stop()  # killed: node a declares it dead once it is silent
     dead = page.locator("#nodes tr[data-state=dead]")
     await expect(dead).to_have_count(1, timeout=SAFETY_MS)
-    await expect(dead.locator(".node-label")).to_have_text(label)
-    await expect(page.locator("#nodes tr[data-state=alive] .node-label")).to_have_text("node-a")
+    await expect(dead.locator(".node-label")).to_have_text(label, timeout=SAFETY_MS)
+    await expect(page.locator("#nodes tr[data-state=alive] .node-label")).to_have_text(
+        "node-a", timeout=SAFETY_MS
+    )
 
 
 async def test_agents_show_rates_failures_and_percentiles_with_charts(page: Page) -> None:
@@ -64,22 +68,24 @@ async def test_agents_show_rates_failures_and_percentiles_with_charts(page: Page
     await page.click("nav a[href='#/agents']")
     echo = page.locator("#agents tr[data-agent=echo]")
     await expect(echo.locator("td.jobs")).to_have_text("2", timeout=SAFETY_MS)
-    await expect(echo.locator("td.failure-rate")).to_have_text("0.0 %")
-    await expect(echo.locator("td.p50")).to_have_text(re.compile(r"^\d+ ms$"))
-    await expect(echo.locator("td.p95")).to_have_text(re.compile(r"^\d+ ms$"))
+    await expect(echo.locator("td.failure-rate")).to_have_text("0.0 %", timeout=SAFETY_MS)
+    await expect(echo.locator("td.p50")).to_have_text(re.compile(r"^\d+ ms$"), timeout=SAFETY_MS)
+    await expect(echo.locator("td.p95")).to_have_text(re.compile(r"^\d+ ms$"), timeout=SAFETY_MS)
     counter = page.locator("#agents tr[data-agent=counter]")
-    await expect(counter.locator("td.failure-rate")).to_have_text("100.0 %")
+    await expect(counter.locator("td.failure-rate")).to_have_text("100.0 %", timeout=SAFETY_MS)
     charts = echo.locator("svg.chart")
-    await expect(charts).to_have_count(3)
+    await expect(charts).to_have_count(3, timeout=SAFETY_MS)
     values = await charts.first.get_attribute("data-values")
     assert values is not None
     assert sum(int(v) for v in values.split(",")) == 2  # twelve five-minute slices
     assert len(values.split(",")) == 12
-    await expect(echo.locator("svg.chart rect.spark-jobs")).to_have_count(1)
+    await expect(echo.locator("svg.chart rect.spark-jobs")).to_have_count(1, timeout=SAFETY_MS)
     label = await charts.first.get_attribute("aria-label")
     assert label is not None
     assert label.startswith("echo: jobs per 5 minutes: ")
-    await expect(page.locator("#agents tr[data-agent=greeter] td.jobs")).to_have_text("0")
+    await expect(page.locator("#agents tr[data-agent=greeter] td.jobs")).to_have_text(
+        "0", timeout=SAFETY_MS
+    )
 
 
 @pytest.mark.parametrize("route", ["#/nodes", "#/agents"])
