@@ -87,6 +87,7 @@ PUBLIC: dict[str, set[str]] = {
         "JobRow",
         "JobStore",
         "NodeNotAlive",
+        "NodeRow",
         "OverCap",
         "SessionFollow",
         "SessionFrame",
