@@ -13,7 +13,7 @@ published-SDK client beside a spec-exact one (``"tok2" = "alice"`` or
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from arcp_grpc.errors import Unauthenticated
@@ -73,6 +73,13 @@ class Authenticator:
         if scheme.lower() != "bearer":
             raise Unauthenticated("authorization metadata must use the Bearer scheme")
         return self.authenticate(token.strip())
+
+    def authenticate_metadata(self, metadata: Iterable[tuple[str, str | bytes]]) -> Principal:
+        """From a gRPC call's metadata (its `authorization` entry)."""
+        for key, value in metadata:
+            if key == "authorization":
+                return self.authenticate_header(value if isinstance(value, str) else value.decode())
+        return self.authenticate_header(None)
 
 
 def _digest(token: str) -> bytes:

@@ -52,6 +52,7 @@ __all__ = [
     "SessionSettings",
     "Settings",
     "StoreSettings",
+    "WorkerSettings",
     "env_name",
     "knob_names",
     "load_agents",
@@ -82,6 +83,7 @@ class StoreSettings:
     url: str = ""  # sqlite:///PATH or postgresql://USER@HOST:PORT/DB; empty: DATA_DIR/arcp.sqlite3
     key_file: str = ""  # base64 AES-256 sealing key every node shares; empty: DATA_DIR/store.key
     sqlite_wal_bytes: int = 32 * _MiB  # SQLite: the log is checkpointed and truncated at this size
+    connect_timeout_sec: float = 30.0  # PostgreSQL: how long `serve` waits for it at start
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,8 @@ class AuthSettings:
     dev_token: bool = True  # generate <data_dir>/dev-token on first start and accept it
     dev_principal: str = "dev"
     tokens: dict[str, str] = field(default_factory=dict)  # token -> principal[:profile]
+    # Remote workers' tokens (issue 23), a table of their own: never a client token.
+    workers: dict[str, str] = field(default_factory=dict)  # token -> worker name
     compat_principals: tuple[str, ...] = ("dev",)  # principals on the SDK-compat wire profile
     plaintext_credentials: bool = False  # §14: credential values over plaintext to remote peers
 
@@ -201,6 +205,16 @@ class AgentsSettings:
 
 
 @dataclass(frozen=True)
+class WorkerSettings:
+    """`[workers]`: remote workers over `arcp.v1.WorkerService` (docs/workers.md)."""
+
+    wait_sec: float = 30.0  # a remote agent's job with no connected worker fails after this
+    heartbeat_sec: float = 5.0  # how often the core and a worker say they are alive
+    heartbeat_timeout_sec: float = 15.0  # silence after which a worker is gone
+    event_window: int = 256  # messages a worker may send before the core grants more
+
+
+@dataclass(frozen=True)
 class Settings:
     """The whole configuration of one `serve` process."""
 
@@ -217,6 +231,7 @@ class Settings:
     limits: LimitSettings = field(default_factory=LimitSettings)
     log: LogSettings = field(default_factory=LogSettings)
     agents: AgentsSettings = field(default_factory=AgentsSettings)
+    workers: WorkerSettings = field(default_factory=WorkerSettings)
 
 
 _SECTIONS: dict[str, type[Any]] = {
@@ -353,6 +368,17 @@ def _validate(settings: Settings, sources: Mapping[str, str]) -> None:
             "runtime.retention_sec",
             "must be 0 (keep for ever) or at least runtime.idempotency_ttl_sec"
             f" ({runtime.idempotency_ttl_sec:g})",
+        )
+    shared = set(settings.auth.tokens) & set(settings.auth.workers)
+    if shared:
+        # A client token is never a worker token, nor the reverse (issue 23).
+        raise fail("auth.workers", f"{len(shared)} token(s) also in auth.tokens; use another")
+    workers = settings.workers
+    if not 0 < workers.heartbeat_sec < workers.heartbeat_timeout_sec:
+        raise fail(
+            "workers.heartbeat_sec",
+            "must be above 0 and below workers.heartbeat_timeout_sec"
+            f" ({workers.heartbeat_timeout_sec:g})",
         )
     cluster = settings.cluster
     if not 0 < cluster.heartbeat_sec < cluster.node_timeout_sec:

@@ -24,7 +24,7 @@ strings.
      ├── Unauthenticated             UNAUTHENTICATED
      └── InternalError               INTERNAL_ERROR         (always retryable)
           ├── QuotaExceeded          INTERNAL_ERROR, details.reason QUOTA_EXCEEDED
-          └── NodeUnavailable        INTERNAL_ERROR, details.reason NODE_UNAVAILABLE
+          └── StoreUnreachable       INTERNAL_ERROR, details.reason STORE_UNREACHABLE
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ __all__ = [
     "PermissionDenied",
     "QuotaExceeded",
     "ResumeWindowExpired",
+    "StoreUnreachable",
     "Timeout",
     "Unauthenticated",
     "error_class",
@@ -206,9 +207,33 @@ class InternalError(ARCPError):
 
 
 QUOTA_REASON = "QUOTA_EXCEEDED"
+STORE_UNREACHABLE_REASON = "STORE_UNREACHABLE"
 
 
-class QuotaExceeded(InternalError):
+class _RetryLater(InternalError):
+    """A retryable ``INTERNAL_ERROR`` that says why (``details.reason``, since §12 has no
+    code for it) and when to try again (``details.retry_after_ms``)."""
+
+    retry_after_default_ms: ClassVar[int] = 0
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, retryable=retryable, details=details)
+        # A peer's details may carry the number as text (gRPC metadata) or a double (Struct).
+        retry = self.details.get("retry_after_ms", self.retry_after_default_ms)
+        self.details["retry_after_ms"] = int(float(retry))
+
+    @property
+    def retry_after_ms(self) -> int:
+        return int(self.details["retry_after_ms"])
+
+
+class QuotaExceeded(_RetryLater):
     """A per-principal or global cap refused a session or a job (§14 SHOULD).
 
     §12 has no quota code, so on the ARCP wire this is a retryable
@@ -220,17 +245,6 @@ class QuotaExceeded(InternalError):
 
     reason = QUOTA_REASON
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        retryable: bool | None = None,
-        details: Mapping[str, Any] | None = None,
-    ) -> None:
-        super().__init__(message, retryable=retryable, details=details)
-        # A peer's details may carry the number as text (gRPC metadata) or a double (Struct).
-        self.details["retry_after_ms"] = int(float(self.details.get("retry_after_ms", 0)))
-
     @classmethod
     def of(cls, limit: str, retry_after_ms: int, message: str) -> QuotaExceeded:
         return cls(message, details={"limit": limit, "retry_after_ms": retry_after_ms})
@@ -239,9 +253,18 @@ class QuotaExceeded(InternalError):
     def limit(self) -> str:
         return str(self.details.get("limit", ""))
 
-    @property
-    def retry_after_ms(self) -> int:
-        return int(self.details["retry_after_ms"])
+
+class StoreUnreachable(_RetryLater):
+    """This node cannot reach its store right now (a database restart, a cut
+    connection): try again in a moment, or through another node (issue 20).
+
+    Like a quota refusal, §12 has no code for it: on the ARCP wire it is a retryable
+    ``INTERNAL_ERROR`` with ``{"reason": "STORE_UNREACHABLE", "retry_after_ms": N}``;
+    on gRPC it is ``UNAVAILABLE`` (what gRPC clients retry on) with a ``RetryInfo``.
+    """
+
+    reason = STORE_UNREACHABLE_REASON
+    retry_after_default_ms = 1000  # the reconnect backoff's bound is 2 s; most come back sooner
 
 
 NODE_UNAVAILABLE_REASON = "NODE_UNAVAILABLE"
@@ -257,6 +280,12 @@ class NodeUnavailable(InternalError):
 
     reason = NODE_UNAVAILABLE_REASON
 
+
+_BY_REASON: dict[str, type[InternalError]] = {
+    QUOTA_REASON: QuotaExceeded,
+    STORE_UNREACHABLE_REASON: StoreUnreachable,
+    NODE_UNAVAILABLE_REASON: NodeUnavailable,
+}
 
 _BY_CODE: dict[str, type[ARCPError]] = {
     klass.code: klass
@@ -281,18 +310,13 @@ _BY_CODE: dict[str, type[ARCPError]] = {
 
 
 def error_class(code: str, details: Mapping[str, Any] | None = None) -> type[ARCPError]:
-    """The exception class for a §12 code (and its details, which tell a quota refusal
-    from another internal error); unknown codes are internal errors."""
+    """The exception class for a §12 code (and its details, whose `reason` tells a quota
+    refusal, an unreachable store or a fenced node from another internal error); unknown
+    codes are internal errors."""
     klass = _BY_CODE.get(code, InternalError)
     if klass is InternalError and details:
-        return _BY_REASON.get(details.get("reason"), InternalError)
+        return _BY_REASON.get(str(details.get("reason", "")), InternalError)
     return klass
-
-
-_BY_REASON: dict[object, type[ARCPError]] = {
-    QUOTA_REASON: QuotaExceeded,
-    NODE_UNAVAILABLE_REASON: NodeUnavailable,
-}
 
 
 def _struct(values: Mapping[str, Any]) -> struct_pb2.Struct:

@@ -6,7 +6,8 @@ code (§12), ``domain`` is ``arcp.dev``, and ``metadata`` carries
 ``retryable`` plus any string-valued details. Clients in every language read
 the ARCP code from ``ErrorInfo.reason``.
 
-A quota refusal (`QuotaExceeded`, DESIGN.md "Quotas") is the one exception
+A quota refusal (`QuotaExceeded`, DESIGN.md "Quotas") and an unreachable store
+(`StoreUnreachable`: UNAVAILABLE with a ``RetryInfo``) are the exceptions
 to "the natural code of the ARCP code": §12 calls it ``INTERNAL_ERROR``, but
 the gRPC code is ``RESOURCE_EXHAUSTED`` and the status also carries a
 ``google.rpc.QuotaFailure`` (which cap) and a ``google.rpc.RetryInfo`` (when
@@ -24,7 +25,14 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from arcp_grpc.errors import ARCPError, InternalError, NodeUnavailable, QuotaExceeded, error_class
+from arcp_grpc.errors import (
+    ARCPError,
+    InternalError,
+    NodeUnavailable,
+    QuotaExceeded,
+    StoreUnreachable,
+    error_class,
+)
 
 __all__ = [
     "ERROR_DOMAIN",
@@ -64,13 +72,16 @@ def rich_status(error: ARCPError) -> status_pb2.Status:
         domain=ERROR_DOMAIN,
         metadata={"retryable": "true" if error.retryable else "false", **_flat(error.details)},
     )
-    details = [info]
+    details: list[Any] = [info]
     code = GRPC_CODES[error.code]
     if isinstance(error, QuotaExceeded):
         code = grpc.StatusCode.RESOURCE_EXHAUSTED
         details += _quota_details(error)
+    elif isinstance(error, StoreUnreachable):
+        code = grpc.StatusCode.UNAVAILABLE  # what gRPC clients and proxies retry on
+        details.append(_retry_info(error.retry_after_ms))
     elif isinstance(error, NodeUnavailable):
-        code = grpc.StatusCode.UNAVAILABLE
+        code = grpc.StatusCode.UNAVAILABLE  # retried elsewhere by clients and balancers
     return status_pb2.Status(
         code=getattr(code_pb2, code.name),
         message=error.message,
@@ -82,12 +93,16 @@ def _quota_details(error: QuotaExceeded) -> list[Any]:
     violation = error_details_pb2.QuotaFailure.Violation(
         subject=error.limit, description=error.message
     )
-    delay = duration_pb2.Duration()
-    delay.FromMilliseconds(error.retry_after_ms)
     return [
         error_details_pb2.QuotaFailure(violations=[violation]),
-        error_details_pb2.RetryInfo(retry_delay=delay),
+        _retry_info(error.retry_after_ms),
     ]
+
+
+def _retry_info(retry_after_ms: int) -> error_details_pb2.RetryInfo:
+    delay = duration_pb2.Duration()
+    delay.FromMilliseconds(retry_after_ms)
+    return error_details_pb2.RetryInfo(retry_delay=delay)
 
 
 def _packed(detail: Any) -> any_pb2.Any:

@@ -25,7 +25,7 @@ from grpc_reflection.v1alpha import reflection
 
 from arcp_grpc import __version__
 from arcp_grpc.agents import AgentRegistry
-from arcp_grpc.auth import Authenticator
+from arcp_grpc.auth import Authenticator, Principal
 from arcp_grpc.base.ids import new_id
 from arcp_grpc.credentials import CredentialProvisioner, DevProvisioner
 from arcp_grpc.demo_agents import demo_registry
@@ -36,6 +36,7 @@ from arcp_grpc.runtime import (
     Quotas,
     RuntimeLimits,
     RuntimeObserver,
+    WorkerLimits,
 )
 from arcp_grpc.service.job_service import SERVICE_NAME as JOB_SERVICE
 from arcp_grpc.service.job_service import JobServiceServicer, job_service_handler
@@ -45,6 +46,8 @@ from arcp_grpc.service.registry import SessionRegistry
 from arcp_grpc.service.session_service import SERVICE_NAME as SESSION_SERVICE
 from arcp_grpc.service.session_service import SessionServiceServicer, session_handler
 from arcp_grpc.service.sessions import SessionLimits
+from arcp_grpc.service.worker_service import SERVICE_NAME as WORKER_SERVICE
+from arcp_grpc.service.worker_service import WorkerServiceServicer, worker_handler
 from arcp_grpc.store import Store
 from arcp_grpc.store.postgres.store import PostgresStore
 from arcp_grpc.store.secretbox import SecretBox
@@ -57,7 +60,12 @@ __all__ = ["CoreConfig", "CoreHealth", "RunningCore", "start_core"]
 log = logging.getLogger("arcp_grpc.server")
 
 _MiB = 1024 * 1024
-_SERVICES = ("", JOB_SERVICE, SESSION_SERVICE)  # as the gRPC health service names them
+_SERVICES = (
+    "",
+    JOB_SERVICE,
+    SESSION_SERVICE,
+    WORKER_SERVICE,
+)  # as the gRPC health service names them
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,8 @@ class CoreConfig:
     grpc_host: str = "127.0.0.1"
     grpc_port: int = 0
     tokens: Mapping[str, str] = field(default_factory=dict)  # bearer token -> principal
+    # Remote workers' bearer tokens -> worker name (issue 23); never client tokens.
+    worker_tokens: Mapping[str, str] = field(default_factory=dict)
     compat_principals: frozenset[str] = frozenset()  # principals on the SDK wire profile
     # §14: send credential values over plaintext to a non-loopback peer (off: withheld).
     plaintext_credentials: bool = False
@@ -77,12 +87,14 @@ class CoreConfig:
     store_key_file: Path | None = None  # default: <data_dir>/store.key (created once)
     store_url: str = ""  # sqlite:///PATH or postgresql://…; empty: <data_dir>/arcp.sqlite3
     sqlite_wal_bytes: int = WAL_LIMIT  # the SQLite log is checkpointed and cut at this size
+    store_connect_timeout_sec: float = 30.0  # PostgreSQL: waited for at start (then exit 75)
     cluster: ClusterLimits = field(default_factory=ClusterLimits)
     max_message_bytes: int = 64 * _MiB
     tls: grpc.ServerCredentials | None = None  # gRPC over TLS when set
     limits: RuntimeLimits = field(default_factory=RuntimeLimits)
     session_limits: SessionLimits = field(default_factory=SessionLimits)
     quotas: QuotaLimits = field(default_factory=QuotaLimits)  # §14 caps, `[limits]`
+    workers: WorkerLimits = field(default_factory=WorkerLimits)  # `[workers]`
 
 
 class CoreHealth:
@@ -91,13 +103,24 @@ class CoreHealth:
     Built before anything runs, so the store's failure listener and the runtime's
     `on_fenced` are this object's methods from the start: a failure while the core
     is still starting is not missed, and it is never SERVING again afterwards.
+
+    Three reasons not to serve: a failed store or a node the cluster declared dead
+    (permanent: a restart is needed), a stopping core (permanent), and a shared
+    store that does not answer right now (recoverable, issue 20): SERVING again as
+    soon as it answers.
     """
 
     def __init__(self) -> None:
         self.servicer = health.aio.HealthServicer()
-        self.serving = False  # True once `serve` published SERVING
-        self._failed = False  # the store failed or the cluster fenced this node
+        self._started = False  # `serve` was called
+        self._failed = False  # the store failed, the cluster fenced this node, or stopping
+        self._unreachable = False  # the shared store does not answer now
         self._publishing: asyncio.Future[None] | None = None
+
+    @property
+    def serving(self) -> bool:
+        """True while `serve` published SERVING and nothing since says otherwise."""
+        return self._started and not self._failed and not self._unreachable
 
     def status(self) -> str:
         """What the gRPC health service reports for every service, by name."""
@@ -105,7 +128,7 @@ class CoreHealth:
 
     async def serve(self) -> None:
         """SERVING for every service, unless the core already failed while starting."""
-        self.serving = not self._failed
+        self._started = True
         await self._publish()
 
     def store_failed(self) -> None:
@@ -116,15 +139,27 @@ class CoreHealth:
         )
         self.not_serving()
 
+    def store_unreachable(self, lost: bool) -> None:
+        """NOT_SERVING while the shared store does not answer (`lost`), SERVING again
+        once it does: a database restart costs latency, not a human (issue 20)."""
+        self._unreachable = lost
+        if lost:
+            log.error(
+                "the store is unreachable: NOT_SERVING, new sessions and jobs are refused"
+                " (retryable); running jobs go on and their output waits in memory"
+            )
+        elif self.serving:
+            log.warning("the store answers again: SERVING")
+        self._publishing = asyncio.ensure_future(self._publish())
+
     def not_serving(self) -> None:
         """NOT_SERVING for good (a failed store, a node the cluster declared dead)."""
         self._failed = True
-        self.serving = False
         self._publishing = asyncio.ensure_future(self._publish())
 
     async def shut_down(self) -> None:
         """NOT_SERVING for the rest of the process: the core is stopping."""
-        self.serving = False
+        self._failed = True
         await self.servicer.enter_graceful_shutdown()
 
     async def _publish(self) -> None:
@@ -208,6 +243,7 @@ async def start_core(
         node_id=new_id("node"),
         label=label,
         wal_limit=config.sqlite_wal_bytes,
+        connect_timeout_sec=config.store_connect_timeout_sec,
     )
     core_health = CoreHealth()
     grace = _Grace()
@@ -217,6 +253,8 @@ async def start_core(
         stops.push_async_callback(store.close)
         # The store's writer exists once it is open; nothing has been written yet.
         store.set_failure_listener(core_health.store_failed)
+        if store.cluster is not None:
+            store.cluster.set_outage_listener(core_health.store_unreachable)
         runtime = JobRuntime(
             store,
             registry,
@@ -227,6 +265,7 @@ async def start_core(
             quotas=Quotas(config.quotas),
             on_fenced=core_health.not_serving,
             observer=observer,
+            worker_limits=config.workers,
         )
         server = _grpc_server(config)
         # Registered before the runtime's stop, so it unwinds after it: calls in flight
@@ -267,13 +306,21 @@ async def start_core(
 
 
 def open_store(
-    url: str, data_dir: Path, *, node_id: str, label: str, wal_limit: int = WAL_LIMIT
+    url: str,
+    data_dir: Path,
+    *,
+    node_id: str,
+    label: str,
+    wal_limit: int = WAL_LIMIT,
+    connect_timeout_sec: float = 30.0,
 ) -> Store:
     """The (unopened) store `url` names (`arcp_grpc.store.url`)."""
     path = sqlite_path(url, data_dir)
     if path is not None:
         return SQLiteStore(path, wal_limit=wal_limit)
-    return PostgresStore(postgres_dsn(url), node_id=node_id, label=label)
+    return PostgresStore(
+        postgres_dsn(url), node_id=node_id, label=label, connect_timeout_sec=connect_timeout_sec
+    )
 
 
 def _grpc_server(config: CoreConfig) -> grpc.aio.Server:
@@ -313,11 +360,27 @@ def _add_services(
         (
             job_service_handler(JobServiceServicer(runtime, auth, plaintext_credentials=plaintext)),
             session_handler(session_service),
+            worker_handler(
+                WorkerServiceServicer(
+                    runtime,
+                    Authenticator(
+                        {token: Principal(name) for token, name in config.worker_tokens.items()}
+                    ),
+                    plaintext_credentials=plaintext,
+                )
+            ),
         )
     )
     health_pb2_grpc.add_HealthServicer_to_server(core_health.servicer, server)
     reflection.enable_server_reflection(
-        (JOB_SERVICE, SESSION_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        (
+            JOB_SERVICE,
+            SESSION_SERVICE,
+            WORKER_SERVICE,
+            health.SERVICE_NAME,
+            reflection.SERVICE_NAME,
+        ),
+        server,
     )
     return session_service
 

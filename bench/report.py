@@ -96,6 +96,16 @@ _ROWS: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("raw_run_ms", "j. RunJob submit→result p50 through raw stubs, ms", (), ()),
     ("client_run_ms", "j. RunJob submit→result p50 through arcp_grpc.client, ms", (), ()),
     ("client_run_ratio", "j. client ÷ raw stubs, RunJob p50, ×", (), ()),
+    ("inproc_run_ms", "k. RunJob p50, echo in the core, ms", (), ()),
+    ("remote_run_ms", "k. RunJob p50, echo on an arcp-grpc worker, ms", (), ()),
+    ("remote_run_ratio", "k. remote ÷ in-process, RunJob p50, ×", (), ()),
+    ("inproc_jobs_per_s", "k. sequential jobs/s, echo in the core", (), ()),
+    ("remote_jobs_per_s", "k. sequential jobs/s, echo on a worker", (), ()),
+    ("remote_jobs_ratio", "k. remote ÷ in-process, jobs/s, ×", (), ()),
+    ("inproc_core_cpu_us", "k. core CPU per job, echo in the core, µs", (), ()),
+    ("remote_core_cpu_us", "k. core CPU per job, echo on a worker, µs", (), ()),
+    ("remote_worker_cpu_us", "k. worker CPU per job, µs", (), ()),
+    ("remote_core_cpu_ratio", "k. remote ÷ in-process, core CPU per job, ×", (), ()),
 )
 
 _CEILING_NOTES = {

@@ -6,7 +6,8 @@ and takes medians. Warm-up work runs before every clock starts and is never coun
 also reports the server's CPU per unit of its work (µs per job, per event, per MiB), read
 from ``/proc`` around the timed section only, so a latency or rate always comes with what
 it cost the server. h (``runjob``) and i (``streamed``) use calls only JobService has; j
-(``client``, `bench.client_overhead`) compares `arcp_grpc.client` with the raw stubs.
+(``client``, `bench.client_overhead`) compares `arcp_grpc.client` with the raw stubs; k
+(``workers``, `bench.remote_worker`) a remote worker's echo with the in-process one.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from bench.client_overhead import CLIENT_METRICS, client_overhead
 from bench.loadgen.base import Conn, Driver, JobApiConn, ProtocolViolation
 from bench.procs import rss_mib
+from bench.remote_worker import WORKER_METRICS, remote_worker
 from bench.scale import Scale
 
 __all__ = [
@@ -70,6 +72,7 @@ LOWER_IS_BETTER = frozenset(
         "run_accepted_ms",
         "run_result_ms",
         *CLIENT_METRICS,
+        *WORKER_METRICS,
         *CPU_METRICS,
     }
 )
@@ -304,7 +307,8 @@ SCENARIOS: dict[str, Scenario] = {
     "runjob": run_job,
     "streamed": streamed,
     "client": client_overhead,
+    "workers": remote_worker,
 }
 
 #: Scenarios that only a JobService column can run (``Column.job_api``).
-JOB_API_SCENARIOS = frozenset({"runjob", "streamed", "client"})
+JOB_API_SCENARIOS = frozenset({"runjob", "streamed", "client", "workers"})

@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 import grpc
 from websockets.exceptions import ConnectionClosed
 
+from arcp_grpc import tracing
 from arcp_grpc.base.ids import new_ulid
 from arcp_grpc.errors import ARCPError, InternalError, InvalidRequest
 from arcp_grpc.service.transport_policy import Hop
 from arcp_grpc.v1 import errors_pb2, session_pb2
-from arcp_grpc.v1.session_service_pb2 import ConnectResponse
+from arcp_grpc.v1.session_service_pb2 import ConnectRequest, ConnectResponse
 from gateway._connection import CoalescingConnection
 from gateway.codec import UNANSWERED_TYPES, Dialect, decode_client_frame, encode_server_frame
 from gateway.links import CoreLink, CoreStream, StreamEnded
@@ -124,11 +125,22 @@ class Bridge:
                 if frame.type in UNANSWERED_TYPES:
                     self._state.unanswered.append(frame.request.id)
                 try:
-                    await call.write(frame.request)
+                    await self._relay(call, frame.request)
                 except StreamEnded:
                     ended = True  # the core's last frames and the close are on their way
         except ConnectionClosed:
             return
+
+    async def _relay(self, call: CoreStream, request: ConnectRequest) -> None:
+        """Hand a frame to the core; a `job.submit` under the gateway's span, which the
+        frame names to the core (`traceparent`), in the client's ARCP trace (§11)."""
+        if request.WhichOneof("frame") != "submit":
+            await call.write(request)
+            return
+        with tracing.span("arcp.gateway.submit", trace_id=request.submit.trace_id) as span:
+            span.set("arcp.session_id", self._state.session_id)
+            request.traceparent = span.traceparent()
+            await call.write(request)
 
     async def _downstream(self, call: CoreStream) -> None:
         """Core → client; when the core ends the stream, close the socket."""

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from arcp_grpc.v1.job_service_pb2_grpc import JobServiceAsyncStub as Stub
 
 __all__ = [
+    "DISK_FULL",
     "SAFETY",
     "STORES",
     "TOKENS",
@@ -247,8 +248,9 @@ async def postgres_schema(server: str) -> AsyncIterator[str]:
 
 async def break_store(core: RunningCore) -> None:
     """Make the core's store unable to commit from now on, for real: SQLite may not add
-    a page to its file (SQLITE_FULL at the next commit that needs one); PostgreSQL ends
-    the node's writing connection."""
+    a page to its file (SQLITE_FULL at the next commit that needs one); PostgreSQL
+    answers every write of a job or an event "disk full" (SQLSTATE 53100, from a
+    trigger): a lost connection is no longer a failure there, it is reconnected."""
     store = core.store
     if isinstance(store, SQLiteStore):
         writer = store._writer
@@ -259,12 +261,22 @@ async def break_store(core: RunningCore) -> None:
         conn.execute(f"PRAGMA max_page_count = {pages}")
         return
     assert isinstance(store, PostgresStore)
-    assert store._write_conn is not None
     admin = await asyncpg.connect(store._dsn)
     try:
-        await admin.execute("SELECT pg_terminate_backend($1)", store._write_conn.get_server_pid())
+        await admin.execute(DISK_FULL)
     finally:
         await admin.close()
+
+
+# PostgreSQL answers every write of a job or an event of the schema "disk full".
+DISK_FULL = (
+    "CREATE FUNCTION disk_full() RETURNS trigger LANGUAGE plpgsql AS"
+    " $$ BEGIN RAISE EXCEPTION 'could not extend file' USING ERRCODE = '53100'; END $$;"
+    " CREATE TRIGGER disk_full BEFORE INSERT OR UPDATE ON jobs"
+    " FOR EACH ROW EXECUTE FUNCTION disk_full();"
+    " CREATE TRIGGER disk_full BEFORE INSERT ON events"
+    " FOR EACH ROW EXECUTE FUNCTION disk_full();"
+)
 
 
 async def stored_bytes(config: CoreConfig) -> bytes:

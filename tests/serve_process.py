@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.doc_blocks import run_commands
+
 __all__ = ["ARCP_GRPC", "ServeProcess", "clean_env", "run_cli"]
 
 ARCP_GRPC = str(Path(sys.executable).with_name("arcp-grpc"))  # the console script
@@ -54,6 +56,7 @@ class ServeProcess:
         self.env = env or clean_env()
         self.process: subprocess.Popen[str] | None = None
         self.info: dict[str, Any] = {}
+        self._banner: list[str] = []
 
     def start(self) -> dict[str, Any]:
         self.process = subprocess.Popen(
@@ -80,6 +83,24 @@ class ServeProcess:
         """A client command run where `serve` runs, so it finds ./data/dev-token as a
         user following the README would; only the port-0 address is passed."""
         return run_cli(*args, "--address", self.info["grpc"], cwd=self.workdir, env=self.env)
+
+    def banner(self) -> list[str]:
+        """The lines `serve` printed on stdout before its ready file: read once, here, so
+        `terminate`'s stdout is what came after them."""
+        if not self._banner:
+            assert self.process is not None
+            assert self.process.stdout is not None
+            while not self._banner or not self._banner[-1].startswith("Stop with"):
+                self._banner.append(self.process.stdout.readline().rstrip("\n"))
+        return self._banner
+
+    def try_it(self, command: str) -> subprocess.CompletedProcess[str]:
+        """Run the banner's "Try it" line that starts with `command` as a user pastes it
+        (bash, where `serve` runs, ``ARCP_TOKEN`` set, the checkout's npm tools on PATH)."""
+        (line,) = [text.strip() for text in self.banner() if text.strip().startswith(command)]
+        tools = Path(__file__).resolve().parent.parent / "tools" / "node_modules" / ".bin"
+        env = {**self.env, "ARCP_TOKEN": self.token, "PATH": f"{tools}:{os.environ['PATH']}"}
+        return run_commands(line, self.workdir, env, _STARTUP)
 
     @property
     def token(self) -> str:

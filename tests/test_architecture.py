@@ -33,7 +33,19 @@ PUBLIC_TOP = {
     "grpc_status",
     "server",
 }
-LAYERS = {"base", "cli", "client", "lease", "process", "runtime", "service", "store", "v1"}
+LAYERS = {
+    "base",
+    "cli",
+    "client",
+    "lease",
+    "process",
+    "runtime",
+    "service",
+    "store",
+    "tracing",
+    "v1",
+    "worker",
+}
 
 
 def _graph() -> grimp.ImportGraph:

@@ -4,30 +4,29 @@
 instead of the default ports), the CLI submits a demo job and watches it,
 the published Python ARCP client connects through the gateway and gets the
 same result, the Python client (`arcp_grpc.client`) submits, watches and runs a
-job, and server reflection lists
-`arcp.v1.JobService` as grpcurl would.
+job, and the README's own blocks for steps 3 and 4 (the published client's
+script, `buf curl` over server reflection) run as a reader pastes them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 from arcp import ClientInfo, WebSocketTransport
-from arcp._client.client import ARCPClient
-from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
-    ProtoReflectionDescriptorDatabase,
-)
+from arcp.client import ARCPClient
 
 from arcp_grpc.client import Client
+from tests.doc_blocks import marked_blocks, run_commands
 from tests.serve_process import ServeProcess
 
+ROOT = Path(__file__).resolve().parent.parent
 _PORTS = ("--grpc-port", "0", "--gateway-port", "0", "--metrics-port", "0")
 
 
@@ -54,6 +53,9 @@ def test_serve_prints_connection_instructions(served: ServeProcess) -> None:
     assert token_file.stat().st_mode & 0o077 == 0
     assert served.info["gateway"].startswith("ws://127.0.0.1:")
     assert served.info["gateway"].endswith("/arcp")
+    listed = served.try_it("buf curl ")  # plain gRPC, with the tool the project installs
+    assert listed.returncode == 0, listed.stderr
+    assert '"name": "greeter"' in listed.stdout
 
 
 def test_cli_submits_counter_and_watches_progress_to_success(served: ServeProcess) -> None:
@@ -96,10 +98,37 @@ async def test_python_client_submits_watches_and_runs(served: ServeProcess) -> N
     assert outcome.result == {"hello": "client"}
 
 
-def test_reflection_lists_the_services_as_grpcurl_does(served: ServeProcess) -> None:
-    with grpc.insecure_channel(served.info["grpc"]) as channel:
-        services = set(ProtoReflectionDescriptorDatabase(channel).get_services())
-    assert {"arcp.v1.JobService", "arcp.v1.SessionService", "grpc.health.v1.Health"} <= services
+def test_the_readme_steps_3_and_4_run_as_written(served: ServeProcess) -> None:
+    """The marked blocks, from a directory standing in for the checkout (`serve`'s, with
+    this checkout's .venv and tools/ linked in); only the default addresses are swapped
+    for the test's ports. Step 3 imports no private module of the published client."""
+    readme = (ROOT / "README.md").read_text()
+    assert "from arcp._" not in readme
+    assert "arcp._version" not in readme
+    workdir = served.workdir
+    (workdir / ".venv").symlink_to(Path(sys.prefix))
+    (workdir / "tools").symlink_to(ROOT / "tools")
+    swaps = {
+        "ws://127.0.0.1:7401/arcp": served.info["gateway"],
+        "127.0.0.1:7400": served.info["grpc"],
+    }
+    printed: list[str] = []
+    for block in marked_blocks(readme, "readme-test"):
+        body = block.body
+        for default, actual in swaps.items():
+            body = body.replace(default, actual)
+        if block.name:
+            (workdir / block.name).write_text(body)
+            continue
+        done = run_commands(body, workdir, served.env, timeout=120)
+        assert done.returncode == 0, f"{body}\nexited {done.returncode}:\n{done.stderr}"
+        printed.append(done.stdout)
+    step3, step4 = printed
+    assert step3.splitlines()[-1] == "{'hello': 'arcp'}"
+    services = {"arcp.v1.JobService", "arcp.v1.SessionService", "grpc.health.v1.Health"}
+    assert services <= set(step4.splitlines())
+    assert '"jobId": "job_' in step4
+    assert '"agent": "greeter@2.0.0"' in step4
 
 
 def _get(url: str) -> tuple[int, str]:

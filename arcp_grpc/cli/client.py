@@ -33,9 +33,10 @@ from typing import Any, TextIO, TypeVar
 from google.protobuf.message import Message
 
 from arcp_grpc.base.json_values import value_to_py
+from arcp_grpc.cli.unreachable import unreachable
 from arcp_grpc.client import Client, Job, JobInfo, Unavailable, plain
 from arcp_grpc.config import DEV_TOKEN_FILE
-from arcp_grpc.errors import ARCPError
+from arcp_grpc.errors import AgentNotAvailable, AgentVersionNotAvailable, ARCPError
 from arcp_grpc.v1 import errors_pb2, events_pb2, jobs_pb2
 
 R = TypeVar("R")
@@ -129,25 +130,10 @@ class Connection:
         try:
             return asyncio.run(connected())
         except Unavailable as exc:
-            raise ClientError(_unreachable(self, exc.detail), code="UNAVAILABLE") from None
+            message = unreachable(self.address, exc.detail, ca_file=self.ca_file)
+            raise ClientError(message, code="UNAVAILABLE") from None
         except ARCPError as exc:
             raise ClientError(f"{exc.code}: {exc.message}", code=exc.code) from None
-
-
-def _unreachable(conn: Connection, detail: str) -> str:
-    """Why the core cannot be reached, in words: a failed TLS handshake is named as one,
-    with the likely cause, instead of gRPC's raw OpenSSL line."""
-    where = f"the core at {conn.address}"
-    if "handshake failed" not in detail.lower():
-        hint = "" if conn.ca_file else " (if the core serves TLS, pass --ca)"
-        return f"cannot reach {where}: {detail}{hint}"
-    if "CERTIFICATE_VERIFY_FAILED" in detail:
-        cause = f"its certificate is not signed by the CA in {conn.ca_file} (--ca)"
-    elif "WRONG_VERSION_NUMBER" in detail:
-        cause = "it does not serve TLS; drop --ca (and ARCP_TLS_CA)"
-    else:
-        cause = detail.rsplit("SSL_ERROR_SSL: ", 1)[-1]
-    return f"TLS handshake with {where} failed: {cause}"
 
 
 def _json_line(out: TextIO, kind: str, body: Mapping[str, Any]) -> None:
@@ -240,10 +226,16 @@ class WatchPrinter:
         if text:
             self._text_open = not text.endswith("\n")
 
-    def _line(self, text: str) -> None:
+    def end_line(self) -> None:
+        """Finish a line left open (a progress bar, a result chunk), so what is printed
+        next, here or on stderr of the same terminal, starts a line of its own."""
         if self._bar_open or self._text_open:
             self.out.write("\n")
+            self.out.flush()
             self._bar_open = self._text_open = False
+
+    def _line(self, text: str) -> None:
+        self.end_line()
         self.out.write(text + "\n")
         self.out.flush()
 
@@ -314,9 +306,12 @@ def submit(
     accepted: list[Job] = []  # the job once accepted: what a Ctrl-C names
 
     async def run(client: Client) -> int:
-        job = await client.submit(
-            agent, given, idempotency_key=key or None, lease=lease, max_runtime=max_runtime
-        )
+        try:
+            job = await client.submit(
+                agent, given, idempotency_key=key or None, lease=lease, max_runtime=max_runtime
+            )
+        except (AgentNotAvailable, AgentVersionNotAvailable) as exc:
+            raise ClientError(await _with_inventory(client, exc), code=exc.code) from None
         accepted.append(job)
         if json_lines:
             _json_line(out, "accepted", plain(job.proto))
@@ -333,6 +328,20 @@ def submit(
         if not accepted:
             raise
         raise _interrupted(accepted[0].job_id, printer) from None
+
+
+async def _with_inventory(client: Client, exc: AgentNotAvailable | AgentVersionNotAvailable) -> str:
+    """The refusal, followed by what does exist (§7.5): the agents with their versions,
+    or the versions of the agent that was named, so a typo is fixed without a second
+    command."""
+    known = await client.agents()
+    name = exc.details.get("agent", "")
+    same = [info for info in known if info.name == name]
+    if isinstance(exc, AgentVersionNotAvailable) and same:
+        offered = f"versions of {name}: {', '.join(same[0].versions)}"
+    else:
+        offered = "agents: " + (", ".join(info.name for info in known) or "none")
+    return f"{exc.code}: {exc.message}; {offered}"
 
 
 def watch(conn: Connection, out: TextIO, *, job_id: str, after: int, json_lines: bool) -> int:
@@ -354,7 +363,8 @@ async def _follow(client: Client, job_id: str, printer: WatchPrinter) -> int:
 
 def _interrupted(job_id: str, printer: WatchPrinter) -> ClientError:
     """Ctrl-C stops the watching, not the job (it runs in the core): say how to pick it
-    up again or end it."""
+    up again or end it. The message goes on a line of its own, not after the bar."""
+    printer.end_line()
     return ClientError(
         f"stopped watching; job {job_id} is still running. "
         f"Follow it: arcp-grpc watch {job_id} --after {printer.last_seq}  "
@@ -492,6 +502,23 @@ def agents(conn: Connection, out: TextIO, *, json_lines: bool) -> int:
                 f"{v} (default)" if v == info.default_version else v for v in info.versions
             )
             out.write(f"{info.name:<12}  {versions}\n")
+    out.flush()
+    return EXIT_OK
+
+
+def workers(conn: Connection, out: TextIO, *, json_lines: bool) -> int:
+    """ListWorkers: each connected worker, what it runs of its slots, its agents and the
+    node holding its stream (issue 23)."""
+    found = conn.run(lambda client: client.workers())
+    for worker in found:
+        if json_lines:
+            _json_line(out, "worker", plain(worker.proto))
+        else:
+            hosted = ", ".join(f"{a.name}@{'|'.join(a.versions)}" for a in worker.agents)
+            node = f"  node {worker.node_id}" if worker.node_id else ""
+            out.write(f"{worker.name:<12}  {worker.running}/{worker.slots} busy  {hosted}{node}\n")
+    if not found and not json_lines:
+        out.write("no worker is connected\n")
     out.flush()
     return EXIT_OK
 

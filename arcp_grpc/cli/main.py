@@ -7,11 +7,15 @@
     arcp-grpc jobs [--status S] [--agent A] [--limit N]
     arcp-grpc cancel JOB [--reason TEXT]
     arcp-grpc agents
+    arcp-grpc workers
     arcp-grpc store copy [--from sqlite:///PATH] --to postgresql://USER@HOST:PORT/DB
     arcp-grpc credentials --unrevoked [--config FILE] [--data-dir DIR] [--store URL]
+    arcp-grpc worker --core HOST:PORT[,HOST:PORT...] --token TOKEN --agents MODULE:ATTR
 
 Exit codes: 0 success, 1 error, 2 usage or configuration, 3 cancelled,
-4 timed out, 130 interrupted, 141 output closed (see `arcp_grpc.cli.client`).
+4 timed out, 75 `serve` found no store within `store.connect_timeout_sec`, or the
+cluster declared the node dead (EX_TEMPFAIL: start it again), 130 interrupted,
+141 output closed (see `arcp_grpc.cli.client`).
 Configuration and ARCP errors print one line naming the problem, never a
 stack trace; with ``--json`` that line is a JSON object on stdout.
 """
@@ -43,8 +47,10 @@ from arcp_grpc.cli.client import (
     Connection,
 )
 from arcp_grpc.cli.store import StoreUsageError, add_store_parser, run_store
+from arcp_grpc.cli.worker import add_worker_parser, run_worker_command
 from arcp_grpc.config import ConfigError, load_agents, load_settings
 from arcp_grpc.process import event_loop
+from arcp_grpc.worker import WorkerRefused
 
 __all__ = ["build_parser", "main"]
 
@@ -117,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _serve_parser(commands)
     add_store_parser(commands)
+    add_worker_parser(commands)
 
     client = _Parser(add_help=False)
     group = client.add_argument_group("connection (flags > ARCP_* environment > defaults)")
@@ -157,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument("--reason", default="", help="why (shown in the job's error)")
 
     commands.add_parser("agents", parents=[client], help="list agents and versions")
+    commands.add_parser(
+        "workers", parents=[client], help="list connected remote workers, their agents and slots"
+    )
     _credentials_parser(commands)
     return parser
 
@@ -271,7 +281,7 @@ def _serve(args: argparse.Namespace, out: TextIO) -> int:
         )
     except _serve.StartupError as exc:
         print(f"arcp-grpc: {exc}", file=sys.stderr)
-        return EXIT_USAGE  # a port in use is a configuration problem: choose another
+        return exc.exit_code  # 2: choose another port; 75: the store is not up yet
 
 
 def _credentials(args: argparse.Namespace, out: TextIO) -> int:
@@ -332,6 +342,8 @@ def _client(args: argparse.Namespace, out: TextIO) -> int:
         return client.cancel(
             conn, out, job_id=args.job_id, reason=args.reason, json_lines=args.json
         )
+    if args.command == "workers":
+        return client.workers(conn, out, json_lines=args.json)
     return client.agents(conn, out, json_lines=args.json)
 
 
@@ -348,6 +360,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_store(args, out)
         if args.command == "credentials":
             return _credentials(args, out)
+        if args.command == "worker":
+            return run_worker_command(args)
         return _client(args, out)
     except UsageError as exc:
         if not json_lines:
@@ -359,6 +373,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(out, json_lines, "USAGE", str(exc), EXIT_USAGE)
     except ClientError as exc:
         return _fail(out, json_lines, exc.code, str(exc), exc.exit_code)
+    except WorkerRefused as exc:  # no other core will take the token either
+        return _fail(out, json_lines, exc.code, exc.message, EXIT_USAGE)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except BrokenPipeError:

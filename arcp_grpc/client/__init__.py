@@ -20,7 +20,16 @@ from arcp_grpc.client.batch import Submitted
 from arcp_grpc.client.client import RECONNECT, Client, SubmitOptions
 from arcp_grpc.client.failures import RetryPolicy, Unavailable
 from arcp_grpc.client.following import Run, Watch
-from arcp_grpc.client.values import Agent, Event, Job, JobInfo, Outcome, Submission, plain
+from arcp_grpc.client.values import (
+    Agent,
+    Event,
+    Job,
+    JobInfo,
+    Outcome,
+    Submission,
+    Worker,
+    plain,
+)
 
 __all__ = [
     "RECONNECT",
@@ -37,5 +46,6 @@ __all__ = [
     "Submitted",
     "Unavailable",
     "Watch",
+    "Worker",
     "plain",
 ]

@@ -23,7 +23,7 @@ from arcp_grpc.client.failures import NO_RETRY, RetryPolicy, retrying
 from arcp_grpc.client.following import Run, Watch
 from arcp_grpc.client.requests import job_submit, list_filter, with_key
 from arcp_grpc.client.transport import Transport
-from arcp_grpc.client.values import Agent, Job, JobInfo, Submission
+from arcp_grpc.client.values import Agent, Job, JobInfo, Submission, Worker
 from arcp_grpc.v1 import job_service_pb2, jobs_pb2
 
 __all__ = ["RECONNECT", "Client", "SubmitOptions"]
@@ -224,6 +224,20 @@ class Client:
 
         reply = await retrying(self._retry or NO_RETRY, call, transport.address)
         return [Agent.from_proto(info) for info in reply.agents]
+
+    async def workers(self) -> builtins.list[Worker]:
+        """ListWorkers: the remote workers connected to the cluster, their agents and
+        slots (issue 23)."""
+        transport = self._transport
+
+        async def call() -> job_service_pb2.ListWorkersResponse:
+            reply: job_service_pb2.ListWorkersResponse = await transport.stub.ListWorkers(
+                job_service_pb2.ListWorkersRequest(), metadata=transport.metadata
+            )
+            return reply
+
+        reply = await retrying(self._retry or NO_RETRY, call, transport.address)
+        return [Worker.from_proto(info) for info in reply.workers]
 
     def _keyed(self, submission: Submission) -> Submission:
         """Under a retry policy every submit carries an idempotency key (see the class)."""

@@ -14,15 +14,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any
+from typing import Any, cast
 
 from google.protobuf import json_format
+from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from arcp_grpc.base.json_values import json_number, value_to_py
 from arcp_grpc.errors import ARCPError
-from arcp_grpc.v1 import events_pb2, jobs_pb2, lease_pb2
+from arcp_grpc.v1 import errors_pb2, events_pb2, jobs_pb2, lease_pb2
 
 __all__ = [
     "Agent",
@@ -31,19 +32,75 @@ __all__ = [
     "JobInfo",
     "Outcome",
     "Submission",
+    "Worker",
     "plain",
     "status_name",
 ]
 
 
 def plain(message: Message) -> dict[str, Any]:
-    """A message as JSON-ready Python data (proto field names), whole numbers as ints:
-    ``google.protobuf.Value`` holds only doubles, and ``{"count": 3}`` should not come back
-    as ``3.0``."""
-    whole: dict[str, Any] = _whole(
-        json_format.MessageToDict(message, preserving_proto_field_name=True)
-    )
-    return whole
+    """A message as JSON-ready Python data in the spec's vocabulary, the one the CLI's
+    table, its ``--status`` values and its ``--json`` share: proto field names; an enum as
+    the spec's word (``"status": "success"``, ``"level": "info"``, an `ErrorCode` as its §12
+    code ``DUPLICATE_KEY``), not the protobuf name; 64-bit integers as numbers, not the
+    strings protobuf's JSON mapping writes; whole numbers as ints (``google.protobuf.Value``
+    holds only doubles, and ``{"count": 3}`` should not come back as ``3.0``)."""
+    data = json_format.MessageToDict(message, preserving_proto_field_name=True)
+    descriptor = cast(Descriptor, message.DESCRIPTOR)  # upb's class, typed as a union
+    spoken: dict[str, Any] = _whole(_spec_words(descriptor, data))
+    return spoken
+
+
+# protoc's 64-bit integer types: JSON strings in protobuf's mapping, numbers here.
+_INT64 = frozenset(
+    {
+        FieldDescriptor.TYPE_INT64,
+        FieldDescriptor.TYPE_UINT64,
+        FieldDescriptor.TYPE_SINT64,
+        FieldDescriptor.TYPE_FIXED64,
+        FieldDescriptor.TYPE_SFIXED64,
+    }
+)
+
+
+def _spec_words(descriptor: Descriptor, data: dict[str, Any]) -> dict[str, Any]:
+    """`data` (MessageToDict of a `descriptor` message) with enums and 64-bit integers
+    rewritten, field by field; well-known types keep protobuf's JSON form."""
+    for name, value in data.items():
+        field = descriptor.fields_by_name.get(name)
+        if field is None:
+            continue
+        entry = field.message_type
+        if entry is not None and entry.GetOptions().map_entry:
+            value_field = entry.fields_by_name["value"]
+            data[name] = {k: _spec_value(value_field, v) for k, v in value.items()}
+        elif field.is_repeated:
+            data[name] = [_spec_value(field, v) for v in value]
+        else:
+            data[name] = _spec_value(field, value)
+    return data
+
+
+def _spec_value(field: FieldDescriptor, value: Any) -> Any:
+    if field.enum_type is not None:
+        return _enum_word(field.enum_type, value)
+    if field.type in _INT64:
+        return int(value)
+    nested = field.message_type
+    if nested is not None and not nested.full_name.startswith("google.protobuf."):
+        return _spec_words(nested, value)
+    return value
+
+
+def _enum_word(enum: EnumDescriptor, name: str | int) -> str | int:
+    """``JOB_STATUS_TIMED_OUT`` → ``timed_out``, ``LOG_LEVEL_INFO`` → ``info``,
+    ``ERROR_CODE_DUPLICATE_KEY`` → ``DUPLICATE_KEY`` (§12 codes are upper case); a number
+    this build does not know stays a number. buf's STANDARD lint makes every value carry
+    the prefix of the zero value ``*_UNSPECIFIED``."""
+    if not isinstance(name, str):
+        return name
+    word = name.removeprefix(enum.values_by_number[0].name.removesuffix("UNSPECIFIED"))
+    return word if enum.full_name == errors_pb2.ErrorCode.DESCRIPTOR.full_name else word.lower()
 
 
 def _whole(value: Any) -> Any:
@@ -58,7 +115,7 @@ def _whole(value: Any) -> Any:
 
 def status_name(status: jobs_pb2.JobStatus.ValueType) -> str:
     """``JOB_STATUS_TIMED_OUT`` → ``timed_out``: the spec's word for a job's status (§7.3)."""
-    return jobs_pb2.JobStatus.Name(status).removeprefix("JOB_STATUS_").lower()
+    return str(_enum_word(jobs_pb2.JobStatus.DESCRIPTOR, jobs_pb2.JobStatus.Name(status)))
 
 
 def _time(stamp: Timestamp, present: bool) -> datetime | None:
@@ -238,3 +295,22 @@ class Agent:
     @classmethod
     def from_proto(cls, info: jobs_pb2.AgentInfo) -> Agent:
         return cls(info.name, tuple(info.versions), info.default_version, info)
+
+
+@dataclass(frozen=True)
+class Worker:
+    """A connected remote worker (issue 23): what it hosts, its slots, what it runs now,
+    and the core node holding its stream."""
+
+    name: str
+    node_id: str
+    agents: tuple[Agent, ...]
+    slots: int
+    running: int
+    library: str
+    proto: jobs_pb2.WorkerInfo = field(repr=False)
+
+    @classmethod
+    def from_proto(cls, info: jobs_pb2.WorkerInfo) -> Worker:
+        agents = tuple(Agent.from_proto(agent) for agent in info.agents)
+        return cls(info.name, info.node_id, agents, info.slots, info.running, info.library, info)

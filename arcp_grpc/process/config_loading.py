@@ -176,6 +176,8 @@ _POSITIVE = {
     "limits.max_held_bytes",
     "gateway.core_keepalive_timeout_sec",
     "gateway.core_probe_sec",
+    "workers.wait_sec",
+    "workers.event_window",
 }
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -213,6 +215,8 @@ def value_problem(key: str, value: Any, hint: Any) -> str:
                 parse_token_target(target)
             except ValueError as exc:
                 return str(exc)
+    if key == "auth.workers" and not all(token and name for token, name in value.items()):
+        return "tokens and worker names are non-empty"
     if key == "limits.overrides":
         for name, cap in value.items():
             principal, _, knob = name.rpartition(".")

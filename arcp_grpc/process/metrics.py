@@ -7,7 +7,7 @@ read from the session registry at scrape time, so nothing is stale.
 
 | metric | type | meaning |
 | --- | --- | --- |
-| `arcp_jobs_submitted_total` | counter | new jobs accepted (replays not counted) |
+| `arcp_jobs_submitted_total` | counter | new jobs: submits and delegated children (no replays) |
 | `arcp_jobs_running` | gauge | jobs started and not yet terminal (delegated children included) |
 | `arcp_jobs_finished_total{status}` | counter | terminal jobs by final status |
 | `arcp_submit_latency_seconds` | histogram | submit → `JobAccepted` for new jobs |
@@ -62,7 +62,11 @@ class Metrics(RuntimeObserver):
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self._submitted = Counter("arcp_jobs_submitted", "New jobs accepted.", registry=r)
+        self._submitted = Counter(
+            "arcp_jobs_submitted",
+            "New jobs: accepted submits and delegated children.",
+            registry=r,
+        )
         self._running = Gauge("arcp_jobs_running", "Jobs running now.", registry=r)
         self._finished = Counter(
             "arcp_jobs_finished", "Terminal jobs by final status.", ["status"], registry=r
@@ -123,6 +127,11 @@ class Metrics(RuntimeObserver):
         else:
             self._submitted.inc()
             self._submit_latency.observe(seconds)
+
+    def delegated(self) -> None:
+        # Counted like a submit, so submitted and finished add up (a delegated child
+        # finishes like any job; issue 24).
+        self._submitted.inc()
 
     def launched(self) -> None:
         self._running.inc()

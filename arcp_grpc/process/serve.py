@@ -32,16 +32,16 @@ from typing import Literal, TextIO, TypeVar
 
 import grpc
 
-from arcp_grpc import __version__
+from arcp_grpc import __version__, tracing
 from arcp_grpc.agents import AgentRegistry
 from arcp_grpc.base import logs as logging_setup
 from arcp_grpc.config import DEV_TOKEN_FILE, ConfigError, Settings, read_or_create_dev_token
 from arcp_grpc.process.datadir_lock import DataDirLock, DataDirLocked
 from arcp_grpc.process.metrics import Metrics, MetricsServer, serve_metrics
-from arcp_grpc.runtime import ClusterLimits, QuotaLimits, RuntimeLimits
+from arcp_grpc.runtime import ClusterLimits, QuotaLimits, RuntimeLimits, WorkerLimits
 from arcp_grpc.server import CoreConfig, RunningCore, start_core
 from arcp_grpc.service.sessions import SessionLimits
-from arcp_grpc.store import StoreUnavailable
+from arcp_grpc.store import StoreUnavailable, StoreWaitExpired
 from arcp_grpc.store.secretbox import StoreKeyError
 from arcp_grpc.store.url import describe as describe_store
 from gateway._console import CONSOLE_PATH
@@ -52,6 +52,7 @@ __all__ = [
     "EXIT_FENCED",
     "Role",
     "StartupError",
+    "StoreNotReady",
     "console_enabled",
     "core_config",
     "gateway_config",
@@ -61,7 +62,8 @@ __all__ = [
 log = logging.getLogger("arcp_grpc.serve")
 
 Role = Literal["all", "core", "gateway"]
-EXIT_FENCED = 75  # EX_TEMPFAIL: declared dead by the cluster; start again as a new node
+EX_TEMPFAIL = 75  # sysexits.h: start again later; the shipped systemd unit restarts on it
+EXIT_FENCED = EX_TEMPFAIL  # declared dead by the cluster: start again as a new node
 # How long a fenced node's transports get to send their closes (1011, UNAVAILABLE)
 # before the gateway's own stop would close what is left as "going away" (1001).
 _FENCED_CLOSE_SEC = 0.5
@@ -70,7 +72,17 @@ T = TypeVar("T")
 
 class StartupError(Exception):
     """The process could not start (a port in use, an unreachable directory); the
-    message names the address and the knob that sets it."""
+    message names the address and the knob that sets it. Exit 2: the configuration
+    must change."""
+
+    exit_code = 2
+
+
+class StoreNotReady(StartupError):
+    """The store did not answer within `store.connect_timeout_sec`: exit 75
+    (EX_TEMPFAIL, sysexits.h), which the shipped systemd unit restarts on."""
+
+    exit_code = EX_TEMPFAIL
 
 
 def core_config(settings: Settings) -> CoreConfig:
@@ -94,6 +106,7 @@ def core_config(settings: Settings) -> CoreConfig:
         grpc_host=core.host,
         grpc_port=core.port,
         tokens=tokens,
+        worker_tokens=dict(settings.auth.workers),
         compat_principals=frozenset(settings.auth.compat_principals),
         plaintext_credentials=settings.auth.plaintext_credentials,
         demo_agents=settings.agents.demo,
@@ -102,11 +115,13 @@ def core_config(settings: Settings) -> CoreConfig:
         store_key_file=Path(settings.store.key_file) if settings.store.key_file else None,
         store_url=settings.store.url,
         sqlite_wal_bytes=settings.store.sqlite_wal_bytes,
+        store_connect_timeout_sec=settings.store.connect_timeout_sec,
         cluster=ClusterLimits(**asdict(settings.cluster)),
         max_message_bytes=core.max_message_bytes,
         limits=RuntimeLimits(**asdict(settings.runtime)),
         session_limits=SessionLimits(**asdict(settings.sessions)),
         quotas=QuotaLimits(**asdict(settings.limits)),
+        workers=WorkerLimits(**asdict(settings.workers)),
         tls=tls,
     )
 
@@ -171,8 +186,13 @@ async def run(
     gateway: RunningGateway | None = None
     metrics_server: MetricsServer | None = None
     data_lock: DataDirLock | None = None
+    traces: tracing.Tracing | None = None
     fenced = False
     try:
+        try:
+            traces = tracing.configure()  # the OTEL_* variables (docs/operations.md, "Traces")
+        except tracing.TracingConfigError as exc:
+            raise ConfigError(str(exc)) from None
         if role != "gateway":
             data_lock = _lock_data_dir(settings)
             config = core_config(settings)
@@ -185,6 +205,9 @@ async def run(
                     settings.core.port,
                     start_core(config, agents=agents, observer=metrics),
                 )
+            except StoreWaitExpired as exc:
+                where = describe_store(settings.store.url, settings.data_dir)
+                raise StoreNotReady(f"store {where}: {exc}") from None
             except StoreUnavailable as exc:
                 where = describe_store(settings.store.url, settings.data_dir)
                 raise StartupError(f"store {where}: {exc}") from None
@@ -223,6 +246,8 @@ async def run(
             await core.stop(settings.runtime.shutdown_grace_sec)
         if metrics_server is not None:
             metrics_server.stop()
+        if traces is not None:
+            traces.shutdown()  # after the core: the runs' last spans are ended by then
         if data_lock is not None:
             data_lock.release()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -349,7 +374,11 @@ def _banner(out: TextIO, info: dict[str, object], settings: Settings, role: Role
         # With TLS the client must trust the core: --ca names the CA that signed
         # core.tls_cert (the certificate itself when it is self-signed).
         ca = f" --ca {settings.core.tls_cert}" if info.get("grpc_tls") else ""
-        grpcurl_tls = f"-cacert {settings.core.tls_cert}" if ca else "-plaintext"
+        # Plain gRPC with buf curl (server reflection): the project's pinned npm tool,
+        # installable where grpcurl is not (neither Debian nor PyPI ships it).
+        curl_tls = (
+            f"--cacert {settings.core.tls_cert} https" if ca else "--http2-prior-knowledge http"
+        )
         lines += [
             f"  development token (principal {settings.auth.dev_principal!r}): {token_file}",
             "",
@@ -357,11 +386,14 @@ def _banner(out: TextIO, info: dict[str, object], settings: Settings, role: Role
             f"  export ARCP_TOKEN=$(cat {token_file}) ARCP_ADDRESS={grpc_address}",
             f"  arcp-grpc agents{ca}",
             f"""  arcp-grpc submit counter --input '{{"steps": 5}}' --watch{ca}""",
-            f'  grpcurl {grpcurl_tls} -H "authorization: Bearer $ARCP_TOKEN" {grpc_address} list',
+            f"  buf curl --protocol grpc {curl_tls}://{grpc_address}/arcp.v1.JobService/ListAgents"
+            ' -H "authorization: Bearer $ARCP_TOKEN"',
+            "  (buf: tools/node_modules/.bin/buf in a checkout, after `cd tools && npm ci`)",
         ]
         if ca:
             lines.append(
-                "  (--ca: the CA that signed the core's certificate; here the certificate)"
+                "  (--ca, --cacert: the CA that signed the core's certificate; here the "
+                "certificate)"
             )
     lines.append("Stop with Ctrl-C or SIGTERM.")
     out.write("\n".join(lines) + "\n")

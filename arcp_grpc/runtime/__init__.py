@@ -33,6 +33,7 @@ from arcp_grpc.runtime.observe import RuntimeObserver
 from arcp_grpc.runtime.queries import job_query
 from arcp_grpc.runtime.quotas import PER_PRINCIPAL, QuotaLimits, Quotas
 from arcp_grpc.runtime.supervisor import Supervisor
+from arcp_grpc.runtime.workers import WorkerDirectory, WorkerLimits, WorkerLink
 
 __all__ = [
     "BUDGET_FEATURE",
@@ -52,6 +53,9 @@ __all__ = [
     "Submission",
     "Supervisor",
     "Transport",
+    "WorkerDirectory",
+    "WorkerLimits",
+    "WorkerLink",
     "authorize_cancel",
     "authorize_observe",
     "authorize_resume",

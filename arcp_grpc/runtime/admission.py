@@ -19,12 +19,19 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from arcp_grpc import tracing
 from arcp_grpc.auth import Principal
 from arcp_grpc.base.agentref import parse_agent_ref
 from arcp_grpc.base.ids import new_trace_id
 from arcp_grpc.base.json_values import value_to_py
 from arcp_grpc.base.validate import check_submit
-from arcp_grpc.errors import DuplicateKey, InternalError, InvalidRequest, NodeUnavailable
+from arcp_grpc.errors import (
+    DuplicateKey,
+    InternalError,
+    InvalidRequest,
+    NodeUnavailable,
+    StoreUnreachable,
+)
 from arcp_grpc.lease import BudgetCounters, Lease, parse_expires_at
 from arcp_grpc.runtime.executor import Executor
 from arcp_grpc.runtime.factory import JobFactory
@@ -33,7 +40,7 @@ from arcp_grpc.runtime.job import ActiveJob
 from arcp_grpc.runtime.parts import RuntimeParts
 from arcp_grpc.runtime.quotas import Quotas
 from arcp_grpc.runtime.replay_cache import Claimed, ReplayCache
-from arcp_grpc.store import IdempotencyClaim, IdempotencyConflict, NodeNotAlive, OverCap
+from arcp_grpc.store import Handoff, IdempotencyClaim, IdempotencyConflict, NodeNotAlive, OverCap
 from arcp_grpc.v1 import jobs_pb2
 
 __all__ = ["Admission", "Submission", "expires_at_of", "max_runtime_of"]
@@ -78,17 +85,32 @@ class Admission:
         """Refuse new work from now on: the cluster declared this node dead (issue 20)."""
         self._refusal = (NodeUnavailable, _FENCED)
 
-    async def submit(self, principal: Principal, submit: jobs_pb2.JobSubmit) -> Submission:
-        """Accept a job, or replay the original acceptance for an identical resubmit (§7.2)."""
+    async def submit(
+        self, principal: Principal, submit: jobs_pb2.JobSubmit, traceparent: str = ""
+    ) -> Submission:
+        """Accept a job, or replay the original acceptance for an identical resubmit (§7.2).
+        `traceparent`: the caller's span (§11); the job continues its trace when the
+        submit names none, and the submit's span is its child."""
         started = time.perf_counter()
-        submission = await self._accept(principal, submit)
+        trace_id = submit.trace_id or tracing.trace_id_of(traceparent) or new_trace_id()
+        with tracing.span("arcp.submit", trace_id=trace_id, traceparent=traceparent) as span:
+            submission = await self._accept(principal, submit, trace_id)
+            span.set("arcp.job_id", submission.job_id)
+            span.set("arcp.replay", submission.replay)
         self._parts.observer.submitted(time.perf_counter() - started, replay=submission.replay)
         return submission
 
-    async def _accept(self, principal: Principal, submit: jobs_pb2.JobSubmit) -> Submission:
+    async def _accept(
+        self, principal: Principal, submit: jobs_pb2.JobSubmit, trace_id: str
+    ) -> Submission:
         if self._refusal is not None:
             error, message = self._refusal
             raise error(message)
+        cluster = self._parts.cluster
+        if cluster is not None and not cluster.reachable():
+            # Issue 20: no job this node could not record; the client retries (here once
+            # the store answers again, or through another node).
+            raise StoreUnreachable("the store is unreachable: this node accepts no jobs now")
         check_submit(submit)  # every submit path (SessionService, JobService) comes here
         now = time.time()
         ref = parse_agent_ref(submit.agent)
@@ -120,7 +142,7 @@ class Admission:
             claim = IdempotencyClaim(
                 principal.name, key, fingerprint, now + self._parts.limits.idempotency_ttl_sec
             )
-        agent = self._parts.registry.resolve(ref)
+        agent = self._parts.resolve(ref)
         lease = Lease.parse(lease_request)
         # No await between this check and `persist` counting the job: concurrent
         # submits cannot all pass it. A shared store counts the principal's running
@@ -134,13 +156,21 @@ class Admission:
             lease,
             expires_at,
             BudgetCounters(lease.budget_amounts()),
-            trace_id=submit.trace_id or new_trace_id(),
+            trace_id=trace_id,
             max_runtime=max_runtime,
             parent=None,
             submitted_input=submit.input if submit.HasField("input") else None,
         )
+        # An agent only another node's workers host: that node owns and runs the job
+        # (issue 23); this one follows it as any job of another node.
+        peer = self._parts.workers.peer_for(agent)
+        handoff = (
+            Handoff(peer, self._sealed_input(job.job_id, submit), max_runtime)
+            if peer is not None
+            else None
+        )
         try:
-            accepted = await self._factory.persist(job, claim, now, cap)
+            accepted = await self._factory.persist(job, claim, now, cap, handoff)
         except IdempotencyConflict as held_by:
             await self._discard_credentials(job)
             held = (held_by.job_id, held_by.fingerprint)
@@ -158,8 +188,13 @@ class Admission:
             self._replays.put(
                 principal.name, key, Claimed(job.job_id, fingerprint, accepted, claim.expires_at)
             )
-        self._executor.launch(job, input_value)
+        if handoff is None:
+            self._executor.launch(job, input_value)
         return Submission(job.job_id, accepted, replay=False)
+
+    def _sealed_input(self, job_id: str, submit: jobs_pb2.JobSubmit) -> bytes:
+        """The input a handed job is run with, sealed in the store like any secret."""
+        return self._parts.box.seal(submit.input.SerializeToString(), job_id.encode())
 
     async def _discard_credentials(self, job: ActiveJob) -> None:
         """The values minted for a job that was not created: revoked, never shown."""

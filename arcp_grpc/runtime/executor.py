@@ -17,6 +17,7 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
+from arcp_grpc import tracing
 from arcp_grpc.base.json_values import FieldError, fill_value
 from arcp_grpc.base.logs import bind as bind_log_context
 from arcp_grpc.base.stamps import stamp
@@ -25,7 +26,7 @@ from arcp_grpc.errors import ARCPError, Cancelled, InternalError, LeaseExpired, 
 from arcp_grpc.runtime.job import ActiveJob
 from arcp_grpc.runtime.outcome import failure
 from arcp_grpc.runtime.parts import RuntimeParts
-from arcp_grpc.v1 import jobs_pb2
+from arcp_grpc.v1 import errors_pb2, jobs_pb2
 
 __all__ = ["Executor"]
 
@@ -42,7 +43,7 @@ class Executor:
 
     def launch(self, job: ActiveJob, input_value: Any) -> None:
         self._parts.observer.launched()
-        job.task = asyncio.create_task(self._run(job, input_value), name=f"job {job.job_id}")
+        job.task = asyncio.create_task(self._traced(job, input_value), name=f"job {job.job_id}")
         seconds = job.clock.seconds_left(time.monotonic())
         if seconds is not None:
             loop = asyncio.get_running_loop()
@@ -54,6 +55,16 @@ class Executor:
         task = asyncio.create_task(coro)
         self.background.add(task)
         task.add_done_callback(self.background.discard)
+
+    async def _traced(self, job: ActiveJob, input_value: Any) -> None:
+        """The job's run span around its run: current in the job's task, so a delegation
+        and the child it starts are its descendants (§10, §11); the child of the span
+        that launched it (the submit, or the parent's delegation)."""
+        with tracing.span("arcp.run") as span:
+            span.set("arcp.job_id", job.job_id)
+            span.set("arcp.agent", job.agent.ref)
+            await self._run(job, input_value)
+            _describe_end(span, job)
 
     async def _run(self, job: ActiveJob, input_value: Any) -> None:
         bind_log_context(job_id=job.job_id, trace_id=job.trace_id)
@@ -181,6 +192,26 @@ class Executor:
         recorded = jobs_pb2.JobOutcome.FromString(row.outcome)
         summary.status = _status(recorded)
         return recorded, row.outcome
+
+
+def _describe_end(span: tracing.Span, job: ActiveJob) -> None:
+    """The run's end on its span, with §11's recommended `arcp.lease.expires_at` and
+    `arcp.budget.remaining`."""
+    outcome = job.outcome
+    if outcome is None or not span.recording():
+        return
+    # The ARCP names (§7.3 `final_status`, §12 codes), not the proto enums'.
+    status = jobs_pb2.JobStatus.Name(_status(outcome)).removeprefix("JOB_STATUS_")
+    span.set("arcp.status", status.lower())
+    if outcome.HasField("error"):
+        error = outcome.error.error
+        code = errors_pb2.ErrorCode.Name(error.code).removeprefix("ERROR_CODE_")
+        span.fail(f"{code}: {error.message}")
+    if job.lease_expires_at:
+        span.set("arcp.lease.expires_at", job.lease_expires_at)
+    if job.final is not None and job.final.budget:
+        budget = job.final.budget
+        span.set("arcp.budget.remaining", ",".join(f"{k}:{budget[k]}" for k in sorted(budget)))
 
 
 def _final_summary(job: ActiveJob) -> jobs_pb2.JobSummary:

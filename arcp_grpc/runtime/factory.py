@@ -5,6 +5,10 @@ once, at first acceptance, and stored (sealed when it holds credential values)
 in the same transaction that creates the job and claims its idempotency key
 (`arcp_grpc.runtime.admission` states the whole invariant).
 
+A job another node accepted for an agent a worker of this node hosts is made again
+here from its stored acceptance (`adopt`, issue 23): the same lease, expiry, budget and
+credentials, so this node runs it exactly as the one that accepted it would have.
+
 The factory is also what every job it makes calls back (`JobServices`): its
 events, back-pressure, tools and models, rotations, and delegation, which makes
 a child the same way (§9.4, §10).
@@ -18,6 +22,7 @@ from datetime import UTC, datetime
 
 from google.protobuf import struct_pb2
 
+from arcp_grpc import tracing
 from arcp_grpc.agents import RegisteredAgent
 from arcp_grpc.auth import Principal
 from arcp_grpc.base.agentref import parse_agent_ref
@@ -32,7 +37,7 @@ from arcp_grpc.runtime.job import ActiveJob
 from arcp_grpc.runtime.job_credentials import JobCredentials
 from arcp_grpc.runtime.limits import RuntimeLimits
 from arcp_grpc.runtime.parts import RuntimeParts
-from arcp_grpc.store import IdempotencyClaim, JobRow
+from arcp_grpc.store import Handoff, IdempotencyClaim, JobRow
 from arcp_grpc.store.secretbox import SecretBox
 from arcp_grpc.v1 import events_pb2, jobs_pb2, lease_pb2
 
@@ -76,12 +81,50 @@ class JobFactory:
             summary.input.CopyFrom(submitted_input)
         summary.budget.update(budget.snapshot())
         stamp(summary.created_at)
+        return self._job(principal, agent, lease, expires_at, budget, summary, max_runtime, parent)
+
+    def adopt(self, row: JobRow, max_runtime: int | None) -> ActiveJob:
+        """A job another node accepted and handed to this one, whose worker hosts its
+        agent (issue 23): the same job, made again from what the acceptance recorded."""
+        accepted = jobs_pb2.JobAccepted.FromString(
+            self.parts.box.open_any(row.accepted, row.job_id.encode())
+        )
+        lease = Lease.parse({ns: list(p.patterns) for ns, p in accepted.lease.capabilities.items()})
+        constraints = accepted.lease_constraints
+        summary = jobs_pb2.JobSummary.FromString(row.summary)
+        summary.ClearField("lease")  # `ActiveJob.record` adds them from the lease and clock
+        summary.ClearField("lease_constraints")
+        ref = parse_agent_ref(row.agent)  # resolved at acceptance: `name@version`
+        job = self._job(
+            Principal(row.principal),
+            self.parts.workers.relay(ref.name, ref.version or ""),
+            lease,
+            constraints.expires_at.ToDatetime(UTC) if constraints.HasField("expires_at") else None,
+            BudgetCounters(lease.budget_amounts()),
+            summary,
+            max_runtime,
+            None,
+        )
+        job.credentials = list(accepted.credentials)
+        return job
+
+    def _job(
+        self,
+        principal: Principal,
+        agent: RegisteredAgent,
+        lease: Lease,
+        expires_at: datetime | None,
+        budget: BudgetCounters,
+        summary: jobs_pb2.JobSummary,
+        max_runtime: int | None,
+        parent: ActiveJob | None,
+    ) -> ActiveJob:
         return ActiveJob(
             services=self,
-            job_id=job_id,
+            job_id=summary.job_id,
             principal=principal,
             agent=agent,
-            trace_id=trace_id,
+            trace_id=summary.trace_id,
             lease=lease,
             clock=LeaseClock(expires_at, wall_now=datetime.now(UTC), mono_now=time.monotonic()),
             budget=budget,
@@ -97,18 +140,30 @@ class JobFactory:
         claim: IdempotencyClaim | None,
         now: float,
         running_cap: int | None = None,
+        handoff: Handoff | None = None,
     ) -> bytes:
         """Provision credentials, serialise `JobAccepted` once, store job + claim atomically
-        (under `running_cap` on a shared store: `JobStore.create_job`)."""
-        self.parts.table.count(job, 1)
+        (under `running_cap` on a shared store: `JobStore.create_job`). A job handed to
+        another node (`handoff`) is that node's to run: not counted or held here."""
+        if handoff is None:
+            self.parts.table.count(job, 1)
         try:
-            return await self._store_new(job, claim, now, running_cap)
+            with tracing.span("arcp.accept") as span:
+                span.set("arcp.job_id", job.job_id)
+                span.set("arcp.agent", job.agent.ref)
+                return await self._store_new(job, claim, now, running_cap, handoff)
         except BaseException:
-            self.parts.table.count(job, -1)
+            if handoff is None:
+                self.parts.table.count(job, -1)
             raise
 
     async def _store_new(
-        self, job: ActiveJob, claim: IdempotencyClaim | None, now: float, running_cap: int | None
+        self,
+        job: ActiveJob,
+        claim: IdempotencyClaim | None,
+        now: float,
+        running_cap: int | None,
+        handoff: Handoff | None,
     ) -> bytes:
         ledger = self.parts.ledger
         if ledger is not None:
@@ -144,9 +199,12 @@ class JobFactory:
         )
         entries = ledger.entries(job.job_id, job.credentials) if ledger is not None else []
         active = self.parts.table.active
-        active[job.job_id] = job  # followers may attach as soon as the row commits
+        if handoff is None:
+            active[job.job_id] = job  # followers may attach as soon as the row commits
         try:
-            await self.parts.store.create_job(row, claim, entries, now, running_cap=running_cap)
+            await self.parts.store.create_job(
+                row, claim, entries, now, running_cap=running_cap, handoff=handoff
+            )
         except BaseException:
             active.pop(job.job_id, None)
             raise
@@ -174,9 +232,19 @@ class JobFactory:
         return await self.rotation.rotate(job, credential_id)
 
     async def delegate(self, parent: ActiveJob, request: ChildRequest) -> ActiveJob:
-        """Start a child job with a strict subset of the parent's authority (§9.4, §10)."""
+        """Start a child job with a strict subset of the parent's authority (§9.4, §10).
+        Its span is current where the child is launched: the child's run is its child,
+        in the parent's trace (§11)."""
+        with tracing.span("arcp.delegate") as span:
+            span.set("arcp.parent_job_id", parent.job_id)
+            span.set("arcp.agent", request.agent)
+            child = await self._delegate(parent, request)
+            span.set("arcp.job_id", child.job_id)
+            return child
+
+    async def _delegate(self, parent: ActiveJob, request: ChildRequest) -> ActiveJob:
         now = time.time()
-        registered = self.parts.registry.resolve(parse_agent_ref(request.agent))
+        registered = self.parts.resolve(parse_agent_ref(request.agent))
         # The tightest counter along the ancestor chain bounds the child (§9.4).
         lease = parent.lease.derive_child(request.lease_request, parent.budget.available())
         requested = (
@@ -203,6 +271,7 @@ class JobFactory:
         body.lease.CopyFrom(terms.lease)
         body.lease_constraints.CopyFrom(terms.lease_constraints)
         parent.emit("delegate", body)
+        self.parts.observer.delegated()
         self.executor.launch(child, request.input_value)
         return child
 

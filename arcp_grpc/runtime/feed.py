@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from arcp_grpc.errors import InternalError
+from arcp_grpc.errors import InternalError, StoreUnreachable
 from arcp_grpc.store import EventRow, JobChanges
 
 __all__ = ["EventHistory", "FeedBatch", "FeedListener", "JobFeed", "follow"]
@@ -163,13 +163,19 @@ async def follow(
         while True:
             feed = history.feed(job_id)
             if feed is None or not feed.tail_covers(after_seq):
-                rows = await history.read(job_id, after_seq, _STORE_PAGE)
+                try:
+                    rows = await history.read(job_id, after_seq, _STORE_PAGE)
+                    outcome = await history.outcome(job_id) if not rows and feed is None else None
+                except StoreUnreachable:
+                    # Issue 20: the store is back within seconds; a follower waits for it
+                    # (the job goes on), it does not end the client's stream.
+                    await asyncio.sleep(REMOTE_POLL_SEC)
+                    continue
                 if rows:
                     after_seq = rows[-1].seq
                     yield FeedBatch(tuple(history.plain(r) for r in rows), after_seq)
                     continue
                 if feed is None:
-                    outcome = await history.outcome(job_id)
                     if outcome is not None:
                         yield FeedBatch((), after_seq, outcome)
                         return

@@ -28,6 +28,7 @@ from arcp_grpc.runtime.node_lease import NodeLease
 from arcp_grpc.runtime.outcome import failure
 from arcp_grpc.runtime.parts import RuntimeParts
 from arcp_grpc.runtime.supervisor import Supervisor
+from arcp_grpc.runtime.worker_peers import WorkerPeers
 from arcp_grpc.store import JobRow, StoreUnavailable
 from arcp_grpc.v1 import jobs_pb2
 
@@ -38,6 +39,7 @@ log = logging.getLogger("arcp_grpc.runtime")
 _PURGE_BATCH = 200  # jobs per purge transaction: short, so other writes interleave
 _PURGE_ROUNDS = 500  # batches per round at most; the next round goes on
 _KEY_CHECK = b"arcp-grpc store key check"
+_STORE_STOP_SEC = 10.0  # a stopping node waits this long for its last writes
 
 
 class Housekeeping:
@@ -54,6 +56,7 @@ class Housekeeping:
         credentials: JobCredentials,
         lease: NodeLease,
         on_fenced: Callable[[], None],
+        worker_peers: WorkerPeers | None = None,
     ) -> None:
         self._parts = parts
         self._cluster_limits = cluster_limits
@@ -63,6 +66,7 @@ class Housekeeping:
         self._credentials = credentials
         self._lease = lease
         self._on_fenced = on_fenced
+        self._worker_peers = worker_peers  # set in a cluster: workers on every node
         self._loops = Supervisor()
 
     async def start(self) -> None:
@@ -94,6 +98,11 @@ class Housekeeping:
             # is declared dead by its peers.
             beat = self._cluster_limits.heartbeat_sec
             self._loops.every("arcp-cluster-member", beat, member.beat, backoff_limit=beat)
+            if self._worker_peers is not None:
+                self._worker_peers.start()
+                self._loops.every(
+                    "arcp-worker-peers", beat, self._worker_peers.round, backoff_limit=beat
+                )
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting, give running jobs `grace` seconds, then end the rest."""
@@ -114,16 +123,22 @@ class Housekeeping:
                     "resubmit with a new idempotency key"
                 )
             )
-        for job in list(active.values()):
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(job.done.wait(), timeout=5.0)
+        ending = [asyncio.ensure_future(job.done.wait()) for job in active.values()]
+        if ending:  # 5 s for them all, not each: their ends may wait for a store that is down
+            _, late = await asyncio.wait(ending, timeout=5.0)
+            for wait in late:
+                wait.cancel()
         await self._loops.stop()  # ended, not only told to end: a stopped runtime leaves no task
         if self._executor.background:
             await asyncio.wait(self._executor.background, timeout=5.0)
-        await self._parts.store.flush()
-        if self._parts.cluster is not None:
-            with contextlib.suppress(InternalError):
-                await self._parts.cluster.leave()
+        try:
+            async with asyncio.timeout(_STORE_STOP_SEC):  # a store that is down (issue 20)
+                await self._parts.store.flush()
+                if self._parts.cluster is not None:
+                    with contextlib.suppress(InternalError):
+                        await self._parts.cluster.leave()
+        except TimeoutError:
+            log.error("the store did not answer within %g s while stopping", _STORE_STOP_SEC)
 
     async def _check_key(self) -> None:
         """Refuse a store whose sealed rows this node's key cannot open (a cluster's

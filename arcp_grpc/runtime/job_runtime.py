@@ -39,6 +39,8 @@ from arcp_grpc.runtime.parts import RuntimeParts
 from arcp_grpc.runtime.queries import JobQueries
 from arcp_grpc.runtime.quotas import Quotas
 from arcp_grpc.runtime.table import JobTable
+from arcp_grpc.runtime.worker_peers import WorkerPeers
+from arcp_grpc.runtime.workers import WorkerDirectory, WorkerLimits
 from arcp_grpc.store import ClusterStore, EventRow, JobChanges, JobQuery, Store
 from arcp_grpc.store.secretbox import SecretBox
 from arcp_grpc.v1 import job_service_pb2, jobs_pb2
@@ -61,6 +63,7 @@ class JobRuntime:
         quotas: Quotas | None = None,
         on_fenced: Callable[[], None] | None = None,
         observer: RuntimeObserver | None = None,
+        worker_limits: WorkerLimits | None = None,
     ) -> None:
         limits = limits or RuntimeLimits()
         self.quotas = quotas or Quotas()
@@ -77,12 +80,19 @@ class JobRuntime:
             if self.cluster is not None
             else NodeLease()
         )
+        table = JobTable(limits.recent_jobs)
+        # Remote workers (issue 23): the WorkerService registers them here.
+        self.workers = WorkerDirectory(
+            table,
+            worker_limits or WorkerLimits(),
+            self.cluster.node_id if self.cluster is not None else "",
+        )
         parts = RuntimeParts(
             store=store,
             box=box,
             registry=registry,
             limits=limits,
-            table=JobTable(limits.recent_jobs),
+            table=table,
             ledger=(
                 CredentialLedger(
                     provisioner,
@@ -96,6 +106,7 @@ class JobRuntime:
             ),
             cluster=self.cluster,
             observer=self.observer,
+            workers=self.workers,
         )
         self._table = parts.table
         events = JobEvents(parts)
@@ -114,6 +125,11 @@ class JobRuntime:
             lease=self.lease,
             # Called when the cluster declared this node dead (the server stops serving).
             on_fenced=on_fenced or (lambda: None),
+            worker_peers=(
+                WorkerPeers(parts, self.cluster, factory, executor)
+                if self.cluster is not None
+                else None
+            ),
         )
 
     # -- lifecycle -------------------------------------------------------------
@@ -132,9 +148,12 @@ class JobRuntime:
 
     # -- submission ------------------------------------------------------------
 
-    async def submit(self, principal: Principal, submit: jobs_pb2.JobSubmit) -> Submission:
-        """Accept a job, or replay the original acceptance for an identical resubmit (§7.2)."""
-        return await self._admission.submit(principal, submit)
+    async def submit(
+        self, principal: Principal, submit: jobs_pb2.JobSubmit, traceparent: str = ""
+    ) -> Submission:
+        """Accept a job, or replay the original acceptance for an identical resubmit (§7.2);
+        `traceparent` is the caller's span, when it traces (§11)."""
+        return await self._admission.submit(principal, submit, traceparent)
 
     # -- control and observation -----------------------------------------------
 
@@ -180,6 +199,11 @@ class JobRuntime:
     async def nodes(self) -> list[job_service_pb2.NodeInfo]:
         """The cluster's nodes, or this node alone (`runtime.nodes`)."""
         return await list_nodes(self.cluster, self._label, self._table.running_total)
+
+    def workers_connected(self) -> list[jobs_pb2.WorkerInfo]:
+        """The remote workers of every live node: this one's now, the others' as they
+        last published (ListWorkers, issue 23)."""
+        return [*self.workers.listing(), *self.workers.peers]
 
     async def rotations(self, job_id: str, upto: int) -> list[tuple[int, bytes]]:
         """The `credential_rotated` events a replayed acceptance is followed by (§9.8.2)."""

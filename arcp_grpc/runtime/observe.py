@@ -16,6 +16,9 @@ class RuntimeObserver:
     def submitted(self, seconds: float, *, replay: bool) -> None:
         """A submit was answered: a new job, or an idempotent replay (§7.2)."""
 
+    def delegated(self) -> None:
+        """A running job started a delegated child (§10): a new job, not submitted."""
+
     def launched(self) -> None:
         """A job (submitted or delegated) started running."""
 

@@ -166,7 +166,7 @@ class JobQueries:
         return await self._parts.store.last_seq(job_id)
 
     def agents(self) -> list[jobs_pb2.AgentInfo]:
-        return self._parts.registry.inventory()
+        return self._parts.inventory()
 
     async def _checked_row(self, check: _Check, caller: str, job_id: str) -> JobRow:
         """The stored job, once `check` (an `access` function) let `caller` have it."""

@@ -24,6 +24,8 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 
+from arcp_grpc.errors import StoreUnreachable
+
 __all__ = ["Step", "Supervisor", "retry_delay"]
 
 log = logging.getLogger("arcp_grpc.runtime")
@@ -86,11 +88,14 @@ class Supervisor:
                 if now - reported_at >= _REPORT_EVERY:
                     log.error(
                         "background loop %s failed (%d failures since its last report);"
-                        " retrying in %.1f s",
+                        " retrying in %.1f s: %s",
                         name,
                         unreported,
                         delay,
-                        exc_info=exc,
+                        exc,
+                        # An unreachable store is a state, said in one line; anything else
+                        # may be a bug: its traceback says where.
+                        exc_info=None if isinstance(exc, StoreUnreachable) else exc,
                     )
                     reported_at, unreported = now, 0
                 continue

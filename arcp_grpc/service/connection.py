@@ -23,7 +23,8 @@ import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 
-from arcp_grpc.base.ids import new_ulid
+from arcp_grpc import tracing
+from arcp_grpc.base.ids import new_trace_id, new_ulid
 from arcp_grpc.base.stamps import stamp
 from arcp_grpc.base.validate import check_connect_request, check_id
 from arcp_grpc.errors import (
@@ -73,6 +74,7 @@ class ConnectStream:
         self._limits = limits
         self.outbound = Outbox(limits.max_unsent_bytes, self._overflowed, lifecycle.unsent)
         self.session: Session | None = None  # after the handshake
+        self._span: tracing.Span | None = None  # the session's, on this stream (§11)
         # Resumed here, and no frame since: the client may not have the new token yet.
         self._awaiting_proof = False
         # §14: the transport to the client may carry credential values (`transport_policy`).
@@ -153,6 +155,7 @@ class ConnectStream:
             )
         # No await from here on: replayed frames precede every live one.
         session = opened.session
+        self._trace(request, session.session_id, resumed=opened.resumed)
         session.attach(self.outbound)
         self.session = session
         self._awaiting_proof = opened.resumed
@@ -161,6 +164,16 @@ class ConnectStream:
             self.outbound.put_replay(opened.replay)
         for follow in opened.follows:
             self._jobs.follow(session, follow.job_id, follow.after_seq)
+
+    def _trace(self, request: pb.ConnectRequest, session_id: str, *, resumed: bool) -> None:
+        """The session's span on this stream, from its welcome to the stream's end: a trace
+        of its own (a session carries many jobs, each in its trace), or the child of the
+        span the opening frame names."""
+        trace_id = tracing.trace_id_of(request.traceparent) or new_trace_id()
+        span = tracing.span("arcp.session", trace_id=trace_id, traceparent=request.traceparent)
+        span.set("arcp.session_id", session_id)
+        span.set("arcp.resumed", resumed)
+        self._span = span
 
     # -- the frames of an open session -------------------------------------------------
 
@@ -202,6 +215,9 @@ class ConnectStream:
         """End the stream after what is queued (and `last`)."""
         if self.session is not None:
             self.session.detach(self.outbound)  # from now on its frames only buffer
+        if self._span is not None:
+            self._span.end()
+            self._span = None
         self.outbound.close(last)
 
     async def frames(self) -> AsyncGenerator[bytes, None]:

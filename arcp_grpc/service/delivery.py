@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable, Sequence
 
+from arcp_grpc import tracing
 from arcp_grpc.base.stamps import stamp
 from arcp_grpc.base.wire import only_field
 from arcp_grpc.errors import InternalError
@@ -32,9 +33,17 @@ _FRAME_HEAD = 128  # about what a frame adds to its event's bytes (ids, seq): ro
 class JobDelivery:
     """Delivers one job's committed events, then its terminal frame, to a session.
     `submitter`: the principal that submitted the job, which decides with the session's
-    `Disclosure` whether its `credential_rotated` events may go out (§9.8.2, §14)."""
+    `Disclosure` whether its `credential_rotated` events may go out (§9.8.2, §14).
+    Its span, in the job's trace (§11), lasts until the terminal frame is queued, as the
+    child of `traceparent` (the span that asked for the job: the gateway's submit) when
+    given; a delivery cut short (unsubscribed, the session gone) is not exported."""
 
-    def __init__(self, session: Session, job_id: str, trace_id: str, submitter: str) -> None:
+    def __init__(
+        self, session: Session, job_id: str, trace_id: str, submitter: str, traceparent: str = ""
+    ) -> None:
+        self._span = tracing.span("arcp.deliver", trace_id=trace_id, traceparent=traceparent)
+        self._span.set("arcp.job_id", job_id)
+        self._span.set("arcp.session_id", session.session_id)
         self.session = session
         self.header = FrameHeader(session.session_id, job_id=job_id, trace_id=trace_id)
         features = session.features
@@ -67,6 +76,8 @@ class JobDelivery:
     def on_outcome(self, outcome: bytes) -> None:
         field_number, body = _terminal(outcome, self._inline, self._chunks_ok)
         self.session.deliver(self.header, field_number, body, self.job_seq, terminal=True)
+        self._span.set("arcp.job_seq", self.job_seq)
+        self._span.end()
         # Only running jobs need to be told apart by who submitted them (to cancel one);
         # a session that lives for days must not remember every job it ever ran.
         self.session.submitted.discard(self.header.job_id)

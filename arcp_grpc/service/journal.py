@@ -20,7 +20,14 @@ import time
 from collections.abc import Awaitable, Sequence
 
 from arcp_grpc.auth import Principal
-from arcp_grpc.errors import ARCPError, InvalidRequest, ResumeWindowExpired, Unauthenticated
+from arcp_grpc.errors import (
+    ARCPError,
+    InternalError,
+    InvalidRequest,
+    ResumeWindowExpired,
+    StoreUnreachable,
+    Unauthenticated,
+)
 from arcp_grpc.runtime import Supervisor, authorize_resume
 from arcp_grpc.service.registry import SessionRegistry
 from arcp_grpc.service.resume_tokens import check_resume_token, digest
@@ -64,9 +71,17 @@ class SessionJournal:
     def record(
         self, session: Session, seq: int, job_id: str, job_seq: int, terminal: bool, frame: bytes
     ) -> None:
-        self._store.append_session_frame(
-            SessionFrame(session.session_id, seq, job_id, job_seq, terminal, frame)
-        )
+        try:
+            self._store.append_session_frame(
+                SessionFrame(session.session_id, seq, job_id, job_seq, terminal, frame)
+            )
+        except InternalError:
+            # The store failed for good: no frame of this session can be recorded, so
+            # none may be sent. Its transport ends (soon, not inside this delivery), so
+            # the client learns it at once and resumes through another node (issue 20:
+            # never a silent socket), where the store's record is replayed.
+            log.error("the store failed: session %s is let go of", session.session_id)
+            asyncio.get_running_loop().call_soon(self._registry.drop, session.session_id)
 
     def trimmed(self, session: Session, upto: int) -> None:
         """Coalesced: one delete per session in flight at a time, for the latest mark."""
@@ -102,7 +117,10 @@ class SessionJournal:
 
     async def opened(self, session: Session, cap: int) -> None:
         """A new session: recorded before its welcome goes out, if its principal holds
-        fewer than `cap` sessions on every node (else `OverCap`, nothing recorded)."""
+        fewer than `cap` sessions on every node (else `OverCap`, nothing recorded);
+        refused (retryable) while the store does not answer, rather than held until it
+        does (issue 20)."""
+        self._check_reachable()
         await self._store.create_session(
             SessionRow(
                 session.session_id,
@@ -159,6 +177,7 @@ class SessionJournal:
         replay, the jobs to follow on, and the new resume token. A failed attempt
         changes nothing, so it cannot lock the owner out. `OverCap` when the principal
         holds `cap` other sessions on the cluster's nodes (a resume counts like a hello)."""
+        self._check_reachable()
         row = await self._store.load_session(session_id)
         if row is None:
             raise _unknown(session_id)
@@ -213,6 +232,10 @@ class SessionJournal:
         session.submitted.update(f.job_id for f in follows if f.submitted)
         self._registry.adopt(session)
         return Resumed(session, [frame for _, frame in frames], follows), token
+
+    def _check_reachable(self) -> None:
+        if not self._store.reachable():
+            raise StoreUnreachable("the store is unreachable: this node opens no session now")
 
     def _window(self, frames: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
         """The newest of `frames` that the session's buffer limits keep (§6.5): the same

@@ -52,7 +52,9 @@ class SessionJobs:
     async def submit(self, request: pb.ConnectRequest, session: Session) -> None:
         name = session.principal.name  # §14: a principal whose sessions hold too much waits
         self._runtime.quotas.check_held_bytes(name, self._sessions.held_bytes(name))
-        submission = await self._runtime.submit(session.principal, request.submit)
+        submission = await self._runtime.submit(
+            session.principal, request.submit, request.traceparent
+        )
         job_id = submission.job_id
         session.submitted.add(job_id)
         header = FrameHeader(session.session_id, request_id=request.id, job_id=job_id)
@@ -69,8 +71,9 @@ class SessionJobs:
         if live is not None:
             # The common case: a new job, followed from its first event by its feed.
             feed, trace_id = live
+            submitter = session.principal.name
             LiveDelivery(
-                JobDelivery(session, job_id, trace_id, session.principal.name),  # its submitter
+                JobDelivery(session, job_id, trace_id, submitter, request.traceparent),
                 feed,
                 lambda seq, delivery: self.follow(session, job_id, seq, delivery),
             )

@@ -26,6 +26,8 @@ __all__ = [
     "CredentialEntry",
     "CredentialStore",
     "EventRow",
+    "HandedOff",
+    "Handoff",
     "IdempotencyClaim",
     "IdempotencyConflict",
     "JobChanges",
@@ -42,6 +44,7 @@ __all__ = [
     "SessionStore",
     "Store",
     "StoreUnavailable",
+    "StoreWaitExpired",
     "UnrevokedCredential",
 ]
 
@@ -148,6 +151,29 @@ class JobPage:
     next_cursor: str
 
 
+@dataclass(frozen=True, slots=True)
+class Handoff:
+    """A job created by this node for another one to run: its owner from the start
+    (`owner_node`), because a remote worker hosting its agent is connected there
+    (issue 23, docs/workers.md). `input` is the job's input, sealed (a
+    `google.protobuf.Value`); the owner claims it once (`ClusterMembership.claim_handoff`)."""
+
+    node_id: str
+    input: bytes
+    max_runtime_sec: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class HandedOff:
+    """A job handed to this node, claimed: its row, its sealed input and runtime limit,
+    and the cancel someone asked for before the claim (or None)."""
+
+    job: JobRow
+    input: bytes
+    max_runtime_sec: int | None
+    cancel_reason: str | None
+
+
 class IdempotencyConflict(Exception):
     """Another job already holds the (principal, key); carries the holder's id."""
 
@@ -188,6 +214,7 @@ class JobStore(Protocol):
         now: float,
         *,
         running_cap: int | None = None,
+        handoff: Handoff | None = None,
     ) -> None:
         """Insert the job, its idempotency claim and its credentials atomically.
 
@@ -204,6 +231,9 @@ class JobStore(Protocol):
         A shared store raises `NodeNotAlive` when this node is no longer alive in
         the cluster (a survivor declared it dead): nothing is written, in the same
         statements, so no dead node ever creates a job.
+
+        `handoff` (a shared store only): the job is owned from the start by the node it
+        names, which is told (`set_handoff_listener`) and claims it to run it.
         """
 
     async def find_claim(self, principal: str, key: str, now: float) -> tuple[str, bytes] | None:
@@ -364,8 +394,14 @@ class NodeNotAlive(Exception):
 
 
 class StoreUnavailable(Exception):
-    """This node cannot use the configured store: unreachable, written with another
-    sealing key, or of a newer schema. `serve` exits 2 with the message."""
+    """This node cannot use the configured store: written with another sealing key,
+    of a newer schema, refusing the credentials. `serve` exits 2 with the message."""
+
+
+class StoreWaitExpired(StoreUnavailable):
+    """The store did not answer within `store.connect_timeout_sec` at start: a
+    database that is restarting or not up yet. `serve` exits 75 (EX_TEMPFAIL), so
+    its supervisor starts it again."""
 
 
 class ClusterMembership(Protocol):
@@ -379,6 +415,14 @@ class ClusterMembership(Protocol):
 
     def set_cancel_listener(self, listener: Callable[[str, str], None]) -> None:
         """Call `listener(job_id, reason)` when another node asks this one to cancel."""
+
+    def reachable(self) -> bool:
+        """Whether the shared store answers now; while it does not, writes wait in
+        memory and reads raise `StoreUnreachable` (issue 20)."""
+
+    def set_outage_listener(self, listener: Callable[[bool], None]) -> None:
+        """Call `listener(True)` when the store stops answering, `listener(False)` when
+        it answers again."""
 
     async def request_cancel(self, job_id: str, reason: str) -> bool:
         """Record a cancel for the node running `job_id`; False if it is not running."""
@@ -397,6 +441,22 @@ class ClusterMembership(Protocol):
 
     async def nodes(self) -> list[NodeRow]:
         """Every known node, oldest first, with the jobs running on it."""
+
+    async def publish_workers(self, listing: bytes) -> None:
+        """Record the remote workers connected to this node (an opaque listing)."""
+
+    async def peer_workers(self) -> list[tuple[str, bytes, float]]:
+        """(node_id, listing, epoch seconds it was recorded) of every other live node."""
+
+    def set_handoff_listener(self, listener: Callable[[str], None]) -> None:
+        """Call `listener(job_id)` when another node hands this one a job (`Handoff`)."""
+
+    async def handoffs(self) -> list[str]:
+        """The jobs handed to this node and not claimed yet (a missed notification)."""
+
+    async def claim_handoff(self, job_id: str) -> HandedOff | None:
+        """Take a job handed to this node, once, while this node is alive and still owns
+        the job unfinished; None otherwise (claimed, or taken over by a survivor)."""
 
 
 class SessionStore(Protocol):

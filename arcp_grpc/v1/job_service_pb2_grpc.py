@@ -69,6 +69,11 @@ class JobServiceStub:
                 request_serializer=arcp_dot_v1_dot_job__service__pb2.ListAgentsRequest.SerializeToString,
                 response_deserializer=arcp_dot_v1_dot_job__service__pb2.ListAgentsResponse.FromString,
                 _registered_method=True)
+        self.ListWorkers = channel.unary_unary(
+                '/arcp.v1.JobService/ListWorkers',
+                request_serializer=arcp_dot_v1_dot_job__service__pb2.ListWorkersRequest.SerializeToString,
+                response_deserializer=arcp_dot_v1_dot_job__service__pb2.ListWorkersResponse.FromString,
+                _registered_method=True)
         self.RunJob = channel.unary_stream(
                 '/arcp.v1.JobService/RunJob',
                 request_serializer=arcp_dot_v1_dot_job__service__pb2.RunJobRequest.SerializeToString,
@@ -137,6 +142,16 @@ class JobServiceServicer:
 
     def ListAgents(self, request, context):
         """ListAgents returns the agent inventory (§7.5).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWorkers(self, request, context):
+        """ListWorkers returns the remote workers connected to the cluster (every
+        live node's, or this node's alone without a shared store): the agents
+        each hosts, its slots and the jobs it runs now. Like ListAgents, any
+        authenticated client may call it; a worker token may not.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -215,6 +230,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.ListAgents,
                     request_deserializer=arcp_dot_v1_dot_job__service__pb2.ListAgentsRequest.FromString,
                     response_serializer=arcp_dot_v1_dot_job__service__pb2.ListAgentsResponse.SerializeToString,
+            ),
+            'ListWorkers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWorkers,
+                    request_deserializer=arcp_dot_v1_dot_job__service__pb2.ListWorkersRequest.FromString,
+                    response_serializer=arcp_dot_v1_dot_job__service__pb2.ListWorkersResponse.SerializeToString,
             ),
             'RunJob': grpc.unary_stream_rpc_method_handler(
                     servicer.RunJob,
@@ -399,6 +419,33 @@ class JobService:
             '/arcp.v1.JobService/ListAgents',
             arcp_dot_v1_dot_job__service__pb2.ListAgentsRequest.SerializeToString,
             arcp_dot_v1_dot_job__service__pb2.ListAgentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWorkers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/arcp.v1.JobService/ListWorkers',
+            arcp_dot_v1_dot_job__service__pb2.ListWorkersRequest.SerializeToString,
+            arcp_dot_v1_dot_job__service__pb2.ListWorkersResponse.FromString,
             options,
             channel_credentials,
             insecure,

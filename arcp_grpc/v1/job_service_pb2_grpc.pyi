@@ -58,6 +58,12 @@ class JobServiceStub:
     """
     ListAgents: _grpc.UnaryUnaryMultiCallable[_job_service_pb2.ListAgentsRequest, _job_service_pb2.ListAgentsResponse]
     """ListAgents returns the agent inventory (§7.5)."""
+    ListWorkers: _grpc.UnaryUnaryMultiCallable[_job_service_pb2.ListWorkersRequest, _job_service_pb2.ListWorkersResponse]
+    """ListWorkers returns the remote workers connected to the cluster (every
+    live node's, or this node's alone without a shared store): the agents
+    each hosts, its slots and the jobs it runs now. Like ListAgents, any
+    authenticated client may call it; a worker token may not.
+    """
     RunJob: _grpc.UnaryStreamMultiCallable[_job_service_pb2.RunJobRequest, _job_service_pb2.RunJobResponse]
     """RunJob submits a job and follows it to its end in one call: SubmitJob
     and WatchJob(after_seq 0) as one server stream. The first message
@@ -118,6 +124,12 @@ class JobServiceAsyncStub(JobServiceStub):
     """
     ListAgents: _aio.UnaryUnaryMultiCallable[_job_service_pb2.ListAgentsRequest, _job_service_pb2.ListAgentsResponse]  # type: ignore[assignment]
     """ListAgents returns the agent inventory (§7.5)."""
+    ListWorkers: _aio.UnaryUnaryMultiCallable[_job_service_pb2.ListWorkersRequest, _job_service_pb2.ListWorkersResponse]  # type: ignore[assignment]
+    """ListWorkers returns the remote workers connected to the cluster (every
+    live node's, or this node's alone without a shared store): the agents
+    each hosts, its slots and the jobs it runs now. Like ListAgents, any
+    authenticated client may call it; a worker token may not.
+    """
     RunJob: _aio.UnaryStreamMultiCallable[_job_service_pb2.RunJobRequest, _job_service_pb2.RunJobResponse]  # type: ignore[assignment]
     """RunJob submits a job and follows it to its end in one call: SubmitJob
     and WatchJob(after_seq 0) as one server stream. The first message
@@ -211,6 +223,18 @@ class JobServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_job_service_pb2.ListAgentsResponse, _abc.Awaitable[_job_service_pb2.ListAgentsResponse]]:
         """ListAgents returns the agent inventory (§7.5)."""
+
+    @_abc_1.abstractmethod
+    def ListWorkers(
+        self,
+        request: _job_service_pb2.ListWorkersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_job_service_pb2.ListWorkersResponse, _abc.Awaitable[_job_service_pb2.ListWorkersResponse]]:
+        """ListWorkers returns the remote workers connected to the cluster (every
+        live node's, or this node's alone without a shared store): the agents
+        each hosts, its slots and the jobs it runs now. Like ListAgents, any
+        authenticated client may call it; a worker token may not.
+        """
 
     @_abc_1.abstractmethod
     def RunJob(

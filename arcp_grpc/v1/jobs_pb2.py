@@ -28,7 +28,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12\x61rcp/v1/jobs.proto\x12\x07\x61rcp.v1\x1a\x14\x61rcp/v1/errors.proto\x1a\x13\x61rcp/v1/lease.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"D\n\tAgentInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08versions\x18\x02 \x03(\t\x12\x17\n\x0f\x64\x65\x66\x61ult_version\x18\x03 \x01(\t\"\xfb\x01\n\tJobSubmit\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12%\n\x05input\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value\x12%\n\rlease_request\x18\x03 \x01(\x0b\x32\x0e.arcp.v1.Lease\x12\x34\n\x11lease_constraints\x18\x04 \x01(\x0b\x32\x19.arcp.v1.LeaseConstraints\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\t\x12\x1c\n\x0fmax_runtime_sec\x18\x06 \x01(\rH\x00\x88\x01\x01\x12\x10\n\x08trace_id\x18\x07 \x01(\tB\x12\n\x10_max_runtime_sec\"\xe6\x02\n\x0bJobAccepted\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05\x61gent\x18\x02 \x01(\t\x12\x1d\n\x05lease\x18\x03 \x01(\x0b\x32\x0e.arcp.v1.Lease\x12\x34\n\x11lease_constraints\x18\x04 \x01(\x0b\x32\x19.arcp.v1.LeaseConstraints\x12\x30\n\x06\x62udget\x18\x05 \x03(\x0b\x32 .arcp.v1.JobAccepted.BudgetEntry\x12(\n\x0b\x63redentials\x18\x06 \x03(\x0b\x32\x13.arcp.v1.Credential\x12/\n\x0b\x61\x63\x63\x65pted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08trace_id\x18\x08 \x01(\t\x12\x15\n\rparent_job_id\x18\t \x01(\t\x1a-\n\x0b\x42udgetEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"8\n\x0eStreamedResult\x12\x11\n\tresult_id\x18\x01 \x01(\t\x12\x13\n\x0bresult_size\x18\x02 \x01(\x04\"\xe8\x01\n\tJobResult\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12(\n\x0c\x66inal_status\x18\x02 \x01(\x0e\x32\x12.arcp.v1.JobStatus\x12\'\n\x05value\x18\x03 \x01(\x0b\x32\x16.google.protobuf.ValueH\x00\x12+\n\x08streamed\x18\x04 \x01(\x0b\x32\x17.arcp.v1.StreamedResultH\x00\x12\x0f\n\x07summary\x18\x05 \x01(\t\x12\x30\n\x0c\x63ompleted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x08\n\x06result\"\x9b\x01\n\x08JobError\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12(\n\x0c\x66inal_status\x18\x02 \x01(\x0e\x32\x12.arcp.v1.JobStatus\x12#\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x14.arcp.v1.ErrorDetail\x12\x30\n\x0c\x63ompleted_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"a\n\nJobOutcome\x12$\n\x06result\x18\x01 \x01(\x0b\x32\x12.arcp.v1.JobResultH\x00\x12\"\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x11.arcp.v1.JobErrorH\x00\x42\t\n\x07outcome\"\xaa\x04\n\nJobSummary\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05\x61gent\x18\x02 \x01(\t\x12\"\n\x06status\x18\x03 \x01(\x0e\x32\x12.arcp.v1.JobStatus\x12\x1d\n\x05lease\x18\x04 \x01(\x0b\x32\x0e.arcp.v1.Lease\x12\x34\n\x11lease_constraints\x18\x05 \x01(\x0b\x32\x19.arcp.v1.LeaseConstraints\x12/\n\x06\x62udget\x18\x06 \x03(\x0b\x32\x1f.arcp.v1.JobSummary.BudgetEntry\x12(\n\x0b\x63redentials\x18\x07 \x03(\x0b\x32\x13.arcp.v1.Credential\x12\x15\n\rparent_job_id\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08trace_id\x18\n \x01(\t\x12\x16\n\x0elast_event_seq\x18\x0b \x01(\x04\x12\x30\n\x0c\x63ompleted_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x05input\x18\r \x01(\x0b\x32\x16.google.protobuf.Value\x12\x1c\n\x0fmax_runtime_sec\x18\x0e \x01(\rH\x00\x88\x01\x01\x1a-\n\x0b\x42udgetEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x12\n\x10_max_runtime_sec\"v\n\x0eListJobsFilter\x12\"\n\x06status\x18\x01 \x03(\x0e\x32\x12.arcp.v1.JobStatus\x12\r\n\x05\x61gent\x18\x02 \x01(\t\x12\x31\n\rcreated_after\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"+\n\tJobCancel\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x1e\n\x0cJobCancelled\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"_\n\x0cJobSubscribe\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x1b\n\x0e\x66rom_event_seq\x18\x02 \x01(\x04H\x00\x88\x01\x01\x12\x0f\n\x07history\x18\x03 \x01(\x08\x42\x11\n\x0f_from_event_seq\"\x90\x03\n\rJobSubscribed\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12*\n\x0e\x63urrent_status\x18\x02 \x01(\x0e\x32\x12.arcp.v1.JobStatus\x12\r\n\x05\x61gent\x18\x03 \x01(\t\x12\x1d\n\x05lease\x18\x04 \x01(\x0b\x32\x0e.arcp.v1.Lease\x12\x34\n\x11lease_constraints\x18\x05 \x01(\x0b\x32\x19.arcp.v1.LeaseConstraints\x12\x32\n\x06\x62udget\x18\x06 \x03(\x0b\x32\".arcp.v1.JobSubscribed.BudgetEntry\x12\x15\n\rparent_job_id\x18\x07 \x01(\t\x12\x10\n\x08trace_id\x18\x08 \x01(\t\x12\x17\n\x0fsubscribed_from\x18\t \x01(\x04\x12\x10\n\x08replayed\x18\n \x01(\x04\x12(\n\x0b\x63redentials\x18\x0b \x03(\x0b\x32\x13.arcp.v1.Credential\x1a-\n\x0b\x42udgetEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\" \n\x0eJobUnsubscribe\x12\x0e\n\x06job_id\x18\x01 \x01(\t*\xb9\x01\n\tJobStatus\x12\x1a\n\x16JOB_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12JOB_STATUS_PENDING\x10\x01\x12\x16\n\x12JOB_STATUS_RUNNING\x10\x02\x12\x16\n\x12JOB_STATUS_SUCCESS\x10\x03\x12\x14\n\x10JOB_STATUS_ERROR\x10\x04\x12\x18\n\x14JOB_STATUS_CANCELLED\x10\x05\x12\x18\n\x14JOB_STATUS_TIMED_OUT\x10\x06\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12\x61rcp/v1/jobs.proto\x12\x07\x61rcp.v1\x1a\x14\x61rcp/v1/errors.proto\x1a\x13\x61rcp/v1/lease.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"D\n\tAgentInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08versions\x18\x02 \x03(\t\x12\x17\n\x0f\x64\x65\x66\x61ult_version\x18\x03 \x01(\t\"\xe2\x01\n\nWorkerInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\"\n\x06\x61gents\x18\x03 \x03(\x0b\x32\x12.arcp.v1.AgentInfo\x12\r\n\x05slots\x18\x04 \x01(\r\x12\x0f\n\x07running\x18\x05 \x01(\r\x12\x0f\n\x07library\x18\x06 \x01(\t\x12\x30\n\x0c\x63onnected_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xfb\x01\n\tJobSubmit\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12%\n\x05input\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value\x12%\n\rlease_request\x18\x03 \x01(\x0b\x32\x0e.arcp.v1.Lease\x12\x34\n\x11lease_constraints\x18\x04 \x01(\x0b\x32\x19.arcp.v1.LeaseConstraints\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\t\x12\x1c\n\x0fmax_runtime_sec\x18\x06 \x01(\rH\x00\x88\x01\x01\x12\x10\n\x08trace_id\x18\x07 \x01(\tB\x12\n\x10_max_runtime_sec\"\xe6\x02\n\x0bJobAccepted\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05\x61gent\x18\x02 \x01(\t\x12\x1d\n\x05lease\x18\x03 \x01(\x0b\x32\x0e.arcp.v1.Lease\x12\x34\n\x11lease_constraints\x18\x04 \x01(\x0b\x32\x19.arcp.v1.LeaseConstraints\x12\x30\n\x06\x62udget\x18\x05 \x03(\x0b\x32 .arcp.v1.JobAccepted.BudgetEntry\x12(\n\x0b\x63redentials\x18\x06 \x03(\x0b\x32\x13.arcp.v1.Credential\x12/\n\x0b\x61\x63\x63\x65pted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08trace_id\x18\x08 \x01(\t\x12\x15\n\rparent_job_id\x18\t \x01(\t\x1a-\n\x0b\x42udgetEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"8\n\x0eStreamedResult\x12\x11\n\tresult_id\x18\x01 \x01(\t\x12\x13\n\x0bresult_size\x18\x02 \x01(\x04\"\xe8\x01\n\tJobResult\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12(\n\x0c\x66inal_status\x18\x02 \x01(\x0e\x32\x12.arcp.v1.JobStatus\x12\'\n\x05value\x18\x03 \x01(\x0b\x32\x16.google.protobuf.ValueH\x00\x12+\n\x08streamed\x18\x04 \x01(\x0b\x32\x17.arcp.v1.StreamedResultH\x00\x12\x0f\n\x07summary\x18\x05 \x01(\t\x12\x30\n\x0c\x63ompleted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x08\n\x06result\"\x9b\x01\n\x08JobError\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12(\n\x0c\x66inal_status\x18\x02 \x01(\x0e\x32\x12.arcp.v1.JobStatus\x12#\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x14.arcp.v1.ErrorDetail\x12\x30\n\x0c\x63ompleted_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"a\n\nJobOutcome\x12$\n\x06result\x18\x01 \x01(\x0b\x32\x12.arcp.v1.JobResultH\x00\x12\"\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x11.arcp.v1.JobErrorH\x00\x42\t\n\x07outcome\"\xaa\x04\n\nJobSummary\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05\x61gent\x18\x02 \x01(\t\x12\"\n\x06status\x18\x03 \x01(\x0e\x32\x12.arcp.v1.JobStatus\x12\x1d\n\x05lease\x18\x04 \x01(\x0b\x32\x0e.arcp.v1.Lease\x12\x34\n\x11lease_constraints\x18\x05 \x01(\x0b\x32\x19.arcp.v1.LeaseConstraints\x12/\n\x06\x62udget\x18\x06 \x03(\x0b\x32\x1f.arcp.v1.JobSummary.BudgetEntry\x12(\n\x0b\x63redentials\x18\x07 \x03(\x0b\x32\x13.arcp.v1.Credential\x12\x15\n\rparent_job_id\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08trace_id\x18\n \x01(\t\x12\x16\n\x0elast_event_seq\x18\x0b \x01(\x04\x12\x30\n\x0c\x63ompleted_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x05input\x18\r \x01(\x0b\x32\x16.google.protobuf.Value\x12\x1c\n\x0fmax_runtime_sec\x18\x0e \x01(\rH\x00\x88\x01\x01\x1a-\n\x0b\x42udgetEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x12\n\x10_max_runtime_sec\"v\n\x0eListJobsFilter\x12\"\n\x06status\x18\x01 \x03(\x0e\x32\x12.arcp.v1.JobStatus\x12\r\n\x05\x61gent\x18\x02 \x01(\t\x12\x31\n\rcreated_after\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"+\n\tJobCancel\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x1e\n\x0cJobCancelled\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"_\n\x0cJobSubscribe\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x1b\n\x0e\x66rom_event_seq\x18\x02 \x01(\x04H\x00\x88\x01\x01\x12\x0f\n\x07history\x18\x03 \x01(\x08\x42\x11\n\x0f_from_event_seq\"\x90\x03\n\rJobSubscribed\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12*\n\x0e\x63urrent_status\x18\x02 \x01(\x0e\x32\x12.arcp.v1.JobStatus\x12\r\n\x05\x61gent\x18\x03 \x01(\t\x12\x1d\n\x05lease\x18\x04 \x01(\x0b\x32\x0e.arcp.v1.Lease\x12\x34\n\x11lease_constraints\x18\x05 \x01(\x0b\x32\x19.arcp.v1.LeaseConstraints\x12\x32\n\x06\x62udget\x18\x06 \x03(\x0b\x32\".arcp.v1.JobSubscribed.BudgetEntry\x12\x15\n\rparent_job_id\x18\x07 \x01(\t\x12\x10\n\x08trace_id\x18\x08 \x01(\t\x12\x17\n\x0fsubscribed_from\x18\t \x01(\x04\x12\x10\n\x08replayed\x18\n \x01(\x04\x12(\n\x0b\x63redentials\x18\x0b \x03(\x0b\x32\x13.arcp.v1.Credential\x1a-\n\x0b\x42udgetEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\" \n\x0eJobUnsubscribe\x12\x0e\n\x06job_id\x18\x01 \x01(\t*\xb9\x01\n\tJobStatus\x12\x1a\n\x16JOB_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12JOB_STATUS_PENDING\x10\x01\x12\x16\n\x12JOB_STATUS_RUNNING\x10\x02\x12\x16\n\x12JOB_STATUS_SUCCESS\x10\x03\x12\x14\n\x10JOB_STATUS_ERROR\x10\x04\x12\x18\n\x14JOB_STATUS_CANCELLED\x10\x05\x12\x18\n\x14JOB_STATUS_TIMED_OUT\x10\x06\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,40 +41,42 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOBSUMMARY_BUDGETENTRY']._serialized_options = b'8\001'
   _globals['_JOBSUBSCRIBED_BUDGETENTRY']._loaded_options = None
   _globals['_JOBSUBSCRIBED_BUDGETENTRY']._serialized_options = b'8\001'
-  _globals['_JOBSTATUS']._serialized_start=2661
-  _globals['_JOBSTATUS']._serialized_end=2846
+  _globals['_JOBSTATUS']._serialized_start=2890
+  _globals['_JOBSTATUS']._serialized_end=3075
   _globals['_AGENTINFO']._serialized_start=137
   _globals['_AGENTINFO']._serialized_end=205
-  _globals['_JOBSUBMIT']._serialized_start=208
-  _globals['_JOBSUBMIT']._serialized_end=459
-  _globals['_JOBACCEPTED']._serialized_start=462
-  _globals['_JOBACCEPTED']._serialized_end=820
-  _globals['_JOBACCEPTED_BUDGETENTRY']._serialized_start=775
-  _globals['_JOBACCEPTED_BUDGETENTRY']._serialized_end=820
-  _globals['_STREAMEDRESULT']._serialized_start=822
-  _globals['_STREAMEDRESULT']._serialized_end=878
-  _globals['_JOBRESULT']._serialized_start=881
-  _globals['_JOBRESULT']._serialized_end=1113
-  _globals['_JOBERROR']._serialized_start=1116
-  _globals['_JOBERROR']._serialized_end=1271
-  _globals['_JOBOUTCOME']._serialized_start=1273
-  _globals['_JOBOUTCOME']._serialized_end=1370
-  _globals['_JOBSUMMARY']._serialized_start=1373
-  _globals['_JOBSUMMARY']._serialized_end=1927
-  _globals['_JOBSUMMARY_BUDGETENTRY']._serialized_start=775
-  _globals['_JOBSUMMARY_BUDGETENTRY']._serialized_end=820
-  _globals['_LISTJOBSFILTER']._serialized_start=1929
-  _globals['_LISTJOBSFILTER']._serialized_end=2047
-  _globals['_JOBCANCEL']._serialized_start=2049
-  _globals['_JOBCANCEL']._serialized_end=2092
-  _globals['_JOBCANCELLED']._serialized_start=2094
-  _globals['_JOBCANCELLED']._serialized_end=2124
-  _globals['_JOBSUBSCRIBE']._serialized_start=2126
-  _globals['_JOBSUBSCRIBE']._serialized_end=2221
-  _globals['_JOBSUBSCRIBED']._serialized_start=2224
-  _globals['_JOBSUBSCRIBED']._serialized_end=2624
-  _globals['_JOBSUBSCRIBED_BUDGETENTRY']._serialized_start=775
-  _globals['_JOBSUBSCRIBED_BUDGETENTRY']._serialized_end=820
-  _globals['_JOBUNSUBSCRIBE']._serialized_start=2626
-  _globals['_JOBUNSUBSCRIBE']._serialized_end=2658
+  _globals['_WORKERINFO']._serialized_start=208
+  _globals['_WORKERINFO']._serialized_end=434
+  _globals['_JOBSUBMIT']._serialized_start=437
+  _globals['_JOBSUBMIT']._serialized_end=688
+  _globals['_JOBACCEPTED']._serialized_start=691
+  _globals['_JOBACCEPTED']._serialized_end=1049
+  _globals['_JOBACCEPTED_BUDGETENTRY']._serialized_start=1004
+  _globals['_JOBACCEPTED_BUDGETENTRY']._serialized_end=1049
+  _globals['_STREAMEDRESULT']._serialized_start=1051
+  _globals['_STREAMEDRESULT']._serialized_end=1107
+  _globals['_JOBRESULT']._serialized_start=1110
+  _globals['_JOBRESULT']._serialized_end=1342
+  _globals['_JOBERROR']._serialized_start=1345
+  _globals['_JOBERROR']._serialized_end=1500
+  _globals['_JOBOUTCOME']._serialized_start=1502
+  _globals['_JOBOUTCOME']._serialized_end=1599
+  _globals['_JOBSUMMARY']._serialized_start=1602
+  _globals['_JOBSUMMARY']._serialized_end=2156
+  _globals['_JOBSUMMARY_BUDGETENTRY']._serialized_start=1004
+  _globals['_JOBSUMMARY_BUDGETENTRY']._serialized_end=1049
+  _globals['_LISTJOBSFILTER']._serialized_start=2158
+  _globals['_LISTJOBSFILTER']._serialized_end=2276
+  _globals['_JOBCANCEL']._serialized_start=2278
+  _globals['_JOBCANCEL']._serialized_end=2321
+  _globals['_JOBCANCELLED']._serialized_start=2323
+  _globals['_JOBCANCELLED']._serialized_end=2353
+  _globals['_JOBSUBSCRIBE']._serialized_start=2355
+  _globals['_JOBSUBSCRIBE']._serialized_end=2450
+  _globals['_JOBSUBSCRIBED']._serialized_start=2453
+  _globals['_JOBSUBSCRIBED']._serialized_end=2853
+  _globals['_JOBSUBSCRIBED_BUDGETENTRY']._serialized_start=1004
+  _globals['_JOBSUBSCRIBED_BUDGETENTRY']._serialized_end=1049
+  _globals['_JOBUNSUBSCRIBE']._serialized_start=2855
+  _globals['_JOBUNSUBSCRIBE']._serialized_end=2887
 # @@protoc_insertion_point(module_scope)

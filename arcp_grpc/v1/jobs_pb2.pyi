@@ -102,6 +102,68 @@ class AgentInfo(_message.Message):
 Global___AgentInfo: _TypeAlias = AgentInfo  # noqa: Y015
 
 @_typing.final
+class WorkerInfo(_message.Message):
+    """WorkerInfo is one connected remote worker (WorkerService.Work), as the
+    node holding its stream sees it.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    AGENTS_FIELD_NUMBER: _builtins.int
+    SLOTS_FIELD_NUMBER: _builtins.int
+    RUNNING_FIELD_NUMBER: _builtins.int
+    LIBRARY_FIELD_NUMBER: _builtins.int
+    CONNECTED_AT_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The worker's name, from the `[auth.workers]` entry of its token; several
+    workers may share one.
+    """
+    node_id: _builtins.str
+    """The core node holding the worker's stream, which owns its jobs."""
+    slots: _builtins.int
+    """How many jobs the worker runs at once."""
+    running: _builtins.int
+    """How many jobs it runs now (as of `updated_at` on another node)."""
+    library: _builtins.str
+    """The worker library and its version, as the worker said."""
+    @_builtins.property
+    def agents(self) -> _containers.RepeatedCompositeFieldContainer[Global___AgentInfo]:
+        """The agents the worker hosts, with their versions and defaults (§7.5)."""
+
+    @_builtins.property
+    def connected_at(self) -> _timestamp_pb2.Timestamp:
+        """When the worker registered, on the node's clock."""
+
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp:
+        """When `running` was last recorded: now on the node answering, the node's
+        last heartbeat for the workers of another node.
+        """
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        node_id: _builtins.str = ...,
+        agents: _abc.Iterable[Global___AgentInfo] | None = ...,
+        slots: _builtins.int = ...,
+        running: _builtins.int = ...,
+        library: _builtins.str = ...,
+        connected_at: _timestamp_pb2.Timestamp | None = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["connected_at", b"connected_at", "updated_at", b"updated_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agents", b"agents", "connected_at", b"connected_at", "library", b"library", "name", b"name", "node_id", b"node_id", "running", b"running", "slots", b"slots", "updated_at", b"updated_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WorkerInfo: _TypeAlias = WorkerInfo  # noqa: Y015
+
+@_typing.final
 class JobSubmit(_message.Message):
     """JobSubmit asks the runtime to run an agent (`job.submit`, §7.1)."""
 

@@ -30,6 +30,7 @@ class ConnectRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
+    TRACEPARENT_FIELD_NUMBER: _builtins.int
     HELLO_FIELD_NUMBER: _builtins.int
     RESUME_FIELD_NUMBER: _builtins.int
     PING_FIELD_NUMBER: _builtins.int
@@ -44,6 +45,13 @@ class ConnectRequest(_message.Message):
     UNSUBSCRIBE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The ARCP envelope `id` (ULID); echoed as `request_id` on the reply."""
+    traceparent: _builtins.str
+    """The W3C `traceparent` of the sender's span for this frame (§11), when it
+    traces: the gateway sets it on the `job.submit` it relays, and the core's
+    spans for the frame continue that span. A stream's gRPC metadata is fixed
+    when it opens, so a frame carries its own. Empty: none; ignored when
+    malformed.
+    """
     @_builtins.property
     def hello(self) -> _session_pb2.SessionHello:
         """`session.hello` (§6.2)."""
@@ -96,6 +104,7 @@ class ConnectRequest(_message.Message):
         self,
         *,
         id: _builtins.str = ...,
+        traceparent: _builtins.str = ...,
         hello: _session_pb2.SessionHello | None = ...,
         resume: _session_pb2.SessionResume | None = ...,
         ping: _session_pb2.SessionPing | None = ...,
@@ -111,7 +120,7 @@ class ConnectRequest(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "bye", b"bye", "cancel", b"cancel", "close", b"close", "frame", b"frame", "hello", b"hello", "list_jobs", b"list_jobs", "ping", b"ping", "pong", b"pong", "resume", b"resume", "submit", b"submit", "subscribe", b"subscribe", "unsubscribe", b"unsubscribe"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "bye", b"bye", "cancel", b"cancel", "close", b"close", "frame", b"frame", "hello", b"hello", "id", b"id", "list_jobs", b"list_jobs", "ping", b"ping", "pong", b"pong", "resume", b"resume", "submit", b"submit", "subscribe", b"subscribe", "unsubscribe", b"unsubscribe"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "bye", b"bye", "cancel", b"cancel", "close", b"close", "frame", b"frame", "hello", b"hello", "id", b"id", "list_jobs", b"list_jobs", "ping", b"ping", "pong", b"pong", "resume", b"resume", "submit", b"submit", "subscribe", b"subscribe", "traceparent", b"traceparent", "unsubscribe", b"unsubscribe"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["hello", "resume", "ping", "pong", "ack", "list_jobs", "bye", "close", "submit", "cancel", "subscribe", "unsubscribe"]  # noqa: Y015
     _WhichOneofArgType_frame: _TypeAlias = _typing.Literal["frame", b"frame"]  # noqa: Y015

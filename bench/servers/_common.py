@@ -13,11 +13,20 @@ from typing import Any
 
 from arcp_grpc.process import event_loop
 
-__all__ = ["BENCH_PRINCIPAL", "BENCH_TOKEN", "launcher_args", "wait_for_stop", "write_ready"]
+__all__ = [
+    "BENCH_PRINCIPAL",
+    "BENCH_TOKEN",
+    "BENCH_WORKER_TOKEN",
+    "launcher_args",
+    "wait_for_stop",
+    "write_ready",
+]
 
 #: The bearer token every benchmark server accepts, mapped to ``BENCH_PRINCIPAL``.
 BENCH_TOKEN = "bench-token"
 BENCH_PRINCIPAL = "bench"
+#: The worker token our core accepts (`arcp-grpc worker`, scenario k `bench.remote_worker`).
+BENCH_WORKER_TOKEN = "bench-worker-token"
 
 
 def launcher_args(description: str, *, event_loop_choice: bool = False) -> argparse.ArgumentParser:

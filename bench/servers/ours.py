@@ -18,6 +18,7 @@ from arcp_grpc.store.sqlite.store import WAL_LIMIT
 from bench.servers._common import (
     BENCH_PRINCIPAL,
     BENCH_TOKEN,
+    BENCH_WORKER_TOKEN,
     launcher_args,
     wait_for_stop,
     write_ready,
@@ -34,6 +35,7 @@ async def _serve(args: Any) -> None:
             data_dir=Path(args.data_dir),
             grpc_port=0,
             tokens={BENCH_TOKEN: BENCH_PRINCIPAL},
+            worker_tokens={BENCH_WORKER_TOKEN: "bench-worker"},
             store_url=args.store_url,
             store_key=args.store_key or None,
             sqlite_wal_bytes=args.sqlite_wal_bytes,

@@ -53,6 +53,7 @@ CEILING_SCENARIOS = {
     "runjob": {"rtt"},
     "streamed": {"concurrent"},
     "client": {"rtt"},
+    "workers": {"rtt"},
 }
 
 #: Reads the raw server's CPU seconds so far; per-call CPU shows what the transport alone costs.

@@ -252,6 +252,7 @@ def test_job_service_has_every_rpc() -> None:
         "RunJob",
         "SubmitJobs",
         "ListNodes",
+        "ListWorkers",
     }
     for server_stream in ("WatchJob", "RunJob"):
         method = service.methods_by_name[server_stream]

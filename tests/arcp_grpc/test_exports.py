@@ -41,6 +41,7 @@ PUBLIC: dict[str, set[str]] = {
         "PermissionDenied",
         "QuotaExceeded",
         "ResumeWindowExpired",
+        "StoreUnreachable",
         "Timeout",
         "Unauthenticated",
         "error_class",
@@ -60,6 +61,7 @@ PUBLIC: dict[str, set[str]] = {
         "Submitted",
         "Unavailable",
         "Watch",
+        "Worker",
         "plain",
     },
     "arcp_grpc.grpc_status": {
@@ -71,6 +73,15 @@ PUBLIC: dict[str, set[str]] = {
         "to_status",
     },
     "arcp_grpc.server": {"CoreConfig", "CoreHealth", "RunningCore", "start_core"},
+    "arcp_grpc.worker": {
+        "LIBRARY",
+        "WORK_METHOD",
+        "RemoteChild",
+        "RemoteHost",
+        "WorkerRefused",
+        "WorkerStream",
+        "run_worker",
+    },
     "arcp_grpc.store.postgres": {"PostgresStore"},
     "arcp_grpc.store.sqlite": {"SQLiteStore", "WAL_LIMIT"},
     "arcp_grpc.store": {
@@ -79,6 +90,8 @@ PUBLIC: dict[str, set[str]] = {
         "CredentialEntry",
         "CredentialStore",
         "EventRow",
+        "HandedOff",
+        "Handoff",
         "IdempotencyClaim",
         "IdempotencyConflict",
         "JobChanges",
@@ -95,6 +108,7 @@ PUBLIC: dict[str, set[str]] = {
         "SessionStore",
         "Store",
         "StoreUnavailable",
+        "StoreWaitExpired",
         "UnrevokedCredential",
     },
 }

@@ -162,3 +162,23 @@ def test_quick_run_of_the_cluster_target(tmp_path: Path) -> None:
             assert results["values"][column][metric][0] > 0, (column, metric)
     report = (tmp_path / "RESULTS.md").read_text()
     assert "ours on PostgreSQL, 2 nodes · lean client" in report
+
+
+@pytest.mark.timeout(150)
+def test_quick_run_of_the_remote_worker_scenario(tmp_path: Path) -> None:
+    """k (issue 23): an `arcp-grpc worker` joins our core and the same echo runs on both
+    sides in the same run; every figure is measured and rendered (none is judged here)."""
+    command = [sys.executable, "-m", "bench", "--quick", "--reps", "1", "--only", "workers"]
+    command += ["--targets", "ours-grpc", "--out", str(tmp_path)]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=140)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["errors"] == {}
+    figures = results["values"]["grpc"]
+    for metric in ("inproc_run_ms", "remote_run_ms", "remote_jobs_per_s", "remote_worker_cpu_us"):
+        assert figures[metric][0] > 0, metric
+    assert (
+        figures["remote_run_ratio"][0] == figures["remote_run_ms"][0] / figures["inproc_run_ms"][0]
+    )
+    assert "k. remote ÷ in-process, RunJob p50, ×" in (tmp_path / "RESULTS.md").read_text()

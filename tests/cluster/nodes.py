@@ -30,10 +30,16 @@ class Cluster:
 
 
 def write_cluster_config(
-    tmp_path: Path, store_url: str, *, node_timeout_sec: float, extra: str = ""
+    tmp_path: Path,
+    store_url: str,
+    *,
+    node_timeout_sec: float,
+    store_extra: str = "",
+    extra: str = "",
 ) -> Path:
     """One configuration for every node: the store, its shared key, the tokens of alice
-    and bob, the cluster's timing, and `extra` (more TOML, e.g. a `[limits]` table)."""
+    and bob, the cluster's timing; `store_extra` (more `[store]` settings) and `extra`
+    (more TOML, e.g. a `[limits]` table)."""
     key_file = tmp_path / "cluster.key"
     key_file.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
     config = tmp_path / "cluster.toml"
@@ -45,6 +51,7 @@ tokens = {{ "tok-alice" = "alice", "tok-bob" = "bob" }}
 [store]
 url = "{store_url}"
 key_file = "{key_file}"
+{store_extra}
 [cluster]
 node_timeout_sec = {node_timeout_sec}
 heartbeat_sec = 0.25

@@ -15,11 +15,9 @@ runs the client with ``node --test``, whose TAP summary it checks.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -27,45 +25,22 @@ import pytest
 from google.rpc import error_details_pb2
 
 from arcp_grpc.server import CoreConfig, start_core
+from tests.polyglot.node_project import (
+    SETUP_TIMEOUT,
+    generate,
+    npm_ci,
+    require_node,
+    typecheck,
+)
 
 __all__: list[str] = []
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent.parent
-BUF = ROOT / "tools" / "node_modules" / ".bin" / "buf"
-LOCK_STAMP = HERE / "node_modules" / ".arcp-lock.sha256"
 TOKEN = "tok-alice"
 # The client's own tests (client.test.ts); the summary must count them all.
 NODE_TESTS = 10
-# Bounds for the subprocesses; a hung step fails the test instead of hanging CI.
-SETUP_TIMEOUT = 300.0
+# A bound for the client's run; a hung client fails the test instead of hanging CI.
 NODE_TIMEOUT = 120.0
-
-
-def _run(cmd: list[str], cwd: Path) -> None:
-    """Run a setup step; its output is shown only when it fails."""
-    done = subprocess.run(
-        cmd, cwd=cwd, capture_output=True, text=True, timeout=SETUP_TIMEOUT, check=False
-    )
-    if done.returncode != 0:
-        pytest.fail(f"{' '.join(cmd)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
-
-
-def _lock_digest() -> str:
-    """What node_modules was installed from: package.json and its lockfile."""
-    digest = hashlib.sha256()
-    for name in ("package.json", "package-lock.json"):
-        digest.update((HERE / name).read_bytes())
-    return digest.hexdigest()
-
-
-def _npm_ci() -> None:
-    """``npm ci`` of the pinned lockfile, skipped when node_modules matches it."""
-    wanted = _lock_digest()
-    if LOCK_STAMP.is_file() and LOCK_STAMP.read_text() == wanted:
-        return
-    _run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], HERE)
-    LOCK_STAMP.write_text(wanted)
 
 
 def _generate_stubs() -> None:
@@ -76,17 +51,16 @@ def _generate_stubs() -> None:
     shutil.rmtree(staged.parent.parent, ignore_errors=True)
     staged.mkdir(parents=True)
     shutil.copy(Path(error_details_pb2.__file__).with_name("error_details.proto"), staged)
-    _run([str(BUF), "generate", "--template", str(HERE / "buf.gen.yaml")], ROOT)
+    generate(HERE)
 
 
 @pytest.fixture(scope="module")
 def node_client() -> Path:
     """The Node client, installed, with fresh stubs, type-checked."""
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.fail("node and npm are required: the Node client is an acceptance test (issue 8)")
-    _npm_ci()
+    require_node()
+    npm_ci(HERE)
     _generate_stubs()
-    _run([str(HERE / "node_modules" / ".bin" / "tsc"), "--noEmit", "-p", str(HERE)], HERE)
+    typecheck(HERE)
     return HERE
 
 

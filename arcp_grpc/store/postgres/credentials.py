@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from arcp_grpc.store.postgres.connections import PostgresConnections
+from arcp_grpc.store.postgres.connections import PostgresConnections, Reads
 from arcp_grpc.store.protocol import CredentialEntry, UnrevokedCredential
 from arcp_grpc.store.rows import UNREVOKED_CREDENTIALS
 
@@ -74,9 +74,7 @@ async def insert_credentials(conn: asyncpg.Connection, entries: Sequence[Credent
     )
 
 
-async def unrevoked_credentials(
-    conn: asyncpg.Connection | asyncpg.Pool,
-) -> list[UnrevokedCredential]:
+async def unrevoked_credentials(conn: asyncpg.Connection | Reads) -> list[UnrevokedCredential]:
     """Values due for revocation and still live on any node (§14), oldest first; a
     plain function of a connection so the operator CLI needs no store of its own."""
     rows = await conn.fetch(UNREVOKED_CREDENTIALS)

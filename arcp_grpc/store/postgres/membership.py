@@ -9,6 +9,21 @@ runs which job, and who asks whom to cancel.
 - each node heartbeats in `nodes`; a survivor declares a node dead with one
   conditional update and takes its running jobs in the same transaction, so
   exactly one survivor ends each.
+
+Nobody is declared dead for an outage of the database itself (issue 20): a node
+judges another's heartbeat only once both have had `node_timeout_sec` to beat
+since the store came back. Two rules, both needed:
+- the judge's own connection to the store must have been up for the timeout
+  (`PostgresWriter.up_for`): after any outage it saw (a restart, a failover, a
+  network cut between it and the database), it waits a full timeout before it
+  judges, while the others reconnect (within the writer's backoff bound, 2 s)
+  and beat again;
+- on the database's clock, the server must have started more than the timeout
+  ago (`pg_postmaster_start_time()`): a node that reconnected quickly cannot
+  judge a peer whose heartbeat the restart interrupted.
+A network partition between ONE node and the database is, for the others, a
+death: the cut-off node stops emitting once its lease lapses, and is declared
+dead after the timeout like a crashed one.
 """
 
 from __future__ import annotations
@@ -94,14 +109,23 @@ class PostgresMembership(PostgresConnections):
         already dead, left, or is unknown (a job a dead node created in a race, a node
         that left with a job whose end it could not record). One conditional update per
         statement decides which survivor does it. Each owner is named `label/node_id`
-        (its host:pid unless `cluster.node_name` says otherwise)."""
+        (its host:pid unless `cluster.node_name` says otherwise). Nobody is judged until
+        the store has been back for the timeout (module docstring); the jobs of owners
+        already not alive are swept whatever this node's own connection's age."""
+        judge = self._writes().up_for() >= timeout_sec
 
         async def op(conn: asyncpg.Connection) -> list[tuple[str, list[JobRow]]]:
-            dead = await conn.fetch(
-                "UPDATE nodes SET state = 'dead' WHERE state = 'alive' AND node_id <> $1"
-                " AND heartbeat_at < now() - make_interval(secs => $2) RETURNING node_id",
-                self.node_id,
-                timeout_sec,
+            dead = (
+                []
+                if not judge
+                else await conn.fetch(
+                    "UPDATE nodes SET state = 'dead' WHERE state = 'alive' AND node_id <> $1"
+                    " AND heartbeat_at < now() - make_interval(secs => $2)"
+                    " AND pg_postmaster_start_time() < now() - make_interval(secs => $2)"
+                    " RETURNING node_id",
+                    self.node_id,
+                    timeout_sec,
+                )
             )
             if dead:
                 # Their sessions' resume windows start now: any node may resume them.

@@ -27,6 +27,11 @@ version does not change for them (an older node ignores them). So are
 principal holds on every node when a job or a session takes a slot under its
 cap (DESIGN.md "Quotas").
 
+Remote workers across nodes (issue 23, `arcp_grpc.store.postgres.handoffs`) add
+`node_workers` (the workers each node holds) and `job_handoffs` (a job created by one
+node for another to run, until that one claims it); like the indexes above they are
+created if missing and leave the version alone (an older node never reads them).
+
 PostgreSQL gives the space of deleted rows back to its tables through
 autovacuum: the files do not shrink, but the pages are reused, so they stop
 growing once the purge keeps pace.
@@ -136,6 +141,17 @@ CREATE TABLE IF NOT EXISTS nodes (
     started_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     heartbeat_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     state TEXT NOT NULL DEFAULT 'alive' CHECK (state IN ('alive', 'left', 'dead'))
+);
+CREATE TABLE IF NOT EXISTS node_workers (
+    node_id TEXT PRIMARY KEY,
+    listing BYTEA NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS job_handoffs (
+    job_id TEXT PRIMARY KEY REFERENCES jobs ON DELETE CASCADE,
+    node_id TEXT NOT NULL,
+    input BYTEA NOT NULL,
+    max_runtime_sec INTEGER
 );
 """
 

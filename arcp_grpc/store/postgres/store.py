@@ -9,7 +9,8 @@ module of its own, all working through `PostgresConnections` (`connections`):
   (`changes`), while a poll bounds the wait when a notification is lost;
 - the credential ledger (`credentials`, §14);
 - the session journal (`sessions`): sessions, their frames and follows;
-- cluster membership (`membership`): heartbeats, takeover, cancel requests.
+- cluster membership (`membership`): heartbeats, takeover, cancel requests;
+- remote workers across nodes (`handoffs`): who holds which, jobs handed between nodes.
 
 Writes and group commit are `arcp_grpc.store.postgres.writer`'s; reads use a small
 connection pool beside the writer's connection.
@@ -19,18 +20,24 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from urllib.parse import urlsplit
 
 import asyncpg
 
 from arcp_grpc.errors import InternalError
+from arcp_grpc.store.postgres.batch_statements import EVENTS_CHANNEL
 from arcp_grpc.store.postgres.credentials import PostgresCredentials, insert_credentials
+from arcp_grpc.store.postgres.handoffs import HANDOFF_CHANNEL, PostgresHandoffs
+from arcp_grpc.store.postgres.listener import Listener
 from arcp_grpc.store.postgres.membership import CANCEL_CHANNEL, PostgresMembership
+from arcp_grpc.store.postgres.reconnect import connect_within
 from arcp_grpc.store.postgres.schema import prepare as prepare_schema
 from arcp_grpc.store.postgres.sessions import SESSIONS_CHANNEL, PostgresSessions
-from arcp_grpc.store.postgres.writer import EVENTS_CHANNEL, PostgresWriter
+from arcp_grpc.store.postgres.writer import PostgresWriter
 from arcp_grpc.store.protocol import (
     CredentialEntry,
     EventRow,
+    Handoff,
     IdempotencyClaim,
     IdempotencyConflict,
     JobPage,
@@ -59,7 +66,7 @@ _UNDER_RUNNING_CAP = (
 _ALIVE = "EXISTS (SELECT 1 FROM nodes WHERE node_id = {node} AND state = 'alive' FOR SHARE)"
 
 
-class PostgresStore(PostgresCredentials, PostgresSessions, PostgresMembership):
+class PostgresStore(PostgresCredentials, PostgresSessions, PostgresMembership, PostgresHandoffs):
     """`Store` on a PostgreSQL database shared by the nodes of a cluster."""
 
     @property
@@ -70,26 +77,43 @@ class PostgresStore(PostgresCredentials, PostgresSessions, PostgresMembership):
     # -- lifecycle -------------------------------------------------------
 
     async def open(self) -> None:
+        """Connect (waiting up to `store.connect_timeout_sec` for a database that is not
+        up yet: `StoreWaitExpired`), prepare the schema, join the cluster."""
         try:
-            self._write_conn = await asyncpg.connect(self._dsn)
+            self._write_conn = await connect_within(
+                self._connect, self._connect_timeout_sec, _where(self._dsn)
+            )
             await prepare_schema(self._write_conn)
-            self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=4)
-            self._listen_conn = await asyncpg.connect(self._dsn)
+            await self._open_pool()
+            self._listener = Listener(
+                self._connect,
+                [
+                    (EVENTS_CHANNEL, self._followers.notified),
+                    (CANCEL_CHANNEL, self._on_cancel_notified),
+                    (SESSIONS_CHANNEL, self._on_session_notified),
+                    (HANDOFF_CHANNEL, self._on_handoff_notified),
+                ],
+                self._followers.wake_all,
+            )
+            await self._listener.open()
+            await self._write_conn.execute(
+                "INSERT INTO nodes (node_id, label) VALUES ($1, $2)", self.node_id, self._label
+            )
+        except StoreUnavailable:
+            await self._close_connections()
+            raise
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             await self._close_connections()
             raise StoreUnavailable(f"cannot use the PostgreSQL store: {exc}") from None
-        await self._listen_conn.add_listener(EVENTS_CHANNEL, self._followers.notified)
-        await self._listen_conn.add_listener(CANCEL_CHANNEL, self._on_cancel_notified)
-        await self._write_conn.execute(
-            "INSERT INTO nodes (node_id, label) VALUES ($1, $2)", self.node_id, self._label
+        self._writer = PostgresWriter(
+            self._write_conn, self.node_id, connect=self._connect, batch_limit=self._batch_limit
         )
-        await self._listen_conn.add_listener(SESSIONS_CHANNEL, self._on_session_notified)
-        self._writer = PostgresWriter(self._write_conn, self.node_id, batch_limit=self._batch_limit)
 
     async def close(self) -> None:
         if self._writer is None:
             return
         await self._writer.stop()
+        self._write_conn = self._writer.connection  # a new one after each reconnect
         self._writer = None
         await self._close_connections()
         self._followers.wake_all()
@@ -104,6 +128,12 @@ class PostgresStore(PostgresCredentials, PostgresSessions, PostgresMembership):
 
     def write_backlog(self) -> tuple[int, int]:
         return self._writes().backlog()
+
+    def reachable(self) -> bool:
+        return self._writes().reachable()
+
+    def set_outage_listener(self, listener: Callable[[bool], None]) -> None:
+        self._writes().set_outage_listener(listener)
 
     def append_event(self, event: EventRow) -> None:
         self._writes().append_event(event)
@@ -134,12 +164,17 @@ class PostgresStore(PostgresCredentials, PostgresSessions, PostgresMembership):
         now: float,
         *,
         running_cap: int | None = None,
+        handoff: Handoff | None = None,
     ) -> None:
         """With `running_cap`, the insert itself is conditional on the principal's running
         jobs on every node (`_UNDER_RUNNING_CAP`), counted after the batch took the
-        principal's slot lock (the writer), so two nodes cannot both take the last slot."""
+        principal's slot lock (the writer), so two nodes cannot both take the last slot.
+        With `handoff`, the job is owned by the node it names from the start, told on
+        `arcp_handoff` at the commit (`arcp_grpc.store.postgres.handoffs`); this node's
+        fence still decides the insert."""
         node = self.node_id
         capped = running_cap is not None
+        owner = handoff.node_id if handoff is not None else node
 
         async def op(conn: asyncpg.Connection) -> None:
             if claim is not None:
@@ -176,12 +211,13 @@ class PostgresStore(PostgresCredentials, PostgresSessions, PostgresMembership):
                     raise IdempotencyConflict(holder["job_id"], holder["fingerprint"])
             created = await conn.fetchval(
                 f"INSERT INTO jobs ({JOB_COLUMNS}, owner_node)"
-                " SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13"
-                f" WHERE {_ALIVE.format(node='$13')}"
+                " SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,"
+                f" ${15 if capped else 14} WHERE {_ALIVE.format(node='$13')}"
                 f"{_UNDER_RUNNING_CAP if capped else ''} RETURNING true",
                 *job_values(job),
                 node,
                 *((running_cap,) if capped else ()),
+                owner,
             )
             if not created:
                 # Refused by the fence or by the cap: the writer rolls back the claim
@@ -192,6 +228,18 @@ class PostgresStore(PostgresCredentials, PostgresSessions, PostgresMembership):
                 raise NodeNotAlive(node)
             if credentials:
                 await insert_credentials(conn, credentials)
+            if handoff is not None:
+                await conn.execute(
+                    "INSERT INTO job_handoffs (job_id, node_id, input, max_runtime_sec)"
+                    " VALUES ($1, $2, $3, $4)",
+                    job.job_id,
+                    owner,
+                    handoff.input,
+                    handoff.max_runtime_sec,
+                )
+                await conn.execute(
+                    "SELECT pg_notify($1, $2)", HANDOFF_CHANNEL, f"{owner} {job.job_id}"
+                )
 
         await self._writes().write(op, lock=job.principal if capped else "")
 
@@ -330,6 +378,12 @@ class PostgresStore(PostgresCredentials, PostgresSessions, PostgresMembership):
             " WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'r'"
         )
         return {"database": int(value)}
+
+
+def _where(dsn: str) -> str:
+    """The database for the log: host, port and name, never the password."""
+    parts = urlsplit(dsn)
+    return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path}"
 
 
 def _numbered(n: int) -> str:

@@ -15,16 +15,14 @@ never an event).
 Session frames (a session's sequenced frames, recorded before they are sent)
 ride in the same batches. They are recorded only for sessions this node still
 holds while this node is alive, and only for what the store holds of a job
-(`_record_frames`): a node that lost a session, or was declared dead, records
+(`batch_statements.record_frames`): a node that lost a session, or was declared dead, records
 nothing more, and what is not recorded is never sent. Events are written only
 for the jobs this node still runs, and only the written ones are published
-(`_insert_events`), so no follower sees an event the store does not hold.
+(`batch_statements.insert_events`), so no follower sees an event the store does not hold.
 
 A request that fails on its own (bad data for a column, a refusal such as an
 idempotency conflict or a cap reached) is rolled back to its savepoint (alone
-in its batch: with its transaction) and raised to its caller; anything else
-(the connection lost, the server gone) fails the store, as a full disk fails
-the SQLite one.
+in its batch: with its transaction) and raised to its caller.
 
 A request that takes a per-principal slot (a job, a session: DESIGN.md
 "Quotas") names the principal in `lock`. The batch first takes every such
@@ -33,22 +31,43 @@ count in the request's statement then sees every other node's committed
 slots, and a node that takes the same principal's slot waits for this commit.
 Taken first and in order, these locks cannot close a deadlock cycle; they
 cost one statement per batch that takes a slot, not one per request.
+
+A lost connection (the database restarted,
+the node's backends terminated, the network cut) is not a failure (issue 20): the
+writer reconnects with bounded backoff (`reconnect`) while the batch and
+everything queued behind it wait in memory (bounded by the runtime's
+back-pressure: emitters wait beyond `runtime.max_pending_event_bytes`), and the
+outage listener turns the node NOT_SERVING meanwhile. Nothing is applied twice:
+each batch reads its transaction id before COMMIT, and after a reconnect
+`txid_status` says whether the lost COMMIT took effect; if it did, the batch's
+results stand (its events are published once, its requests answered with what
+they returned); if not, the whole batch runs again, as if for the first time.
+Anything else (a statement the server refuses for no fault of the request)
+fails the store for good, as a full disk fails the SQLite one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import asyncpg
 
-from arcp_grpc.errors import InternalError, InvalidRequest
+from arcp_grpc.errors import InternalError, InvalidRequest, StoreUnreachable
+from arcp_grpc.store.postgres.batch_statements import (
+    insert_events,
+    lock_slots,
+    notify,
+    record_frames,
+)
+from arcp_grpc.store.postgres.reconnect import is_connection_loss, reconnected
 from arcp_grpc.store.protocol import EventRow, SessionFrame
 
-__all__ = ["EVENTS_CHANNEL", "PostgresWriter", "request_error"]
+__all__ = ["PostgresWriter", "request_error"]
 
 log = logging.getLogger("arcp_grpc.postgres_store")
 
@@ -56,9 +75,8 @@ T = TypeVar("T")
 Op = Callable[[asyncpg.Connection], Awaitable[Any]]
 FrameListener = Callable[[Sequence[SessionFrame], frozenset[str]], None]
 
-EVENTS_CHANNEL = "arcp_events"
-_SLOT_LOCKS = 0x41524351  # the advisory-lock class of the per-principal slot locks
-_NOTIFY_BYTES = 7000  # PostgreSQL caps a payload below 8000 bytes
+_STOP_WAIT_SEC = 5.0  # after the runtime's own wait (10 s), for an unreachable store
+_SETTLE_SEC = 0.1  # after ending a stale backend, before asking its transaction's fate again
 
 
 @dataclass(slots=True)
@@ -89,8 +107,16 @@ def request_error(exc: BaseException) -> Exception | None:
 class PostgresWriter:
     """Every write of one node, in order, committed before its caller resumes."""
 
-    def __init__(self, conn: asyncpg.Connection, node_id: str, *, batch_limit: int = 2048) -> None:
+    def __init__(
+        self,
+        conn: asyncpg.Connection,
+        node_id: str,
+        *,
+        connect: Callable[[], Awaitable[asyncpg.Connection]],
+        batch_limit: int = 2048,
+    ) -> None:
         self._conn = conn
+        self._connect = connect
         self._node_id = node_id
         self._batch_limit = batch_limit
         self._queue: list[EventRow | SessionFrame | _Request] = []
@@ -100,7 +126,11 @@ class PostgresWriter:
         self._listener: Callable[[Sequence[EventRow]], None] = lambda _events: None
         self._frame_listener: FrameListener = lambda _frames, _lost: None
         self._on_failure: Callable[[], None] = lambda: None
+        self._on_outage: Callable[[bool], None] = lambda _lost: None
         self._failure: BaseException | None = None
+        self._reachable = True
+        self._up_since = self._lost_at = time.monotonic()
+        self._inflight: list[EventRow | SessionFrame | _Request] = []
         self._stopping = False
         self._task = asyncio.create_task(self._run(), name="arcp-postgres-writer")
 
@@ -155,14 +185,41 @@ class PostgresWriter:
             return
 
     async def stop(self) -> None:
-        await self.flush()
+        """Commit what is queued, then end the task. A store that stays unreachable
+        for `_STOP_WAIT_SEC` loses what was queued (said in the log): the process is
+        stopping and cannot keep it anywhere."""
+        try:
+            await asyncio.wait_for(self.flush(), _STOP_WAIT_SEC)
+        except TimeoutError:
+            self._abandon()
+            return
         self._stopping = True
         self._wake.set()
         await self._task
 
+    # -- state -----------------------------------------------------------
+
+    def set_outage_listener(self, listener: Callable[[bool], None]) -> None:
+        self._on_outage = listener
+
+    def reachable(self) -> bool:
+        return self._reachable
+
+    @property
+    def connection(self) -> asyncpg.Connection:
+        """The connection in use now (a new one after each reconnect)."""
+        return self._conn
+
+    def up_for(self) -> float:
+        """Seconds since this node's connection to the store was last (re)made; 0 while
+        the store is unreachable."""
+        return time.monotonic() - self._up_since if self._reachable else 0.0
+
     def _check_healthy(self) -> None:
         if self._failure is not None:
             raise InternalError("the store failed and accepts no more writes") from None
+
+    # -- the task --------------------------------------------------------
 
     async def _run(self) -> None:
         while True:
@@ -176,59 +233,42 @@ class PostgresWriter:
             del self._queue[: self._batch_limit]
             if self._queue:
                 self._wake.set()
+            self._inflight = batch
             await self._commit(batch)
+            self._inflight = []
 
     async def _commit(self, batch: list[EventRow | SessionFrame | _Request]) -> None:
-        events: list[EventRow] = []
-        stored: list[EventRow] = []  # the events the store took (`_insert_events`)
-        frames = [item for item in batch if isinstance(item, SessionFrame)]
-        recorded: list[SessionFrame] = []
-        lost: frozenset[str] = frozenset()
-        written = 0
-        settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
-        touched: dict[str, None] = {}
-        alone = len(batch) == 1
-        conn = self._conn
-        try:
-            async with conn.transaction():
-                await _lock_slots(conn, batch)
-                for item in batch:
-                    if isinstance(item, SessionFrame):
-                        continue  # recorded at the end of the batch, after its requests
-                    if isinstance(item, EventRow):
-                        events.append(item)
-                        touched[item.job_id] = None
+        """Commit `batch` once, whatever happens to the connection meanwhile: a batch
+        whose connection was lost is committed again on a new one, unless the
+        database says its transaction did commit (its answer was what got lost)."""
+        attempt = _Attempt()
+        while True:
+            try:
+                await self._apply(batch, attempt)
+                break
+            except Exception as exc:
+                if is_connection_loss(exc) and self._failure is None:
+                    try:
+                        if await self._committed_after_reconnect(attempt, exc):
+                            break
+                    except Exception as fatal:  # not a lost connection: the store failed
+                        exc = fatal
+                    else:
+                        attempt = _Attempt()
                         continue
-                    stored += await _insert_events(conn, events[written:], self._node_id)
-                    written = len(events)  # in call order
-                    settled.append(await _run_request(conn, item, savepoint=not alone))
-                    if item.touches:
-                        touched[item.touches] = None
-                stored += await _insert_events(conn, events[written:], self._node_id)
-                if frames:
-                    recorded, lost = await _record_frames(conn, frames, self._node_id)
-                await _notify(conn, touched)
-        except Exception as exc:
-            own = _own_error(exc) if alone and settled == [] else None
-            if own is not None and isinstance(batch[0], _Request):
-                settled = [(batch[0].future, None, own)]  # rolled back: nothing else in it
-                stored = []
-            else:
-                failure = self._fail(exc)
-                settled = [(i.future, None, failure) for i in batch if isinstance(i, _Request)]
-                stored = []
-                recorded, lost = [], frozenset()
+                self._refused(batch, attempt, exc)
+                break
         self._pending -= len(batch)
         self._pending_event_bytes -= sum(
             len(i.blob) if isinstance(i, EventRow) else len(i.frame)
             for i in batch
             if not isinstance(i, _Request)
         )
-        if stored:  # only what the store holds reaches a follower
-            self._listener(stored)
-        if frames:
-            self._frame_listener(recorded, lost)
-        for future, value, error in settled:
+        if attempt.events:
+            self._listener(attempt.events)
+        if any(isinstance(i, SessionFrame) for i in batch):
+            self._frame_listener(attempt.recorded, attempt.lost)
+        for future, value, error in attempt.settled:
             if future.done():
                 continue
             if error is not None:
@@ -236,12 +276,128 @@ class PostgresWriter:
             else:
                 future.set_result(value)
 
+    async def _apply(
+        self, batch: list[EventRow | SessionFrame | _Request], attempt: _Attempt
+    ) -> None:
+        """One transaction for the batch; `attempt` holds what it did so far, and the
+        transaction id it ends with, so that a lost COMMIT can be looked up."""
+        frames = [item for item in batch if isinstance(item, SessionFrame)]
+        queued: list[EventRow] = []  # in call order; `attempt.events` are those written
+        written = 0
+        touched: dict[str, None] = {}
+        alone = len(batch) == 1
+        conn = self._conn
+        async with conn.transaction():
+            await lock_slots(conn, {i.lock for i in batch if isinstance(i, _Request) and i.lock})
+            for item in batch:
+                if isinstance(item, SessionFrame):
+                    continue  # recorded at the end of the batch, after its requests
+                if isinstance(item, EventRow):
+                    queued.append(item)
+                    touched[item.job_id] = None
+                    continue
+                attempt.events += await insert_events(conn, queued[written:], self._node_id)
+                written = len(queued)  # in call order
+                attempt.settled.append(await _run_request(conn, item, savepoint=not alone))
+                if item.touches:
+                    touched[item.touches] = None
+            attempt.events += await insert_events(conn, queued[written:], self._node_id)
+            if frames:
+                attempt.recorded, attempt.lost = await record_frames(conn, frames, self._node_id)
+            await notify(conn, touched)
+            # NULL when the batch wrote nothing: then a lost COMMIT costs a harmless re-run.
+            attempt.xid = await conn.fetchval("SELECT txid_current_if_assigned()")
+
+    def _refused(
+        self, batch: list[EventRow | SessionFrame | _Request], attempt: _Attempt, exc: Exception
+    ) -> None:
+        """The batch did not commit and will not: a lone request's own error goes to its
+        caller; anything else fails the store."""
+        alone = len(batch) == 1
+        own = _own_error(exc) if alone and attempt.settled == [] else None
+        if own is not None and isinstance(batch[0], _Request):
+            attempt.settled = [(batch[0].future, None, own)]  # rolled back: nothing else in it
+        else:
+            failure = self._fail(exc)
+            attempt.settled = [(i.future, None, failure) for i in batch if isinstance(i, _Request)]
+        attempt.events, attempt.recorded, attempt.lost = [], [], frozenset()
+
+    # -- a lost connection ---------------------------------------------------
+
+    async def _committed_after_reconnect(self, attempt: _Attempt, exc: Exception) -> bool:
+        """Connect again (the store is unreachable meanwhile), then whether the lost
+        attempt committed: PostgreSQL keeps each recent transaction's fate
+        (`txid_status`), so a batch is never applied twice and never lost."""
+        if self._reachable:
+            self._reachable = False
+            self._lost_at = time.monotonic()
+            log.warning("lost the connection to the store (%s); reconnecting", exc)
+            self._on_outage(True)
+        old_pid = self._conn.get_server_pid()
+        while True:
+            await self._reconnect()
+            if attempt.xid is None:
+                return False  # COMMIT was never sent, or there was nothing to commit
+            try:
+                status = await self._conn.fetchval("SELECT txid_status($1)", attempt.xid)
+                if status != "in progress":
+                    return bool(status == "committed")
+                # Its old backend has not noticed the lost connection (a partition):
+                # ending it settles the transaction either way.
+                await self._conn.execute("SELECT pg_terminate_backend($1)", old_pid)
+                await asyncio.sleep(_SETTLE_SEC)
+            except asyncpg.InvalidParameterValueError:
+                # "in the future": a server that never saw it (a failover to a replica
+                # the commit had not reached), so it did not commit there.
+                return False
+            except Exception as again:
+                if not is_connection_loss(again):
+                    raise
+
+    async def _reconnect(self) -> None:
+        """A new connection, retried with bounded jittered backoff (`reconnect`)."""
+        self._conn.terminate()
+        self._conn = await reconnected(self._connect)
+        if not self._reachable:
+            self._reachable = True
+            self._up_since = time.monotonic()
+            log.warning("reconnected to the store after %.1f s", self._up_since - self._lost_at)
+            self._on_outage(False)
+
+    def _abandon(self) -> None:
+        """Stop without the store: what is queued (and the batch in flight) is lost."""
+        lost = self._inflight + self._queue
+        log.error(
+            "the store stayed unreachable for %g s while stopping: %d queued writes are lost",
+            _STOP_WAIT_SEC,
+            len(lost),
+        )
+        self._task.cancel()
+        error = StoreUnreachable("the node stopped before the store came back")
+        for item in lost:
+            if isinstance(item, _Request) and not item.future.done():
+                item.future.set_exception(error)
+        self._queue, self._inflight = [], []
+
     def _fail(self, exc: BaseException) -> InternalError:
         if self._failure is None:
             log.error("store commit failed; the store stops accepting writes", exc_info=exc)
             self._failure = exc
             asyncio.get_running_loop().call_soon(self._on_failure)
         return InternalError("the store could not commit")
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """What one attempt at a batch did: read back if its COMMIT's answer was lost."""
+
+    events: list[EventRow] = field(default_factory=list)
+    recorded: list[SessionFrame] = field(default_factory=list)
+    lost: frozenset[str] = frozenset()
+    settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = field(
+        default_factory=list
+    )
+    xid: int | None = None
 
 
 async def _run_request(
@@ -255,6 +411,8 @@ async def _run_request(
         except asyncpg.PostgresError:
             raise  # the transaction is aborted: `_commit` decides whose failure it is
         except Exception as exc:  # the request's own refusal: roll back what it wrote
+            if is_connection_loss(exc):
+                raise
             raise _Refused(exc) from exc
     try:
         async with conn.transaction():
@@ -265,6 +423,8 @@ async def _run_request(
             raise
         return request.future, None, own
     except Exception as exc:
+        if is_connection_loss(exc):
+            raise
         return request.future, None, exc
     return request.future, value, None
 
@@ -274,124 +434,6 @@ def _own_error(exc: BaseException) -> Exception | None:
     if isinstance(exc, _Refused):
         return exc.error
     return request_error(exc)
-
-
-async def _lock_slots(conn: asyncpg.Connection, batch: Sequence[object]) -> None:
-    """Take the slot locks of the principals the batch's requests name, in key order
-    (a hash collision merely shares a lock); held until the batch commits."""
-    principals = {i.lock for i in batch if isinstance(i, _Request) and i.lock}
-    if principals:
-        await conn.execute(
-            "SELECT pg_advisory_xact_lock($1, k) FROM (SELECT DISTINCT hashtext(p) AS k"
-            " FROM unnest($2::text[]) AS p) AS keys ORDER BY k",
-            _SLOT_LOCKS,
-            list(principals),
-        )
-
-
-async def _insert_events(
-    conn: asyncpg.Connection, events: Sequence[EventRow], node_id: str
-) -> list[EventRow]:
-    """Each event only while its job is this node's and running; returns the events
-    written, the only ones the commit listener publishes. Once a survivor has taken a job
-    over (this node was declared dead), a late event of it is dropped and never reaches a
-    follower, so the job's record is never written by two nodes and no client sees an
-    event the store does not hold. `FOR SHARE` on the job row makes a takeover in flight
-    (which updates that row) wait for this insert, or this insert see its result."""
-    if not events:
-        return []
-    rows = await conn.fetch(
-        "INSERT INTO events (job_id, seq, blob, sealed)"
-        " SELECT v.job_id, v.seq, v.blob, v.sealed"
-        " FROM unnest($1::text[], $2::int[], $3::bytea[], $4::bool[])"
-        " AS v(job_id, seq, blob, sealed)"
-        " WHERE EXISTS (SELECT 1 FROM jobs j WHERE j.job_id = v.job_id AND j.owner_node = $5"
-        " AND j.completed_at IS NULL FOR SHARE) RETURNING job_id, seq",
-        [e.job_id for e in events],
-        [e.seq for e in events],
-        [e.blob for e in events],
-        [e.sealed for e in events],
-        node_id,
-    )
-    if len(rows) == len(events):
-        return list(events)
-    written = {(r["job_id"], r["seq"]) for r in rows}
-    return [e for e in events if (e.job_id, e.seq) in written]
-
-
-async def _record_frames(
-    conn: asyncpg.Connection, frames: Sequence[SessionFrame], node_id: str
-) -> tuple[list[SessionFrame], frozenset[str]]:
-    """Record the frames the fence lets through; returns them, and the sessions this node
-    must let go of (their clients resume elsewhere and get what the store holds).
-
-    A frame is recorded only for a session this node still holds, while this node is
-    alive (`FOR SHARE` on its row: a takeover in flight waits, or goes first and the
-    frame is refused), and, for a job's frame, only if the store holds what it carries:
-    an event frame's event (or a status frame of no event, `job_seq` 0), a terminal
-    frame only once the job's end is recorded (the runtime publishes only the recorded
-    end, `Executor`). A session with a refused frame is lost: its sequence would have a
-    hole, so it is dropped here and resumed from the store. Locking the sessions rows
-    (`FOR UPDATE`) orders this against a concurrent resume on another node."""
-    sessions = list(dict.fromkeys(f.session_id for f in frames))
-    held = [
-        record["session_id"]
-        for record in await conn.fetch(
-            "SELECT session_id FROM sessions WHERE session_id = ANY($1::text[])"
-            " AND node_id = $2 AND EXISTS (SELECT 1 FROM nodes WHERE node_id = $2"
-            " AND state = 'alive' FOR SHARE) FOR UPDATE",
-            sessions,
-            node_id,
-        )
-    ]
-    candidates = [f for f in frames if f.session_id in set(held)]
-    if not candidates:
-        return [], frozenset(sessions)
-    rows = await conn.fetch(
-        "WITH v AS (SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::int[],"
-        " $5::bool[], $6::bytea[]) AS v(session_id, seq, job_id, job_seq, terminal, frame)),"
-        " kept AS (INSERT INTO session_frames (session_id, seq, job_id, job_seq, frame)"
-        " SELECT v.session_id, v.seq, v.job_id, v.job_seq, v.frame FROM v WHERE v.job_id = ''"
-        " OR (v.terminal AND EXISTS (SELECT 1 FROM jobs j WHERE j.job_id = v.job_id"
-        " AND j.completed_at IS NOT NULL))"
-        " OR (NOT v.terminal AND (v.job_seq = 0 OR EXISTS (SELECT 1 FROM events e"
-        " WHERE e.job_id = v.job_id AND e.seq = v.job_seq)))"
-        " RETURNING session_id, seq, job_id),"
-        " stamped AS (UPDATE sessions s SET last_seq = m.last FROM (SELECT session_id,"
-        " max(seq) AS last FROM kept GROUP BY session_id) m WHERE s.session_id = m.session_id)"
-        " SELECT session_id, seq FROM kept",
-        [f.session_id for f in candidates],
-        [f.seq for f in candidates],
-        [f.job_id for f in candidates],
-        [f.job_seq for f in candidates],
-        [f.terminal for f in candidates],
-        [f.frame for f in candidates],
-    )
-    kept = {(r["session_id"], r["seq"]) for r in rows}
-    recorded = [f for f in candidates if (f.session_id, f.seq) in kept]
-    refused = {f.session_id for f in candidates if (f.session_id, f.seq) not in kept}
-    ended = [(f.session_id, f.job_id) for f in recorded if f.terminal]
-    if ended:
-        await conn.executemany(
-            "UPDATE session_jobs SET done = TRUE WHERE session_id = $1 AND job_id = $2",
-            ended,
-        )
-    lost = frozenset(sessions) - set(held) | refused
-    return [f for f in recorded if f.session_id not in refused], lost
-
-
-async def _notify(conn: asyncpg.Connection, touched: dict[str, None]) -> None:
-    """One notification per batch (more only past the payload cap), sent at commit."""
-    payload: list[str] = []
-    size = 0
-    for job_id in touched:
-        if size + len(job_id) + 1 > _NOTIFY_BYTES and payload:
-            await conn.execute("SELECT pg_notify($1, $2)", EVENTS_CHANNEL, ",".join(payload))
-            payload, size = [], 0
-        payload.append(job_id)
-        size += len(job_id) + 1
-    if payload:
-        await conn.execute("SELECT pg_notify($1, $2)", EVENTS_CHANNEL, ",".join(payload))
 
 
 async def _nothing(_conn: asyncpg.Connection) -> None:

@@ -32,6 +32,7 @@ from typing import TypeVar
 from arcp_grpc.store.protocol import (
     CredentialEntry,
     EventRow,
+    Handoff,
     IdempotencyClaim,
     IdempotencyConflict,
     JobPage,
@@ -198,9 +199,13 @@ class SQLiteStore:
         now: float,
         *,
         running_cap: int | None = None,
+        handoff: Handoff | None = None,
     ) -> None:
         """`running_cap` is not read: this node is the whole store, and its own count of
-        running jobs (checked before, without a round trip) is the truth."""
+        running jobs (checked before, without a round trip) is the truth. A single node
+        has no peer to hand a job to (`handoff`)."""
+        if handoff is not None:
+            raise ValueError("a single node's store has no other node to hand a job to")
 
         def op(conn: sqlite3.Connection) -> None:
             if claim is not None:

@@ -10,7 +10,6 @@ import json
 import os
 import signal
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -18,18 +17,10 @@ from arcp_grpc.cli.client import WatchPrinter, progress_text
 from arcp_grpc.cli.main import main
 from arcp_grpc.server import RunningCore
 from arcp_grpc.v1 import events_pb2, jobs_pb2
+from tests.arcp_grpc.cli.cli_run import cli as _cli
+from tests.arcp_grpc.cli.cli_run import json_lines as _lines
 from tests.conftest import SAFETY
 from tests.serve_process import ARCP_GRPC, clean_env
-
-
-async def _cli(core: RunningCore, *args: str, token: str = "tok-alice") -> int:
-    """`arcp-grpc ARGS` in a worker thread (it is synchronous; the core is on this loop)."""
-    argv = [*args, "--address", core.grpc_address, "--token", token]
-    return await asyncio.to_thread(main, argv)
-
-
-def _lines(text: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 async def test_submit_watch_success_exits_0(
@@ -68,7 +59,7 @@ async def test_a_cancelled_job_exits_3(
     # The two commands print concurrently: only the watch's own lines are ordered.
     watched = [frame for frame in frames if frame != acknowledged]
     assert watched[-1]["type"] == "error"
-    assert watched[-1]["final_status"] == "JOB_STATUS_CANCELLED"
+    assert watched[-1]["final_status"] == "cancelled"
     assert watched[-1]["error"]["message"] == "enough"
 
 
@@ -220,7 +211,7 @@ async def test_get_shows_status_and_outcome_without_the_events(
     assert "thought" not in rows  # no event replay: GetJob, not WatchJob
     assert await _cli(core, "get", job_id, "--json") == 0
     job, result = _lines(capsys.readouterr().out)
-    assert (job["type"], job["status"]) == ("job", "JOB_STATUS_SUCCESS")
+    assert (job["type"], job["status"]) == ("job", "success")
     assert result["type"] == "result"
     assert await _cli(core, "get", "job_missing") == 1
     assert "JOB_NOT_FOUND" in capsys.readouterr().err

@@ -117,6 +117,16 @@ def test_environment_values_of_every_shape() -> None:
         ("", {}, {"runtime.retention_sec": "3600"}, "runtime.retention_sec (from the command"),
         ("", {}, {"runtime.retention_sec": "-1"}, "must not be negative"),
         ("", {}, {"store.sqlite_wal_bytes": "0"}, "store.sqlite_wal_bytes (from the command"),
+        # A client token is never a worker token (issue 23).
+        (
+            "",
+            {"ARCP_AUTH_TOKENS": "t1=alice", "ARCP_AUTH_WORKERS": "t1=pool"},
+            {},
+            "auth.workers (from ARCP_AUTH_WORKERS): 1 token(s) also in auth.tokens",
+        ),
+        ("", {"ARCP_AUTH_WORKERS": "w1="}, {}, "auth.workers (from ARCP_AUTH_WORKERS)"),
+        ("", {}, {"workers.heartbeat_sec": "20"}, "workers.heartbeat_sec (from the command"),
+        ("", {}, {"workers.event_window": "0"}, "workers.event_window (from the command"),
     ],
 )
 def test_bad_values_name_the_key_and_source(

@@ -1,5 +1,6 @@
 """`arcp_store_bytes` (issue 15): the store's size on disk, read at scrape time on
-the store's event loop while the scrape waits in its own thread."""
+the store's event loop while the scrape waits in its own thread; and what
+`arcp_jobs_submitted_total` counts (issue 24)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ import urllib.request
 
 import grpc
 
+from arcp_grpc.client import Client
 from arcp_grpc.process.metrics import Metrics, serve_metrics
 from arcp_grpc.server import RunningCore
 from arcp_grpc.store.sqlite.store import SQLiteStore
-from tests.conftest import bearer, new_stub, submit_request, watch_all
+from tests.conftest import CoreFactory, bearer, new_stub, submit_request, watch_all
 
 _SAMPLE = re.compile(r'^arcp_store_bytes\{part="(\w+)"\} (\S+)$', re.MULTILINE)
 
@@ -51,3 +53,22 @@ async def test_store_bytes_follow_what_the_store_holds(core: RunningCore) -> Non
     else:
         assert set(after) == {"database"}  # the schema's tables, indexes and TOAST
     assert sum(after.values()) > sum(before.values()) > 0
+
+
+async def test_delegated_children_count_as_submitted_like_they_count_as_finished(
+    make_core: CoreFactory,
+) -> None:
+    """A delegator and its child are two jobs to both counters (§10), so a dashboard's
+    submitted - finished is the work in flight; a replay is still not a new job."""
+    metrics = Metrics()
+    core = await make_core(observer=metrics)
+    async with await Client.connect(core.grpc_address, token="tok-alice") as client:
+        for _ in range(2):
+            outcome = await client.run(
+                "delegator", {"hi": 1}, idempotency_key="k", lease={"agent.delegate": ["echo"]}
+            )
+            assert outcome.ok
+    sample = metrics.registry.get_sample_value
+    assert sample("arcp_jobs_submitted_total") == 2
+    assert sample("arcp_jobs_finished_total", {"status": "success"}) == 2
+    assert sample("arcp_idempotency_hits_total") == 1

@@ -68,7 +68,7 @@ def test_restart_keeps_token_jobs_and_idempotency_cache(
     listed = second.cli("jobs", "--json")
     assert listed.returncode == 0, listed.stderr
     assert [j["job_id"] for j in _lines(listed.stdout)] == [job_id]
-    assert _lines(listed.stdout)[0]["status"] == "JOB_STATUS_SUCCESS"
+    assert _lines(listed.stdout)[0]["status"] == "success"
     again = second.cli("submit", "echo", "--input", '{"x": 1}', "--key", "k-1", "--json")
     assert again.returncode == 0, again.stderr
     assert _lines(again.stdout)[0]["job_id"] == job_id  # replayed, not a new job (§7.2)
@@ -248,6 +248,10 @@ async def test_tls_for_grpc_and_wss(tmp_path: Path, processes: list[ServeProcess
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == '{"tls": true}'
 
+    listed = served.try_it("buf curl ")  # the banner's plain gRPC line, with --cacert
+    assert listed.returncode == 0, listed.stderr
+    assert '"name": "echo"' in listed.stdout
+
     context = ssl.create_default_context(cafile=str(cert))
     client = ARCPClient(client=ClientInfo(name="tls", version="1"), token=served.token)
     await client.connect(await WebSocketTransport.connect(served.info["gateway"], ssl=context))
@@ -256,10 +260,9 @@ async def test_tls_for_grpc_and_wss(tmp_path: Path, processes: list[ServeProcess
         assert (await asyncio.wait_for(handle.done, 30)).result == {"wss": True}
     finally:
         await client.close()
-    code, banner, log = served.terminate()
+    assert f"  arcp-grpc agents --ca {cert}" in served.banner()  # "Try it" works as shown
+    code, _, log = served.terminate()
     assert code == 0
-    assert f"  arcp-grpc agents --ca {cert}\n" in banner  # the "Try it" lines work as shown
-    assert f"grpcurl -cacert {cert} " in banner
     assert "Handshake failed" not in log  # the failed clients above left no raw gRPC lines
 
 

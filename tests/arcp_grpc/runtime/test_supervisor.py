@@ -20,6 +20,7 @@ import pytest
 
 from arcp_grpc.agents import AgentRegistry
 from arcp_grpc.base.ids import new_id
+from arcp_grpc.errors import StoreUnreachable
 from arcp_grpc.runtime import ClusterLimits, JobRuntime, RuntimeLimits, Supervisor
 from arcp_grpc.runtime.supervisor import retry_delay
 from arcp_grpc.store.postgres import PostgresStore
@@ -174,6 +175,30 @@ async def test_a_loop_that_keeps_failing_reports_once_and_stops_when_told(
         await loops.stop()
     assert len([r for r in caplog.records if "flapping" in r.getMessage()]) == 1
     assert _loop_tasks() == before
+
+
+@pytest.mark.parametrize(
+    ("error", "traceback"),
+    [(StoreUnreachable("the store is unreachable"), False), (_DriverError("bug?"), True)],
+)
+async def test_an_unreachable_store_is_one_line_other_errors_carry_their_traceback(
+    caplog: pytest.LogCaptureFixture, error: Exception, traceback: bool
+) -> None:
+    """Issue 20: a database restart is a state the log says in one line, not a bug."""
+    failed = asyncio.Event()
+
+    async def step() -> bool:
+        failed.set()
+        raise error
+
+    loops = Supervisor()
+    with caplog.at_level(logging.ERROR, logger="arcp_grpc.runtime"):
+        loops.every("reader", 0.001, step)
+        await asyncio.wait_for(failed.wait(), SAFETY)
+        await loops.stop()
+    (report,) = [r for r in caplog.records if "reader" in r.getMessage()]
+    assert str(error) in report.getMessage()
+    assert (report.exc_info is not None) is traceback
 
 
 async def test_a_step_that_has_nothing_more_to_do_ends_its_loop() -> None:

@@ -39,6 +39,7 @@ async def _every_rpc(stub: Stub, metadata: Any) -> list[grpc.aio.AioRpcError]:
         ),
         lambda: stub.ListAgents(pb.ListAgentsRequest(), metadata=metadata),
         lambda: stub.ListNodes(pb.ListNodesRequest(), metadata=metadata),
+        lambda: stub.ListWorkers(pb.ListWorkersRequest(), metadata=metadata),
     ]
     for call in calls:
         with pytest.raises(grpc.aio.AioRpcError) as caught:

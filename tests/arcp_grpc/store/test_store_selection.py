@@ -142,11 +142,21 @@ def test_a_node_with_another_key_refuses_to_start(
     assert joined.start()["grpc"] != info["grpc"]  # the same key joins the cluster
 
 
-def test_an_unreachable_database_is_one_line_and_exit_2(tmp_path: Path) -> None:
+def test_an_unreachable_database_is_waited_for_then_one_line_and_exit_75(tmp_path: Path) -> None:
+    """Issue 20: `serve` waits `store.connect_timeout_sec` for a database that is not up
+    (saying so), then exits 75 (EX_TEMPFAIL) with one line: systemd starts it again."""
     done = run_cli(
-        "serve", *_PORTS, "--store", "postgresql://nobody@127.0.0.1:1/none", cwd=tmp_path
+        "serve",
+        *_PORTS,
+        "--store",
+        "postgresql://nobody@127.0.0.1:1/none",
+        "--set",
+        "store.connect_timeout_sec=1",
+        cwd=tmp_path,
     )
-    assert done.returncode == 2, done.stderr
-    assert "cannot use the PostgreSQL store" in done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 75, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert "did not answer within store.connect_timeout_sec (1 s)" in last
+    assert "waiting for the store at 127.0.0.1:1/none" in done.stderr
     assert "Traceback" not in done.stderr
     assert "serving" not in done.stdout

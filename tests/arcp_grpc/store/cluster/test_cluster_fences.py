@@ -5,6 +5,7 @@ Several `PostgresStore` instances on one schema are several nodes."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 
@@ -22,6 +23,7 @@ from arcp_grpc.store.postgres.store import PostgresStore
 from tests.arcp_grpc.store.cluster.conftest import Nodes, job
 
 Recorded = list[tuple[list[SessionFrame], frozenset[str]]]
+_JUDGE = 1.0  # seconds: the takeover's timeout, and how long the survivor waits first
 
 
 async def _sql(url: str, statement: str, *args: object) -> list[asyncpg.Record]:
@@ -33,13 +35,15 @@ async def _sql(url: str, statement: str, *args: object) -> list[asyncpg.Record]:
 
 
 async def _declared_dead(url: str, dead: PostgresStore, survivor: PostgresStore) -> None:
-    """`dead` went silent and `survivor` took it over (its running jobs included)."""
+    """`dead` went silent and `survivor` took it over (its running jobs included). The
+    survivor judges only once its own connection is `_JUDGE` old (issue 20, item 2)."""
     await _sql(
         url,
         "UPDATE nodes SET heartbeat_at = now() - interval '60 seconds' WHERE node_id = $1",
         dead.node_id,
     )
-    await survivor.take_over(timeout_sec=30)
+    await asyncio.sleep(_JUDGE)
+    await survivor.take_over(timeout_sec=_JUDGE)
 
 
 async def _finish(store: PostgresStore, job_id: str, outcome: bytes) -> bool:

@@ -26,6 +26,7 @@ from arcp_grpc.store import (
     OverCap,
     SessionRow,
     StoreUnavailable,
+    StoreWaitExpired,
 )
 from arcp_grpc.store.postgres.schema import SCHEMA_VERSION
 from arcp_grpc.store.postgres.store import PostgresStore
@@ -44,6 +45,9 @@ async def _age(url: str, store: PostgresStore, seconds: float) -> None:
         )
     finally:
         await conn.close()
+
+
+_JUDGE = 1.0  # s: the takeover timeout here (every node's connection is that old first)
 
 
 async def test_concurrent_claims_on_two_nodes_create_one_job(node: Nodes) -> None:
@@ -78,11 +82,14 @@ async def test_one_survivor_takes_a_dead_nodes_jobs_and_fences_it(
         "job_done", status=3, outcome=b"out", summary=b"s", completed_at=time.time(), last_seq=0
     )
     await _age(store_url, dead, 60)
+    await asyncio.sleep(_JUDGE)  # a node judges once its connection is that old (issue 20)
+    assert await survivor.heartbeat()  # the live ones beat
+    assert await other.heartbeat()
 
-    taken = await survivor.take_over(timeout_sec=30)
+    taken = await survivor.take_over(timeout_sec=_JUDGE)
     named = [(node, [r.job_id for r in rows]) for node, rows in taken]
     assert named == [(f"test/{dead.node_id}", ["job_orphan"])]  # label/node_id
-    assert await other.take_over(timeout_sec=30) == []  # exactly one survivor ends each
+    assert await other.take_over(timeout_sec=_JUDGE) == []  # exactly one survivor ends each
     assert await dead.heartbeat() is False  # fenced: it must stop, and cannot rejoin as is
     dead.append_event(EventRow("job_orphan", 1, b"late event"))
     await dead.flush()
@@ -195,12 +202,31 @@ async def test_a_version_1_credential_ledger_is_migrated(node: Nodes, store_url:
     ]
 
 
-async def test_an_unreachable_database_is_a_clear_startup_error(postgres_server: str) -> None:
+async def test_an_unreachable_database_is_waited_for_then_a_clear_startup_error() -> None:
+    """Issue 20: a database not up yet is waited for `store.connect_timeout_sec`, then
+    `StoreWaitExpired` (`serve` exits 75 on it, so systemd starts it again)."""
     unreachable = PostgresStore(
-        "postgresql://nobody@127.0.0.1:1/none", node_id=new_id("node"), label="test"
+        "postgresql://nobody@127.0.0.1:1/none",
+        node_id=new_id("node"),
+        label="test",
+        connect_timeout_sec=0.5,
     )
-    with pytest.raises(StoreUnavailable, match="cannot use the PostgreSQL store"):
+    started = time.monotonic()
+    with pytest.raises(StoreWaitExpired, match=r"did not answer within store.connect_timeout_sec"):
         await unreachable.open()
+    assert 0.5 <= time.monotonic() - started < 10
+
+
+async def test_a_database_that_refuses_the_node_is_not_waited_for(postgres_server: str) -> None:
+    """A database that answers and refuses (no such database) is a configuration error
+    at once (exit 2): waiting would not mend it."""
+    wrong = postgres_server.rsplit("/", 1)[0] + "/no_such_database"
+    refused = PostgresStore(wrong, node_id=new_id("node"), label="test", connect_timeout_sec=30)
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable, match="cannot use the PostgreSQL store") as raised:
+        await refused.open()
+    assert not isinstance(raised.value, StoreWaitExpired)
+    assert time.monotonic() - started < 10
 
 
 _WINDOW = 60.0  # the resume window the session tests count within
