@@ -16,7 +16,7 @@ import os
 import socket
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import grpc
@@ -261,7 +261,7 @@ async def start_core(
             box,
             provisioner=provisioner,
             limits=config.limits,
-            cluster_limits=config.cluster,
+            cluster_limits=replace(config.cluster, node_name=label),
             quotas=Quotas(config.quotas),
             on_fenced=core_health.not_serving,
             observer=observer,

@@ -22,6 +22,8 @@ from websockets.http11 import Request, Response
 from arcp_grpc.service.transport_policy import Hop
 from gateway._connection import CoalescingConnection
 from gateway._console import SECURITY_HEADERS, ConsoleFiles, StaticFile
+from gateway._console_api import API_PATH, ConsoleApi
+from gateway._core_jobs import CoreJobs
 from gateway.bridge import Bridge
 from gateway.failover import FailoverLink
 from gateway.links import CoreLink, GrpcLink, Health, Keepalive
@@ -63,6 +65,7 @@ class RunningGateway:
     link: CoreLink
     port: int
     config: GatewayConfig
+    jobs: CoreJobs | None = None  # the console's JobService calls, when it is served
 
     @property
     def url(self) -> str:
@@ -74,6 +77,8 @@ class RunningGateway:
         self.server.close()
         await self.server.wait_closed()
         await self.link.close()
+        if self.jobs is not None:
+            await self.jobs.close()
 
 
 async def start_gateway(config: GatewayConfig, *, link: CoreLink | None = None) -> RunningGateway:
@@ -82,6 +87,15 @@ async def start_gateway(config: GatewayConfig, *, link: CoreLink | None = None) 
     this process: the embedded default)."""
     core = link or _grpc_link(config)
     console = ConsoleFiles(config.path) if config.console else None
+    # The console's JSON endpoints call the core's JobService over gRPC, also in the
+    # embedded process (`core_address` is then the core's own port): with the
+    # browser's token, through the API any backend uses (`gateway._core_jobs`).
+    jobs = (
+        CoreJobs(_addresses(config), config.core_ssl, config.core_keepalive)
+        if config.console
+        else None
+    )
+    api = ConsoleApi(jobs) if jobs is not None else None
 
     async def handler(ws: ServerConnection) -> None:
         assert isinstance(ws, CoalescingConnection)  # serve(create_connection=...) below
@@ -95,6 +109,11 @@ async def start_gateway(config: GatewayConfig, *, link: CoreLink | None = None) 
         path = request.path.split("?", 1)[0]
         if path == config.health_path:
             return _health(await core.health())
+        if api is not None and path.startswith(API_PATH):
+            authorization = request.headers.get("Authorization", "")
+            status, body = await api.answer(request.path, authorization)
+            answer = StaticFile((json.dumps(body) + "\n").encode(), "application/json")
+            return _response(status, answer, SECURITY_HEADERS)
         if console is not None and console.owns(path):
             return _static(console.lookup(path))
         if path != config.path:
@@ -114,13 +133,13 @@ async def start_gateway(config: GatewayConfig, *, link: CoreLink | None = None) 
     )
     port = server.sockets[0].getsockname()[1] if server.sockets else config.port
     log.info("gateway serving ARCP on %s:%d%s", config.host, port, config.path)
-    return RunningGateway(server, core, port, config)
+    return RunningGateway(server, core, port, config, jobs)
 
 
 def _grpc_link(config: GatewayConfig) -> CoreLink:
     """One core, or a cluster's cores (`HOST:PORT,HOST:PORT`) with failover; a new
     session waits for its core's first answer as long as for a keepalive ping's."""
-    addresses = [a.strip() for a in config.core_address.split(",") if a.strip()]
+    addresses = _addresses(config)
     keepalive = config.core_keepalive
     if len(addresses) == 1:
         return GrpcLink(addresses[0], config.core_ssl, keepalive=keepalive)
@@ -132,6 +151,11 @@ def _grpc_link(config: GatewayConfig) -> CoreLink:
     )
     failover.start()
     return failover
+
+
+def _addresses(config: GatewayConfig) -> list[str]:
+    """The cores named by `core_address` (`HOST:PORT`, or several comma-separated)."""
+    return [a.strip() for a in config.core_address.split(",") if a.strip()]
 
 
 def _health(health: Health) -> Response:

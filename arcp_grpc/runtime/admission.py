@@ -159,6 +159,7 @@ class Admission:
             trace_id=trace_id,
             max_runtime=max_runtime,
             parent=None,
+            submitted_input=submit.input if submit.HasField("input") else None,
         )
         # An agent only another node's workers host: that node owns and runs the job
         # (issue 23); this one follows it as any job of another node.

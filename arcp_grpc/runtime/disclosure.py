@@ -14,6 +14,9 @@ decides what of an acceptance, a summary or an event goes out.
 - **Budget counters and lease bounds** follow the observing principal, not the
   submitter (§7.6): any caller that may see the job sees them, budgets only if it
   negotiated `cost.budget` (§6.2).
+- **The submission's input** (kept so that its owner can run a job again): to the
+  submitting principal only, like its credentials; listings never carry it
+  (`JobQueries.list_jobs` clears it: a page of summaries stays light).
 - **Negotiated features** (§6.2): a field of a feature the caller did not negotiate
   never reaches it. A JobService caller negotiates nothing and is served as one that
   negotiated every feature (`JOB_SERVICE_FEATURES`).
@@ -108,9 +111,12 @@ class Disclosure:
     ) -> jobs_pb2.JobSummary:
         """`summary` (which holds no credentials) as this caller may see it, in place:
         the job's credential values added if it may see them, the budget counters
-        cleared unless it negotiated `cost.budget` (§6.2, §7.6)."""
+        cleared unless it negotiated `cost.budget` (§6.2, §7.6), the input unless it
+        submitted the job."""
         if BUDGET_FEATURE not in self.features:
             summary.budget.clear()
+        if not is_submitter(self.principal, submitter):
+            summary.ClearField("input")
         shown = self.credentials(submitter, running=running, values=credentials)
         if shown:
             summary.credentials.extend(shown)

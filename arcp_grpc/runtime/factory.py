@@ -20,12 +20,15 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from google.protobuf import struct_pb2
+
 from arcp_grpc import tracing
 from arcp_grpc.agents import RegisteredAgent
 from arcp_grpc.auth import Principal
 from arcp_grpc.base.agentref import parse_agent_ref
 from arcp_grpc.base.ids import new_id
 from arcp_grpc.base.job_host import ChildRequest, HostFunction
+from arcp_grpc.base.json_values import fill_value
 from arcp_grpc.base.stamps import stamp
 from arcp_grpc.lease import BudgetCounters, Lease, LeaseClock, child_expiry, parse_expires_at
 from arcp_grpc.runtime.events import JobEvents
@@ -61,7 +64,10 @@ class JobFactory:
         trace_id: str,
         max_runtime: int | None,
         parent: ActiveJob | None,
+        submitted_input: struct_pb2.Value | None = None,
     ) -> ActiveJob:
+        """A job not yet stored. Its summary keeps the submission's input and limit, so
+        that its owner can run it again (GetJob; `Disclosure.summary`)."""
         job_id = new_id("job")
         summary = jobs_pb2.JobSummary(
             job_id=job_id,
@@ -69,7 +75,10 @@ class JobFactory:
             status=jobs_pb2.JOB_STATUS_PENDING,
             trace_id=trace_id,
             parent_job_id=parent.job_id if parent else "",
+            max_runtime_sec=max_runtime,
         )
+        if submitted_input is not None:
+            summary.input.CopyFrom(submitted_input)
         summary.budget.update(budget.snapshot())
         stamp(summary.created_at)
         return self._job(principal, agent, lease, expires_at, budget, summary, max_runtime, parent)
@@ -253,6 +262,7 @@ class JobFactory:
             trace_id=parent.trace_id,  # §11: the child continues the parent's trace
             max_runtime=request.max_runtime_sec,
             parent=parent,
+            submitted_input=_value_of(request.input_value),
         )
         await self.persist(child, None, now)
         parent.children.append(child)
@@ -264,3 +274,12 @@ class JobFactory:
         self.parts.observer.delegated()
         self.executor.launch(child, request.input_value)
         return child
+
+
+def _value_of(obj: object) -> struct_pb2.Value | None:
+    """A child's input (plain JSON from its parent's agent) as the summary keeps it."""
+    if obj is None:
+        return None
+    value = struct_pb2.Value()
+    fill_value(value, obj)
+    return value

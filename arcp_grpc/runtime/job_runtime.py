@@ -33,6 +33,7 @@ from arcp_grpc.runtime.housekeeping import Housekeeping
 from arcp_grpc.runtime.job_credentials import JobCredentials
 from arcp_grpc.runtime.limits import RuntimeLimits
 from arcp_grpc.runtime.node_lease import NodeLease, lease_seconds
+from arcp_grpc.runtime.nodes import list_nodes
 from arcp_grpc.runtime.observe import RuntimeObserver
 from arcp_grpc.runtime.parts import RuntimeParts
 from arcp_grpc.runtime.queries import JobQueries
@@ -42,7 +43,7 @@ from arcp_grpc.runtime.worker_peers import WorkerPeers
 from arcp_grpc.runtime.workers import WorkerDirectory, WorkerLimits
 from arcp_grpc.store import ClusterStore, EventRow, JobChanges, JobQuery, Store
 from arcp_grpc.store.secretbox import SecretBox
-from arcp_grpc.v1 import jobs_pb2
+from arcp_grpc.v1 import job_service_pb2, jobs_pb2
 
 __all__ = ["JobRuntime"]
 
@@ -72,6 +73,7 @@ class JobRuntime:
         # Metrics hooks (arcp_grpc.process.metrics); the default measures nothing.
         self.observer = observer or RuntimeObserver()
         cluster_limits = cluster_limits or ClusterLimits()
+        self._label = cluster_limits.node_name  # the server sets its HOST:PID default
         # May this node emit now? Renewed by heartbeats; a single node's never lapses.
         self.lease = (
             NodeLease(lease_seconds(cluster_limits.node_timeout_sec, cluster_limits.heartbeat_sec))
@@ -106,6 +108,7 @@ class JobRuntime:
             observer=self.observer,
             workers=self.workers,
         )
+        self._table = parts.table
         events = JobEvents(parts)
         executor = Executor(parts)
         self._credentials = JobCredentials(parts, events)
@@ -192,6 +195,10 @@ class JobRuntime:
 
     def agents(self) -> list[jobs_pb2.AgentInfo]:
         return self._queries.agents()
+
+    async def nodes(self) -> list[job_service_pb2.NodeInfo]:
+        """The cluster's nodes, or this node alone (`runtime.nodes`)."""
+        return await list_nodes(self.cluster, self._label, self._table.running_total)
 
     def workers_connected(self) -> list[jobs_pb2.WorkerInfo]:
         """The remote workers of every live node: this one's now, the others' as they

@@ -106,6 +106,7 @@ class JobQueries:
                 job = self._parts.table.known(row.job_id)
                 summary = self._shown_job(shown, job) if job else self._summary_of(shown, row)
                 if not wanted or summary.status in wanted:
+                    summary.ClearField("input")  # GetJob's alone (`Disclosure`)
                     summaries.append(summary)
             if not live or not page.next_cursor or len(summaries) >= query.limit:
                 break

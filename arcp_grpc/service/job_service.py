@@ -170,6 +170,11 @@ class JobServiceServicer:
         return pb.ListAgentsResponse(agents=self._runtime.agents())
 
     @_unary_edge
+    async def ListNodes(self, request: pb.ListNodesRequest, context: Ctx) -> pb.ListNodesResponse:
+        self._principal(context)
+        return pb.ListNodesResponse(nodes=await self._runtime.nodes())
+
+    @_unary_edge
     async def ListWorkers(
         self, request: pb.ListWorkersRequest, context: Ctx
     ) -> pb.ListWorkersResponse:
@@ -404,6 +409,11 @@ def job_service_handler(servicer: JobServiceServicer) -> grpc.GenericRpcHandler:
             servicer.RunJob,
             request_deserializer=request_parser(pb.RunJobRequest),
             response_serializer=_raw,
+        ),
+        "ListNodes": grpc.unary_unary_rpc_method_handler(
+            servicer.ListNodes,
+            request_deserializer=request_parser(pb.ListNodesRequest),
+            response_serializer=pb.ListNodesResponse.SerializeToString,
         ),
         "SubmitJobs": grpc.stream_stream_rpc_method_handler(
             servicer.SubmitJobs,

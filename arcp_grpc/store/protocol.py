@@ -36,6 +36,7 @@ __all__ = [
     "JobRow",
     "JobStore",
     "NodeNotAlive",
+    "NodeRow",
     "OverCap",
     "SessionFollow",
     "SessionFrame",
@@ -65,6 +66,17 @@ class JobRow:
     last_seq: int = 0
     completed_at: float | None = None
     outcome: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRow:
+    """A cluster node as the `nodes` table records it, with its running jobs counted."""
+
+    node_id: str
+    label: str
+    state: str  # `alive`, `left` or `dead`
+    silent_sec: float  # since its last heartbeat, by the database's clock
+    running_jobs: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -427,8 +439,8 @@ class ClusterMembership(Protocol):
     async def leave(self) -> None:
         """Leave the cluster cleanly (at a graceful stop)."""
 
-    async def nodes(self) -> list[tuple[str, str, str, float]]:
-        """(node_id, label, state, seconds since its heartbeat) of every known node."""
+    async def nodes(self) -> list[NodeRow]:
+        """Every known node, oldest first, with the jobs running on it."""
 
     async def publish_workers(self, listing: bytes) -> None:
         """Record the remote workers connected to this node (an opaque listing)."""

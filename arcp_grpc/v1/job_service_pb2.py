@@ -25,9 +25,10 @@ _sym_db = _symbol_database.Default()
 from arcp_grpc.v1 import events_pb2 as arcp_dot_v1_dot_events__pb2
 from arcp_grpc.v1 import jobs_pb2 as arcp_dot_v1_dot_jobs__pb2
 from google.protobuf import any_pb2 as google_dot_protobuf_dot_any__pb2
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61rcp/v1/job_service.proto\x12\x07\x61rcp.v1\x1a\x14\x61rcp/v1/events.proto\x1a\x12\x61rcp/v1/jobs.proto\x1a\x19google/protobuf/any.proto\"6\n\x10SubmitJobRequest\x12\"\n\x06submit\x18\x01 \x01(\x0b\x32\x12.arcp.v1.JobSubmit\";\n\x11SubmitJobResponse\x12&\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x0b\x32\x14.arcp.v1.JobAccepted\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"X\n\x0eGetJobResponse\x12 \n\x03job\x18\x01 \x01(\x0b\x32\x13.arcp.v1.JobSummary\x12$\n\x07outcome\x18\x02 \x01(\x0b\x32\x13.arcp.v1.JobOutcome\"a\n\x0fListJobsRequest\x12\'\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x17.arcp.v1.ListJobsFilter\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"N\n\x10ListJobsResponse\x12!\n\x04jobs\x18\x01 \x03(\x0b\x32\x13.arcp.v1.JobSummary\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"6\n\x10\x43\x61ncelJobRequest\x12\"\n\x06\x63\x61ncel\x18\x01 \x01(\x0b\x32\x12.arcp.v1.JobCancel\"=\n\x11\x43\x61ncelJobResponse\x12(\n\tcancelled\x18\x01 \x01(\x0b\x32\x15.arcp.v1.JobCancelled\"4\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x04\"[\n\x10WatchJobResponse\x12!\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x11.arcp.v1.JobEvent\x12$\n\x07outcome\x18\x02 \x01(\x0b\x32\x13.arcp.v1.JobOutcome\"\x13\n\x11ListAgentsRequest\"8\n\x12ListAgentsResponse\x12\"\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x12.arcp.v1.AgentInfo\"\x14\n\x12ListWorkersRequest\";\n\x13ListWorkersResponse\x12$\n\x07workers\x18\x01 \x03(\x0b\x32\x13.arcp.v1.WorkerInfo\"3\n\rRunJobRequest\x12\"\n\x06submit\x18\x01 \x01(\x0b\x32\x12.arcp.v1.JobSubmit\"\x91\x01\n\x0eRunJobResponse\x12!\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x11.arcp.v1.JobEvent\x12$\n\x07outcome\x18\x02 \x01(\x0b\x32\x13.arcp.v1.JobOutcome\x12&\n\x08\x61\x63\x63\x65pted\x18\x03 \x01(\x0b\x32\x14.arcp.v1.JobAccepted\x12\x0e\n\x06replay\x18\x04 \x01(\x08\"O\n\x11SubmitJobsRequest\x12\x16\n\x0e\x63orrelation_id\x18\x01 \x01(\t\x12\"\n\x06submit\x18\x02 \x01(\x0b\x32\x12.arcp.v1.JobSubmit\"\x95\x01\n\x12SubmitJobsResponse\x12\x16\n\x0e\x63orrelation_id\x18\x01 \x01(\t\x12(\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x0b\x32\x14.arcp.v1.JobAcceptedH\x00\x12#\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x12.arcp.v1.RpcStatusH\x00\x12\x0e\n\x06replay\x18\x04 \x01(\x08\x42\x08\n\x06result\"Q\n\tRpcStatus\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12%\n\x07\x64\x65tails\x18\x03 \x03(\x0b\x32\x14.google.protobuf.Any2\x99\x05\n\nJobService\x12G\n\tSubmitJob\x12\x19.arcp.v1.SubmitJobRequest\x1a\x1a.arcp.v1.SubmitJobResponse\"\x03\x90\x02\x00\x12>\n\x06GetJob\x12\x16.arcp.v1.GetJobRequest\x1a\x17.arcp.v1.GetJobResponse\"\x03\x90\x02\x01\x12\x44\n\x08ListJobs\x12\x18.arcp.v1.ListJobsRequest\x1a\x19.arcp.v1.ListJobsResponse\"\x03\x90\x02\x01\x12G\n\tCancelJob\x12\x19.arcp.v1.CancelJobRequest\x1a\x1a.arcp.v1.CancelJobResponse\"\x03\x90\x02\x02\x12\x46\n\x08WatchJob\x12\x18.arcp.v1.WatchJobRequest\x1a\x19.arcp.v1.WatchJobResponse\"\x03\x90\x02\x01\x30\x01\x12J\n\nListAgents\x12\x1a.arcp.v1.ListAgentsRequest\x1a\x1b.arcp.v1.ListAgentsResponse\"\x03\x90\x02\x01\x12M\n\x0bListWorkers\x12\x1b.arcp.v1.ListWorkersRequest\x1a\x1c.arcp.v1.ListWorkersResponse\"\x03\x90\x02\x01\x12@\n\x06RunJob\x12\x16.arcp.v1.RunJobRequest\x1a\x17.arcp.v1.RunJobResponse\"\x03\x90\x02\x00\x30\x01\x12N\n\nSubmitJobs\x12\x1a.arcp.v1.SubmitJobsRequest\x1a\x1b.arcp.v1.SubmitJobsResponse\"\x03\x90\x02\x00(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61rcp/v1/job_service.proto\x12\x07\x61rcp.v1\x1a\x14\x61rcp/v1/events.proto\x1a\x12\x61rcp/v1/jobs.proto\x1a\x19google/protobuf/any.proto\x1a\x1egoogle/protobuf/duration.proto\"6\n\x10SubmitJobRequest\x12\"\n\x06submit\x18\x01 \x01(\x0b\x32\x12.arcp.v1.JobSubmit\";\n\x11SubmitJobResponse\x12&\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x0b\x32\x14.arcp.v1.JobAccepted\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"X\n\x0eGetJobResponse\x12 \n\x03job\x18\x01 \x01(\x0b\x32\x13.arcp.v1.JobSummary\x12$\n\x07outcome\x18\x02 \x01(\x0b\x32\x13.arcp.v1.JobOutcome\"a\n\x0fListJobsRequest\x12\'\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x17.arcp.v1.ListJobsFilter\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"N\n\x10ListJobsResponse\x12!\n\x04jobs\x18\x01 \x03(\x0b\x32\x13.arcp.v1.JobSummary\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"6\n\x10\x43\x61ncelJobRequest\x12\"\n\x06\x63\x61ncel\x18\x01 \x01(\x0b\x32\x12.arcp.v1.JobCancel\"=\n\x11\x43\x61ncelJobResponse\x12(\n\tcancelled\x18\x01 \x01(\x0b\x32\x15.arcp.v1.JobCancelled\"4\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x04\"[\n\x10WatchJobResponse\x12!\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x11.arcp.v1.JobEvent\x12$\n\x07outcome\x18\x02 \x01(\x0b\x32\x13.arcp.v1.JobOutcome\"\x13\n\x11ListAgentsRequest\"8\n\x12ListAgentsResponse\x12\"\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x12.arcp.v1.AgentInfo\"\x14\n\x12ListWorkersRequest\";\n\x13ListWorkersResponse\x12$\n\x07workers\x18\x01 \x03(\x0b\x32\x13.arcp.v1.WorkerInfo\"3\n\rRunJobRequest\x12\"\n\x06submit\x18\x01 \x01(\x0b\x32\x12.arcp.v1.JobSubmit\"\x91\x01\n\x0eRunJobResponse\x12!\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x11.arcp.v1.JobEvent\x12$\n\x07outcome\x18\x02 \x01(\x0b\x32\x13.arcp.v1.JobOutcome\x12&\n\x08\x61\x63\x63\x65pted\x18\x03 \x01(\x0b\x32\x14.arcp.v1.JobAccepted\x12\x0e\n\x06replay\x18\x04 \x01(\x08\"O\n\x11SubmitJobsRequest\x12\x16\n\x0e\x63orrelation_id\x18\x01 \x01(\t\x12\"\n\x06submit\x18\x02 \x01(\x0b\x32\x12.arcp.v1.JobSubmit\"\x95\x01\n\x12SubmitJobsResponse\x12\x16\n\x0e\x63orrelation_id\x18\x01 \x01(\t\x12(\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x0b\x32\x14.arcp.v1.JobAcceptedH\x00\x12#\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x12.arcp.v1.RpcStatusH\x00\x12\x0e\n\x06replay\x18\x04 \x01(\x08\x42\x08\n\x06result\"Q\n\tRpcStatus\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12%\n\x07\x64\x65tails\x18\x03 \x03(\x0b\x32\x14.google.protobuf.Any\"\x12\n\x10ListNodesRequest\"5\n\x11ListNodesResponse\x12 \n\x05nodes\x18\x01 \x03(\x0b\x32\x11.arcp.v1.NodeInfo\"\xaa\x01\n\x08NodeInfo\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12!\n\x05state\x18\x03 \x01(\x0e\x32\x12.arcp.v1.NodeState\x12\x32\n\x0fsince_heartbeat\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0crunning_jobs\x18\x05 \x01(\r\x12\x11\n\tanswering\x18\x06 \x01(\x08*g\n\tNodeState\x12\x1a\n\x16NODE_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10NODE_STATE_ALIVE\x10\x01\x12\x13\n\x0fNODE_STATE_LEFT\x10\x02\x12\x13\n\x0fNODE_STATE_DEAD\x10\x03\x32\xe2\x05\n\nJobService\x12G\n\tSubmitJob\x12\x19.arcp.v1.SubmitJobRequest\x1a\x1a.arcp.v1.SubmitJobResponse\"\x03\x90\x02\x00\x12>\n\x06GetJob\x12\x16.arcp.v1.GetJobRequest\x1a\x17.arcp.v1.GetJobResponse\"\x03\x90\x02\x01\x12\x44\n\x08ListJobs\x12\x18.arcp.v1.ListJobsRequest\x1a\x19.arcp.v1.ListJobsResponse\"\x03\x90\x02\x01\x12G\n\tCancelJob\x12\x19.arcp.v1.CancelJobRequest\x1a\x1a.arcp.v1.CancelJobResponse\"\x03\x90\x02\x02\x12\x46\n\x08WatchJob\x12\x18.arcp.v1.WatchJobRequest\x1a\x19.arcp.v1.WatchJobResponse\"\x03\x90\x02\x01\x30\x01\x12J\n\nListAgents\x12\x1a.arcp.v1.ListAgentsRequest\x1a\x1b.arcp.v1.ListAgentsResponse\"\x03\x90\x02\x01\x12M\n\x0bListWorkers\x12\x1b.arcp.v1.ListWorkersRequest\x1a\x1c.arcp.v1.ListWorkersResponse\"\x03\x90\x02\x01\x12@\n\x06RunJob\x12\x16.arcp.v1.RunJobRequest\x1a\x17.arcp.v1.RunJobResponse\"\x03\x90\x02\x00\x30\x01\x12N\n\nSubmitJobs\x12\x1a.arcp.v1.SubmitJobsRequest\x1a\x1b.arcp.v1.SubmitJobsResponse\"\x03\x90\x02\x00(\x01\x30\x01\x12G\n\tListNodes\x12\x19.arcp.v1.ListNodesRequest\x1a\x1a.arcp.v1.ListNodesResponse\"\x03\x90\x02\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -52,44 +53,54 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOBSERVICE'].methods_by_name['RunJob']._serialized_options = b'\220\002\000'
   _globals['_JOBSERVICE'].methods_by_name['SubmitJobs']._loaded_options = None
   _globals['_JOBSERVICE'].methods_by_name['SubmitJobs']._serialized_options = b'\220\002\000'
-  _globals['_SUBMITJOBREQUEST']._serialized_start=107
-  _globals['_SUBMITJOBREQUEST']._serialized_end=161
-  _globals['_SUBMITJOBRESPONSE']._serialized_start=163
-  _globals['_SUBMITJOBRESPONSE']._serialized_end=222
-  _globals['_GETJOBREQUEST']._serialized_start=224
-  _globals['_GETJOBREQUEST']._serialized_end=255
-  _globals['_GETJOBRESPONSE']._serialized_start=257
-  _globals['_GETJOBRESPONSE']._serialized_end=345
-  _globals['_LISTJOBSREQUEST']._serialized_start=347
-  _globals['_LISTJOBSREQUEST']._serialized_end=444
-  _globals['_LISTJOBSRESPONSE']._serialized_start=446
-  _globals['_LISTJOBSRESPONSE']._serialized_end=524
-  _globals['_CANCELJOBREQUEST']._serialized_start=526
-  _globals['_CANCELJOBREQUEST']._serialized_end=580
-  _globals['_CANCELJOBRESPONSE']._serialized_start=582
-  _globals['_CANCELJOBRESPONSE']._serialized_end=643
-  _globals['_WATCHJOBREQUEST']._serialized_start=645
-  _globals['_WATCHJOBREQUEST']._serialized_end=697
-  _globals['_WATCHJOBRESPONSE']._serialized_start=699
-  _globals['_WATCHJOBRESPONSE']._serialized_end=790
-  _globals['_LISTAGENTSREQUEST']._serialized_start=792
-  _globals['_LISTAGENTSREQUEST']._serialized_end=811
-  _globals['_LISTAGENTSRESPONSE']._serialized_start=813
-  _globals['_LISTAGENTSRESPONSE']._serialized_end=869
-  _globals['_LISTWORKERSREQUEST']._serialized_start=871
-  _globals['_LISTWORKERSREQUEST']._serialized_end=891
-  _globals['_LISTWORKERSRESPONSE']._serialized_start=893
-  _globals['_LISTWORKERSRESPONSE']._serialized_end=952
-  _globals['_RUNJOBREQUEST']._serialized_start=954
-  _globals['_RUNJOBREQUEST']._serialized_end=1005
-  _globals['_RUNJOBRESPONSE']._serialized_start=1008
-  _globals['_RUNJOBRESPONSE']._serialized_end=1153
-  _globals['_SUBMITJOBSREQUEST']._serialized_start=1155
-  _globals['_SUBMITJOBSREQUEST']._serialized_end=1234
-  _globals['_SUBMITJOBSRESPONSE']._serialized_start=1237
-  _globals['_SUBMITJOBSRESPONSE']._serialized_end=1386
-  _globals['_RPCSTATUS']._serialized_start=1388
-  _globals['_RPCSTATUS']._serialized_end=1469
-  _globals['_JOBSERVICE']._serialized_start=1472
-  _globals['_JOBSERVICE']._serialized_end=2137
+  _globals['_JOBSERVICE'].methods_by_name['ListNodes']._loaded_options = None
+  _globals['_JOBSERVICE'].methods_by_name['ListNodes']._serialized_options = b'\220\002\001'
+  _globals['_NODESTATE']._serialized_start=1751
+  _globals['_NODESTATE']._serialized_end=1854
+  _globals['_SUBMITJOBREQUEST']._serialized_start=139
+  _globals['_SUBMITJOBREQUEST']._serialized_end=193
+  _globals['_SUBMITJOBRESPONSE']._serialized_start=195
+  _globals['_SUBMITJOBRESPONSE']._serialized_end=254
+  _globals['_GETJOBREQUEST']._serialized_start=256
+  _globals['_GETJOBREQUEST']._serialized_end=287
+  _globals['_GETJOBRESPONSE']._serialized_start=289
+  _globals['_GETJOBRESPONSE']._serialized_end=377
+  _globals['_LISTJOBSREQUEST']._serialized_start=379
+  _globals['_LISTJOBSREQUEST']._serialized_end=476
+  _globals['_LISTJOBSRESPONSE']._serialized_start=478
+  _globals['_LISTJOBSRESPONSE']._serialized_end=556
+  _globals['_CANCELJOBREQUEST']._serialized_start=558
+  _globals['_CANCELJOBREQUEST']._serialized_end=612
+  _globals['_CANCELJOBRESPONSE']._serialized_start=614
+  _globals['_CANCELJOBRESPONSE']._serialized_end=675
+  _globals['_WATCHJOBREQUEST']._serialized_start=677
+  _globals['_WATCHJOBREQUEST']._serialized_end=729
+  _globals['_WATCHJOBRESPONSE']._serialized_start=731
+  _globals['_WATCHJOBRESPONSE']._serialized_end=822
+  _globals['_LISTAGENTSREQUEST']._serialized_start=824
+  _globals['_LISTAGENTSREQUEST']._serialized_end=843
+  _globals['_LISTAGENTSRESPONSE']._serialized_start=845
+  _globals['_LISTAGENTSRESPONSE']._serialized_end=901
+  _globals['_LISTWORKERSREQUEST']._serialized_start=903
+  _globals['_LISTWORKERSREQUEST']._serialized_end=923
+  _globals['_LISTWORKERSRESPONSE']._serialized_start=925
+  _globals['_LISTWORKERSRESPONSE']._serialized_end=984
+  _globals['_RUNJOBREQUEST']._serialized_start=986
+  _globals['_RUNJOBREQUEST']._serialized_end=1037
+  _globals['_RUNJOBRESPONSE']._serialized_start=1040
+  _globals['_RUNJOBRESPONSE']._serialized_end=1185
+  _globals['_SUBMITJOBSREQUEST']._serialized_start=1187
+  _globals['_SUBMITJOBSREQUEST']._serialized_end=1266
+  _globals['_SUBMITJOBSRESPONSE']._serialized_start=1269
+  _globals['_SUBMITJOBSRESPONSE']._serialized_end=1418
+  _globals['_RPCSTATUS']._serialized_start=1420
+  _globals['_RPCSTATUS']._serialized_end=1501
+  _globals['_LISTNODESREQUEST']._serialized_start=1503
+  _globals['_LISTNODESREQUEST']._serialized_end=1521
+  _globals['_LISTNODESRESPONSE']._serialized_start=1523
+  _globals['_LISTNODESRESPONSE']._serialized_end=1576
+  _globals['_NODEINFO']._serialized_start=1579
+  _globals['_NODEINFO']._serialized_end=1749
+  _globals['_JOBSERVICE']._serialized_start=1857
+  _globals['_JOBSERVICE']._serialized_end=2595
 # @@protoc_insertion_point(module_scope)

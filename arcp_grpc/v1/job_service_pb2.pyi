@@ -8,8 +8,10 @@ from arcp_grpc.v1 import jobs_pb2 as _jobs_pb2
 from collections import abc as _abc
 from google.protobuf import any_pb2 as _any_pb2
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -20,6 +22,34 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _NodeState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _NodeStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_NodeState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    NODE_STATE_UNSPECIFIED: _NodeState.ValueType  # 0
+    """Not set; never reported for a real node."""
+    NODE_STATE_ALIVE: _NodeState.ValueType  # 1
+    """Heartbeating: it runs jobs and serves sessions."""
+    NODE_STATE_LEFT: _NodeState.ValueType  # 2
+    """Stopped gracefully; its jobs ended before it left."""
+    NODE_STATE_DEAD: _NodeState.ValueType  # 3
+    """Declared dead by a survivor after a silence; its running jobs were ended."""
+
+class NodeState(_NodeState, metaclass=_NodeStateEnumTypeWrapper):
+    """NodeState is a node's standing in its cluster."""
+
+NODE_STATE_UNSPECIFIED: NodeState.ValueType  # 0
+"""Not set; never reported for a real node."""
+NODE_STATE_ALIVE: NodeState.ValueType  # 1
+"""Heartbeating: it runs jobs and serves sessions."""
+NODE_STATE_LEFT: NodeState.ValueType  # 2
+"""Stopped gracefully; its jobs ended before it left."""
+NODE_STATE_DEAD: NodeState.ValueType  # 3
+"""Declared dead by a survivor after a silence; its running jobs were ended."""
+Global___NodeState: _TypeAlias = NodeState  # noqa: Y015
 
 @_typing.final
 class SubmitJobRequest(_message.Message):
@@ -553,3 +583,92 @@ class RpcStatus(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RpcStatus: _TypeAlias = RpcStatus  # noqa: Y015
+
+@_typing.final
+class ListNodesRequest(_message.Message):
+    """ListNodesRequest is the request of JobService.ListNodes."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListNodesRequest: _TypeAlias = ListNodesRequest  # noqa: Y015
+
+@_typing.final
+class ListNodesResponse(_message.Message):
+    """ListNodesResponse is the response of JobService.ListNodes."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def nodes(self) -> _containers.RepeatedCompositeFieldContainer[Global___NodeInfo]:
+        """The nodes in the order they started, oldest first."""
+
+    def __init__(
+        self,
+        *,
+        nodes: _abc.Iterable[Global___NodeInfo] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["nodes", b"nodes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListNodesResponse: _TypeAlias = ListNodesResponse  # noqa: Y015
+
+@_typing.final
+class NodeInfo(_message.Message):
+    """NodeInfo is one node of the runtime, as ListNodes reports it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    LABEL_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    SINCE_HEARTBEAT_FIELD_NUMBER: _builtins.int
+    RUNNING_JOBS_FIELD_NUMBER: _builtins.int
+    ANSWERING_FIELD_NUMBER: _builtins.int
+    node_id: _builtins.str
+    """The node's id, unique for each start of a cluster node's process; a
+    node that shares its store with none reports its label.
+    """
+    label: _builtins.str
+    """Its label: `cluster.node_name`, or `HOST:PID` when that is not set."""
+    state: Global___NodeState.ValueType
+    """Its standing in the cluster."""
+    running_jobs: _builtins.int
+    """How many jobs run on it now (of every principal: a count only)."""
+    answering: _builtins.bool
+    """True for the node that answered this call."""
+    @_builtins.property
+    def since_heartbeat(self) -> _duration_pb2.Duration:
+        """How long ago the node last heartbeat, by the store's clock; zero for a
+        node that shares its store with none.
+        """
+
+    def __init__(
+        self,
+        *,
+        node_id: _builtins.str = ...,
+        label: _builtins.str = ...,
+        state: Global___NodeState.ValueType = ...,
+        since_heartbeat: _duration_pb2.Duration | None = ...,
+        running_jobs: _builtins.int = ...,
+        answering: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["since_heartbeat", b"since_heartbeat"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answering", b"answering", "label", b"label", "node_id", b"node_id", "running_jobs", b"running_jobs", "since_heartbeat", b"since_heartbeat", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NodeInfo: _TypeAlias = NodeInfo  # noqa: Y015

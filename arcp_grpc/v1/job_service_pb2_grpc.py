@@ -84,6 +84,11 @@ class JobServiceStub:
                 request_serializer=arcp_dot_v1_dot_job__service__pb2.SubmitJobsRequest.SerializeToString,
                 response_deserializer=arcp_dot_v1_dot_job__service__pb2.SubmitJobsResponse.FromString,
                 _registered_method=True)
+        self.ListNodes = channel.unary_unary(
+                '/arcp.v1.JobService/ListNodes',
+                request_serializer=arcp_dot_v1_dot_job__service__pb2.ListNodesRequest.SerializeToString,
+                response_deserializer=arcp_dot_v1_dot_job__service__pb2.ListNodesResponse.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -183,6 +188,16 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListNodes(self, request, context):
+        """ListNodes returns the runtime's nodes: every node of a cluster sharing
+        one store, or the answering node alone when it shares its store with
+        none. Any authenticated caller may list them; the counts say nothing of
+        whose jobs run where.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -230,6 +245,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.SubmitJobs,
                     request_deserializer=arcp_dot_v1_dot_job__service__pb2.SubmitJobsRequest.FromString,
                     response_serializer=arcp_dot_v1_dot_job__service__pb2.SubmitJobsResponse.SerializeToString,
+            ),
+            'ListNodes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListNodes,
+                    request_deserializer=arcp_dot_v1_dot_job__service__pb2.ListNodesRequest.FromString,
+                    response_serializer=arcp_dot_v1_dot_job__service__pb2.ListNodesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -480,6 +500,33 @@ class JobService:
             '/arcp.v1.JobService/SubmitJobs',
             arcp_dot_v1_dot_job__service__pb2.SubmitJobsRequest.SerializeToString,
             arcp_dot_v1_dot_job__service__pb2.SubmitJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListNodes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/arcp.v1.JobService/ListNodes',
+            arcp_dot_v1_dot_job__service__pb2.ListNodesRequest.SerializeToString,
+            arcp_dot_v1_dot_job__service__pb2.ListNodesResponse.FromString,
             options,
             channel_credentials,
             insecure,

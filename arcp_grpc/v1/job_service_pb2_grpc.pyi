@@ -87,6 +87,12 @@ class JobServiceStub:
     answers every item read before the client half-closes, then ends the
     stream with OK.
     """
+    ListNodes: _grpc.UnaryUnaryMultiCallable[_job_service_pb2.ListNodesRequest, _job_service_pb2.ListNodesResponse]
+    """ListNodes returns the runtime's nodes: every node of a cluster sharing
+    one store, or the answering node alone when it shares its store with
+    none. Any authenticated caller may list them; the counts say nothing of
+    whose jobs run where.
+    """
 
 @_typing.type_check_only
 class JobServiceAsyncStub(JobServiceStub):
@@ -146,6 +152,12 @@ class JobServiceAsyncStub(JobServiceStub):
     once, when the stream opens) or a transport fault does. The server
     answers every item read before the client half-closes, then ends the
     stream with OK.
+    """
+    ListNodes: _aio.UnaryUnaryMultiCallable[_job_service_pb2.ListNodesRequest, _job_service_pb2.ListNodesResponse]  # type: ignore[assignment]
+    """ListNodes returns the runtime's nodes: every node of a cluster sharing
+    one store, or the answering node alone when it shares its store with
+    none. Any authenticated caller may list them; the counts say nothing of
+    whose jobs run where.
     """
 
 class JobServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -257,6 +269,18 @@ class JobServiceServicer(metaclass=_abc_1.ABCMeta):
         once, when the stream opens) or a transport fault does. The server
         answers every item read before the client half-closes, then ends the
         stream with OK.
+        """
+
+    @_abc_1.abstractmethod
+    def ListNodes(
+        self,
+        request: _job_service_pb2.ListNodesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_job_service_pb2.ListNodesResponse, _abc.Awaitable[_job_service_pb2.ListNodesResponse]]:
+        """ListNodes returns the runtime's nodes: every node of a cluster sharing
+        one store, or the answering node alone when it shares its store with
+        none. Any authenticated caller may list them; the counts say nothing of
+        whose jobs run where.
         """
 
 def add_JobServiceServicer_to_server(servicer: JobServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -509,6 +509,8 @@ class JobSummary(_message.Message):
     TRACE_ID_FIELD_NUMBER: _builtins.int
     LAST_EVENT_SEQ_FIELD_NUMBER: _builtins.int
     COMPLETED_AT_FIELD_NUMBER: _builtins.int
+    INPUT_FIELD_NUMBER: _builtins.int
+    MAX_RUNTIME_SEC_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     """The job's id."""
     agent: _builtins.str
@@ -521,6 +523,10 @@ class JobSummary(_message.Message):
     """The job's W3C trace id (§11)."""
     last_event_seq: _builtins.int
     """The highest `job_seq` the job has emitted so far."""
+    max_runtime_sec: _builtins.int
+    """The submission's wall-clock limit (`max_runtime_sec`, §7.3); absent
+    when it set none.
+    """
     @_builtins.property
     def lease(self) -> _lease_pb2.Lease:
         """Effective lease."""
@@ -545,6 +551,13 @@ class JobSummary(_message.Message):
     def completed_at(self) -> _timestamp_pb2.Timestamp:
         """When the job ended; absent while it runs."""
 
+    @_builtins.property
+    def input(self) -> _struct_pb2.Value:
+        """The submission's input (§7.1), so its owner can run it again; only in
+        GetJob's answer to the submitting principal, absent everywhere else
+        (listings, other observers, ARCP frames).
+        """
+
     def __init__(
         self,
         *,
@@ -560,12 +573,16 @@ class JobSummary(_message.Message):
         trace_id: _builtins.str = ...,
         last_event_seq: _builtins.int = ...,
         completed_at: _timestamp_pb2.Timestamp | None = ...,
+        input: _struct_pb2.Value | None = ...,
+        max_runtime_sec: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["completed_at", b"completed_at", "created_at", b"created_at", "lease", b"lease", "lease_constraints", b"lease_constraints"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_runtime_sec", b"_max_runtime_sec", "completed_at", b"completed_at", "created_at", b"created_at", "input", b"input", "lease", b"lease", "lease_constraints", b"lease_constraints", "max_runtime_sec", b"max_runtime_sec"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "budget", b"budget", "completed_at", b"completed_at", "created_at", b"created_at", "credentials", b"credentials", "job_id", b"job_id", "last_event_seq", b"last_event_seq", "lease", b"lease", "lease_constraints", b"lease_constraints", "parent_job_id", b"parent_job_id", "status", b"status", "trace_id", b"trace_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_runtime_sec", b"_max_runtime_sec", "agent", b"agent", "budget", b"budget", "completed_at", b"completed_at", "created_at", b"created_at", "credentials", b"credentials", "input", b"input", "job_id", b"job_id", "last_event_seq", b"last_event_seq", "lease", b"lease", "lease_constraints", b"lease_constraints", "max_runtime_sec", b"max_runtime_sec", "parent_job_id", b"parent_job_id", "status", b"status", "trace_id", b"trace_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__max_runtime_sec: _TypeAlias = _typing.Literal["max_runtime_sec"]  # noqa: Y015
+    _WhichOneofArgType__max_runtime_sec: _TypeAlias = _typing.Literal["_max_runtime_sec", b"_max_runtime_sec"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_runtime_sec) -> _WhichOneofReturnType__max_runtime_sec | None: ...
 
 Global___JobSummary: _TypeAlias = JobSummary  # noqa: Y015
 

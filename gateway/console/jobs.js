@@ -21,6 +21,12 @@ export class JobRecord {
     this.stream = null; // {resultId, encoding, parts: [], text, size}
     this.own = false; // submitted in this session: its events arrive unasked
     this.subscribed = false;
+    this.lease = null; // {namespace: [patterns]} (§9.1)
+    this.expiresAt = ""; // lease_constraints.expires_at (§9.5)
+    this.parentJobId = "";
+    this.traceId = "";
+    this.input = undefined; // the submission's input: only its owner reads it
+    this.maxRuntimeSec = 0;
   }
 
   /** Facts from a job.accepted, job.subscribed or session.jobs entry. */
@@ -31,6 +37,17 @@ export class JobRecord {
     this.submittedAt = payload.submitted_at || payload.accepted_at || payload.created_at || this.submittedAt;
     if (payload.completed_at) this.completedAt = payload.completed_at;
     if (payload.budget && !this.budget) this.budget = budgetOf(payload.budget);
+    if (payload.lease) this.lease = payload.lease;
+    if (payload.lease_constraints && payload.lease_constraints.expires_at) this.expiresAt = payload.lease_constraints.expires_at;
+    if (payload.parent_job_id) this.parentJobId = payload.parent_job_id;
+    if (payload.trace_id) this.traceId = payload.trace_id;
+    if ("input" in payload) this.input = payload.input;
+    if (payload.max_runtime_sec) this.maxRuntimeSec = payload.max_runtime_sec;
+  }
+
+  /** Jobs this one delegated to (§10), from its `delegate` events. */
+  get children() {
+    return this.events.filter((e) => e.kind === "delegate").map((e) => ({ jobId: e.body.child_job_id, agent: e.body.agent, ts: e.ts }));
   }
 
   get terminal() {
@@ -132,16 +149,11 @@ export function progressText(body) {
   return `${body.current}${total}${units}${message}`;
 }
 
-/** "1.2 s", "3 min 4 s": how long a job ran (or has been running). */
-export function duration(startIso, endIso) {
-  if (!startIso) return "";
-  const start = parseTime(startIso);
+/** How long a job ran (or has been running), in milliseconds; null before it is known. */
+export function elapsedMs(startIso, endIso) {
+  if (!startIso) return null;
   const end = endIso ? parseTime(endIso) : Date.now();
-  const seconds = Math.max(0, (end - start) / 1000);
-  if (seconds < 60) return `${seconds.toFixed(seconds < 10 ? 1 : 0)} s`;
-  const minutes = Math.floor(seconds / 60);
-  if (minutes < 60) return `${minutes} min ${Math.floor(seconds % 60)} s`;
-  return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+  return Math.max(0, end - parseTime(startIso));
 }
 
 /** Milliseconds of an RFC 3339 time; the runtime sends nanoseconds, Date wants at most 3 digits. */

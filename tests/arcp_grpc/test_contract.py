@@ -251,6 +251,7 @@ def test_job_service_has_every_rpc() -> None:
         "ListAgents",
         "RunJob",
         "SubmitJobs",
+        "ListNodes",
         "ListWorkers",
     }
     for server_stream in ("WatchJob", "RunJob"):

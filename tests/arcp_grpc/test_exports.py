@@ -100,6 +100,7 @@ PUBLIC: dict[str, set[str]] = {
         "JobRow",
         "JobStore",
         "NodeNotAlive",
+        "NodeRow",
         "OverCap",
         "SessionFollow",
         "SessionFrame",

@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -30,6 +31,14 @@ from arcp_grpc.service.sessions import SessionLimits
 from gateway.links import LocalLink
 from gateway.server import GatewayConfig, RunningGateway, start_gateway
 from tests.conftest import postgres_schema
+from tests.gateway.console_browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    SAFETY_MS,
+    Deployment,
+    deployed,
+    sign_in,
+)
 
 __all__ = [
     "ALL_FEATURES",
@@ -361,3 +370,44 @@ async def raw(stack: Stack) -> AsyncIterator[RawFactory]:
     yield factory
     for client in clients:
         await client.close()
+
+
+# -- the console in a browser (tests/gateway/console_browser.py) --------------
+
+
+@pytest.fixture(params=["embedded", "split"])
+async def deployment(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Deployment]:
+    """A deployment the console is served from; `cluster` needs PostgreSQL."""
+    if request.param != "cluster":
+        with deployed(request.param, tmp_path) as running:
+            yield running
+        return
+    async with postgres_schema(request.getfixturevalue("postgres_server")) as url:
+        with deployed("cluster", tmp_path, url) as running:
+            yield running
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
+
+
+@pytest.fixture
+def page_errors() -> Iterator[list[str]]:
+    """Script errors of the test's pages: none may happen."""
+    errors: list[str] = []
+    yield errors
+    assert errors == []
+
+
+@pytest.fixture
+async def page(browser: Browser, deployment: Deployment, page_errors: list[str]) -> Page:
+    """A signed-in console showing the job list."""
+    page = await sign_in(browser, deployment, page_errors)
+    await expect(page.locator("#jobs")).to_be_visible(timeout=SAFETY_MS)
+    return page

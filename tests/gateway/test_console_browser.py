@@ -10,115 +10,16 @@ bounded by `SAFETY`, a safety net that never decides what a test checks.
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
+from tests.gateway.console_browser import SAFETY_MS as SAFETY
+from tests.gateway.console_browser import Deployment, finished, job_seqs, sign_in, submit
 from tests.serve_process import ServeProcess
 
-CHROMIUM = "/usr/bin/chromium"  # Debian's package, installed by scripts/test; never downloaded
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-SAFETY = 30_000  # milliseconds
-JOB_ID = re.compile(r"^job_[0-9A-Z]{26}$")
-
 pytestmark = pytest.mark.timeout(90)
-
-
-@dataclass
-class Deployment:
-    """Where the console is served and the token that signs in to it."""
-
-    console: str
-    token: str
-    gateway: ServeProcess
-    gateway_args: tuple[str, ...]
-
-
-@pytest.fixture(params=["embedded", "split"])
-def deployment(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Deployment]:
-    started: list[ServeProcess] = []
-
-    def start(workdir: Path, *args: str) -> ServeProcess:
-        workdir.mkdir(exist_ok=True)
-        process = ServeProcess(workdir, *args, "--no-metrics")
-        started.append(process)
-        process.start()
-        return process
-
-    try:
-        if request.param == "embedded":
-            both = start(tmp_path, "--grpc-port", "0", "--gateway-port", "0")
-            yield Deployment(both.info["console"], both.token, both, ())
-        else:
-            core = start(tmp_path / "core", "core", "--grpc-port", "0")
-            args = ("gateway", "--core", core.info["grpc"])
-            gateway = start(tmp_path / "gateway", *args, "--gateway-port", "0")
-            yield Deployment(gateway.info["console"], core.token, gateway, args)
-    finally:
-        for process in started:
-            process.stop()
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
-
-
-@pytest.fixture
-async def page(browser: Browser, deployment: Deployment) -> Page:
-    """A signed-in console showing the job list."""
-    context = await browser.new_context(accept_downloads=True)
-    page = await context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    await page.goto(deployment.console)
-    await page.fill("#token", deployment.token)
-    await page.click("#sign-in button[type=submit]")
-    await expect(page.locator("#connection")).to_have_text("open", timeout=SAFETY)
-    await expect(page.locator("#jobs")).to_be_visible(timeout=SAFETY)
-    assert errors == []
-    return page
-
-
-async def submit(page: Page, agent: str, input_value: object, lease: str = "") -> str:
-    """Submit from the form; returns the job id the page navigated to."""
-    await page.click("a[href='#/submit']")
-    await page.select_option("#agent", agent)
-    await page.fill("#input", json.dumps(input_value))
-    await page.fill("#lease", lease)
-    await page.click("#submit button[type=submit]")
-    await expect(page.locator("#job h2")).to_have_text(JOB_ID, timeout=SAFETY)
-    return (await page.locator("#job h2").inner_text()).strip()
-
-
-async def job_seqs(page: Page) -> list[int]:
-    """The job_seq of every event row the page rendered, in order."""
-    cells = await page.locator("#events tr").evaluate_all(
-        "rows => rows.map(r => Number(r.dataset.jobSeq))"
-    )
-    return [int(seq) for seq in cells]
-
-
-async def finished(page: Page, status: str) -> None:
-    await expect(page.locator(f"#job-status [data-status={status}]")).to_be_visible(timeout=SAFETY)
 
 
 async def test_sign_in_keeps_the_token_out_of_urls(page: Page, deployment: Deployment) -> None:
@@ -165,6 +66,7 @@ async def test_cancel_from_the_job_page(page: Page) -> None:
     await submit(page, "counter", {"steps": 1000, "interval": 0.05})
     await expect(page.locator("#events tr[data-kind=progress]").first).to_be_visible(timeout=SAFETY)
     await page.click("#cancel")
+    await page.click("#confirm-yes")
     await finished(page, "cancelled")
     await expect(page.locator("#error-code")).to_have_text("CANCELLED")
     await expect(page.locator("#cancel")).to_be_hidden()
@@ -233,15 +135,12 @@ async def test_the_list_pages_by_cursor(page: Page) -> None:
 
 
 async def test_a_job_submitted_elsewhere_is_watched_with_its_history(
-    page: Page, browser: Browser, deployment: Deployment
+    page: Page, browser: Browser, deployment: Deployment, page_errors: list[str]
 ) -> None:
     """A second tab is a new session: it subscribes with history (§7.6) and sees it all."""
     job_id = await submit(page, "counter", {"steps": 5, "interval": 0.01})
     await finished(page, "success")
-    other = await browser.new_page()
-    await other.goto(deployment.console)
-    await other.fill("#token", deployment.token)
-    await other.click("#sign-in button[type=submit]")
+    other = await sign_in(browser, deployment, page_errors)
     await expect(other.locator(f"#jobs tr[data-job-id='{job_id}']")).to_be_visible(timeout=SAFETY)
     await other.click(f"a[href='#/jobs/{job_id}']")
     await finished(other, "success")

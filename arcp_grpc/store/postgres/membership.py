@@ -34,7 +34,7 @@ from typing import Any
 import asyncpg
 
 from arcp_grpc.store.postgres.connections import PostgresConnections
-from arcp_grpc.store.protocol import JobChanges, JobRow
+from arcp_grpc.store.protocol import JobChanges, JobRow, NodeRow
 from arcp_grpc.store.rows import JOB_COLUMNS
 
 __all__ = ["CANCEL_CHANNEL", "PostgresMembership"]
@@ -178,10 +178,17 @@ class PostgresMembership(PostgresConnections):
 
         await self._writes().write(op)
 
-    async def nodes(self) -> list[tuple[str, str, str, float]]:
-        """(node_id, label, state, seconds since its heartbeat) of every known node."""
+    async def nodes(self) -> list[NodeRow]:
+        """Every known node, oldest first, with the jobs running on it (`jobs_running`
+        indexes exactly those)."""
         rows = await self._reads().fetch(
-            "SELECT node_id, label, state, extract(epoch FROM now() - heartbeat_at) AS silent"
-            " FROM nodes ORDER BY started_at"
+            "SELECT n.node_id, n.label, n.state,"
+            " extract(epoch FROM now() - n.heartbeat_at) AS silent,"
+            " (SELECT count(*) FROM jobs j WHERE j.owner_node = n.node_id"
+            " AND j.completed_at IS NULL) AS running"
+            " FROM nodes n ORDER BY n.started_at"
         )
-        return [(r["node_id"], r["label"], r["state"], float(r["silent"])) for r in rows]
+        return [
+            NodeRow(r["node_id"], r["label"], r["state"], float(r["silent"]), int(r["running"]))
+            for r in rows
+        ]

@@ -95,6 +95,15 @@ def test_budget_counters_follow_the_observer_and_its_features(
     assert dict(summary.budget) == ({"USD": "3.58"} if budget_shown else {})
 
 
+@pytest.mark.parametrize(("caller", "features"), [("alice", NONE), ("bob", ALL)])
+def test_the_input_goes_to_the_submitter_only(caller: str, features: frozenset[str]) -> None:
+    """Kept so that its owner can run the job again; whatever features it negotiated."""
+    summary = jobs_pb2.JobSummary(job_id="job_1")
+    summary.input.string_value = "private"
+    Disclosure(caller, features).summary(summary, "alice", running=False, credentials=())
+    assert summary.HasField("input") is (caller == "alice")
+
+
 def _accepted(*, credentials: bool, budget: bool) -> bytes:
     accepted = jobs_pb2.JobAccepted(job_id="job_1")
     if credentials:

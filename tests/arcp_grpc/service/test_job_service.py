@@ -38,6 +38,7 @@ async def _every_rpc(stub: Stub, metadata: Any) -> list[grpc.aio.AioRpcError]:
             pb.CancelJobRequest(cancel=jobs_pb2.JobCancel(job_id="job_x")), metadata=metadata
         ),
         lambda: stub.ListAgents(pb.ListAgentsRequest(), metadata=metadata),
+        lambda: stub.ListNodes(pb.ListNodesRequest(), metadata=metadata),
         lambda: stub.ListWorkers(pb.ListWorkersRequest(), metadata=metadata),
     ]
     for call in calls:

@@ -106,7 +106,7 @@ async def test_one_survivor_takes_a_dead_nodes_jobs_and_fences_it(
     assert row is not None
     assert (row.status, row.outcome) == (4, b"ended")  # the dead node's late end lost
     assert await survivor.heartbeat() is True
-    states = {node_id: state for node_id, _, state, _ in await other.nodes()}
+    states = {row.node_id: row.state for row in await other.nodes()}
     assert states[dead.node_id] == "dead"
     assert states[survivor.node_id] == "alive"
 
