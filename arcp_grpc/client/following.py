@@ -22,7 +22,7 @@ from arcp_grpc.client.failures import RetryPolicy, Unavailable, error_of, retryi
 from arcp_grpc.client.transport import Transport
 from arcp_grpc.client.values import Event, Job, Outcome
 from arcp_grpc.errors import ARCPError
-from arcp_grpc.v1 import job_service_pb2, jobs_pb2
+from arcp_grpc.v1 import job_service_pb2
 
 __all__ = ["Run", "Watch"]
 
@@ -110,12 +110,12 @@ class Run:
     def __init__(
         self,
         transport: Transport,
-        submit: jobs_pb2.JobSubmit,
+        request: job_service_pb2.RunJobRequest,
         retry: RetryPolicy,
         reconnect: RetryPolicy,
     ) -> None:
         self._transport = transport
-        self._request = job_service_pb2.RunJobRequest(submit=submit)
+        self._request = request
         self._retry = retry
         self._reconnect = reconnect
         self._job: Job | None = None

@@ -8,13 +8,15 @@ from datetime import datetime
 import pytest
 
 from arcp_grpc.client import Outcome, RetryPolicy, Submission, plain
-from arcp_grpc.client.requests import job_submit, list_filter, with_key
+from arcp_grpc.client.requests import fill_submit, list_filter, with_key
 from arcp_grpc.errors import InvalidRequest, QuotaExceeded, Timeout
 from arcp_grpc.v1 import events_pb2, jobs_pb2
 
 
 def test_a_submission_becomes_the_job_submit_of_section_7_1() -> None:
-    submit = job_submit(
+    submit = jobs_pb2.JobSubmit()
+    fill_submit(
+        submit,
         Submission(
             "greeter@1.0.0",
             {"name": "x", "n": 2},
@@ -22,7 +24,7 @@ def test_a_submission_becomes_the_job_submit_of_section_7_1() -> None:
             lease={"tool.call": ["search"]},
             budget={"USD": "5.00"},
             max_runtime=30,
-        )
+        ),
     )
     assert (submit.agent, submit.idempotency_key, submit.max_runtime_sec) == (
         "greeter@1.0.0",
@@ -48,7 +50,7 @@ def test_what_the_core_would_refuse_is_refused_before_sending(
     submission: Submission, message: str
 ) -> None:
     with pytest.raises(InvalidRequest, match=message):
-        job_submit(submission)
+        fill_submit(jobs_pb2.JobSubmit(), submission)
 
 
 def test_with_key_generates_a_key_once_and_keeps_a_given_one() -> None:
