@@ -3,7 +3,7 @@ messages, and the retry policy's waits."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pytest
 
@@ -93,3 +93,19 @@ def test_the_policy_waits_retry_after_when_the_core_named_one() -> None:
     assert policy.delay(5, InvalidRequest("x")) == 0.5  # capped
     with pytest.raises(ValueError, match="attempts"):
         RetryPolicy(attempts=0)
+
+
+def test_an_outcome_reads_its_result_and_end_from_the_proto_when_asked() -> None:
+    """Issue 25: ``result`` and ``completed_at`` are converted on first access, not when
+    the outcome arrives; what they hold is unchanged (§7.3)."""
+    outcome = jobs_pb2.JobOutcome()
+    outcome.result.job_id = "job_1"
+    outcome.result.final_status = jobs_pb2.JOB_STATUS_SUCCESS
+    outcome.result.value.struct_value.fields["n"].number_value = 2
+    outcome.result.completed_at.FromDatetime(datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC))
+    ended = Outcome.from_proto(outcome)
+    assert not {"result", "completed_at"} & vars(ended).keys()  # nothing converted yet
+    assert (ended.job_id, ended.status, ended.ok, ended.error) == ("job_1", "success", True, None)
+    assert ended.result == {"n": 2}
+    assert isinstance(ended.result["n"], int)
+    assert ended.completed_at == datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
