@@ -36,9 +36,14 @@ def length_delimited(field_number: int, payload: bytes) -> bytes:
 
 def only_field(message: bytes) -> tuple[int, bytes]:
     """(field number, payload) of a message that is one length-delimited field, such as
-    a serialised `JobOutcome` (a oneof of two messages): its member, without parsing."""
-    tag, offset = _read_varint(message, 0)
-    length, offset = _read_varint(message, offset)
+    a serialised `JobOutcome` (a oneof of two messages): its member, without parsing.
+    A one-byte tag and length are read inline: a client reads every `SubmitJob` answer
+    here, and the general varint loop is a measurable part of its cost (issue 25)."""
+    if len(message) > 1 and message[0] < 0x80 and message[1] < 0x80:
+        tag, length, offset = message[0], message[1], 2
+    else:
+        tag, offset = _read_varint(message, 0)
+        length, offset = _read_varint(message, offset)
     if tag & 7 != 2 or offset + length != len(message):
         raise ValueError("not a single length-delimited field")
     return tag >> 3, message[offset:]

@@ -18,7 +18,7 @@ from google.rpc import status_pb2
 
 from arcp_grpc.base.wire import field_payload
 from arcp_grpc.client.failures import error_of
-from arcp_grpc.client.requests import job_submit
+from arcp_grpc.client.requests import fill_submit
 from arcp_grpc.client.transport import Transport
 from arcp_grpc.client.values import Job, Submission
 from arcp_grpc.errors import ARCPError
@@ -62,14 +62,15 @@ async def submit_stream(
             if submission is None:
                 return
             submission = keyed(submission) if keyed is not None else submission
+            request = job_service_pb2.SubmitJobsRequest(correlation_id=str(index))
             try:
-                submit = job_submit(submission)
+                fill_submit(request.submit, submission)
             except ARCPError as exc:
                 refused.append(Submitted(index, submission, None, exc))
                 slots.release()
             else:
                 sent[str(index)] = (index, submission)
-                yield job_service_pb2.SubmitJobsRequest(correlation_id=str(index), submit=submit)
+                yield request
             index += 1
 
     call = transport.submit_jobs(requests(), metadata=transport.metadata)

@@ -87,7 +87,8 @@ NO_RETRY = RetryPolicy(attempts=1)
 
 async def retrying(policy: RetryPolicy, call: Callable[[], Awaitable[T]], address: str) -> T:
     """`call()` until it succeeds, fails with an error that is not retryable, or the
-    policy's attempts are spent; failures are raised as `error_of` maps them."""
+    policy's attempts are spent; failures are raised as `error_of` maps them (an ARCP
+    error the call raised itself is judged as it is)."""
     if policy.attempts == 1:  # the default: no loop, no timer
         try:
             return await call()
@@ -99,7 +100,7 @@ async def retrying(policy: RetryPolicy, call: Callable[[], Awaitable[T]], addres
             return await call()
         except grpc.RpcError as exc:
             error = error_of(exc, address)
-        except Unavailable as exc:  # a stream that closed before its answer
+        except ARCPError as exc:  # a call that mapped its own failure (Unavailable included)
             error = exc
         if not error.retryable or retry + 1 >= policy.attempts:
             raise error from None

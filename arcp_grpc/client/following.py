@@ -22,7 +22,7 @@ from arcp_grpc.client.failures import RetryPolicy, Unavailable, error_of, retryi
 from arcp_grpc.client.transport import Transport
 from arcp_grpc.client.values import Event, Job, Outcome
 from arcp_grpc.errors import ARCPError
-from arcp_grpc.v1 import job_service_pb2, jobs_pb2
+from arcp_grpc.v1 import job_service_pb2
 
 __all__ = ["Run", "Watch"]
 
@@ -43,7 +43,7 @@ class Watch:
         job_id: str,
         after: int,
         reconnect: RetryPolicy,
-        opened: AsyncIterator[job_service_pb2.WatchJobResponse] | None = None,
+        opened: aio.UnaryStreamCall[Any, bytes] | None = None,
     ) -> None:
         self.job_id = job_id
         self.last_seq = after
@@ -58,10 +58,10 @@ class Watch:
     async def _follow(self) -> AsyncIterator[Event]:
         retry = 0
         answered = self._opened is not None  # the core has answered this follower
-        while self.outcome is None:
-            frames, call = self._frames()
+        while True:
+            call = self._call()
             try:
-                async for frame in frames:
+                async for frame in _Frames(call):
                     answered = True
                     for proto in frame.events:
                         if proto.job_seq <= self.last_seq:
@@ -71,14 +71,17 @@ class Watch:
                         yield Event.from_proto(proto)
                     if frame.HasField("outcome"):
                         self.outcome = Outcome.from_proto(frame.outcome)
+                        # The core ends the stream after the outcome: take its status now
+                        # rather than cancel, which is work for both sides that would
+                        # land on the caller's next call (issue 25).
+                        await call.code()
                         return
                 # The core closed the stream cleanly before the end (it is stopping).
                 error: ARCPError = Unavailable(self._transport.address, "the stream ended early")
             except grpc.RpcError as exc:
                 error = error_of(exc, self._transport.address)
             finally:
-                if call is not None:
-                    call.cancel()
+                call.cancel()  # a no-op once the stream has ended
             # A watch the core never answered is not resumed: the address is wrong or the
             # core is down, and the caller should hear it now, not after the policy's wait.
             if not (answered and error.retryable) or retry + 1 >= self._reconnect.attempts:
@@ -86,13 +89,12 @@ class Watch:
             await asyncio.sleep(self._reconnect.delay(retry, error))
             retry += 1
 
-    def _frames(self) -> tuple[AsyncIterator[job_service_pb2.WatchJobResponse], aio.Call | None]:
+    def _call(self) -> aio.UnaryStreamCall[Any, bytes]:
         if self._opened is not None:
             opened, self._opened = self._opened, None
-            return opened, None
+            return opened
         request = job_service_pb2.WatchJobRequest(job_id=self.job_id, after_seq=self.last_seq)
-        call = self._transport.stub.WatchJob(request, metadata=self._transport.metadata)
-        return call.__aiter__(), call
+        return self._transport.watch_job(request, metadata=self._transport.metadata)
 
     async def wait(self) -> Outcome:
         """Follow to the end without looking at the events; the outcome."""
@@ -110,12 +112,12 @@ class Run:
     def __init__(
         self,
         transport: Transport,
-        submit: jobs_pb2.JobSubmit,
+        request: job_service_pb2.RunJobRequest,
         retry: RetryPolicy,
         reconnect: RetryPolicy,
     ) -> None:
         self._transport = transport
-        self._request = job_service_pb2.RunJobRequest(submit=submit)
+        self._request = request
         self._retry = retry
         self._reconnect = reconnect
         self._job: Job | None = None
@@ -129,12 +131,12 @@ class Run:
         """The acceptance (for an idempotent replay the first one, ``job.replay``
         true); a refused submission raises what SubmitJob would (§7.2)."""
         if self._job is None:
-            job, frames = await retrying(self._retry, self._open, self._transport.address)
+            job, call = await retrying(self._retry, self._open, self._transport.address)
             self._job = job
-            self._watch = Watch(self._transport, job.job_id, 0, self._reconnect, frames)
+            self._watch = Watch(self._transport, job.job_id, 0, self._reconnect, call)
         return self._job
 
-    async def _open(self) -> tuple[Job, AsyncIterator[job_service_pb2.WatchJobResponse]]:
+    async def _open(self) -> tuple[Job, aio.UnaryStreamCall[Any, bytes]]:
         call = self._transport.run_job(self._request, metadata=self._transport.metadata)
         first = await call.read()
         if not isinstance(first, bytes):  # aio.EOF
@@ -142,7 +144,7 @@ class Run:
             raise Unavailable(self._transport.address, "the stream ended before the acceptance")
         message = job_service_pb2.RunJobResponse.FromString(first)
         accepted = field_payload(first, 3) or b""
-        return Job.from_bytes(accepted, replay=message.replay), _rest(call)
+        return Job.from_bytes(accepted, replay=message.replay), call
 
     def __aiter__(self) -> AsyncIterator[Event]:
         return self._events()
@@ -162,12 +164,20 @@ class Run:
         return await self._watch.wait()
 
 
-async def _rest(
-    call: aio.UnaryStreamCall[Any, bytes],
-) -> AsyncIterator[job_service_pb2.WatchJobResponse]:
-    """The RunJob messages after the first; each decodes as a WatchJobResponse."""
-    try:
-        while isinstance(data := await call.read(), bytes):  # until aio.EOF
-            yield job_service_pb2.WatchJobResponse.FromString(data)
-    finally:
-        call.cancel()
+class _Frames:
+    """A stream's messages as WatchJobResponses (WatchJob's, and RunJob's after the
+    first), read with ``call.read()``. Not an async generator: a follower that stops at
+    the outcome would leave one suspended, for the loop to close later in a task of its
+    own, and that task ran on the caller's next call (issue 25)."""
+
+    def __init__(self, call: aio.UnaryStreamCall[Any, bytes]) -> None:
+        self._call = call
+
+    def __aiter__(self) -> _Frames:
+        return self
+
+    async def __anext__(self) -> job_service_pb2.WatchJobResponse:
+        data = await self._call.read()
+        if not isinstance(data, bytes):  # aio.EOF
+            raise StopAsyncIteration
+        return job_service_pb2.WatchJobResponse.FromString(data)

@@ -6,8 +6,9 @@ terminates TLS). The bearer token is the caller's principal (§6.1), sent on eve
 
 The calls that carry a `JobAccepted` (SubmitJob, RunJob's first message, SubmitJobs'
 answers) return their bytes undecoded, so the client keeps the acceptance exactly as the
-core sent it (§7.2: a replay is the first acceptance, byte for byte); the others decode
-with the generated stubs.
+core sent it (§7.2: a replay is the first acceptance, byte for byte). WatchJob's frames
+come as bytes too, so a follower reads WatchJob and RunJob alike (`following`); the
+others decode with the generated stubs.
 """
 
 from __future__ import annotations
@@ -76,6 +77,12 @@ class Transport:
             self.channel.unary_stream(
                 _SERVICE + "RunJob",
                 request_serializer=job_service_pb2.RunJobRequest.SerializeToString,
+            )
+        )
+        self.watch_job: aio.UnaryStreamMultiCallable[job_service_pb2.WatchJobRequest, bytes] = (
+            self.channel.unary_stream(
+                _SERVICE + "WatchJob",
+                request_serializer=job_service_pb2.WatchJobRequest.SerializeToString,
             )
         )
         self.submit_jobs: aio.StreamStreamMultiCallable[

@@ -114,8 +114,15 @@ def _whole(value: Any) -> Any:
 
 
 def status_name(status: jobs_pb2.JobStatus.ValueType) -> str:
-    """``JOB_STATUS_TIMED_OUT`` → ``timed_out``: the spec's word for a job's status (§7.3)."""
-    return str(_enum_word(jobs_pb2.JobStatus.DESCRIPTOR, jobs_pb2.JobStatus.Name(status)))
+    """``JOB_STATUS_TIMED_OUT`` → ``timed_out``: the spec's word for a job's status (§7.3),
+    looked up rather than worked out on every outcome (issue 25)."""
+    return _STATUS_WORDS.get(status) or str(status)  # a number this build does not know
+
+
+_STATUS_WORDS: dict[int, str] = {
+    value: str(_enum_word(jobs_pb2.JobStatus.DESCRIPTOR, name))
+    for name, value in jobs_pb2.JobStatus.items()
+}
 
 
 def _time(stamp: Timestamp, present: bool) -> datetime | None:
@@ -212,13 +219,13 @@ class Outcome:
     """How a job ended (§7.3): ``status`` is ``success``, ``error``, ``cancelled`` or
     ``timed_out``; ``result`` the JSON the agent returned (None for a streamed result,
     which came as ``result_chunk`` events, §8.4), ``error`` the ARCP error of a job that
-    did not succeed."""
+    did not succeed. ``result`` and ``completed_at`` are read from ``proto`` when first
+    asked for, as `Job`'s fields are: a run that only checks ``ok`` does not convert them
+    (issue 25)."""
 
     job_id: str
     status: str
-    result: Any
     error: ARCPError | None
-    completed_at: datetime | None
     proto: jobs_pb2.JobOutcome = field(repr=False)
 
     @property
@@ -229,24 +236,20 @@ class Outcome:
     def from_proto(cls, outcome: jobs_pb2.JobOutcome) -> Outcome:
         if outcome.HasField("error"):
             failed = outcome.error
-            return cls(
-                failed.job_id,
-                status_name(failed.final_status),
-                None,
-                ARCPError.from_proto(failed.error),
-                _time(failed.completed_at, failed.HasField("completed_at")),
-                outcome,
-            )
+            error = ARCPError.from_proto(failed.error)
+            return cls(failed.job_id, status_name(failed.final_status), error, outcome)
         done = outcome.result
-        value = value_to_py(done.value) if done.HasField("value") else None
-        return cls(
-            done.job_id,
-            status_name(done.final_status),
-            value,
-            None,
-            _time(done.completed_at, done.HasField("completed_at")),
-            outcome,
-        )
+        return cls(done.job_id, status_name(done.final_status), None, outcome)
+
+    @cached_property
+    def result(self) -> Any:
+        done = self.proto.result
+        return value_to_py(done.value) if done.HasField("value") else None
+
+    @cached_property
+    def completed_at(self) -> datetime | None:
+        ended = self.proto.error if self.proto.HasField("error") else self.proto.result
+        return _time(ended.completed_at, ended.HasField("completed_at"))
 
 
 @dataclass(frozen=True)

@@ -30,10 +30,11 @@ def test_varint_matches_protobuf(value: int) -> None:
         assert encoded == varint(11 << 3) + varint(value)
 
 
+@pytest.mark.parametrize("size", [8, 200])  # a length in one varint byte (read inline), or two
 @pytest.mark.parametrize("member", ["result", "error"])
-def test_only_field_is_the_outcome_member_as_serialised(member: str) -> None:
+def test_only_field_is_the_outcome_member_as_serialised(member: str, size: int) -> None:
     outcome = jobs_pb2.JobOutcome()
-    getattr(outcome, member).job_id = "job_" + "x" * 200  # a length over one varint byte
+    getattr(outcome, member).job_id = "job_" + "x" * size
     raw = outcome.SerializeToString(deterministic=True)
     number, body = only_field(raw)
     assert number == jobs_pb2.JobOutcome.DESCRIPTOR.fields_by_name[member].number

@@ -4,7 +4,10 @@ what a backend gets back (plain values, the protobuf beside them) and what it is
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import gc
+import sys
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -63,6 +66,32 @@ async def test_run_yields_every_event_in_order_then_the_outcome(client: Client) 
     assert isinstance(events[1].body["current"], int)
     assert run.outcome is not None
     assert (run.outcome.job_id, run.outcome.result) == (job.job_id, {"count": 3})
+
+
+async def test_following_to_the_outcome_leaves_nothing_for_the_loop_to_close(
+    client: Client,
+) -> None:
+    """Issue 25: a run or watch that reached its outcome has finished with its stream. A
+    suspended async generator left behind is closed later by the event loop in a task of
+    its own, whose cost fell on the caller's next call (the bench's SubmitJob overhead)."""
+    left: list[str] = []
+    hooks = sys.get_asyncgen_hooks()
+    loop_finalizer = hooks.finalizer
+    assert loop_finalizer is not None
+
+    def finalizer(generator: AsyncGenerator[Any, Any]) -> None:
+        left.append(repr(generator))
+        loop_finalizer(generator)
+
+    sys.set_asyncgen_hooks(firstiter=hooks.firstiter, finalizer=finalizer)
+    try:
+        assert (await client.run("echo", {"n": 1})).ok
+        job = await client.submit("chatty", {"events": 2})
+        assert [event.seq async for event in client.watch(job.job_id)] == [1, 2]
+        gc.collect()
+    finally:
+        sys.set_asyncgen_hooks(*hooks)
+    assert left == []
 
 
 async def test_a_failed_job_is_an_outcome_with_the_arcp_error(client: Client) -> None:

@@ -3,18 +3,20 @@ messages, and the retry policy's waits."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pytest
 
 from arcp_grpc.client import Outcome, RetryPolicy, Submission, plain
-from arcp_grpc.client.requests import job_submit, list_filter, with_key
+from arcp_grpc.client.requests import fill_submit, list_filter, with_key
 from arcp_grpc.errors import InvalidRequest, QuotaExceeded, Timeout
 from arcp_grpc.v1 import events_pb2, jobs_pb2
 
 
 def test_a_submission_becomes_the_job_submit_of_section_7_1() -> None:
-    submit = job_submit(
+    submit = jobs_pb2.JobSubmit()
+    fill_submit(
+        submit,
         Submission(
             "greeter@1.0.0",
             {"name": "x", "n": 2},
@@ -22,7 +24,7 @@ def test_a_submission_becomes_the_job_submit_of_section_7_1() -> None:
             lease={"tool.call": ["search"]},
             budget={"USD": "5.00"},
             max_runtime=30,
-        )
+        ),
     )
     assert (submit.agent, submit.idempotency_key, submit.max_runtime_sec) == (
         "greeter@1.0.0",
@@ -48,7 +50,7 @@ def test_what_the_core_would_refuse_is_refused_before_sending(
     submission: Submission, message: str
 ) -> None:
     with pytest.raises(InvalidRequest, match=message):
-        job_submit(submission)
+        fill_submit(jobs_pb2.JobSubmit(), submission)
 
 
 def test_with_key_generates_a_key_once_and_keeps_a_given_one() -> None:
@@ -91,3 +93,19 @@ def test_the_policy_waits_retry_after_when_the_core_named_one() -> None:
     assert policy.delay(5, InvalidRequest("x")) == 0.5  # capped
     with pytest.raises(ValueError, match="attempts"):
         RetryPolicy(attempts=0)
+
+
+def test_an_outcome_reads_its_result_and_end_from_the_proto_when_asked() -> None:
+    """Issue 25: ``result`` and ``completed_at`` are converted on first access, not when
+    the outcome arrives; what they hold is unchanged (§7.3)."""
+    outcome = jobs_pb2.JobOutcome()
+    outcome.result.job_id = "job_1"
+    outcome.result.final_status = jobs_pb2.JOB_STATUS_SUCCESS
+    outcome.result.value.struct_value.fields["n"].number_value = 2
+    outcome.result.completed_at.FromDatetime(datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC))
+    ended = Outcome.from_proto(outcome)
+    assert not {"result", "completed_at"} & vars(ended).keys()  # nothing converted yet
+    assert (ended.job_id, ended.status, ended.ok, ended.error) == ("job_1", "success", True, None)
+    assert ended.result == {"n": 2}
+    assert isinstance(ended.result["n"], int)
+    assert ended.completed_at == datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
