@@ -7,6 +7,8 @@ own token (`gateway._core_jobs`).
 - `cancel?id=&reason=` — CancelJob: any job of the caller's principal, whichever
   session or backend submitted it (§7.4).
 - `nodes` — ListNodes: the cluster's nodes, their state and running jobs.
+- `workers` — ListWorkers: the cluster's connected remote workers (issue 23), each
+  with its agents and versions, slots and running jobs, library, and since when.
 - `agents` — ListAgents and the caller's jobs of the last hour (ListJobs), turned
   into per-agent rates, failure share and percentiles (`gateway._console_stats`).
 
@@ -38,8 +40,9 @@ from arcp_grpc.v1 import job_service_pb2 as pb
 from arcp_grpc.v1 import jobs_pb2, session_pb2, session_service_pb2
 from gateway._console_stats import JobSample, agent_stats
 from gateway._core_jobs import CoreJobs
-from gateway._fields import JOB_STATUS_NAMES
+from gateway._fields import JOB_STATUS_NAMES, render_agent
 from gateway._types import Dialect
+from gateway._values import format_timestamp
 from gateway.codec import encode_server_frame
 
 __all__ = ["API_PATH", "ConsoleApi"]
@@ -81,6 +84,7 @@ class ConsoleApi:
             "job": self._job,
             "cancel": self._cancel,
             "nodes": self._nodes,
+            "workers": self._workers,
             "agents": self._agents,
         }
 
@@ -133,6 +137,11 @@ class ConsoleApi:
             ]
         }
 
+    async def _workers(self, params: _Query, authorization: str) -> dict[str, Any]:
+        request = pb.ListWorkersRequest()
+        reply = await self._jobs.call(lambda s: s.ListWorkers, request, authorization)
+        return {"workers": [_worker(w) for w in reply.workers]}
+
     async def _agents(self, params: _Query, authorization: str) -> dict[str, Any]:
         listed = await self._jobs.call(
             lambda s: s.ListAgents, pb.ListAgentsRequest(), authorization
@@ -183,6 +192,20 @@ def _outcome(reply: pb.GetJobResponse) -> dict[str, Any] | None:
         frame.job_error.CopyFrom(reply.outcome.error)
     rendered = _rendered(frame)
     return {"type": rendered["type"], "payload": rendered["payload"]}
+
+
+def _worker(worker: jobs_pb2.WorkerInfo) -> dict[str, Any]:
+    """One worker, its agents as `session.welcome` lists them (§7.5), times in RFC 3339."""
+    return {
+        "name": worker.name,
+        "node_id": worker.node_id,
+        "agents": [render_agent(agent) for agent in worker.agents],
+        "slots": worker.slots,
+        "running": worker.running,
+        "library": worker.library,
+        "connected_at": format_timestamp(worker.connected_at),
+        "updated_at": format_timestamp(worker.updated_at),
+    }
 
 
 def _sample(job: jobs_pb2.JobSummary) -> JobSample:

@@ -43,6 +43,7 @@ __all__ = [
     "read_error",
     "read_lease",
     "read_lease_constraints",
+    "render_agent",
     "render_credential",
     "render_error",
     "render_lease",
@@ -334,6 +335,14 @@ def read_error(obj: dict[str, Any], path: str, msg: errors_pb2.ErrorDetail) -> N
 
 def _render_capabilities(capabilities: Any) -> dict[str, list[str]]:
     return {name: list(capabilities[name].patterns) for name in sorted(capabilities)}
+
+
+def render_agent(msg: jobs_pb2.AgentInfo) -> dict[str, Any]:
+    """``{name, versions, default?}``, an inventory entry of `session.welcome` (§7.5)."""
+    out: dict[str, Any] = {"name": msg.name, "versions": list(msg.versions)}
+    if msg.default_version:
+        out["default"] = msg.default_version
+    return out
 
 
 def render_lease(msg: lease_pb2.Lease) -> dict[str, list[str]]:

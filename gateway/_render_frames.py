@@ -19,7 +19,7 @@ from arcp_grpc.base.json_values import value_to_py
 from arcp_grpc.base.validate import MAX_ID_CHARS
 from arcp_grpc.v1 import errors_pb2, jobs_pb2, session_pb2, session_service_pb2
 from gateway._authority import render_authority
-from gateway._fields import JOB_STATUS_NAMES, render_error
+from gateway._fields import JOB_STATUS_NAMES, render_agent, render_error
 from gateway._render_events import EVENT_RENDERERS
 from gateway._types import CloseForm, Dialect
 from gateway._values import dump, format_timestamp
@@ -135,16 +135,10 @@ def _r_welcome(ctx: _Ctx) -> _Rendered:
     out["resume_window_sec"] = msg.resume_window_sec
     if msg.heartbeat_interval_sec:
         out["heartbeat_interval_sec"] = msg.heartbeat_interval_sec
-    agents = []
-    for agent in msg.capabilities.agents:
-        entry: dict[str, Any] = {"name": agent.name, "versions": list(agent.versions)}
-        if agent.default_version:
-            entry["default"] = agent.default_version
-        agents.append(entry)
     out["capabilities"] = {
         "encodings": list(msg.capabilities.encodings),
         "features": list(msg.capabilities.features),
-        "agents": agents,
+        "agents": [render_agent(agent) for agent in msg.capabilities.agents],
     }
     out["accepted_at"] = format_timestamp(msg.accepted_at)
     if msg.resumed:

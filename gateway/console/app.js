@@ -11,10 +11,11 @@ import { jobView } from "./page-job.js";
 import { listView } from "./page-list.js";
 import { nodesView } from "./page-nodes.js";
 import { submitView } from "./page-submit.js";
+import { workersView } from "./page-workers.js";
 import { app, record } from "./state.js";
 import { h, readRoute } from "./ui.js";
 
-const PAGES = { jobs: listView, submit: submitView, nodes: nodesView, agents: agentsView };
+const PAGES = { jobs: listView, submit: submitView, nodes: nodesView, workers: workersView, agents: agentsView };
 
 const main = document.getElementById("main");
 const stateBadge = document.getElementById("connection");

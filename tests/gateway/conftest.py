@@ -30,6 +30,12 @@ from arcp_grpc.server import CoreConfig, RunningCore, start_core
 from arcp_grpc.service.sessions import SessionLimits
 from gateway.links import LocalLink
 from gateway.server import GatewayConfig, RunningGateway, start_gateway
+from tests.arcp_grpc.worker.conftest import (
+    WORKER_TOKEN,
+    WorkerProcess,
+    serving_workers,
+    start_worker,
+)
 from tests.conftest import postgres_schema
 from tests.gateway.console_browser import (
     CHROMIUM,
@@ -39,6 +45,7 @@ from tests.gateway.console_browser import (
     deployed,
     sign_in,
 )
+from tests.serve_process import ServeProcess
 
 __all__ = [
     "ALL_FEATURES",
@@ -48,6 +55,7 @@ __all__ = [
     "RawClient",
     "Stack",
     "StackFactory",
+    "WorkerStarter",
     "open_raw",
     "seqs",
     "wait_until_finished",
@@ -411,3 +419,33 @@ async def page(browser: Browser, deployment: Deployment, page_errors: list[str])
     page = await sign_in(browser, deployment, page_errors)
     await expect(page.locator("#jobs")).to_be_visible(timeout=SAFETY_MS)
     return page
+
+
+# -- remote workers beside an embedded serve (the Workers page, issue 23) -----
+
+WorkerStarter = Callable[..., Awaitable[WorkerProcess]]
+
+
+@pytest.fixture
+def worker_serve(tmp_path: Path) -> Iterator[ServeProcess]:
+    """An embedded `serve` child (core, gateway, console) that admits one worker token,
+    `WORKER_TOKEN` for worker `worker-a` (`ARCP_AUTH_WORKERS`)."""
+    with serving_workers(tmp_path, ARCP_AUTH_WORKERS=f"{WORKER_TOKEN}=worker-a") as serve:
+        yield serve
+
+
+@pytest.fixture
+async def start_workers(worker_serve: ServeProcess) -> AsyncIterator[WorkerStarter]:
+    """Start real `arcp-grpc worker` children against `worker_serve`, each returned once
+    registered; every one still running is killed at the end."""
+    started: list[WorkerProcess] = []
+
+    async def start(*extra: str) -> WorkerProcess:
+        core = worker_serve.info["grpc"]
+        worker = await asyncio.to_thread(start_worker, core, WORKER_TOKEN, *extra)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        await asyncio.to_thread(worker.stop)

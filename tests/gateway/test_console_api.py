@@ -7,12 +7,17 @@ from __future__ import annotations
 import asyncio
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
+from datetime import datetime
 from typing import Any
 
 import pytest
 
-from tests.gateway.conftest import SAFETY, RawFactory, Stack, wait_until_finished
+from arcp_grpc.client import Client
+from tests.arcp_grpc.worker.conftest import WORKER_TOKEN
+from tests.gateway.conftest import SAFETY, RawFactory, Stack, WorkerStarter, wait_until_finished
+from tests.serve_process import ServeProcess
 
 INPUT = {"steps": 1000, "interval": 0.05}
 
@@ -102,3 +107,39 @@ async def test_agents_count_the_callers_last_hour(stack: Stack, raw: RawFactory)
     assert stats["greeter"]["jobs"] == 0  # every agent has a row
     assert len(stats["echo"]["slices"]) == 12
     assert sum(s["jobs"] for s in stats["echo"]["slices"]) == 3
+
+
+async def test_workers_list_each_connected_worker_its_agents_and_slots(
+    worker_serve: ServeProcess, start_workers: WorkerStarter
+) -> None:
+    """ListWorkers with the caller's token (issue 23): none, then a real `arcp-grpc worker`
+    with its agents, versions and slots, one slot in use while it runs a job; a worker
+    token is no client token, here as on JobService."""
+    port = urllib.parse.urlsplit(worker_serve.info["console"]).port
+    assert port is not None
+    token = worker_serve.token
+    assert await asyncio.to_thread(_get, port, "/console/api/workers", token) == (
+        200,
+        {"workers": []},
+    )
+    status, refused = await asyncio.to_thread(_get, port, "/console/api/workers", WORKER_TOKEN)
+    assert (status, refused["code"]) == (401, "UNAUTHENTICATED")
+
+    await start_workers("--slots", "2")
+    async with await Client.connect(worker_serve.info["grpc"], token=token) as client:
+        job = await client.submit("remote-idle", {})
+        async with asyncio.timeout(SAFETY):
+            while True:
+                _, body = await asyncio.to_thread(_get, port, "/console/api/workers", token)
+                (worker,) = body["workers"]
+                if worker["running"] == 1:  # the job reached the worker
+                    break
+                await asyncio.sleep(0.1)
+        await client.cancel(job.job_id)
+    assert (worker["name"], worker["slots"]) == ("worker-a", 2)
+    assert worker["library"].startswith("arcp-grpc-python/")
+    assert worker["node_id"] == ""  # a node alone has no cluster id (the CLI omits it too)
+    agents = {agent["name"]: agent for agent in worker["agents"]}
+    assert agents["remote-echo"]["versions"] == ["1.0.0"]  # as session.welcome lists it
+    connected = datetime.fromisoformat(worker["connected_at"])
+    assert connected <= datetime.fromisoformat(worker["updated_at"])
