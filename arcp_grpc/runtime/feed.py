@@ -166,6 +166,12 @@ async def follow(
                 try:
                     rows = await history.read(job_id, after_seq, _STORE_PAGE)
                     outcome = await history.outcome(job_id) if not rows and feed is None else None
+                    if outcome is not None:
+                        # The end may have been committed (on another node) between the read
+                        # above and this one, with events that read missed; a job's end
+                        # follows its last event, so one more read finds them all.
+                        rows = await history.read(job_id, after_seq, _STORE_PAGE)
+                        outcome = None if rows else outcome
                 except StoreFailed as failed:
                     if not failed.transient:
                         raise

@@ -183,25 +183,55 @@ export function listView(params) {
     }
   }
 
-  function draw() {
-    const rows = visible();
-    body.replaceChildren(...rows.map(({ job }) => {
-      const box = h("input", { type: "checkbox", className: "pick-job", checked: selected.has(job.jobId), "aria-label": `Select ${job.jobId}` });
+  // A job's row is built once and updated in place: the list redraws every second and on
+  // every frame, and a rebuilt row would lose a click (or a checkbox) aimed at it.
+  const rowsById = new Map();
+
+  function rowOf(job) {
+    let row = rowsById.get(job.jobId);
+    if (!row) {
+      const box = h("input", { type: "checkbox", className: "pick-job", "aria-label": `Select ${job.jobId}` });
       box.addEventListener("change", () => {
         if (box.checked) selected.add(job.jobId);
         else selected.delete(job.jobId);
         drawBulk();
       });
-      const ms = elapsedMs(job.submittedAt, job.completedAt);
-      return h("tr", { "data-job-id": job.jobId, "data-status": job.status },
+      const status = h("td", { className: "col-status" });
+      const submitted = h("td", { className: "col-submitted" });
+      const duration = h("td", { className: "col-duration duration" });
+      const tr = h("tr", { "data-job-id": job.jobId },
         h("td", { className: "pick" }, box),
         h("td", { className: "col-job" }, h("a", { href: `#/jobs/${encodeURIComponent(job.jobId)}` }, job.jobId)),
-        h("td", { className: "col-status" }, statusBadge(job.status)),
+        status,
         h("td", { className: "col-agent" }, job.agent),
-        h("td", { className: "col-submitted" }, timeCell(job.submittedAt)),
-        h("td", { className: "col-duration duration", "data-ms": ms ?? "" }, ms === null ? "" : formatMs(ms)));
-    }));
-    if (!rows.length) body.append(h("tr", {}, h("td", { colSpan: COLUMNS.length + 1, className: "empty" }, "No jobs match.")));
+        submitted,
+        duration);
+      row = { tr, box, status, submitted, duration, shownStatus: null };
+      rowsById.set(job.jobId, row);
+    }
+    row.tr.dataset.status = job.status;
+    row.box.checked = selected.has(job.jobId);
+    if (row.shownStatus !== job.status) {
+      row.status.replaceChildren(statusBadge(job.status));
+      row.shownStatus = job.status;
+    }
+    row.submitted.replaceChildren(timeCell(job.submittedAt));
+    const ms = elapsedMs(job.submittedAt, job.completedAt);
+    row.duration.dataset.ms = ms ?? "";
+    row.duration.textContent = ms === null ? "" : formatMs(ms);
+    return row.tr;
+  }
+
+  function draw() {
+    const rows = visible();
+    const trs = rows.map(({ job }) => rowOf(job));
+    const shown = new Set(rows.map(({ job }) => job.jobId));
+    for (const id of rowsById.keys()) if (!shown.has(id)) rowsById.delete(id);
+    if (!rows.length) {
+      body.replaceChildren(h("tr", {}, h("td", { colSpan: COLUMNS.length + 1, className: "empty" }, "No jobs match.")));
+    } else if (trs.length !== body.children.length || trs.some((tr, i) => tr !== body.children[i])) {
+      body.replaceChildren(...trs);  // only when the rows or their order changed
+    }
     pageLabel.textContent = JOB_ID.test(state.q) ? "" : `page ${state.page + 1}`;
     allBox.checked = rows.length > 0 && rows.every(({ job }) => selected.has(job.jobId));
     drawBulk();
