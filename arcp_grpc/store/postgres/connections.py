@@ -29,7 +29,7 @@ from asyncpg.pool import PoolConnectionProxy
 from arcp_grpc.store.postgres.changes import JobFollowers
 from arcp_grpc.store.postgres.driver_errors import read_error
 from arcp_grpc.store.postgres.listener import Listener
-from arcp_grpc.store.postgres.reconnect import CONNECT_ATTEMPT_SEC, application_name
+from arcp_grpc.store.postgres.reconnect import CONNECT_ATTEMPT_SEC, server_settings
 from arcp_grpc.store.postgres.writer import PostgresWriter
 
 __all__ = ["PostgresConnections", "Reads"]
@@ -113,7 +113,7 @@ class PostgresConnections:
         return asyncpg.connect(
             self._dsn,
             timeout=CONNECT_ATTEMPT_SEC,
-            server_settings={"application_name": application_name(self.node_id)},
+            server_settings=server_settings(self.node_id),
         )
 
     async def _open_pool(self) -> None:
@@ -124,7 +124,7 @@ class PostgresConnections:
             min_size=0,
             max_size=4,
             timeout=CONNECT_ATTEMPT_SEC,
-            server_settings={"application_name": application_name(self.node_id)},
+            server_settings=server_settings(self.node_id),
         )
         self._reads_ = Reads(self._pool)
 

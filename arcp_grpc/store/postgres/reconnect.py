@@ -34,11 +34,13 @@ __all__ = [
     "BACKOFF_MAX_SEC",
     "BACKOFF_MIN_SEC",
     "CONNECT_ATTEMPT_SEC",
+    "IDLE_IN_TRANSACTION_MS",
     "Backoff",
     "application_name",
     "connect_within",
     "is_connection_loss",
     "reconnected",
+    "server_settings",
 ]
 
 log = logging.getLogger("arcp_grpc.postgres_store")
@@ -49,6 +51,21 @@ BACKOFF_MIN_SEC = 0.1  # the first retry after a lost connection
 BACKOFF_MAX_SEC = 2.0  # the longest wait between attempts
 CONNECT_ATTEMPT_SEC = 5.0  # one attempt's bound (asyncpg's own default is 60 s)
 _WAIT_REPORT_SEC = 5.0  # at start, "waiting for the store" once per this
+
+
+# A node paused (SIGSTOP, a VM freeze) in the middle of a transaction would hold its row
+# and advisory locks for as long as its socket lives, and a survivor's takeover, which
+# updates that node's row, would wait behind them forever. The server ends a session idle
+# inside a transaction this long (the node reconnects and looks its batch up, `writer`).
+IDLE_IN_TRANSACTION_MS = 2000
+
+
+def server_settings(node_id: str) -> dict[str, str]:
+    """The session settings of every connection of a node."""
+    return {
+        "application_name": application_name(node_id),
+        "idle_in_transaction_session_timeout": str(IDLE_IN_TRANSACTION_MS),
+    }
 
 
 def application_name(node_id: str) -> str:
