@@ -24,6 +24,7 @@ from typing import Any
 
 import asyncpg
 
+from arcp_grpc.store.postgres.driver_errors import DRIVER_ERRORS
 from arcp_grpc.store.postgres.schema import prepare as prepare_postgres
 from arcp_grpc.store.rows import JOB_COLUMNS
 from arcp_grpc.store.sqlite.schema import SCHEMA_VERSION as SQLITE_SCHEMA_VERSION
@@ -81,7 +82,7 @@ async def copy_sqlite_to_postgres(
     """Copy the `open_source` store into the (empty) store at `postgres_dsn`."""
     try:
         target = await asyncpg.connect(postgres_dsn)
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except DRIVER_ERRORS as exc:
         raise CopyError(f"cannot use the PostgreSQL store: {exc}") from None
     try:
         await prepare_postgres(target)
