@@ -17,6 +17,7 @@ from importlib import metadata
 from pathlib import Path
 
 from arcp_grpc.process.event_loop import resolve as resolve_event_loop
+from bench.report_cluster import cluster_sections
 from bench.runner import Options, RunResult
 from bench.scenarios import LOWER_IS_BETTER
 from bench.stats import Summary, better_ratio, summarize
@@ -528,6 +529,7 @@ def render(result: RunResult, opts: Options, machine: dict[str, str], vers: dict
         ]
     out += ["## Issue 7 goals", "", *_goals(result), ""]
     out += ["## Issue 14 goals", "", *_job_path_goals(result), ""]
+    out += cluster_sections(result)
     if result.errors:
         out += ["## Failures and skips", ""]
         for key, messages in result.errors.items():

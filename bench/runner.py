@@ -20,12 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.pgstats import DatabaseMeter, Recorder, per_unit
 from bench.procs import cpu_seconds, running_server
 from bench.scale import Scale
 from bench.scenarios import JOB_API_SCENARIOS, SCENARIOS, Figures, ServerCpu, rss_rounds
 from bench.targets import Column
 from bench.targets.ceilings import CEILING_SCENARIOS, CEILINGS, Ceiling
-from bench.targets.cluster import POSTGRES_ENV
+from bench.targets.cluster import DATABASES, POSTGRES_ENV
 from bench.targets.cluster import columns as cluster_columns
 from bench.targets.ours import columns as ours_columns
 from bench.targets.reference import columns as reference_columns
@@ -112,19 +113,20 @@ async def _measured(
     server: ServerCpu,
     clock: _Clock,
     work: Callable[[], Awaitable[Figures]],
-) -> None:
-    """Run one scenario under its timeout; record figures and CPU shares, or the failure."""
+) -> bool:
+    """Run one scenario under its timeout; record figures and CPU shares, or the failure
+    (then False)."""
     budget = clock.budget()
     if budget <= 1:
         result.fail(key, f"{scenario}: skipped, run deadline reached")
-        return
+        return False
     server_cpu, client_cpu, wall = server(), time.process_time(), time.perf_counter()
     try:
         figures = await asyncio.wait_for(work(), timeout=budget)
     except Exception as exc:  # recorded in the report; one failure must not stop the run
         result.fail(key, f"{scenario}: {type(exc).__name__}: {exc}")
         _log(f"{key} {scenario} failed: {type(exc).__name__}: {exc}")
-        return
+        return False
     wall = time.perf_counter() - wall
     result.add(key, figures)
     result.add_cpu(
@@ -134,6 +136,7 @@ async def _measured(
         (time.process_time() - client_cpu) / wall * 100,
     )
     _log(f"{key} {scenario}: " + ", ".join(f"{k}={v:.4g}" for k, v in figures.items()))
+    return True
 
 
 def _bind(
@@ -142,18 +145,18 @@ def _bind(
     return lambda: SCENARIOS[scenario](driver, scale, server)
 
 
-def _server_cpu(*pids: int) -> ServerCpu:
-    """CPU seconds of the server's process trees: the launcher's, and for the cluster
-    columns the PostgreSQL server's when this run started its own (its work per job is
-    the server's as much as SQLite's, which runs inside the core, is)."""
-    return lambda: sum(cpu_seconds(pid) for pid in pids)
+def _server_cpu(pid: int) -> ServerCpu:
+    """CPU seconds of the server's process tree (for the cluster columns on a PostgreSQL
+    server this run started, `Recorder` adds the database's: its work per job is the
+    server's as much as SQLite's, which runs inside the core, is)."""
+    return lambda: cpu_seconds(pid)
 
 
 def _cpu_for(column: Column, pid: int) -> ServerCpu:
-    database = _DATABASE_PIDS.get("postgres")
-    if column.target == "cluster" and database is not None:
-        return _server_cpu(pid, database)
-    return _server_cpu(pid)
+    """The nodes' CPU, and for a cluster column on a server this run started, the
+    database's too, with its statement counts (`bench.pgstats`)."""
+    meter = _DATABASES.get(column.database)
+    return Recorder(pid, meter) if meter is not None else _server_cpu(pid)
 
 
 async def _run_column(
@@ -175,7 +178,8 @@ async def _run_column(
                 driver = column.make_driver(server.info)
                 cpu = _cpu_for(column, server.pid)
                 for scenario in scenarios:
-                    await _measured(
+                    first = len(cpu.readings) if isinstance(cpu, Recorder) else 0
+                    done = await _measured(
                         result,
                         column.key,
                         scenario,
@@ -183,6 +187,11 @@ async def _run_column(
                         clock,
                         _bind(scenario, driver, opts.scale, cpu),
                     )
+                    if done and isinstance(cpu, Recorder):
+                        # The first and last readings are `_measured`'s, around the
+                        # whole scenario; the scenario's own bracket its timed section.
+                        own = cpu.readings[first + 1 : -1]
+                        result.add(column.key, per_unit(scenario, opts.scale, own))
         except Exception as exc:  # a server that cannot start is a finding, not a crash
             result.fail(column.key, f"server: {type(exc).__name__}: {exc}")
     if "rss" in opts.only and column.measures_rss:
@@ -234,41 +243,59 @@ async def _run_ceiling(
         result.fail(ceiling.key, f"server: {type(exc).__name__}: {exc}")
 
 
-#: The PostgreSQL server this run started (its postmaster), charged to the cluster
-#: columns' server CPU; a server given by the environment may serve others, so not it.
-_DATABASE_PIDS: dict[str, int] = {}
+#: The PostgreSQL servers this run started, by `Column.database`: the cluster columns'
+#: server CPU and statement counts include theirs; a server given by the environment may
+#: serve others, so not it.
+_DATABASES: dict[str, DatabaseMeter] = {}
+
+#: Loaded in every server the harness starts, for the statement counts (`bench.pgstats`).
+_STATEMENT_STATS = "-c shared_preload_libraries=pg_stat_statements"
 
 
 @contextlib.contextmanager
-def _postgres(needed: bool, workdir: Path) -> Iterator[None]:
-    """A PostgreSQL server for the cluster columns: the one the environment names, else
-    a throwaway one (``scripts/test-postgres``) stopped when the run ends."""
-    given = os.environ.get(POSTGRES_ENV) or os.environ.get("ARCP_TEST_POSTGRES_URL")
-    if not needed or given:
-        if given:
-            os.environ[POSTGRES_ENV] = given
+def _postgres(needed: set[str], workdir: Path) -> Iterator[None]:
+    """The PostgreSQL servers the cluster columns need (`DATABASES`): each the one the
+    environment names, else a throwaway one (`scripts/test-postgres`) stopped at the end."""
+    with contextlib.ExitStack() as stack:
+        for database in sorted(needed):
+            stack.enter_context(_one_postgres(database, workdir))
+        yield
+
+
+@contextlib.contextmanager
+def _one_postgres(database: str, workdir: Path) -> Iterator[None]:
+    env, settings = DATABASES[database]
+    given = os.environ.get(env) or (
+        os.environ.get("ARCP_TEST_POSTGRES_URL") if env == POSTGRES_ENV else None
+    )
+    if given:
+        os.environ[env] = given
         yield
         return
-    base = workdir / "postgres"
+    base = workdir / f"postgres-{database}"
     base.mkdir()
     workdir.chmod(0o755)  # the server runs as the unprivileged `postgres` user under root
     base.chmod(0o755)
     script = str(Path(__file__).resolve().parent.parent / "scripts" / "test-postgres")
     started = subprocess.run(
-        [script, "start", str(base / "pg")], capture_output=True, text=True, check=False
+        [script, "start", str(base / "pg")],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "ARCP_TEST_POSTGRES_SETTINGS": f"{settings} {_STATEMENT_STATS}"},
     )
     if started.returncode != 0:
         raise RuntimeError(f"could not start PostgreSQL for the cluster target: {started.stderr}")
-    os.environ[POSTGRES_ENV] = started.stdout.strip()
-    _log(f"PostgreSQL for the cluster target: {os.environ[POSTGRES_ENV]}")
+    os.environ[env] = started.stdout.strip()
+    _log(f"PostgreSQL ({database}) for the cluster target: {os.environ[env]}")
     pid_file = base / "pg" / "data" / "postmaster.pid"
-    _DATABASE_PIDS["postgres"] = int(pid_file.read_text().split()[0])
+    _DATABASES[database] = DatabaseMeter(os.environ[env], int(pid_file.read_text().split()[0]))
     try:
         yield
     finally:
-        _DATABASE_PIDS.pop("postgres", None)
+        _DATABASES.pop(database).close()
         subprocess.run([script, "stop", str(base / "pg")], check=False)
-        del os.environ[POSTGRES_ENV]
+        del os.environ[env]
 
 
 async def run(opts: Options) -> RunResult:
@@ -289,7 +316,7 @@ async def run(opts: Options) -> RunResult:
     start = time.perf_counter()
     with (
         tempfile.TemporaryDirectory(prefix="arcp-bench-") as tmp,
-        _postgres(any(c.target == "cluster" for c in columns), Path(tmp)),
+        _postgres({c.database for c in columns if c.database}, Path(tmp)),
     ):
         workdir = Path(tmp)
         for rep in range(1, opts.reps + 1):

@@ -37,3 +37,4 @@ class Column:
     measures_rss: bool
     unavailable: str | None = None
     job_api: bool = False
+    database: str = ""

@@ -1,5 +1,6 @@
 """The statements of one group commit (`writer`): the per-principal slot locks, the
-fenced inserts of events and session frames, and the batch's wake-up notification.
+fenced inserts of events and session frames, and the batch's wake-up notification with
+its transaction id.
 
 Each is one round trip for the whole batch (arrays through `unnest`), and each
 carries its own fence in the statement, so a node the cluster declared dead, or
@@ -15,7 +16,7 @@ import asyncpg
 
 from arcp_grpc.store.protocol import EventRow, SessionFrame
 
-__all__ = ["EVENTS_CHANNEL", "insert_events", "lock_slots", "notify", "record_frames"]
+__all__ = ["EVENTS_CHANNEL", "insert_events", "lock_slots", "notify_and_xid", "record_frames"]
 
 EVENTS_CHANNEL = "arcp_events"
 _SLOT_LOCKS = 0x41524351  # the advisory-lock class of the per-principal slot locks
@@ -79,22 +80,15 @@ async def record_frames(
     hole, so it is dropped here and resumed from the store. Locking the sessions rows
     (`FOR UPDATE`) orders this against a concurrent resume on another node."""
     sessions = list(dict.fromkeys(f.session_id for f in frames))
-    held = [
-        record["session_id"]
-        for record in await conn.fetch(
-            "SELECT session_id FROM sessions WHERE session_id = ANY($1::text[])"
-            " AND node_id = $2 AND EXISTS (SELECT 1 FROM nodes WHERE node_id = $2"
-            " AND state = 'alive' FOR SHARE) FOR UPDATE",
-            sessions,
-            node_id,
-        )
-    ]
-    candidates = [f for f in frames if f.session_id in set(held)]
-    if not candidates:
-        return [], frozenset(sessions)
+    # One statement (issue 21): the held sessions, the frames kept, the sessions' last
+    # sequence and the follows a terminal frame ends; rows tagged 'held' or 'kept'.
     rows = await conn.fetch(
-        "WITH v AS (SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::int[],"
-        " $5::bool[], $6::bytea[]) AS v(session_id, seq, job_id, job_seq, terminal, frame)),"
+        "WITH held AS (SELECT session_id FROM sessions WHERE session_id = ANY($1::text[])"
+        " AND node_id = $7 AND EXISTS (SELECT 1 FROM nodes WHERE node_id = $7"
+        " AND state = 'alive' FOR SHARE) FOR UPDATE),"
+        " v AS (SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::int[],"
+        " $5::bool[], $6::bytea[]) AS v(session_id, seq, job_id, job_seq, terminal, frame)"
+        " WHERE v.session_id IN (SELECT session_id FROM held)),"
         " kept AS (INSERT INTO session_frames (session_id, seq, job_id, job_seq, frame)"
         " SELECT v.session_id, v.seq, v.job_id, v.job_seq, v.frame FROM v WHERE v.job_id = ''"
         " OR (v.terminal AND EXISTS (SELECT 1 FROM jobs j WHERE j.job_id = v.job_id"
@@ -103,30 +97,34 @@ async def record_frames(
         " WHERE e.job_id = v.job_id AND e.seq = v.job_seq)))"
         " RETURNING session_id, seq, job_id),"
         " stamped AS (UPDATE sessions s SET last_seq = m.last FROM (SELECT session_id,"
-        " max(seq) AS last FROM kept GROUP BY session_id) m WHERE s.session_id = m.session_id)"
-        " SELECT session_id, seq FROM kept",
-        [f.session_id for f in candidates],
-        [f.seq for f in candidates],
-        [f.job_id for f in candidates],
-        [f.job_seq for f in candidates],
-        [f.terminal for f in candidates],
-        [f.frame for f in candidates],
+        " max(seq) AS last FROM kept GROUP BY session_id) m WHERE s.session_id = m.session_id),"
+        # A recorded terminal frame ends its session's follow of the job, in this statement.
+        " ended AS (UPDATE session_jobs sj SET done = TRUE FROM kept JOIN v"
+        " ON v.session_id = kept.session_id AND v.seq = kept.seq WHERE v.terminal"
+        " AND sj.session_id = kept.session_id AND sj.job_id = kept.job_id)"
+        " SELECT 'held' AS what, session_id, 0 AS seq FROM held"
+        " UNION ALL SELECT 'kept', session_id, seq FROM kept",
+        [f.session_id for f in frames],
+        [f.seq for f in frames],
+        [f.job_id for f in frames],
+        [f.job_seq for f in frames],
+        [f.terminal for f in frames],
+        [f.frame for f in frames],
+        node_id,
     )
-    kept = {(r["session_id"], r["seq"]) for r in rows}
+    held = {r["session_id"] for r in rows if r["what"] == "held"}
+    candidates = [f for f in frames if f.session_id in held]
+    kept = {(r["session_id"], r["seq"]) for r in rows if r["what"] == "kept"}
     recorded = [f for f in candidates if (f.session_id, f.seq) in kept]
     refused = {f.session_id for f in candidates if (f.session_id, f.seq) not in kept}
-    ended = [(f.session_id, f.job_id) for f in recorded if f.terminal]
-    if ended:
-        await conn.executemany(
-            "UPDATE session_jobs SET done = TRUE WHERE session_id = $1 AND job_id = $2",
-            ended,
-        )
-    lost = frozenset(sessions) - set(held) | refused
+    lost = frozenset(sessions) - held | refused
     return [f for f in recorded if f.session_id not in refused], lost
 
 
-async def notify(conn: asyncpg.Connection, touched: dict[str, None]) -> None:
-    """One notification per batch (more only past the payload cap), sent at commit."""
+async def notify_and_xid(conn: asyncpg.Connection, touched: dict[str, None]) -> int | None:
+    """The batch's last statement: one notification (more only past the payload cap),
+    sent at commit, and the transaction's id (None when the batch wrote nothing), which
+    the writer looks up after a lost COMMIT; one round trip for both (issue 21)."""
     payload: list[str] = []
     size = 0
     for job_id in touched:
@@ -135,5 +133,15 @@ async def notify(conn: asyncpg.Connection, touched: dict[str, None]) -> None:
             payload, size = [], 0
         payload.append(job_id)
         size += len(job_id) + 1
-    if payload:
-        await conn.execute("SELECT pg_notify($1, $2)", EVENTS_CHANNEL, ",".join(payload))
+    if not payload:
+        xid: int | None = await conn.fetchval("SELECT txid_current_if_assigned()")
+        return xid
+    # pg_notify assigns no transaction id, so reading it beside the notification is the
+    # same as reading it after.
+    row = await conn.fetchrow(
+        "SELECT txid_current_if_assigned() AS xid, pg_notify($1, $2)",
+        EVENTS_CHANNEL,
+        ",".join(payload),
+    )
+    assert row is not None
+    return row["xid"]  # type: ignore[no-any-return]

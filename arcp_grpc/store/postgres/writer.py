@@ -63,7 +63,7 @@ from arcp_grpc.store.errors import StoreFailed
 from arcp_grpc.store.postgres.batch_statements import (
     insert_events,
     lock_slots,
-    notify,
+    notify_and_xid,
     record_frames,
 )
 from arcp_grpc.store.postgres.driver_errors import request_error
@@ -299,9 +299,8 @@ class PostgresWriter:
             attempt.events += await insert_events(conn, queued[written:], self._node_id)
             if frames:
                 attempt.recorded, attempt.lost = await record_frames(conn, frames, self._node_id)
-            await notify(conn, touched)
             # NULL when the batch wrote nothing: then a lost COMMIT costs a harmless re-run.
-            attempt.xid = await conn.fetchval("SELECT txid_current_if_assigned()")
+            attempt.xid = await notify_and_xid(conn, touched)
 
     def _refused(
         self, batch: list[EventRow | SessionFrame | _Request], attempt: _Attempt, exc: Exception
