@@ -32,6 +32,10 @@ Remote workers across nodes (issue 23, `arcp_grpc.store.postgres.handoffs`) add
 node for another to run, until that one claims it); like the indexes above they are
 created if missing and leave the version alone (an older node never reads them).
 
+The group commit's server-side function (`batch_statements.BATCH_FUNCTION`) is
+created or replaced with the schema; its name carries its own version, so it too
+leaves the schema's alone.
+
 PostgreSQL gives the space of deleted rows back to its tables through
 autovacuum: the files do not shrink, but the pages are reused, so they stop
 growing once the purge keeps pace.
@@ -41,6 +45,7 @@ from __future__ import annotations
 
 import asyncpg
 
+from arcp_grpc.store.postgres.batch_statements import BATCH_FUNCTION
 from arcp_grpc.store.protocol import StoreUnavailable
 
 __all__ = ["SCHEMA_VERSION", "prepare"]
@@ -171,6 +176,7 @@ async def prepare(conn: asyncpg.Connection) -> None:
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
         await conn.execute(_SCHEMA)
+        await conn.execute(BATCH_FUNCTION)
         await conn.execute(
             "INSERT INTO arcp_meta (key, value) VALUES ('schema_version', $1)"
             " ON CONFLICT (key) DO NOTHING",

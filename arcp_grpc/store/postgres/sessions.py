@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 
+from arcp_grpc.store.postgres.batch_statements import Follow
 from arcp_grpc.store.postgres.connections import PostgresConnections
 from arcp_grpc.store.protocol import OverCap, SessionFollow, SessionFrame, SessionRow
 
@@ -160,18 +161,7 @@ class PostgresSessions(PostgresConnections):
     def follow_job(
         self, session_id: str, job_id: str, submitted: bool, after: int
     ) -> Awaitable[None]:
-        async def op(conn: asyncpg.Connection) -> None:
-            await conn.execute(
-                "INSERT INTO session_jobs (session_id, job_id, submitted, after_seq)"
-                " VALUES ($1, $2, $3, $4) ON CONFLICT (session_id, job_id) DO UPDATE"
-                " SET submitted = session_jobs.submitted OR EXCLUDED.submitted, done = FALSE",
-                session_id,
-                job_id,
-                submitted,
-                after,
-            )
-
-        return self._writes().submit(op)
+        return self._writes().append_data(Follow(session_id, job_id, submitted, after))
 
     async def unfollow_job(self, session_id: str, job_id: str) -> None:
         await self._execute(

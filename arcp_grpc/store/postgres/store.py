@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from arcp_grpc.store.postgres.batch_statements import EVENTS_CHANNEL
+from arcp_grpc.store.postgres.batch_statements import EVENTS_CHANNEL, Finish
 from arcp_grpc.store.postgres.credentials import PostgresCredentials, insert_credentials
 from arcp_grpc.store.postgres.driver_errors import DRIVER_ERRORS
 from arcp_grpc.store.postgres.handoffs import HANDOFF_CHANNEL, PostgresHandoffs
@@ -255,31 +255,11 @@ class PostgresStore(PostgresCredentials, PostgresSessions, PostgresMembership, P
         late end is refused (False; the survivor's stands). One statement also answers
         True for this very end already recorded (the same outcome bytes: the write
         applied again after a reconnect), so a re-applied batch is not taken for a loss.
-        The writer groups whatever arrives while a commit is in flight, so ends of
-        concurrent jobs share one already."""
-        node = self.node_id
-
-        async def op(conn: asyncpg.Connection) -> bool:
-            # The main query sees the row as it was before the update (one snapshot), so
-            # the second test holds only for an end recorded before this statement.
-            held: bool = await conn.fetchval(
-                "WITH ended AS (UPDATE jobs SET status = $1, outcome = $2, summary = $3,"
-                " completed_at = $4, last_seq = $5 WHERE job_id = $6 AND owner_node = $7"
-                " AND completed_at IS NULL RETURNING 1)"
-                " SELECT EXISTS (SELECT 1 FROM ended) OR EXISTS (SELECT 1 FROM jobs"
-                " WHERE job_id = $6 AND owner_node = $7 AND completed_at IS NOT NULL"
-                " AND outcome = $2)",
-                status,
-                outcome,
-                summary,
-                completed_at,
-                last_seq,
-                job_id,
-                node,
-            )
-            return held
-
-        held: bool = await self._writes().write(op, touches=job_id)
+        Data, not a request: the batch function writes it with the batch's events and
+        frames (`batch_statements`), so a job's end and its terminal frame can share
+        one round trip."""
+        end = Finish(job_id, status, outcome, summary, completed_at, last_seq)
+        held: bool = await self._writes().append_data(end)
         return held
 
     async def purge_claims(self, now: float) -> int:

@@ -1,24 +1,29 @@
 """The PostgreSQL store's writes: one connection, one writer task, group commit.
 
-Every write of a node goes through one task that drains its queue into a
-single transaction per batch: while a commit is in flight the next batch
-gathers, so a busy node pays one round trip and one commit for many events
-and jobs, and an idle one commits each request at once. Order is call order,
-so a job's terminal write follows its last event (the `Store` contract).
+Every write of a node goes through one task that drains its queue into one
+batch: while a commit is in flight the next batch gathers, so a busy node pays
+one round trip and one commit for many events and jobs, and an idle one commits
+each write at once. Order is call order, so a job's terminal write follows its
+last event (the `Store` contract).
 
-Each batch ends with one `NOTIFY arcp_events` naming the jobs it touched.
+Most writes are data (a job's events and end, a session's frames and follows):
+the batch function writes a batch's data in one call (`batch_statements`,
+issue 21), so a batch of data alone is one round trip and its own transaction.
+A batch with requests (writes with logic of their own: a job's creation, a
+session's claim) is one explicit transaction: the data queued before each
+request is written first, and a last call writes the rest with the frames.
+Each batch sends one `NOTIFY arcp_events` naming the jobs it touched.
 PostgreSQL delivers it only if the transaction commits, after it commits, so
 a follower on another node that wakes on it always finds the rows; one that
 misses it finds them on its next poll (a lost notification costs latency,
 never an event).
 
 Session frames (a session's sequenced frames, recorded before they are sent)
-ride in the same batches. They are recorded only for sessions this node still
-holds while this node is alive, and only for what the store holds of a job
-(`batch_statements.record_frames`): a node that lost a session, or was declared dead, records
-nothing more, and what is not recorded is never sent. Events are written only
-for the jobs this node still runs, and only the written ones are published
-(`batch_statements.insert_events`), so no follower sees an event the store does not hold.
+are recorded only for sessions this node still holds while this node is alive,
+and only for what the store holds of a job: a node that lost a session, or was
+declared dead, records nothing more, and what is not recorded is never sent.
+Events are written only for the jobs this node still runs, and only the written
+ones are published, so no follower sees an event the store does not hold.
 
 A request that fails on its own (bad data for a column, a refusal such as an
 idempotency conflict or a cap reached) is rolled back to its savepoint (alone
@@ -33,19 +38,21 @@ slots, and a node that takes the same principal's slot waits for this commit.
 Taken first and in order, these locks cannot close a deadlock cycle; they
 cost one statement per batch that takes a slot, not one per request.
 
-A lost connection (the database restarted,
-the node's backends terminated, the network cut) is not a failure (issue 20): the
-writer reconnects with bounded backoff (`reconnect`) while the batch and
-everything queued behind it wait in memory (bounded by the runtime's
-back-pressure: emitters wait beyond `runtime.max_pending_event_bytes`), and the
-outage listener turns the node NOT_SERVING meanwhile. Nothing is applied twice:
-each batch reads its transaction id before COMMIT, and after a reconnect
+A lost connection (the database restarted, the node's backends terminated, the
+network cut) is not a failure (issue 20): the writer reconnects with bounded
+backoff (`reconnect`) while the batch and everything queued behind it wait in
+memory (bounded by the runtime's back-pressure: emitters wait beyond
+`runtime.max_pending_event_bytes`), and the outage listener turns the node
+NOT_SERVING meanwhile. Nothing is applied twice. A transaction reads its id
+before COMMIT (in the batch function's answer), and after a reconnect
 `txid_status` says whether the lost COMMIT took effect; if it did, the batch's
 results stand (its events are published once, its requests answered with what
 they returned); if not, the whole batch runs again, as if for the first time.
-Anything else (a statement the server refuses for no fault of the request)
-fails the store for good, as a full disk fails the SQLite one: every request
-then gets `StoreFailed`.
+A batch of data alone has no id to look up: it runs again once its old backend
+has ended, and the batch function counts what that attempt stored as written
+(`again`), so the retry answers what the lost attempt did. Anything else (a
+statement the server refuses for no fault of the request) fails the store for
+good, as a full disk fails the SQLite one: every request then gets `StoreFailed`.
 """
 
 from __future__ import annotations
@@ -61,10 +68,12 @@ import asyncpg
 
 from arcp_grpc.store.errors import StoreFailed
 from arcp_grpc.store.postgres.batch_statements import (
-    insert_events,
+    Applied,
+    Finish,
+    Follow,
+    apply,
+    frames_outcome,
     lock_slots,
-    notify_and_xid,
-    record_frames,
 )
 from arcp_grpc.store.postgres.driver_errors import request_error
 from arcp_grpc.store.postgres.reconnect import is_connection_loss, reconnected
@@ -79,6 +88,7 @@ Op = Callable[[asyncpg.Connection], Awaitable[Any]]
 FrameListener = Callable[[Sequence[SessionFrame], frozenset[str]], None]
 
 _STOP_WAIT_SEC = 5.0  # after the runtime's own wait (10 s), for an unreachable store
+_END_BACKEND_TRIES = 100  # of _SETTLE_SEC each: a backend ends within ms of its signal
 _SETTLE_SEC = 0.1  # after ending a stale backend, before asking its transaction's fate again
 
 
@@ -88,6 +98,18 @@ class _Request:
     future: asyncio.Future[Any]
     touches: str  # a job whose followers elsewhere should look again, or ""
     lock: str  # a principal whose slots the request counts and takes, or ""
+
+
+@dataclass(slots=True)
+class _Data:
+    """A job's end or a session's follow: written by the batch function, no logic of its
+    own; the future settles with whether the end is this node's (None for a follow)."""
+
+    item: Finish | Follow
+    future: asyncio.Future[Any]
+
+
+_Item = EventRow | SessionFrame | _Request | _Data
 
 
 class _Refused(Exception):
@@ -114,7 +136,7 @@ class PostgresWriter:
         self._connect = connect
         self._node_id = node_id
         self._batch_limit = batch_limit
-        self._queue: list[EventRow | SessionFrame | _Request] = []
+        self._queue: list[_Item] = []
         self._wake = asyncio.Event()
         self._pending = 0
         self._pending_event_bytes = 0
@@ -125,7 +147,7 @@ class PostgresWriter:
         self._failure: BaseException | None = None
         self._reachable = True
         self._up_since = self._lost_at = time.monotonic()
-        self._inflight: list[EventRow | SessionFrame | _Request] = []
+        self._inflight: list[_Item] = []
         self._stopping = False
         self._task = asyncio.create_task(self._run(), name="arcp-postgres-writer")
 
@@ -167,6 +189,16 @@ class PostgresWriter:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending += 1
         self._queue.append(_Request(fn, future, touches, lock))
+        self._wake.set()
+        return future
+
+    def append_data(self, item: Finish | Follow) -> asyncio.Future[Any]:
+        """Queue a job's end or a session's follow now, in call order; the future settles
+        once committed: for an end, whether the store holds this node's."""
+        self._check_healthy()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending += 1
+        self._queue.append(_Data(item, future))
         self._wake.set()
         return future
 
@@ -232,7 +264,7 @@ class PostgresWriter:
             await self._commit(batch)
             self._inflight = []
 
-    async def _commit(self, batch: list[EventRow | SessionFrame | _Request]) -> None:
+    async def _commit(self, batch: list[_Item]) -> None:
         """Commit `batch` once, whatever happens to the connection meanwhile: a batch
         whose connection was lost is committed again on a new one, unless the
         database says its transaction did commit (its answer was what got lost)."""
@@ -249,7 +281,7 @@ class PostgresWriter:
                     except Exception as fatal:  # not a lost connection: the store failed
                         exc = fatal
                     else:
-                        attempt = _Attempt()
+                        attempt = _Attempt(again=True)
                         continue
                 self._refused(batch, attempt, exc)
                 break
@@ -257,7 +289,7 @@ class PostgresWriter:
         self._pending_event_bytes -= sum(
             len(i.blob) if isinstance(i, EventRow) else len(i.frame)
             for i in batch
-            if not isinstance(i, _Request)
+            if isinstance(i, EventRow | SessionFrame)
         )
         if attempt.events:
             self._listener(attempt.events)
@@ -271,40 +303,67 @@ class PostgresWriter:
             else:
                 future.set_result(value)
 
-    async def _apply(
-        self, batch: list[EventRow | SessionFrame | _Request], attempt: _Attempt
-    ) -> None:
-        """One transaction for the batch; `attempt` holds what it did so far, and the
-        transaction id it ends with, so that a lost COMMIT can be looked up."""
-        frames = [item for item in batch if isinstance(item, SessionFrame)]
-        queued: list[EventRow] = []  # in call order; `attempt.events` are those written
-        written = 0
-        touched: dict[str, None] = {}
-        alone = len(batch) == 1
+    async def _apply(self, batch: list[_Item], attempt: _Attempt) -> None:
+        """A batch of data alone is one call of the batch function, its own transaction;
+        one with requests is one transaction, the data between them written by a call
+        each and the rest (with the frames and the notification) by a last call, which
+        also reads the transaction id, so that a lost COMMIT can be looked up."""
         conn = self._conn
+        frames = [item for item in batch if isinstance(item, SessionFrame)]
+        touched: dict[str, None] = {}
+        segment: list[EventRow | _Data] = []
+        if not any(isinstance(item, _Request) for item in batch):
+            segment = [i for i in batch if isinstance(i, EventRow | _Data)]
+            await self._write_data(conn, segment, frames, attempt, _touched(segment, touched))
+            return
+        alone = len(batch) == 1
         async with conn.transaction():
             await lock_slots(conn, {i.lock for i in batch if isinstance(i, _Request) and i.lock})
             for item in batch:
                 if isinstance(item, SessionFrame):
                     continue  # recorded at the end of the batch, after its requests
-                if isinstance(item, EventRow):
-                    queued.append(item)
-                    touched[item.job_id] = None
+                if not isinstance(item, _Request):
+                    segment.append(item)
                     continue
-                attempt.events += await insert_events(conn, queued[written:], self._node_id)
-                written = len(queued)  # in call order
+                if segment:  # in call order: what came before the request is written first
+                    await self._write_data(conn, segment, [], attempt, ())
+                    _touched(segment, touched)
+                    segment = []
                 attempt.settled.append(await _run_request(conn, item, savepoint=not alone))
                 if item.touches:
                     touched[item.touches] = None
-            attempt.events += await insert_events(conn, queued[written:], self._node_id)
-            if frames:
-                attempt.recorded, attempt.lost = await record_frames(conn, frames, self._node_id)
-            # NULL when the batch wrote nothing: then a lost COMMIT costs a harmless re-run.
-            attempt.xid = await notify_and_xid(conn, touched)
+            await self._write_data(conn, segment, frames, attempt, _touched(segment, touched))
 
-    def _refused(
-        self, batch: list[EventRow | SessionFrame | _Request], attempt: _Attempt, exc: Exception
+    async def _write_data(
+        self,
+        conn: asyncpg.Connection,
+        segment: list[EventRow | _Data],
+        frames: list[SessionFrame],
+        attempt: _Attempt,
+        touched: Sequence[str],
     ) -> None:
+        """One call of the batch function; what it wrote goes into `attempt`."""
+        events = [i for i in segment if isinstance(i, EventRow)]
+        data = [i for i in segment if isinstance(i, _Data)]
+        applied: Applied = await apply(
+            conn,
+            self._node_id,
+            events=events,
+            finishes=[i.item for i in data if isinstance(i.item, Finish)],
+            follows=[i.item for i in data if isinstance(i.item, Follow)],
+            frames=frames,
+            touched=touched,
+            again=attempt.again,
+        )
+        attempt.events += [e for e in events if (e.job_id, e.seq) in applied.events]
+        for i in data:
+            held = i.item.job_id in applied.finished if isinstance(i.item, Finish) else None
+            attempt.settled.append((i.future, held, None))
+        if frames:
+            attempt.recorded, attempt.lost = frames_outcome(frames, applied)
+        attempt.xid = applied.xid if conn.is_in_transaction() else None
+
+    def _refused(self, batch: list[_Item], attempt: _Attempt, exc: Exception) -> None:
         """The batch did not commit and will not: a lone request's own error goes to its
         caller; anything else fails the store."""
         alone = len(batch) == 1
@@ -313,7 +372,9 @@ class PostgresWriter:
             attempt.settled = [(batch[0].future, None, own)]  # rolled back: nothing else in it
         else:
             failure = self._fail(exc)
-            attempt.settled = [(i.future, None, failure) for i in batch if isinstance(i, _Request)]
+            attempt.settled = [
+                (i.future, None, failure) for i in batch if isinstance(i, _Request | _Data)
+            ]
         attempt.events, attempt.recorded, attempt.lost = [], [], frozenset()
 
     # -- a lost connection ---------------------------------------------------
@@ -330,9 +391,13 @@ class PostgresWriter:
         old_pid = self._conn.get_server_pid()
         while True:
             await self._reconnect()
-            if attempt.xid is None:
-                return False  # COMMIT was never sent, or there was nothing to commit
             try:
+                if attempt.xid is None:
+                    # COMMIT was never sent, nothing was written, or the batch was data
+                    # alone: applied again (`again`), once its old backend (if it is
+                    # still applying it) has ended, so the retry sees what that wrote.
+                    await self._end_backend(old_pid)
+                    return False
                 status = await self._conn.fetchval("SELECT txid_status($1)", attempt.xid)
                 if status != "in progress":
                     return bool(status == "committed")
@@ -347,6 +412,20 @@ class PostgresWriter:
             except Exception as again:
                 if not is_connection_loss(again):
                     raise
+
+    async def _end_backend(self, pid: int) -> None:
+        """End this node's old backend `pid` if it is still running a statement."""
+        for _ in range(_END_BACKEND_TRIES):
+            ended = await self._conn.fetchval(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1"
+                " AND pid <> pg_backend_pid() AND state <> 'idle'"
+                " AND application_name = current_setting('application_name')",
+                pid,
+            )
+            if not ended:
+                return
+            await asyncio.sleep(_SETTLE_SEC)
+        raise StoreFailed(f"the store's backend {pid} would not end")
 
     async def _reconnect(self) -> None:
         """A new connection, retried with bounded jittered backoff (`reconnect`)."""
@@ -369,7 +448,7 @@ class PostgresWriter:
         self._task.cancel()
         error = StoreFailed("the node stopped before the store came back", transient=True)
         for item in lost:
-            if isinstance(item, _Request) and not item.future.done():
+            if isinstance(item, _Request | _Data) and not item.future.done():
                 item.future.set_exception(error)
         self._queue, self._inflight = [], []
 
@@ -392,6 +471,17 @@ class _Attempt:
         default_factory=list
     )
     xid: int | None = None
+    again: bool = False  # a retry after a reconnect: the batch function may repeat one
+
+
+def _touched(segment: list[EventRow | _Data], touched: dict[str, None]) -> list[str]:
+    """Add the jobs `segment` writes to `touched` (in call order); all of them so far."""
+    for item in segment:
+        if isinstance(item, EventRow):
+            touched[item.job_id] = None
+        elif isinstance(item.item, Finish):
+            touched[item.item.job_id] = None
+    return list(touched)
 
 
 async def _run_request(

@@ -6,6 +6,10 @@ real server that cuts the store off at chosen moments.
   once: its events published once, its requests answered with what they returned
   (a keyed job creation is not refused by its own claim on a second try).
 - A batch cut before its COMMIT is applied once, on the new connection.
+- A batch of data alone (events, a job's end: one call of the batch function, its own
+  transaction, so no transaction id to look up) whose answer was lost after it
+  committed is applied again harmlessly: what it wrote counts as written, nothing is
+  stored twice, its events are published once and the end is still this node's.
 - While the store is cut off: `reachable()` is False, the outage listener hears
   it, reads raise the retryable `StoreUnreachable`, writes wait in memory; all are
   committed once the store is back, and reads work again.
@@ -123,8 +127,9 @@ async def test_a_batch_cut_before_its_commit_is_applied_once_on_a_new_connection
     store: PostgresStore, cut: PgProxy, store_url: str
 ) -> None:
     published = Published(store)
-    # The writer's first batch prepares its last statement before COMMIT: cut there.
-    cut.cut_after(b"txid_current_if_assigned")
+    # The writer's first batch prepares its last statement (the batch function, whose
+    # answer carries the transaction id) before COMMIT: cut there.
+    cut.cut_after(b"arcp_write_batch_v1")
     async with asyncio.timeout(_WITHIN):
         await store.create_job(_job("job_b"), None, [], time.time())
     for seq in (1, 2):
@@ -135,6 +140,51 @@ async def test_a_batch_cut_before_its_commit_is_applied_once_on_a_new_connection
     assert published.events == [("job_b", 1), ("job_b", 2)]
     assert await _count(store_url, "SELECT count(*) FROM jobs") == 1
     assert await _count(store_url, "SELECT count(*) FROM events WHERE job_id = 'job_b'") == 2
+
+
+async def test_a_data_batch_whose_answer_was_lost_is_published_once_and_stored_once(
+    store: PostgresStore, cut: PgProxy, store_url: str
+) -> None:
+    published = Published(store)
+    await store.create_job(_job("job_d"), None, [], time.time())
+    await store.flush()
+    cut.cut_after(b"lost answer 1")  # the batch's bound values: it runs, its answer is lost
+    for seq in (1, 2):
+        store.append_event(EventRow("job_d", seq, f"lost answer {seq}".encode()))
+    for _ in range(int(_WITHIN / 0.05)):  # published once the retry commits
+        if len(published.events) >= 2:
+            break
+        await asyncio.sleep(0.05)
+    assert cut.cuts == 1
+    assert published.events == [("job_d", 1), ("job_d", 2)]
+    assert await _count(store_url, "SELECT count(*) FROM events WHERE job_id = 'job_d'") == 2
+    assert published.outages == [True, False]
+
+
+async def test_an_end_whose_answer_was_lost_is_still_this_nodes(
+    store: PostgresStore, cut: PgProxy, store_url: str
+) -> None:
+    await store.create_job(_job("job_e"), None, [], time.time())
+    await store.flush()
+    cut.cut_after(b"the lost end")
+    async with asyncio.timeout(_WITHIN):
+        held = await store.finish_job(
+            "job_e",
+            status=2,
+            outcome=b"the lost end",
+            summary=b"s",
+            completed_at=time.time(),
+            last_seq=0,
+        )
+    assert cut.cuts == 1
+    assert held  # applied again: the end recorded is this one, not a survivor's
+    assert (
+        await _count(
+            store_url,
+            "SELECT count(*) FROM jobs WHERE job_id = 'job_e' AND outcome = 'the lost end'",
+        )
+        == 1
+    )
 
 
 async def test_while_cut_off_reads_are_refused_retryably_and_writes_wait(
