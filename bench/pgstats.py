@@ -13,7 +13,10 @@ round trip for several entries is `executemany`, rare on the hot path. So:
 - round trips: every call (an upper bound by the few `executemany` rows, a lower one by
   the `Parse` of a statement a connection prepares for the first time, which the cache
   of prepared statements makes rare once warm);
-- commits: `COMMIT` calls, the durable ones (a read on its own commits nothing to disk).
+- commits: the transaction ids the server assigned (the next one to assign, read before
+  and after): one per transaction that wrote, whether it ran as an explicit `BEGIN` …
+  `COMMIT` or as one statement on its own (the batch function's usual case); a read
+  commits nothing to disk and takes none. The nodes' heartbeats count: they are writes.
 
 The readings go through one `psql` process held open for the run, so taking one costs a
 query, not a connection; its own statements are left out of the sums.
@@ -35,7 +38,7 @@ _QUERY = (
     "SELECT coalesce(sum(calls), 0),"
     " coalesce(sum(calls) FILTER (WHERE query ~* '^\\s*(begin|commit|rollback|savepoint|release"
     "|start transaction)'), 0),"
-    " coalesce(sum(calls) FILTER (WHERE query ~* '^\\s*commit'), 0)"
+    " txid_snapshot_xmax(txid_current_snapshot())"
     " FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%';"
 )
 _END = "__arcp_bench_end__"
@@ -96,7 +99,7 @@ class DatabaseMeter:
         return lines
 
     def statements(self) -> tuple[int, int, int]:
-        """All calls, transaction-control calls, COMMIT calls so far."""
+        """All calls, transaction-control calls, and the next transaction id so far."""
         rows = [line for line in self._ask(_QUERY) if line]
         calls, control, commits = (int(x) for x in rows[-1].split())
         return calls, control, commits

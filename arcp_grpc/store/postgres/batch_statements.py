@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence, Set
 from dataclasses import dataclass, field
+from operator import attrgetter
+from typing import Any
 
 import asyncpg
 
@@ -56,9 +58,22 @@ CREATE OR REPLACE FUNCTION arcp_write_batch_v1(
     fr_terminal BOOLEAN[], fr_frame BYTEA[],
     payloads TEXT[]
 ) RETURNS TABLE (kind TEXT, key TEXT, seq INTEGER)
-LANGUAGE plpgsql AS $fn$
+LANGUAGE plpgsql
+-- Every statement below reaches rows by their primary key alone (a test of a partial
+-- index's column, such as owner_node or completed_at, is made on the row found, never
+-- in the lookup): a generic plan then cannot wander into an index of every running or
+-- finished job. Sequential scans are priced out as a second guard.
+SET plan_cache_mode = force_generic_plan SET enable_seqscan = off AS $fn$
 DECLARE
     held TEXT[];
+    k_session TEXT[];
+    k_seq INTEGER[];
+    t_session TEXT[];
+    t_job TEXT[];
+    owner TEXT;
+    ended DOUBLE PRECISION;
+    recorded BYTEA;
+    i INTEGER;
     payload TEXT;
 BEGIN
     -- Events, only while their job is this node's and running (FOR SHARE: a takeover
@@ -67,29 +82,28 @@ BEGIN
         RETURN QUERY
         WITH v AS (SELECT * FROM unnest(ev_job, ev_seq, ev_blob, ev_sealed)
                    AS v(job_id, seq, blob, sealed)),
-        present AS (SELECT v.job_id, v.seq FROM v JOIN events e
-                    ON e.job_id = v.job_id AND e.seq = v.seq AND e.blob = v.blob WHERE again),
         ins AS (INSERT INTO events (job_id, seq, blob, sealed)
                 SELECT v.job_id, v.seq, v.blob, v.sealed FROM v
-                WHERE EXISTS (SELECT 1 FROM jobs j WHERE j.job_id = v.job_id
-                              AND j.owner_node = node AND j.completed_at IS NULL FOR SHARE)
+                WHERE (SELECT j.owner_node = node AND j.completed_at IS NULL FROM jobs j
+                       WHERE j.job_id = v.job_id FOR SHARE)
                 ON CONFLICT DO NOTHING RETURNING events.job_id, events.seq)
         SELECT 'e', ins.job_id, ins.seq FROM ins
-        UNION ALL SELECT 'e', present.job_id, present.seq FROM present;
+        UNION ALL SELECT 'e', v.job_id, v.seq FROM v WHERE again
+        AND (SELECT e.blob FROM events e WHERE e.job_id = v.job_id AND e.seq = v.seq) = v.blob;
     END IF;
     -- Ends: only the owner finishes a job; this very end recorded already counts.
-    IF cardinality(fin_job) > 0 THEN
-        RETURN QUERY
-        WITH v AS (SELECT * FROM unnest(fin_job, fin_status, fin_outcome, fin_summary,
-                   fin_at, fin_last) AS v(job_id, status, outcome, summary, at, last)),
-        ended AS (UPDATE jobs j SET status = v.status, outcome = v.outcome,
-                  summary = v.summary, completed_at = v.at, last_seq = v.last FROM v
-                  WHERE j.job_id = v.job_id AND j.owner_node = node
-                  AND j.completed_at IS NULL RETURNING j.job_id)
-        SELECT 'f', ended.job_id, 0 FROM ended
-        UNION ALL SELECT 'f', j.job_id, 0 FROM jobs j JOIN v ON j.job_id = v.job_id
-        WHERE j.owner_node = node AND j.completed_at IS NOT NULL AND j.outcome = v.outcome;
-    END IF;
+    FOR i IN 1 .. coalesce(cardinality(fin_job), 0) LOOP
+        SELECT j.owner_node, j.completed_at, j.outcome INTO owner, ended, recorded
+        FROM jobs j WHERE j.job_id = fin_job[i] FOR UPDATE;
+        IF owner = node AND ended IS NULL THEN
+            UPDATE jobs SET status = fin_status[i], outcome = fin_outcome[i],
+                summary = fin_summary[i], completed_at = fin_at[i], last_seq = fin_last[i]
+            WHERE job_id = fin_job[i];
+            RETURN QUERY SELECT 'f', fin_job[i], 0;
+        ELSIF owner = node AND recorded = fin_outcome[i] THEN
+            RETURN QUERY SELECT 'f', fin_job[i], 0;
+        END IF;
+    END LOOP;
     -- Follows, of sessions that still exist (KEY SHARE: a delete in flight goes first).
     IF cardinality(fol_session) > 0 THEN
         INSERT INTO session_jobs (session_id, job_id, submitted, after_seq)
@@ -107,36 +121,45 @@ BEGIN
                       AND s.node_id = node AND EXISTS (SELECT 1 FROM nodes n
                       WHERE n.node_id = node AND n.state = 'alive' FOR SHARE) FOR UPDATE);
         RETURN QUERY SELECT 'h', h, 0 FROM unnest(held) AS h;
-        RETURN QUERY
         WITH v AS (SELECT * FROM unnest(fr_session, fr_seq, fr_job, fr_job_seq, fr_terminal,
                    fr_frame) AS v(session_id, seq, job_id, job_seq, terminal, frame)
                    WHERE v.session_id = ANY(held)),
-        present AS (SELECT v.session_id, v.seq, v.job_id FROM v JOIN session_frames f
-                    ON f.session_id = v.session_id AND f.seq = v.seq AND f.frame = v.frame
-                    WHERE again),
         ins AS (INSERT INTO session_frames (session_id, seq, job_id, job_seq, frame)
                 SELECT v.session_id, v.seq, v.job_id, v.job_seq, v.frame FROM v
                 WHERE v.job_id = ''
-                OR (v.terminal AND EXISTS (SELECT 1 FROM jobs j WHERE j.job_id = v.job_id
-                    AND j.completed_at IS NOT NULL))
+                OR (v.terminal AND (SELECT j.completed_at FROM jobs j
+                    WHERE j.job_id = v.job_id) IS NOT NULL)
                 OR (NOT v.terminal AND (v.job_seq = 0 OR EXISTS (SELECT 1 FROM events e
                     WHERE e.job_id = v.job_id AND e.seq = v.job_seq)))
                 ON CONFLICT DO NOTHING
-                RETURNING session_frames.session_id, session_frames.seq, session_frames.job_id),
-        kept AS (SELECT * FROM ins UNION ALL SELECT * FROM present),
-        stamped AS (UPDATE sessions s SET last_seq = GREATEST(s.last_seq, m.last)
-                    FROM (SELECT kept.session_id, max(kept.seq) AS last FROM kept
-                          GROUP BY kept.session_id) m WHERE s.session_id = m.session_id),
-        -- A recorded terminal frame ends its session's follow of the job.
-        finished AS (UPDATE session_jobs sj SET done = TRUE FROM kept JOIN v
-                     ON v.session_id = kept.session_id AND v.seq = kept.seq
-                     WHERE v.terminal AND sj.session_id = kept.session_id
-                     AND sj.job_id = kept.job_id)
-        SELECT 'k', kept.session_id, kept.seq FROM kept;
+                RETURNING session_frames.session_id, session_frames.seq),
+        kept AS (SELECT ins.session_id, ins.seq FROM ins
+                 UNION ALL SELECT v.session_id, v.seq FROM v WHERE again
+                 AND (SELECT f.frame FROM session_frames f WHERE f.session_id = v.session_id
+                      AND f.seq = v.seq) = v.frame)
+        SELECT array_agg(kept.session_id), array_agg(kept.seq) INTO k_session, k_seq FROM kept;
+        IF k_session IS NOT NULL THEN
+            RETURN QUERY SELECT 'k', k.s, k.q FROM unnest(k_session, k_seq) AS k(s, q);
+            UPDATE sessions s SET last_seq = GREATEST(s.last_seq, (SELECT max(k.q)
+                FROM unnest(k_session, k_seq) AS k(s, q) WHERE k.s = s.session_id))
+            WHERE s.session_id = ANY(k_session);
+            -- A recorded terminal frame ends its session's follow of the job.
+            SELECT array_agg(v.session_id), array_agg(v.job_id) INTO t_session, t_job
+            FROM unnest(fr_session, fr_seq, fr_job, fr_terminal)
+                 AS v(session_id, seq, job_id, terminal)
+            WHERE v.terminal AND (v.session_id, v.seq) IN
+                  (SELECT * FROM unnest(k_session, k_seq));
+            FOR i IN 1 .. coalesce(cardinality(t_session), 0) LOOP
+                UPDATE session_jobs SET done = TRUE
+                WHERE session_id = t_session[i] AND job_id = t_job[i];
+            END LOOP;
+        END IF;
     END IF;
-    FOREACH payload IN ARRAY payloads LOOP
-        PERFORM pg_notify('@CHANNEL@', payload);
-    END LOOP;
+    IF payloads IS NOT NULL THEN
+        FOREACH payload IN ARRAY payloads LOOP
+            PERFORM pg_notify('@CHANNEL@', payload);
+        END LOOP;
+    END IF;
     -- The transaction's id when the caller runs one (NULL if nothing was written).
     RETURN QUERY SELECT 'x', txid_current_if_assigned()::TEXT, 0;
 END
@@ -147,6 +170,11 @@ _CALL = (
     "SELECT kind, key, seq FROM arcp_write_batch_v1($1, $2, $3, $4, $5, $6, $7, $8, $9,"
     " $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)"
 )
+_EVENT = attrgetter("job_id", "seq", "blob", "sealed")
+_FINISH = attrgetter("job_id", "status", "outcome", "summary", "completed_at", "last_seq")
+_FOLLOW = attrgetter("session_id", "job_id", "submitted", "after")
+_FRAME = attrgetter("session_id", "seq", "job_id", "job_seq", "terminal", "frame")
+_NONE = (None,) * 6
 _NOTIFY_BYTES = 7000  # PostgreSQL caps a payload below 8000 bytes
 
 
@@ -210,31 +238,16 @@ async def apply(
     """One call of the function: `touched` jobs are named in the notification sent at
     commit; `again` when the call may repeat one whose answer was lost."""
     follows = _merged(follows)
+    # An empty group goes as NULL (the function skips it): cheaper to send than arrays.
     rows = await conn.fetch(
         _CALL,
         node_id,
         again,
-        [e.job_id for e in events],
-        [e.seq for e in events],
-        [e.blob for e in events],
-        [e.sealed for e in events],
-        [f.job_id for f in finishes],
-        [f.status for f in finishes],
-        [f.outcome for f in finishes],
-        [f.summary for f in finishes],
-        [f.completed_at for f in finishes],
-        [f.last_seq for f in finishes],
-        [f.session_id for f in follows],
-        [f.job_id for f in follows],
-        [f.submitted for f in follows],
-        [f.after for f in follows],
-        [f.session_id for f in frames],
-        [f.seq for f in frames],
-        [f.job_id for f in frames],
-        [f.job_seq for f in frames],
-        [f.terminal for f in frames],
-        [f.frame for f in frames],
-        _payloads(touched),
+        *(_columns(events, _EVENT) if events else _NONE[:4]),
+        *(_columns(finishes, _FINISH) if finishes else _NONE[:6]),
+        *(_columns(follows, _FOLLOW) if follows else _NONE[:4]),
+        *(_columns(frames, _FRAME) if frames else _NONE[:6]),
+        _payloads(touched) or None,
     )
     applied = Applied()
     for kind, key, seq in rows:
@@ -249,6 +262,11 @@ async def apply(
         elif key is not None:
             applied.xid = int(key)
     return applied
+
+
+def _columns(rows: Sequence[Any], fields: attrgetter[Any]) -> list[list[Any]]:
+    """The function's arrays for one group: a column per field, in `fields`' order."""
+    return [list(column) for column in zip(*map(fields, rows), strict=True)]
 
 
 def frames_outcome(
