@@ -13,10 +13,10 @@ round trip for several entries is `executemany`, rare on the hot path. So:
 - round trips: every call (an upper bound by the few `executemany` rows, a lower one by
   the `Parse` of a statement a connection prepares for the first time, which the cache
   of prepared statements makes rare once warm);
-- commits: the transaction ids the server assigned (the next one to assign, read before
-  and after): one per transaction that wrote, whether it ran as an explicit `BEGIN` …
-  `COMMIT` or as one statement on its own (the batch function's usual case); a read
-  commits nothing to disk and takes none. The nodes' heartbeats count: they are writes.
+- commits: the commit records in the write-ahead log between the two readings' positions
+  (`pg_waldump --stats`): one per transaction that wrote, whether it ran as an explicit
+  `BEGIN` … `COMMIT` or as one statement on its own (the batch function's usual case),
+  and none for a read or a savepoint. The nodes' heartbeats count: they are writes.
 
 The readings go through one `psql` process held open for the run, so taking one costs a
 query, not a connection; its own statements are left out of the sums.
@@ -38,7 +38,7 @@ _QUERY = (
     "SELECT coalesce(sum(calls), 0),"
     " coalesce(sum(calls) FILTER (WHERE query ~* '^\\s*(begin|commit|rollback|savepoint|release"
     "|start transaction)'), 0),"
-    " txid_snapshot_xmax(txid_current_snapshot())"
+    " pg_current_wal_insert_lsn()"
     " FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%';"
 )
 _END = "__arcp_bench_end__"
@@ -66,7 +66,7 @@ class Reading:
     db_cpu: float
     calls: int
     control: int
-    commits: int
+    lsn: str
 
 
 class DatabaseMeter:
@@ -98,11 +98,28 @@ class DatabaseMeter:
             raise RuntimeError(f"psql ended: {' '.join(lines)}")
         return lines
 
-    def statements(self) -> tuple[int, int, int]:
-        """All calls, transaction-control calls, and the next transaction id so far."""
+    def statements(self) -> tuple[int, int, str]:
+        """All calls and transaction-control calls so far, and the log's position."""
         rows = [line for line in self._ask(_QUERY) if line]
-        calls, control, commits = (int(x) for x in rows[-1].split())
-        return calls, control, commits
+        calls, control, lsn = rows[-1].split()
+        return int(calls), int(control), lsn
+
+    def commits(self, start: str, end: str) -> int:
+        """The commit records the log holds from `start` to `end` (the server's data
+        directory is its postmaster's working directory)."""
+        data = Path(f"/proc/{self.pid}/cwd").resolve()
+        waldump = str(Path(psql_binary()).with_name("pg_waldump"))
+        out = subprocess.run(
+            [waldump, "--stats=record", "-p", str(data / "pg_wal"), "-s", start, "-e", end],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        return sum(
+            int(line.split()[1])
+            for line in out.splitlines()
+            if line.startswith("Transaction/COMMIT ")
+        )
 
     def close(self) -> None:
         if self._psql.stdin is not None:
@@ -120,17 +137,19 @@ class Recorder:
 
     def __init__(self, node_pid: int, meter: DatabaseMeter) -> None:
         self._node = node_pid
-        self._meter = meter
+        self.meter = meter
         self.readings: list[Reading] = []
 
     def __call__(self) -> float:
-        calls, control, commits = self._meter.statements()
-        node, db = cpu_seconds(self._node), cpu_seconds(self._meter.pid)
-        self.readings.append(Reading(node, db, calls, control, commits))
+        calls, control, lsn = self.meter.statements()
+        node, db = cpu_seconds(self._node), cpu_seconds(self.meter.pid)
+        self.readings.append(Reading(node, db, calls, control, lsn))
         return node + db
 
 
-def per_unit(scenario: str, scale: Scale, readings: list[Reading]) -> dict[str, float]:
+def per_unit(
+    scenario: str, scale: Scale, readings: list[Reading], meter: DatabaseMeter
+) -> dict[str, float]:
     """Per unit of the scenario's work, between the last two readings: statements, round
     trips, commits, node and database CPU µs. Empty for a scenario without a unit count."""
     if scenario not in UNITS or len(readings) < 2:
@@ -143,7 +162,7 @@ def per_unit(scenario: str, scale: Scale, readings: list[Reading]) -> dict[str, 
     return {
         f"{prefix}_db_statements": (calls - control) / units,
         f"{prefix}_db_round_trips": calls / units,
-        f"{prefix}_db_commits": (after.commits - before.commits) / units,
+        f"{prefix}_db_commits": meter.commits(before.lsn, after.lsn) / units,
         f"{prefix}_node_cpu_us": (after.node_cpu - before.node_cpu) / units * 1e6,
         f"{prefix}_db_cpu_us": (after.db_cpu - before.db_cpu) / units * 1e6,
     }

@@ -191,7 +191,7 @@ async def _run_column(
                         # The first and last readings are `_measured`'s, around the
                         # whole scenario; the scenario's own bracket its timed section.
                         own = cpu.readings[first + 1 : -1]
-                        result.add(column.key, per_unit(scenario, opts.scale, own))
+                        result.add(column.key, per_unit(scenario, opts.scale, own, cpu.meter))
         except Exception as exc:  # a server that cannot start is a finding, not a crash
             result.fail(column.key, f"server: {type(exc).__name__}: {exc}")
     if "rss" in opts.only and column.measures_rss:
