@@ -32,7 +32,7 @@ Remote workers across nodes (issue 23, `arcp_grpc.store.postgres.handoffs`) add
 node for another to run, until that one claims it); like the indexes above they are
 created if missing and leave the version alone (an older node never reads them).
 
-The group commit's server-side function (`batch_statements.BATCH_FUNCTION`) is
+The group commit's server-side function (`batch_function`) is
 created or replaced with the schema; its name carries its own version, so it too
 leaves the schema's alone.
 
@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from arcp_grpc.store.postgres.batch_statements import BATCH_FUNCTION
+from arcp_grpc.store.postgres.batch_function import BATCH_FUNCTION
 from arcp_grpc.store.protocol import StoreUnavailable
 
 __all__ = ["SCHEMA_VERSION", "prepare"]

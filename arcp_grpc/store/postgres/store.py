@@ -23,7 +23,8 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from arcp_grpc.store.postgres.batch_statements import EVENTS_CHANNEL, Finish
+from arcp_grpc.store.postgres.batch_function import EVENTS_CHANNEL
+from arcp_grpc.store.postgres.batch_statements import Create, Finish, apply
 from arcp_grpc.store.postgres.credentials import PostgresCredentials, insert_credentials
 from arcp_grpc.store.postgres.driver_errors import DRIVER_ERRORS
 from arcp_grpc.store.postgres.handoffs import HANDOFF_CHANNEL, PostgresHandoffs
@@ -38,30 +39,14 @@ from arcp_grpc.store.protocol import (
     EventRow,
     Handoff,
     IdempotencyClaim,
-    IdempotencyConflict,
     JobPage,
     JobQuery,
     JobRow,
-    NodeNotAlive,
-    OverCap,
     StoreUnavailable,
 )
-from arcp_grpc.store.rows import JOB_COLUMNS, job_page, job_values, list_jobs_statement
+from arcp_grpc.store.rows import JOB_COLUMNS, job_page, list_jobs_statement
 
 __all__ = ["PostgresStore"]
-
-
-# The running jobs of a principal on every node (children count: their principal is
-# their root's), and the clause that makes a job's insert take a slot under its cap
-# ($2 is the job's principal, $14 the cap). `jobs_running_by_principal` serves both.
-_RUNNING_OF_PRINCIPAL = "SELECT count(*) FROM jobs WHERE principal = $1 AND completed_at IS NULL"
-_UNDER_RUNNING_CAP = (
-    " AND (SELECT count(*) FROM jobs WHERE principal = $2 AND completed_at IS NULL) < $14"
-)
-# The fence of a job's creation: this node's row is alive, share-locked until the commit,
-# so a survivor declaring it dead (which updates the row) waits for the job to exist and
-# then takes it over, or goes first and the insert finds the node dead (issue 20).
-_ALIVE = "EXISTS (SELECT 1 FROM nodes WHERE node_id = {node} AND state = 'alive' FOR SHARE)"
 
 
 class PostgresStore(PostgresCredentials, PostgresSessions, PostgresMembership, PostgresHandoffs):
@@ -164,66 +149,27 @@ class PostgresStore(PostgresCredentials, PostgresSessions, PostgresMembership, P
         running_cap: int | None = None,
         handoff: Handoff | None = None,
     ) -> None:
-        """With `running_cap`, the insert itself is conditional on the principal's running
-        jobs on every node (`_UNDER_RUNNING_CAP`), counted after the batch took the
-        principal's slot lock (the writer), so two nodes cannot both take the last slot.
-        With `handoff`, the job is owned by the node it names from the start, told on
-        `arcp_handoff` at the commit (`arcp_grpc.store.postgres.handoffs`); this node's
-        fence still decides the insert."""
+        """The batch function creates the job (`batch_function`: the claim, the fence and,
+        with `running_cap`, the count of the principal's running jobs on every node, made
+        after the batch took the principal's slot lock, so two nodes cannot both take the
+        last slot). A plain job is data in the batch; one with credentials or a handoff (or
+        a text PostgreSQL cannot keep, refused as this request's own error) is a request
+        that calls the function and then writes the rest. With `handoff`, the job is
+        owned by the node it names from the start, told on `arcp_handoff` at the commit
+        (`arcp_grpc.store.postgres.handoffs`); this node's fence still decides."""
+        owner = handoff.node_id if handoff is not None else self.node_id
+        create = Create(job, owner, claim, now, running_cap)
+        if not credentials and handoff is None and not _holds_nul(job, claim):
+            error = await self._writes().append_data(create)
+            if error is not None:
+                raise error
+            return
         node = self.node_id
-        capped = running_cap is not None
-        owner = handoff.node_id if handoff is not None else node
 
         async def op(conn: asyncpg.Connection) -> None:
-            if claim is not None:
-                await conn.execute(
-                    "DELETE FROM idempotency WHERE principal = $1 AND key = $2"
-                    " AND expires_at <= $3",
-                    claim.principal,
-                    claim.key,
-                    now,
-                )
-                # The unique key decides between concurrent submits on any node (§7.2):
-                # a second inserter waits for the first's commit, then finds the row.
-                # Claimed only while this node is alive (the fence, below).
-                won = await conn.fetchval(
-                    "INSERT INTO idempotency (principal, key, fingerprint, job_id, expires_at)"
-                    f" SELECT $1, $2, $3, $4, $5 WHERE {_ALIVE.format(node='$6')}"
-                    " ON CONFLICT DO NOTHING RETURNING job_id",
-                    claim.principal,
-                    claim.key,
-                    claim.fingerprint,
-                    job.job_id,
-                    claim.expires_at,
-                    node,
-                )
-                if won is None:
-                    holder = await conn.fetchrow(
-                        "SELECT job_id, fingerprint FROM idempotency"
-                        " WHERE principal = $1 AND key = $2",
-                        claim.principal,
-                        claim.key,
-                    )
-                    if holder is None:
-                        raise NodeNotAlive(node)
-                    raise IdempotencyConflict(holder["job_id"], holder["fingerprint"])
-            created = await conn.fetchval(
-                f"INSERT INTO jobs ({JOB_COLUMNS}, owner_node)"
-                " SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,"
-                f" ${15 if capped else 14} WHERE {_ALIVE.format(node='$13')}"
-                f"{_UNDER_RUNNING_CAP if capped else ''} RETURNING true",
-                *job_values(job),
-                node,
-                *((running_cap,) if capped else ()),
-                owner,
-            )
-            if not created:
-                # Refused by the fence or by the cap: the writer rolls back the claim
-                # taken above. A count under the cap means the fence refused it.
-                held = await conn.fetchval(_RUNNING_OF_PRINCIPAL, job.principal)
-                if running_cap is not None and held >= running_cap:
-                    raise OverCap(held)
-                raise NodeNotAlive(node)
+            error = (await apply(conn, node, creates=[create])).created[job.job_id]
+            if error is not None:
+                raise error  # the writer rolls back what the request wrote
             if credentials:
                 await insert_credentials(conn, credentials)
             if handoff is not None:
@@ -239,7 +185,7 @@ class PostgresStore(PostgresCredentials, PostgresSessions, PostgresMembership, P
                     "SELECT pg_notify($1, $2)", HANDOFF_CHANNEL, f"{owner} {job.job_id}"
                 )
 
-        await self._writes().write(op, lock=job.principal if capped else "")
+        await self._writes().write(op, lock=job.principal if running_cap is not None else "")
 
     async def finish_job(
         self,
@@ -363,3 +309,13 @@ def _where(dsn: str) -> str:
 def _numbered(n: int) -> str:
     """asyncpg's parameter style."""
     return f"${n}"
+
+
+def _holds_nul(job: JobRow, claim: IdempotencyClaim | None) -> bool:
+    """Whether a text of the job or its claim holds NUL, which PostgreSQL text cannot keep:
+    such a creation goes as a request, so the refusal is its own (`StoreRejected`), not
+    the whole batch's."""
+    texts = (job.job_id, job.principal, job.agent, job.trace_id, job.parent_job_id)
+    return any("\x00" in t for t in texts) or (
+        claim is not None and ("\x00" in claim.key or "\x00" in claim.principal)
+    )

@@ -69,6 +69,7 @@ import asyncpg
 from arcp_grpc.store.errors import StoreFailed
 from arcp_grpc.store.postgres.batch_statements import (
     Applied,
+    Create,
     Finish,
     Follow,
     apply,
@@ -102,10 +103,11 @@ class _Request:
 
 @dataclass(slots=True)
 class _Data:
-    """A job's end or a session's follow: written by the batch function, no logic of its
-    own; the future settles with whether the end is this node's (None for a follow)."""
+    """A job's creation or end, or a session's follow: written by the batch function; the
+    future settles with whether an end is this node's (None for the others), or with
+    why a job was not created."""
 
-    item: Finish | Follow
+    item: Create | Finish | Follow
     future: asyncio.Future[Any]
 
 
@@ -192,9 +194,11 @@ class PostgresWriter:
         self._wake.set()
         return future
 
-    def append_data(self, item: Finish | Follow) -> asyncio.Future[Any]:
-        """Queue a job's end or a session's follow now, in call order; the future settles
-        once committed: for an end, whether the store holds this node's."""
+    def append_data(self, item: Create | Finish | Follow) -> asyncio.Future[Any]:
+        """Queue a job's creation or end, or a session's follow, now, in call order; the
+        future settles once committed: for an end, whether the store holds this node's;
+        for a creation, None or the refusal (`IdempotencyConflict`, `OverCap`,
+        `NodeNotAlive`)."""
         self._check_healthy()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending += 1
@@ -318,7 +322,7 @@ class PostgresWriter:
             return
         alone = len(batch) == 1
         async with conn.transaction():
-            await lock_slots(conn, {i.lock for i in batch if isinstance(i, _Request) and i.lock})
+            await lock_slots(conn, _slots(batch))
             for item in batch:
                 if isinstance(item, SessionFrame):
                     continue  # recorded at the end of the batch, after its requests
@@ -348,6 +352,7 @@ class PostgresWriter:
         applied: Applied = await apply(
             conn,
             self._node_id,
+            creates=[i.item for i in data if isinstance(i.item, Create)],
             events=events,
             finishes=[i.item for i in data if isinstance(i.item, Finish)],
             follows=[i.item for i in data if isinstance(i.item, Follow)],
@@ -357,8 +362,11 @@ class PostgresWriter:
         )
         attempt.events += [e for e in events if (e.job_id, e.seq) in applied.events]
         for i in data:
-            held = i.item.job_id in applied.finished if isinstance(i.item, Finish) else None
-            attempt.settled.append((i.future, held, None))
+            if isinstance(i.item, Create):
+                attempt.settled.append((i.future, None, applied.created[i.item.job.job_id]))
+            else:
+                held = i.item.job_id in applied.finished if isinstance(i.item, Finish) else None
+                attempt.settled.append((i.future, held, None))
         if frames:
             attempt.recorded, attempt.lost = frames_outcome(frames, applied)
         attempt.xid = applied.xid if conn.is_in_transaction() else None
@@ -472,6 +480,16 @@ class _Attempt:
     )
     xid: int | None = None
     again: bool = False  # a retry after a reconnect: the batch function may repeat one
+
+
+def _slots(batch: list[_Item]) -> set[str]:
+    """The principals whose slot locks the batch takes first: those its requests name,
+    and those of its capped creations."""
+    slots = {i.lock for i in batch if isinstance(i, _Request) and i.lock}
+    for i in batch:
+        if isinstance(i, _Data) and isinstance(i.item, Create) and i.item.running_cap is not None:
+            slots.add(i.item.job.principal)
+    return slots
 
 
 def _touched(segment: list[EventRow | _Data], touched: dict[str, None]) -> list[str]:

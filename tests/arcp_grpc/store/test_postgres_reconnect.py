@@ -28,7 +28,7 @@ import asyncpg
 import pytest
 
 from arcp_grpc.base.ids import new_id
-from arcp_grpc.store import EventRow, IdempotencyClaim, JobRow, StoreFailed
+from arcp_grpc.store import CredentialEntry, EventRow, IdempotencyClaim, JobRow, StoreFailed
 from arcp_grpc.store.postgres.reconnect import application_name
 from arcp_grpc.store.postgres.store import PostgresStore
 from tests.conftest import postgres_schema
@@ -109,15 +109,30 @@ async def test_a_batch_whose_commit_answer_was_lost_is_applied_and_published_onc
     assert store.reachable()
 
 
+@pytest.mark.parametrize(
+    ("credentials", "marker"),
+    [
+        # A plain job is data: one batch-function call, its own transaction, applied again.
+        ([], b"K-1"),
+        # With credentials it is a request in a transaction: its COMMIT is looked up.
+        ([CredentialEntry("cred-1", "job_keyed", "dev", b"sealed")], b"COMMIT"),
+    ],
+    ids=["data", "request"],
+)
 async def test_a_keyed_creation_whose_commit_answer_was_lost_is_not_refused_by_its_own_claim(
-    store: PostgresStore, cut: PgProxy, store_url: str
+    store: PostgresStore,
+    cut: PgProxy,
+    store_url: str,
+    credentials: list[CredentialEntry],
+    marker: bytes,
 ) -> None:
-    """§7.2 across a lost COMMIT: running the creation again would meet its own claim and
-    answer DUPLICATE_KEY-like conflict; the writer asks the database instead."""
+    """§7.2 across a lost answer: running the creation again as if new would meet its own
+    claim and answer a conflict; the writer asks the database (a transaction), or the
+    batch function finds the job it made (data alone)."""
     claim = IdempotencyClaim("alice", "K-1", b"fp", time.time() + 60)
-    cut.cut_after(b"COMMIT")
+    cut.cut_after(marker)
     async with asyncio.timeout(_WITHIN):
-        await store.create_job(_job("job_keyed"), claim, [], time.time())  # no conflict raised
+        await store.create_job(_job("job_keyed"), claim, credentials, time.time())
     assert cut.cuts == 1
     assert await store.find_claim("alice", "K-1", time.time()) == ("job_keyed", b"fp")
     assert await _count(store_url, "SELECT count(*) FROM jobs") == 1
