@@ -163,9 +163,9 @@ def cluster_sections(result: RunResult) -> list[str]:
         "",
         "Read around each timed section from `pg_stat_statements` on the server the harness"
         " started (`bench/pgstats.py`): a round trip is one statement call, `BEGIN` and"
-        " `COMMIT` included; commits are the transactions that wrote (transaction ids the"
-        " server assigned: an explicit `BEGIN`…`COMMIT` or one batch-function call on its"
-        " own; the nodes' heartbeats included). CPU from `/proc`: the nodes' processes,"
+        " `COMMIT` included; commits are the commit records the write-ahead log holds between"
+        " the readings (`pg_waldump`: an explicit `BEGIN`…`COMMIT` or one batch-function call"
+        " on its own; the nodes' heartbeats included). CPU from `/proc`: the nodes' processes,"
         " and the PostgreSQL server's (postmaster and every backend). On SQLite the store is"
         " inside the node, so its node CPU is all of it.",
         "",
