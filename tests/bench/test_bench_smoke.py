@@ -162,10 +162,12 @@ def test_quick_run_of_the_cluster_target(tmp_path: Path) -> None:
         for metric in ("accepted_ms", "seq_jobs_per_s", "seq_cpu_us", "conc_jobs_per_s"):
             assert results["values"][column][metric][0] > 0, (column, metric)
     durable = results["values"]["pg1d-lean"]
-    # A sequential job commits at least its row and its end, each in a transaction of
-    # its own (BEGIN … COMMIT), and the database did some of the work.
+    # A sequential job commits at least its row and its end (the write-ahead log's
+    # commit records: each a batch-function call on its own, no BEGIN … COMMIT), every
+    # round trip is a statement or a transaction's control, and the database did some of
+    # the work.
     assert durable["seq_db_commits"][0] >= 2
-    assert durable["seq_db_round_trips"][0] >= durable["seq_db_statements"][0] + 4
+    assert durable["seq_db_round_trips"][0] >= durable["seq_db_statements"][0] >= 2
     assert durable["seq_db_cpu_us"][0] > 0
     assert "seq_db_commits" not in results["values"]["pg1-lean"]  # not its server to count
     report = (tmp_path / "RESULTS.md").read_text()
