@@ -35,6 +35,7 @@ __all__ = [
     "lock_slots",
 ]
 
+# node and again; then a column per field: jobs, events, ends, follows, frames; payloads
 _ARGUMENTS = 2 + 19 + 4 + 6 + 4 + 6 + 1
 _CALL = (
     "SELECT kind, key, seq, other, blob FROM arcp_write_batch_v1("

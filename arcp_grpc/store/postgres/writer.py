@@ -6,12 +6,13 @@ one round trip and one commit for many events and jobs, and an idle one commits
 each write at once. Order is call order, so a job's terminal write follows its
 last event (the `Store` contract).
 
-Most writes are data (a job's events and end, a session's frames and follows):
-the batch function writes a batch's data in one call (`batch_statements`,
-issue 21), so a batch of data alone is one round trip and its own transaction.
-A batch with requests (writes with logic of their own: a job's creation, a
-session's claim) is one explicit transaction: the data queued before each
-request is written first, and a last call writes the rest with the frames.
+Most writes are data (a job's creation, its events and end, a session's frames
+and follows): the batch function writes a batch's data in one call
+(`batch_function`, issue 21), so a batch of data alone is one round trip and its
+own transaction. A batch with requests (writes with more to do than the function
+knows: a session's claim, a job with credentials or a handoff) is one explicit
+transaction: the data queued before each request is written first, and a last
+call writes the rest with the frames.
 Each batch sends one `NOTIFY arcp_events` naming the jobs it touched.
 PostgreSQL delivers it only if the transaction commits, after it commits, so
 a follower on another node that wakes on it always finds the rows; one that
