@@ -1,7 +1,7 @@
 // The runtime's nodes (JobService.ListNodes through the gateway): each node's state,
 // when it last heartbeat and how many jobs run on it. One node alone is listed too.
 
-import { apiGet } from "./api.js";
+import { pollApi } from "./poller.js";
 import { app } from "./state.js";
 import { formatMs, h, statusBadge } from "./ui.js";
 
@@ -19,23 +19,12 @@ export function nodesView() {
         body)),
     problem));
 
-  async function load() {
-    try {
-      const { nodes } = await apiGet("nodes");
-      if (!document.body.contains(body)) return;
-      problem.textContent = "";
-      body.replaceChildren(...nodes.map((node) => h("tr", { "data-node-id": node.node_id, "data-state": node.state },
-        h("td", {}, h("span", { className: "node-label" }, node.label), node.answering ? h("span", { className: "note" }, " (answered this page)") : null,
-          h("br"), h("code", { className: "note" }, node.node_id)),
-        h("td", {}, statusBadge(node.state)),
-        h("td", {}, `${formatMs(node.since_heartbeat_ms)} ago`),
-        h("td", { className: "running" }, String(node.running_jobs)))));
-    } catch (error) {
-      problem.textContent = error.message;
-    }
-  }
-
-  app.render = () => {};
-  app.timers.push(setInterval(load, REFRESH_MS));
-  load();
+  pollApi("nodes", REFRESH_MS, body, problem, ({ nodes }) => {
+    body.replaceChildren(...nodes.map((node) => h("tr", { "data-node-id": node.node_id, "data-state": node.state },
+      h("td", {}, h("span", { className: "node-label" }, node.label), node.answering ? h("span", { className: "note" }, " (answered this page)") : null,
+        h("br"), h("code", { className: "note" }, node.node_id)),
+      h("td", {}, statusBadge(node.state)),
+      h("td", {}, `${formatMs(node.since_heartbeat_ms)} ago`),
+      h("td", { className: "running" }, String(node.running_jobs)))));
+  });
 }

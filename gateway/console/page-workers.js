@@ -2,7 +2,7 @@
 // issue 23): each worker's agents and versions, its slots in use, its library and since
 // when it is connected. The same list as `arcp-grpc workers`.
 
-import { apiGet } from "./api.js";
+import { pollApi } from "./poller.js";
 import { app } from "./state.js";
 import { h, timeCell } from "./ui.js";
 
@@ -21,20 +21,9 @@ export function workersView() {
         body)),
     problem));
 
-  async function load() {
-    try {
-      const { workers } = await apiGet("workers");
-      if (!document.body.contains(body)) return;
-      problem.textContent = "";
-      body.replaceChildren(...(workers.length ? workers.map(row) : [emptyRow()]));
-    } catch (error) {
-      problem.textContent = error.message;
-    }
-  }
-
-  app.render = () => {};
-  app.timers.push(setInterval(load, REFRESH_MS));
-  load();
+  pollApi("workers", REFRESH_MS, body, problem, ({ workers }) => {
+    body.replaceChildren(...(workers.length ? workers.map(row) : [emptyRow()]));
+  });
 }
 
 function row(worker) {
