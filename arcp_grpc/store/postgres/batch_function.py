@@ -69,6 +69,7 @@ DECLARE
     print BYTEA;
     made BOOLEAN;
     running BIGINT;
+    alive BOOLEAN := FALSE;
 BEGIN
     -- The slot locks of the capped principals first, in key order (`lock_slots`; in a
     -- transaction the writer took them already, and taking one again is free).
@@ -77,10 +78,18 @@ BEGIN
             FROM unnest(cr_principal, cr_cap) AS c(p, cap) WHERE c.cap IS NOT NULL) AS keys
         ORDER BY keys.k;
     END IF;
-    -- Jobs, each with its idempotency claim (§7.2), only while this node is alive (FOR
-    -- SHARE: a survivor declaring it dead waits for the job to exist, then takes it
-    -- over), and under its principal's cap of running jobs on every node. A refusal
-    -- writes nothing of the job and answers why: 'C' a conflicting claim (its job and
+    -- Whether this node is alive, read once for the jobs and frames that need it. FOR
+    -- SHARE holds its row until the commit: a survivor declaring it dead waits for this
+    -- call, or goes first and the call writes none of them. Taken after the slot locks and
+    -- before any job's row, in the order a takeover takes them (node, then jobs).
+    IF cardinality(cr_job) > 0 OR cardinality(fr_session) > 0 THEN
+        alive := EXISTS (SELECT 1 FROM nodes n WHERE n.node_id = node AND n.state = 'alive'
+                         FOR SHARE);
+    END IF;
+    -- Jobs, each with its idempotency claim (§7.2), only while this node is alive (a
+    -- survivor declaring it dead waits for the job to exist, then takes it over), and
+    -- under its principal's cap of running jobs on every node. A refusal writes nothing
+    -- of the job and answers why: 'C' a conflicting claim (its job and
     -- fingerprint), 'o' the cap (the count), 'n' this node is not alive.
     FOR i IN 1 .. coalesce(cardinality(cr_job), 0) LOOP
         IF again AND EXISTS (SELECT 1 FROM jobs j WHERE j.job_id = cr_job[i]) THEN
@@ -95,8 +104,7 @@ BEGIN
             -- inserter waits for the first's commit, then finds its row.
             INSERT INTO idempotency (principal, key, fingerprint, job_id, expires_at)
             SELECT cr_claimant[i], cr_key[i], cr_fingerprint[i], cr_job[i], cr_expires[i]
-            WHERE EXISTS (SELECT 1 FROM nodes n WHERE n.node_id = node AND n.state = 'alive'
-                          FOR SHARE)
+            WHERE alive
             ON CONFLICT DO NOTHING RETURNING idempotency.job_id INTO won;
             IF won IS NULL THEN
                 holder := NULL;
@@ -116,8 +124,7 @@ BEGIN
         SELECT cr_job[i], cr_principal[i], cr_agent[i], cr_status[i], cr_created_at[i],
             cr_trace_id[i], cr_parent[i], cr_summary[i], cr_accepted[i], cr_last_seq[i],
             cr_completed_at[i], cr_outcome[i], cr_owner[i]
-        WHERE EXISTS (SELECT 1 FROM nodes n WHERE n.node_id = node AND n.state = 'alive'
-                      FOR SHARE)
+        WHERE alive
         AND (cr_cap[i] IS NULL OR (SELECT count(*) FROM jobs j
              WHERE j.principal = cr_principal[i] AND j.completed_at IS NULL) < cr_cap[i])
         RETURNING TRUE INTO made;
@@ -179,8 +186,7 @@ BEGIN
     -- Frames, of sessions this node holds while alive, carrying what the store holds.
     IF cardinality(fr_session) > 0 THEN
         held := ARRAY(SELECT s.session_id FROM sessions s WHERE s.session_id = ANY(fr_session)
-                      AND s.node_id = node AND EXISTS (SELECT 1 FROM nodes n
-                      WHERE n.node_id = node AND n.state = 'alive' FOR SHARE) FOR UPDATE);
+                      AND s.node_id = node AND alive FOR UPDATE);
         RETURN QUERY SELECT 'h', h, 0, NULL::TEXT, NULL::BYTEA FROM unnest(held) AS h;
         WITH v AS (SELECT * FROM unnest(fr_session, fr_seq, fr_job, fr_job_seq, fr_terminal,
                    fr_frame) AS v(session_id, seq, job_id, job_seq, terminal, frame)

@@ -23,6 +23,7 @@ from arcp_grpc.store.protocol import (
     OverCap,
     SessionFrame,
 )
+from arcp_grpc.store.rows import job_values
 
 __all__ = [
     "EVENTS_CHANNEL",
@@ -62,12 +63,12 @@ class Create:
     running_cap: int | None
 
     def columns(self) -> tuple[Any, ...]:
-        """Its values in the batch function's `cr_` order."""
-        job, claim = self.job, self.claim
+        """Its values in the batch function's `cr_` order (the job's in `JOB_COLUMNS`')."""
+        claim = self.claim
         return (
-            *(job.job_id, job.principal, job.agent, job.status, job.created_at, job.trace_id),
-            *(job.parent_job_id, job.summary, job.accepted, job.last_seq, job.completed_at),
-            *(job.outcome, self.owner, self.running_cap),
+            *job_values(self.job),
+            self.owner,
+            self.running_cap,
             *(
                 (claim.principal, claim.key, claim.fingerprint, claim.expires_at)
                 if claim
@@ -75,10 +76,6 @@ class Create:
             ),
             self.now,
         )
-
-
-def _claim_columns(claim: IdempotencyClaim) -> tuple[Any, ...]:
-    return (claim.principal, claim.key, claim.fingerprint, claim.expires_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,8 +155,8 @@ async def apply(
     )
     applied = Applied()
     for kind, key, seq, other, blob in rows:
-        if kind in _JOB_ANSWERS:
-            applied.created[key] = _JOB_ANSWERS[kind](node_id, seq, other, blob)
+        if kind in _JOB_KINDS:
+            applied.created[key] = _refusal(kind, node_id, seq, other, blob)
         elif kind == "e":
             applied.events.add((key, seq))
         elif kind == "f":
@@ -173,12 +170,20 @@ async def apply(
     return applied
 
 
-_JOB_ANSWERS: dict[str, Callable[[str, int, str, bytes], Exception | None]] = {
-    "c": lambda _node, _count, _job, _print: None,
-    "C": lambda _node, _count, job_id, fingerprint: IdempotencyConflict(job_id, fingerprint),
-    "o": lambda _node, count, _job, _print: OverCap(count),
-    "n": lambda node, _count, _job, _print: NodeNotAlive(node),
-}
+_JOB_KINDS = frozenset("cCon")  # created; refused: a claim's conflict, over the cap, not alive
+
+
+def _refusal(
+    kind: str, node_id: str, count: int, holder: str, fingerprint: bytes
+) -> Exception | None:
+    """Why the function did not create a job (None: it did)."""
+    if kind == "C":
+        return IdempotencyConflict(holder, fingerprint)
+    if kind == "o":
+        return OverCap(count)
+    if kind == "n":
+        return NodeNotAlive(node_id)
+    return None
 
 
 def _columns(rows: Sequence[Any], fields: Callable[[Any], tuple[Any, ...]]) -> list[list[Any]]:

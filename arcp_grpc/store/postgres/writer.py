@@ -319,7 +319,8 @@ class PostgresWriter:
         segment: list[EventRow | _Data] = []
         if not any(isinstance(item, _Request) for item in batch):
             segment = [i for i in batch if isinstance(i, EventRow | _Data)]
-            await self._write_data(conn, segment, frames, attempt, _touched(segment, touched))
+            _touch(segment, touched)
+            await self._write_data(conn, segment, frames, attempt, list(touched))
             return
         alone = len(batch) == 1
         async with conn.transaction():
@@ -332,12 +333,13 @@ class PostgresWriter:
                     continue
                 if segment:  # in call order: what came before the request is written first
                     await self._write_data(conn, segment, [], attempt, ())
-                    _touched(segment, touched)
+                    _touch(segment, touched)
                     segment = []
                 attempt.settled.append(await _run_request(conn, item, savepoint=not alone))
                 if item.touches:
                     touched[item.touches] = None
-            await self._write_data(conn, segment, frames, attempt, _touched(segment, touched))
+            _touch(segment, touched)
+            await self._write_data(conn, segment, frames, attempt, list(touched))
 
     async def _write_data(
         self,
@@ -493,14 +495,13 @@ def _slots(batch: list[_Item]) -> set[str]:
     return slots
 
 
-def _touched(segment: list[EventRow | _Data], touched: dict[str, None]) -> list[str]:
-    """Add the jobs `segment` writes to `touched` (in call order); all of them so far."""
+def _touch(segment: list[EventRow | _Data], touched: dict[str, None]) -> None:
+    """Add the jobs `segment` writes (events, ends) to `touched`, in call order."""
     for item in segment:
         if isinstance(item, EventRow):
             touched[item.job_id] = None
         elif isinstance(item.item, Finish):
             touched[item.item.job_id] = None
-    return list(touched)
 
 
 async def _run_request(
